@@ -1,0 +1,563 @@
+//! The opening handshake (RFC 6455 §4): the server reading a client's
+//! request and answering it, and the client building a request and checking
+//! the server's answer.
+//!
+//! The request head is collected in a bounded buffer. [`find_head_end`]
+//! resumes its search where the last one stopped, so a head arriving one byte
+//! per read costs linear time, and `httparse` runs once, on the complete
+//! head.
+
+use base64::engine::general_purpose::STANDARD as BASE64;
+use base64::Engine as _;
+use sha1::{Digest, Sha1};
+
+/// RFC 6455 §1.3: the GUID appended to the key for `Sec-WebSocket-Accept`.
+pub const WS_GUID: &str = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
+
+/// Default maximum size of a request head (request line and headers).
+pub const DEFAULT_MAX_HEAD_SIZE: usize = 8 * 1024;
+/// Default maximum number of request headers.
+pub const DEFAULT_MAX_HEADERS: usize = 64;
+
+/// Limits on the request head. Over either: `431`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HeadLimits {
+    /// Largest head in bytes, up to and including the blank line.
+    pub max_head_size: usize,
+    /// Most header fields.
+    pub max_headers: usize,
+}
+
+impl Default for HeadLimits {
+    fn default() -> Self {
+        HeadLimits {
+            max_head_size: DEFAULT_MAX_HEAD_SIZE,
+            max_headers: DEFAULT_MAX_HEADERS,
+        }
+    }
+}
+
+/// A refused handshake: the HTTP status and a one-line reason, sent as the
+/// response before the connection is closed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rejection {
+    /// HTTP status code.
+    pub status: u16,
+    /// One-line reason (also the response body).
+    pub reason: &'static str,
+}
+
+impl Rejection {
+    const fn new(status: u16, reason: &'static str) -> Self {
+        Rejection { status, reason }
+    }
+}
+
+impl std::fmt::Display for Rejection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {}", self.status, self.reason)
+    }
+}
+
+impl std::error::Error for Rejection {}
+
+/// Where the head ends (index just past `\r\n\r\n`), searching `buf` from
+/// `scanned` — the length already searched by an earlier call — so that
+/// repeated calls on a growing buffer are linear in total.
+pub fn find_head_end(buf: &[u8], scanned: usize) -> Option<usize> {
+    let start = scanned.saturating_sub(3);
+    buf.get(start..)?
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .map(|p| start + p + 4)
+}
+
+/// Collects a request (or response) head from reads of any size, bounded
+/// by [`HeadLimits::max_head_size`].
+#[derive(Debug, Default)]
+pub struct HeadBuffer {
+    buf: Vec<u8>,
+    scanned: usize,
+}
+
+impl HeadBuffer {
+    /// An empty buffer (allocates on the first push).
+    pub fn new() -> Self {
+        HeadBuffer::default()
+    }
+
+    /// Append `bytes`. Returns the length of the complete head once the
+    /// blank line is in; bytes after it (the start of the frame stream) stay
+    /// in the buffer, see [`HeadBuffer::split_off_rest`]. A head that grows
+    /// past `max_head_size` without ending is refused with `431`.
+    pub fn push(&mut self, bytes: &[u8], max_head_size: usize) -> Result<Option<usize>, Rejection> {
+        self.buf.extend_from_slice(bytes);
+        let found = find_head_end(&self.buf, self.scanned);
+        self.scanned = self.buf.len();
+        match found {
+            Some(end) if end <= max_head_size => Ok(Some(end)),
+            Some(_) => Err(Rejection::new(431, "request head too large")),
+            None if self.buf.len() >= max_head_size => {
+                Err(Rejection::new(431, "request head too large"))
+            }
+            None => Ok(None),
+        }
+    }
+
+    /// Bytes collected so far.
+    pub fn bytes(&self) -> &[u8] {
+        &self.buf
+    }
+
+    /// Split at `head_len`: returns the head, leaving the rest in `rest`.
+    pub fn split_off_rest(mut self, head_len: usize) -> (Vec<u8>, Vec<u8>) {
+        let rest = self.buf.split_off(head_len);
+        (self.buf, rest)
+    }
+}
+
+/// A parsed HTTP request head.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Request {
+    /// Method, e.g. `GET`.
+    pub method: String,
+    /// Request target, e.g. `/ws?token=abc`.
+    pub path: String,
+    /// Minor HTTP version (1 for HTTP/1.1).
+    pub version: u8,
+    /// Header fields in order, names as sent.
+    pub headers: Vec<(String, Vec<u8>)>,
+}
+
+impl Request {
+    /// The first header named `name` (case-insensitive), if it is UTF-8.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .and_then(|(_, v)| std::str::from_utf8(v).ok())
+    }
+
+    /// All values of `name`, split at commas and trimmed (HTTP list syntax).
+    pub fn header_tokens<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+        self.headers
+            .iter()
+            .filter(move |(n, _)| n.eq_ignore_ascii_case(name))
+            .filter_map(|(_, v)| std::str::from_utf8(v).ok())
+            .flat_map(|v| v.split(','))
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+    }
+
+    /// Does the header `name` list `token` (case-insensitive)?
+    pub fn has_token(&self, name: &str, token: &str) -> bool {
+        self.header_tokens(name)
+            .any(|t| t.eq_ignore_ascii_case(token))
+    }
+
+    /// Path without the query string.
+    pub fn path_only(&self) -> &str {
+        self.path.split('?').next().unwrap_or("")
+    }
+
+    /// Value of query parameter `key` (not percent-decoded).
+    pub fn query_param(&self, key: &str) -> Option<&str> {
+        let q = self.path.split_once('?')?.1;
+        q.split('&').find_map(|kv| {
+            let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
+            (k == key).then_some(v)
+        })
+    }
+
+    /// Does this request ask for a WebSocket upgrade at all? (Otherwise it is
+    /// a plain HTTP request for the embedder's HTTP hook.)
+    pub fn wants_websocket(&self) -> bool {
+        self.has_token("upgrade", "websocket") || self.header("sec-websocket-key").is_some()
+    }
+
+    /// Subprotocols offered by the client (§4.1 `Sec-WebSocket-Protocol`).
+    pub fn protocols(&self) -> impl Iterator<Item = &str> {
+        self.header_tokens("sec-websocket-protocol")
+    }
+}
+
+/// Parse a complete head (`head` ends with the blank line).
+pub fn parse_request(head: &[u8], limits: &HeadLimits) -> Result<Request, Rejection> {
+    if head.len() > limits.max_head_size {
+        return Err(Rejection::new(431, "request head too large"));
+    }
+    let mut headers = vec![httparse::EMPTY_HEADER; limits.max_headers];
+    let mut req = httparse::Request::new(&mut headers);
+    match req.parse(head) {
+        Ok(httparse::Status::Complete(_)) => {}
+        Ok(httparse::Status::Partial) => {
+            return Err(Rejection::new(400, "incomplete request head"))
+        }
+        Err(httparse::Error::TooManyHeaders) => {
+            return Err(Rejection::new(431, "too many header fields"))
+        }
+        Err(_) => return Err(Rejection::new(400, "malformed request head")),
+    }
+    Ok(Request {
+        method: req.method.unwrap_or_default().to_string(),
+        path: req.path.unwrap_or_default().to_string(),
+        version: req.version.unwrap_or(0),
+        headers: req
+            .headers
+            .iter()
+            .map(|h| (h.name.to_string(), h.value.to_vec()))
+            .collect(),
+    })
+}
+
+/// Check an upgrade request against RFC 6455 §4.2.1 and return the client's
+/// `Sec-WebSocket-Key`.
+pub fn validate_upgrade(req: &Request) -> Result<&str, Rejection> {
+    // §4.2.1 (1): an HTTP/1.1 or higher GET request.
+    if req.method != "GET" {
+        return Err(Rejection::new(405, "WebSocket upgrade requires GET"));
+    }
+    if req.version < 1 {
+        return Err(Rejection::new(400, "WebSocket upgrade requires HTTP/1.1"));
+    }
+    // §4.2.1 (2): a Host header field.
+    if req.header("host").map_or(true, |h| h.trim().is_empty()) {
+        return Err(Rejection::new(400, "missing Host header"));
+    }
+    // §4.2.1 (3): Upgrade containing "websocket" (case-insensitive).
+    if !req.has_token("upgrade", "websocket") {
+        return Err(Rejection::new(400, "Upgrade header must be websocket"));
+    }
+    // §4.2.1 (4): Connection containing the "Upgrade" token.
+    if !req.has_token("connection", "upgrade") {
+        return Err(Rejection::new(
+            400,
+            "Connection header must contain upgrade",
+        ));
+    }
+    // §4.2.1 (6) / §4.4: only version 13; otherwise 426 listing it.
+    if req.header("sec-websocket-version").map(str::trim) != Some("13") {
+        return Err(Rejection::new(426, "unsupported Sec-WebSocket-Version"));
+    }
+    // §4.2.1 (5): a key that base64-decodes to 16 bytes.
+    let key = req
+        .header("sec-websocket-key")
+        .map(str::trim)
+        .ok_or(Rejection::new(400, "missing Sec-WebSocket-Key"))?;
+    match BASE64.decode(key) {
+        Ok(raw) if raw.len() == 16 => Ok(key),
+        _ => Err(Rejection::new(
+            400,
+            "Sec-WebSocket-Key is not 16 bytes of base64",
+        )),
+    }
+}
+
+/// RFC 6455 §4.2.2 (5.4): base64(SHA-1(key + GUID)).
+pub fn accept_key(key: &str) -> String {
+    let mut sha = Sha1::new();
+    sha.update(key.as_bytes());
+    sha.update(WS_GUID.as_bytes());
+    BASE64.encode(sha.finalize())
+}
+
+/// The `101 Switching Protocols` response (§4.2.2 (5)).
+pub fn accept_response(
+    key: &str,
+    protocol: Option<&str>,
+    extra_headers: &[(&str, &str)],
+) -> Vec<u8> {
+    let mut r = Vec::with_capacity(160);
+    r.extend_from_slice(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: ");
+    r.extend_from_slice(accept_key(key).as_bytes());
+    r.extend_from_slice(b"\r\n");
+    if let Some(p) = protocol {
+        push_header(&mut r, "Sec-WebSocket-Protocol", p);
+    }
+    for (n, v) in extra_headers {
+        push_header(&mut r, n, v);
+    }
+    r.extend_from_slice(b"\r\n");
+    r
+}
+
+fn push_header(r: &mut Vec<u8>, name: &str, value: &str) {
+    r.extend_from_slice(name.as_bytes());
+    r.extend_from_slice(b": ");
+    // Never let a value break the head: drop CR and LF.
+    r.extend(value.bytes().filter(|&b| b != b'\r' && b != b'\n'));
+    r.extend_from_slice(b"\r\n");
+}
+
+/// The standard reason phrase of the statuses this crate sends.
+pub fn status_text(status: u16) -> &'static str {
+    match status {
+        200 => "OK",
+        204 => "No Content",
+        400 => "Bad Request",
+        401 => "Unauthorized",
+        403 => "Forbidden",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        408 => "Request Timeout",
+        426 => "Upgrade Required",
+        429 => "Too Many Requests",
+        431 => "Request Header Fields Too Large",
+        500 => "Internal Server Error",
+        503 => "Service Unavailable",
+        _ => "Error",
+    }
+}
+
+/// A complete HTTP/1.1 response that closes the connection.
+pub fn http_response(
+    status: u16,
+    content_type: &str,
+    body: &[u8],
+    extra_headers: &[(&str, &str)],
+) -> Vec<u8> {
+    let mut r = Vec::with_capacity(128 + body.len());
+    r.extend_from_slice(format!("HTTP/1.1 {} {}\r\n", status, status_text(status)).as_bytes());
+    push_header(&mut r, "Content-Type", content_type);
+    push_header(&mut r, "Content-Length", &body.len().to_string());
+    push_header(&mut r, "Connection", "close");
+    for (n, v) in extra_headers {
+        push_header(&mut r, n, v);
+    }
+    r.extend_from_slice(b"\r\n");
+    r.extend_from_slice(body);
+    r
+}
+
+/// The response for a refused handshake: the status, the headers RFC 6455
+/// asks for (§4.4: 426 lists the supported version), and the reason as body.
+pub fn rejection_response(rej: &Rejection) -> Vec<u8> {
+    let body = format!("{}\n", rej.reason);
+    let extra: &[(&str, &str)] = match rej.status {
+        426 => &[("Sec-WebSocket-Version", "13"), ("Upgrade", "websocket")],
+        405 => &[("Allow", "GET")],
+        _ => &[],
+    };
+    http_response(
+        rej.status,
+        "text/plain; charset=utf-8",
+        body.as_bytes(),
+        extra,
+    )
+}
+
+/// The client side of the handshake (RFC 6455 §4.1).
+#[derive(Debug, Clone)]
+pub struct ClientHandshake {
+    key: String,
+    protocols: Vec<String>,
+}
+
+impl ClientHandshake {
+    /// A handshake with `key_bytes` as the nonce (§4.1: 16 random bytes,
+    /// chosen fresh for each connection) offering `protocols`.
+    pub fn new(key_bytes: [u8; 16], protocols: &[&str]) -> Self {
+        ClientHandshake {
+            key: BASE64.encode(key_bytes),
+            protocols: protocols.iter().map(|p| p.to_string()).collect(),
+        }
+    }
+
+    /// The `Sec-WebSocket-Key` sent.
+    pub fn key(&self) -> &str {
+        &self.key
+    }
+
+    /// The request head for `host` (with port, if not the default) and
+    /// `path`, plus any extra headers (e.g. `Origin`).
+    pub fn request(&self, host: &str, path: &str, extra_headers: &[(&str, &str)]) -> Vec<u8> {
+        let mut r = Vec::with_capacity(256);
+        r.extend_from_slice(format!("GET {path} HTTP/1.1\r\n").as_bytes());
+        push_header(&mut r, "Host", host);
+        push_header(&mut r, "Upgrade", "websocket");
+        push_header(&mut r, "Connection", "Upgrade");
+        push_header(&mut r, "Sec-WebSocket-Key", &self.key);
+        push_header(&mut r, "Sec-WebSocket-Version", "13");
+        if !self.protocols.is_empty() {
+            push_header(&mut r, "Sec-WebSocket-Protocol", &self.protocols.join(", "));
+        }
+        for (n, v) in extra_headers {
+            push_header(&mut r, n, v);
+        }
+        r.extend_from_slice(b"\r\n");
+        r
+    }
+
+    /// Check the server's response head (§4.1, "the client MUST validate the
+    /// server's response"). Returns the selected subprotocol, if any.
+    pub fn validate_response(
+        &self,
+        head: &[u8],
+        limits: &HeadLimits,
+    ) -> Result<Option<String>, Rejection> {
+        let mut headers = vec![httparse::EMPTY_HEADER; limits.max_headers];
+        let mut resp = httparse::Response::new(&mut headers);
+        match resp.parse(head) {
+            Ok(httparse::Status::Complete(_)) => {}
+            _ => return Err(Rejection::new(400, "malformed response head")),
+        }
+        // §4.1 (1): anything but 101 ends the handshake.
+        if resp.code != Some(101) {
+            return Err(Rejection::new(
+                resp.code.unwrap_or(400),
+                "server did not switch protocols",
+            ));
+        }
+        let get = |name: &str| -> Vec<&str> {
+            resp.headers
+                .iter()
+                .filter(|h| h.name.eq_ignore_ascii_case(name))
+                .filter_map(|h| std::str::from_utf8(h.value).ok())
+                .flat_map(|v| v.split(','))
+                .map(str::trim)
+                .collect()
+        };
+        // §4.1 (2), (3): Upgrade: websocket and Connection: Upgrade.
+        if !get("upgrade")
+            .iter()
+            .any(|t| t.eq_ignore_ascii_case("websocket"))
+        {
+            return Err(Rejection::new(400, "response Upgrade is not websocket"));
+        }
+        if !get("connection")
+            .iter()
+            .any(|t| t.eq_ignore_ascii_case("upgrade"))
+        {
+            return Err(Rejection::new(400, "response Connection lacks upgrade"));
+        }
+        // §4.1 (4): the accept value must match our key.
+        let accept = get("sec-websocket-accept");
+        if accept.len() != 1 || accept[0] != accept_key(&self.key) {
+            return Err(Rejection::new(400, "wrong Sec-WebSocket-Accept"));
+        }
+        // §4.1 (5): no extension we did not offer (we offer none).
+        if !get("sec-websocket-extensions").is_empty() {
+            return Err(Rejection::new(
+                400,
+                "server selected an extension not offered",
+            ));
+        }
+        // §4.1 (6): a subprotocol only if it is one we offered.
+        let proto = get("sec-websocket-protocol");
+        match proto.as_slice() {
+            [] => Ok(None),
+            [p] if self.protocols.iter().any(|o| o == p) => Ok(Some(p.to_string())),
+            _ => Err(Rejection::new(
+                400,
+                "server selected a subprotocol not offered",
+            )),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn req(s: &str) -> Request {
+        parse_request(s.as_bytes(), &HeadLimits::default()).unwrap()
+    }
+
+    const GOOD: &str = "GET /chat HTTP/1.1\r\nHost: server.example.com\r\nUpgrade: websocket\r\nConnection: keep-alive, Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nOrigin: http://example.com\r\nSec-WebSocket-Protocol: chat, superchat\r\nSec-WebSocket-Version: 13\r\n\r\n";
+
+    #[test]
+    fn rfc_accept_key_example() {
+        // RFC 6455 §1.3.
+        assert_eq!(
+            accept_key("dGhlIHNhbXBsZSBub25jZQ=="),
+            "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
+        );
+    }
+
+    #[test]
+    fn valid_request() {
+        let r = req(GOOD);
+        assert_eq!(validate_upgrade(&r), Ok("dGhlIHNhbXBsZSBub25jZQ=="));
+        assert_eq!(r.protocols().collect::<Vec<_>>(), ["chat", "superchat"]);
+        assert_eq!(r.header("origin"), Some("http://example.com"));
+        let resp = accept_response("dGhlIHNhbXBsZSBub25jZQ==", Some("chat"), &[]);
+        let text = String::from_utf8(resp).unwrap();
+        assert!(text.starts_with("HTTP/1.1 101 Switching Protocols\r\n"));
+        assert!(text.contains("Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n"));
+        assert!(text.contains("Sec-WebSocket-Protocol: chat\r\n"));
+    }
+
+    #[test]
+    fn rejections() {
+        let cases: &[(&str, &str, u16)] = &[
+            ("GET /chat HTTP/1.1", "POST /chat HTTP/1.1", 405),
+            ("HTTP/1.1", "HTTP/1.0", 400),
+            ("Host: server.example.com\r\n", "", 400),
+            ("Upgrade: websocket", "Upgrade: h2c", 400),
+            ("keep-alive, Upgrade", "keep-alive", 400),
+            ("Version: 13", "Version: 8", 426),
+            ("dGhlIHNhbXBsZSBub25jZQ==", "dGhlIHNhbXBsZQ==", 400),
+        ];
+        for (from, to, status) in cases {
+            let r = req(&GOOD.replace(from, to));
+            assert_eq!(validate_upgrade(&r).unwrap_err().status, *status, "{to}");
+        }
+        let resp = rejection_response(&Rejection::new(426, "x"));
+        assert!(String::from_utf8(resp)
+            .unwrap()
+            .contains("Sec-WebSocket-Version: 13\r\n"));
+    }
+
+    #[test]
+    fn head_limits() {
+        let limits = HeadLimits {
+            max_head_size: 8192,
+            max_headers: 4,
+        };
+        assert_eq!(
+            parse_request(GOOD.as_bytes(), &limits).unwrap_err().status,
+            431
+        );
+        assert_eq!(
+            parse_request(
+                b"GET / HTTP/1.1\r\nBad Header\r\n\r\n",
+                &HeadLimits::default()
+            )
+            .unwrap_err()
+            .status,
+            400
+        );
+    }
+
+    #[test]
+    fn head_end_search_resumes() {
+        let bytes = GOOD.as_bytes();
+        let mut scanned = 0;
+        for n in 1..=bytes.len() {
+            let found = find_head_end(&bytes[..n], scanned);
+            if n < bytes.len() {
+                assert_eq!(found, None);
+            } else {
+                assert_eq!(found, Some(bytes.len()));
+            }
+            scanned = n;
+        }
+    }
+
+    #[test]
+    fn client_handshake_round_trip() {
+        let c = ClientHandshake::new(*b"the sample nonce", &["chat"]);
+        assert_eq!(c.key(), "dGhlIHNhbXBsZSBub25jZQ==");
+        let r = req(std::str::from_utf8(&c.request("h:1", "/", &[])).unwrap());
+        let key = validate_upgrade(&r).unwrap();
+        let resp = accept_response(key, Some("chat"), &[]);
+        assert_eq!(
+            c.validate_response(&resp, &HeadLimits::default()),
+            Ok(Some("chat".into()))
+        );
+        let bad = accept_response("AAAAAAAAAAAAAAAAAAAAAA==", None, &[]);
+        assert!(c.validate_response(&bad, &HeadLimits::default()).is_err());
+        let other = accept_response(key, Some("other"), &[]);
+        assert!(c.validate_response(&other, &HeadLimits::default()).is_err());
+    }
+}

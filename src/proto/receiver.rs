@@ -1,0 +1,408 @@
+//! The read side of a connection: a streaming frame parser and message
+//! assembler (RFC 6455 §5).
+//!
+//! Bytes go in as they come off the wire, in pieces of any size, and events
+//! come out through a [`Handler`]. Every byte handed in is consumed: the only
+//! state kept between calls is a partial header (at most 14 bytes), the
+//! current frame's remaining length and mask phase, the UTF-8 state, and —
+//! only while a message is split across reads — its bytes so far. A message
+//! that arrives whole in one read is delivered straight from the caller's
+//! buffer, unmasked in place, without a copy.
+
+use super::close::{parse_close_payload, BadClose, CloseCode};
+use super::error::Error;
+use super::frame::{self, FrameHeader, OpCode, Role, MAX_HEADER_LEN};
+use super::limits::{Delivery, Limits, RETAINED_BUFFER_CAPACITY};
+use super::mask::apply_mask;
+use super::utf8::Utf8Validator;
+
+/// A complete data message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Message<'a> {
+    /// A text message, already validated as UTF-8.
+    Text(&'a str),
+    /// A binary message.
+    Binary(&'a [u8]),
+}
+
+impl<'a> Message<'a> {
+    /// The payload bytes.
+    pub fn as_bytes(&self) -> &'a [u8] {
+        match self {
+            Message::Text(s) => s.as_bytes(),
+            Message::Binary(b) => b,
+        }
+    }
+
+    /// True for a text message.
+    pub fn is_text(&self) -> bool {
+        matches!(self, Message::Text(_))
+    }
+}
+
+/// A piece of a data message, in [`Delivery::Chunks`] mode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Chunk<'a> {
+    /// True if the message is text (its chunks may split a code point; the
+    /// message as a whole is validated).
+    pub text: bool,
+    /// The bytes, unmasked.
+    pub data: &'a [u8],
+    /// First chunk of its message.
+    pub first: bool,
+    /// Last chunk of its message (the message is complete and valid).
+    pub last: bool,
+}
+
+/// Receives the events of [`Receiver::receive`].
+pub trait Handler {
+    /// A complete data message ([`Delivery::Messages`] mode).
+    fn on_message(&mut self, msg: Message<'_>);
+    /// A piece of a data message ([`Delivery::Chunks`] mode).
+    fn on_chunk(&mut self, chunk: Chunk<'_>) {
+        let _ = chunk;
+    }
+    /// A ping arrived. RFC 6455 §5.5.2: the endpoint MUST answer with a pong
+    /// carrying the same payload (see [`super::Sender::pong`]).
+    fn on_ping(&mut self, payload: &[u8]);
+    /// A pong arrived (§5.5.3; may be unsolicited).
+    fn on_pong(&mut self, payload: &[u8]) {
+        let _ = payload;
+    }
+    /// The peer's close frame arrived, already validated. Nothing after it is
+    /// read (§5.5.1); answer with [`super::Sender::close_reply`].
+    fn on_close(&mut self, code: Option<CloseCode>, reason: &str);
+}
+
+/// Where the parser is within the current frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stage {
+    /// Collecting header bytes into `header`.
+    Header,
+    /// Reading `remaining` payload bytes.
+    Payload,
+    /// A close frame was received or the input was invalid: ignore the rest.
+    Done,
+}
+
+/// The streaming frame parser and message assembler.
+#[derive(Debug)]
+pub struct Receiver {
+    role: Role,
+    limits: Limits,
+    stage: Stage,
+    /// Header bytes collected so far (a header may be split across reads).
+    header: [u8; MAX_HEADER_LEN],
+    header_len: u8,
+    // --- the frame being read ---
+    opcode: OpCode,
+    fin: bool,
+    mask: Option<[u8; 4]>,
+    phase: u8,
+    frame_len: u64,
+    remaining: u64,
+    // --- the message being read ---
+    /// Text or Binary while a data message is open (between its first frame
+    /// and the frame with FIN).
+    message: Option<OpCode>,
+    /// Bytes of the open message so far, across frames.
+    message_len: u64,
+    utf8: Utf8Validator,
+    /// Reassembly buffer: the open message's bytes when it spans reads,
+    /// then, past `data_len`, a control frame's payload when that spans
+    /// reads. Empty and unallocated otherwise.
+    buf: Vec<u8>,
+    data_len: usize,
+}
+
+impl Receiver {
+    /// A receiver for `role` with `limits`. Allocates nothing.
+    pub fn new(role: Role, limits: Limits) -> Self {
+        Receiver {
+            role,
+            limits,
+            stage: Stage::Header,
+            header: [0; MAX_HEADER_LEN],
+            header_len: 0,
+            opcode: OpCode::Binary,
+            fin: false,
+            mask: None,
+            phase: 0,
+            frame_len: 0,
+            remaining: 0,
+            message: None,
+            message_len: 0,
+            utf8: Utf8Validator::new(),
+            buf: Vec::new(),
+            data_len: 0,
+        }
+    }
+
+    /// True once a close frame was received or the input was found invalid;
+    /// further input is ignored.
+    pub fn is_done(&self) -> bool {
+        self.stage == Stage::Done
+    }
+
+    /// True while the parser is in the middle of a frame or message (a
+    /// clean point to stop reading is when this is false).
+    pub fn is_mid_message(&self) -> bool {
+        self.header_len != 0 || self.stage == Stage::Payload || self.message.is_some()
+    }
+
+    /// Bytes held for a message or control frame split across reads.
+    pub fn buffered(&self) -> usize {
+        self.buf.len()
+    }
+
+    /// Capacity of the reassembly buffer (0 when idle).
+    pub fn buffer_capacity(&self) -> usize {
+        self.buf.capacity()
+    }
+
+    /// Consume `input` (unmasking it in place) and report what it completes.
+    ///
+    /// On a protocol violation returns the [`Error`] (its
+    /// [`Error::close_code`] is what to close with) and ignores all later
+    /// input, as it does after a close frame.
+    pub fn receive<H: Handler>(&mut self, mut input: &mut [u8], h: &mut H) -> Result<(), Error> {
+        while !input.is_empty() {
+            match self.stage {
+                Stage::Done => return Ok(()),
+                Stage::Header => {
+                    let used = match self.read_header(input) {
+                        Ok(n) => n,
+                        Err(e) => return Err(self.fail(e)),
+                    };
+                    input = &mut input[used..];
+                    if self.stage == Stage::Payload && self.remaining == 0 {
+                        // An empty frame ends where it starts.
+                        if let Err(e) = self.end_frame(&mut [], true, h) {
+                            return Err(self.fail(e));
+                        }
+                    }
+                }
+                Stage::Payload => {
+                    let n = self.remaining.min(input.len() as u64) as usize;
+                    let (chunk, rest) = std::mem::take(&mut input).split_at_mut(n);
+                    input = rest;
+                    if let Err(e) = self.payload(chunk, h) {
+                        return Err(self.fail(e));
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn fail(&mut self, e: Error) -> Error {
+        self.stage = Stage::Done;
+        self.buf = Vec::new();
+        e
+    }
+
+    /// Collect header bytes; returns how many of `input` were used. Moves to
+    /// `Stage::Payload` once the header is complete and valid.
+    fn read_header(&mut self, input: &[u8]) -> Result<usize, Error> {
+        let have = self.header_len as usize;
+        // Fast path: the whole header is in `input`.
+        if have == 0 && input.len() >= 2 {
+            let need = frame::header_len(input[1]);
+            if input.len() >= need {
+                let h = frame::decode_header(&input[..need], self.role, 0)?;
+                self.start_frame(h)?;
+                return Ok(need);
+            }
+        }
+        // Slow path: accumulate. The first two bytes are validated as soon
+        // as they are here, before waiting for the rest.
+        let mut used = 0;
+        let mut have = have;
+        if have < 2 {
+            let take = (2 - have).min(input.len());
+            self.header[have..have + take].copy_from_slice(&input[..take]);
+            have += take;
+            used += take;
+            if have < 2 {
+                self.header_len = have as u8;
+                return Ok(used);
+            }
+            frame::check_first_bytes(self.header[0], self.header[1], self.role, 0)?;
+        }
+        let need = frame::header_len(self.header[1]);
+        let take = (need - have).min(input.len() - used);
+        self.header[have..have + take].copy_from_slice(&input[used..used + take]);
+        have += take;
+        used += take;
+        if have < need {
+            self.header_len = have as u8;
+            return Ok(used);
+        }
+        self.header_len = 0;
+        let h = frame::decode_header(&self.header[..need], self.role, 0)?;
+        self.start_frame(h)?;
+        Ok(used)
+    }
+
+    /// Apply the frame-level rules that need the message state.
+    fn start_frame(&mut self, h: FrameHeader) -> Result<(), Error> {
+        if h.payload_len > self.limits.max_frame_size {
+            return Err(Error::FrameTooBig);
+        }
+        if !h.opcode.is_control() {
+            // RFC 6455 §5.4: fragments of one message are not interleaved
+            // with another message's.
+            match (h.opcode, self.message) {
+                (OpCode::Continuation, None) => return Err(Error::UnexpectedContinuation),
+                (OpCode::Continuation, Some(_)) => {}
+                (_, Some(_)) => return Err(Error::ExpectedContinuation),
+                (op, None) => {
+                    self.message = Some(op);
+                    self.message_len = 0;
+                }
+            }
+            self.message_len = self
+                .message_len
+                .checked_add(h.payload_len)
+                .filter(|&n| n <= self.limits.max_message_size)
+                .ok_or(Error::MessageTooBig)?;
+        }
+        self.opcode = h.opcode;
+        self.fin = h.fin;
+        self.mask = h.mask;
+        self.phase = 0;
+        self.frame_len = h.payload_len;
+        self.remaining = h.payload_len;
+        self.stage = Stage::Payload;
+        Ok(())
+    }
+
+    /// Handle `chunk`, the next payload bytes of the current frame.
+    fn payload<H: Handler>(&mut self, chunk: &mut [u8], h: &mut H) -> Result<(), Error> {
+        let whole_frame = chunk.len() as u64 == self.frame_len;
+        if let Some(key) = self.mask {
+            self.phase = apply_mask(chunk, key, self.phase as usize) as u8;
+        }
+        self.remaining -= chunk.len() as u64;
+        let frame_done = self.remaining == 0;
+        if self.opcode.is_control() {
+            if !frame_done || self.buf.len() > self.data_len {
+                self.buf.extend_from_slice(chunk);
+            }
+            if frame_done {
+                self.end_frame(chunk, whole_frame, h)?;
+            }
+            return Ok(());
+        }
+        let text = self.message == Some(OpCode::Text);
+        if text {
+            self.utf8.feed(chunk).map_err(|_| Error::InvalidUtf8)?;
+        }
+        let message_done = frame_done && self.fin;
+        if message_done && text {
+            self.utf8.finish().map_err(|_| Error::InvalidUtf8)?;
+        }
+        match self.limits.delivery {
+            Delivery::Chunks => {
+                let first = self.message_len == self.frame_len
+                    && self.remaining + chunk.len() as u64 == self.frame_len;
+                h.on_chunk(Chunk {
+                    text,
+                    data: chunk,
+                    first,
+                    last: message_done,
+                });
+                if message_done {
+                    self.message = None;
+                }
+            }
+            Delivery::Messages => {
+                let first_frame = self.message_len == self.frame_len;
+                if message_done && whole_frame && first_frame {
+                    // The whole message is in this read: no copy.
+                    self.message = None;
+                    deliver(h, text, chunk);
+                } else {
+                    self.buf.extend_from_slice(chunk);
+                    self.data_len = self.buf.len();
+                    if message_done {
+                        self.message = None;
+                        deliver(h, text, &self.buf);
+                        self.reset_buffer();
+                    }
+                }
+            }
+        }
+        if frame_done {
+            self.stage = Stage::Header;
+        }
+        Ok(())
+    }
+
+    /// The current frame is complete; `chunk` is its payload when
+    /// `whole_frame` (else the payload is at `buf[data_len..]`). Only control
+    /// frames and empty data frames get here.
+    fn end_frame<H: Handler>(
+        &mut self,
+        chunk: &mut [u8],
+        whole_frame: bool,
+        h: &mut H,
+    ) -> Result<(), Error> {
+        self.stage = Stage::Header;
+        if !self.opcode.is_control() {
+            // An empty data frame: route through the normal path.
+            return self.payload(chunk, h);
+        }
+        let from_buf = !whole_frame || self.buf.len() > self.data_len;
+        let payload: &[u8] = if from_buf {
+            &self.buf[self.data_len..]
+        } else {
+            chunk
+        };
+        match self.opcode {
+            OpCode::Ping => h.on_ping(payload),
+            OpCode::Pong => h.on_pong(payload),
+            _ => {
+                // RFC 6455 §5.5.1: validate the close body, then stop reading.
+                let (code, reason) = parse_close_payload(payload).map_err(|e| match e {
+                    BadClose::Protocol => Error::InvalidClosePayload,
+                    BadClose::Utf8 => Error::InvalidCloseReason,
+                })?;
+                h.on_close(code, reason);
+                self.stage = Stage::Done;
+                self.buf = Vec::new();
+                return Ok(());
+            }
+        }
+        if from_buf {
+            self.buf.truncate(self.data_len);
+            if self.data_len == 0 {
+                self.reset_buffer();
+            }
+        }
+        Ok(())
+    }
+
+    fn reset_buffer(&mut self) {
+        self.data_len = 0;
+        if self.buf.capacity() > RETAINED_BUFFER_CAPACITY {
+            self.buf = Vec::new();
+        } else {
+            self.buf.clear();
+        }
+    }
+}
+
+fn deliver<H: Handler>(h: &mut H, text: bool, bytes: &[u8]) {
+    if text {
+        debug_assert!(std::str::from_utf8(bytes).is_ok());
+        // SAFETY: every byte of this message went through `Utf8Validator`
+        // and `finish` succeeded, so `bytes` is valid UTF-8. The validator is
+        // checked against `std::str::from_utf8` in unit tests, proptests and
+        // the `connection` fuzz target.
+        let s = unsafe { std::str::from_utf8_unchecked(bytes) };
+        h.on_message(Message::Text(s));
+    } else {
+        h.on_message(Message::Binary(bytes));
+    }
+}

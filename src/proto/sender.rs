@@ -1,0 +1,366 @@
+//! The write side of a connection: frame headers, masking for the client
+//! role, outgoing fragmentation and the close handshake state (RFC 6455
+//! §5.1, §5.4, §5.5, §7).
+//!
+//! The sender never owns an output buffer: it returns headers (and, for
+//! control frames, whole frames) on the stack, and the caller puts them in
+//! whatever queue it has. That keeps large payloads copy-free on the server
+//! side (header and payload can go out in one `writev`).
+
+use super::close::{CloseCode, CloseState};
+use super::error::Error;
+use super::frame::{EncodedHeader, OpCode, Role, MAX_CONTROL_PAYLOAD, MAX_HEADER_LEN};
+use super::mask::apply_mask;
+
+/// A complete control frame (ping, pong or close), encoded on the stack.
+#[derive(Clone, Copy)]
+pub struct ControlFrame {
+    bytes: [u8; MAX_HEADER_LEN + MAX_CONTROL_PAYLOAD],
+    len: u8,
+}
+
+impl ControlFrame {
+    fn new(opcode: OpCode, mask: Option<[u8; 4]>, parts: &[&[u8]]) -> Result<ControlFrame, Error> {
+        let len: usize = parts.iter().map(|p| p.len()).sum();
+        // RFC 6455 §5.5: control payloads are at most 125 bytes.
+        if len > MAX_CONTROL_PAYLOAD {
+            return Err(Error::ControlPayloadTooLong);
+        }
+        let header = EncodedHeader::new(true, opcode, mask, len as u64);
+        let h = header.as_bytes();
+        let mut bytes = [0u8; MAX_HEADER_LEN + MAX_CONTROL_PAYLOAD];
+        bytes[..h.len()].copy_from_slice(h);
+        let mut pos = h.len();
+        for p in parts {
+            bytes[pos..pos + p.len()].copy_from_slice(p);
+            pos += p.len();
+        }
+        if let Some(key) = mask {
+            apply_mask(&mut bytes[h.len()..pos], key, 0);
+        }
+        Ok(ControlFrame {
+            bytes,
+            len: pos as u8,
+        })
+    }
+
+    /// The frame on the wire.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.bytes[..self.len as usize]
+    }
+}
+
+impl std::fmt::Debug for ControlFrame {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "ControlFrame({:02x?})", self.as_bytes())
+    }
+}
+
+/// Source of masking keys for the client role (RFC 6455 §5.3: "derived from
+/// a strong source of entropy", fresh for every frame). Keys are drawn from
+/// the OS generator 64 at a time.
+struct MaskKeys {
+    pool: [u8; 256],
+    pos: usize,
+    fixed: Option<[u8; 4]>,
+}
+
+impl MaskKeys {
+    fn next(&mut self) -> [u8; 4] {
+        if let Some(k) = self.fixed {
+            return k;
+        }
+        if self.pos + 4 > self.pool.len() {
+            // The OS generator does not fail on supported platforms; if it
+            // ever did, a key from the previous pool is still unpredictable
+            // to a web attacker, which is what masking protects against.
+            let _ = getrandom::getrandom(&mut self.pool);
+            self.pos = 0;
+        }
+        let k = [
+            self.pool[self.pos],
+            self.pool[self.pos + 1],
+            self.pool[self.pos + 2],
+            self.pool[self.pos + 3],
+        ];
+        self.pos += 4;
+        k
+    }
+}
+
+/// Framing state of the write side.
+pub struct Sender {
+    role: Role,
+    close: CloseState,
+    /// An outgoing fragmented message is open (a frame without FIN was sent).
+    fragmenting: bool,
+    /// Client role only: masking keys (boxed to keep servers small).
+    keys: Option<Box<MaskKeys>>,
+}
+
+impl std::fmt::Debug for Sender {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Sender")
+            .field("role", &self.role)
+            .field("close", &self.close)
+            .field("fragmenting", &self.fragmenting)
+            .finish()
+    }
+}
+
+impl Sender {
+    /// A sender for `role`. The server role allocates nothing.
+    pub fn new(role: Role) -> Self {
+        let keys = match role {
+            Role::Server => None,
+            Role::Client => Some(Box::new(MaskKeys {
+                pool: [0; 256],
+                pos: 256,
+                fixed: None,
+            })),
+        };
+        Sender {
+            role,
+            close: CloseState::Open,
+            fragmenting: false,
+            keys,
+        }
+    }
+
+    /// A client sender that masks every frame with `key`. Only for tests and
+    /// fuzzing, where output must be reproducible: RFC 6455 §5.3 requires
+    /// an unpredictable key per frame in real use.
+    pub fn client_with_fixed_mask(key: [u8; 4]) -> Self {
+        let mut s = Sender::new(Role::Client);
+        if let Some(k) = s.keys.as_mut() {
+            k.fixed = Some(key);
+        }
+        s
+    }
+
+    /// Our role.
+    pub fn role(&self) -> Role {
+        self.role
+    }
+
+    /// The close handshake state.
+    pub fn close_state(&self) -> CloseState {
+        self.close
+    }
+
+    fn next_mask(&mut self) -> Option<[u8; 4]> {
+        // RFC 6455 §5.1: a client MUST mask every frame; a server MUST NOT.
+        self.keys.as_mut().map(|k| k.next())
+    }
+
+    /// Header of a data frame carrying `len` payload bytes. `opcode` is Text
+    /// or Binary for the first frame of a message, Continuation after;
+    /// `fin` ends the message. The caller writes the payload after the
+    /// header, masked with `header.mask` if set (client role).
+    pub fn data_header(
+        &mut self,
+        opcode: OpCode,
+        fin: bool,
+        len: u64,
+    ) -> Result<EncodedHeader, Error> {
+        // RFC 6455 §5.5.1: after sending a close frame, no more data.
+        if !self.close.can_send_data() {
+            return Err(Error::AlreadyClosed);
+        }
+        // RFC 6455 §5.4: a fragmented message is Text/Binary, then
+        // Continuation frames, the last with FIN.
+        match (opcode, self.fragmenting) {
+            (OpCode::Continuation, true) | (OpCode::Text | OpCode::Binary, false) => {}
+            _ => return Err(Error::BadFragmentSequence),
+        }
+        self.fragmenting = !fin;
+        let mask = self.next_mask();
+        Ok(EncodedHeader::new(fin, opcode, mask, len))
+    }
+
+    /// Encode a whole data frame into `out` (copying and, for a client,
+    /// masking the payload).
+    pub fn encode_data(
+        &mut self,
+        opcode: OpCode,
+        fin: bool,
+        payload: &[u8],
+        out: &mut Vec<u8>,
+    ) -> Result<(), Error> {
+        let h = self.data_header(opcode, fin, payload.len() as u64)?;
+        out.extend_from_slice(h.as_bytes());
+        let start = out.len();
+        out.extend_from_slice(payload);
+        if let Some(key) = h.mask {
+            apply_mask(&mut out[start..], key, 0);
+        }
+        Ok(())
+    }
+
+    /// A ping (§5.5.2). Not allowed after our close frame.
+    pub fn ping(&mut self, payload: &[u8]) -> Result<ControlFrame, Error> {
+        if self.close.close_sent() {
+            return Err(Error::AlreadyClosed);
+        }
+        let mask = self.next_mask();
+        ControlFrame::new(OpCode::Ping, mask, &[payload])
+    }
+
+    /// The pong answering a ping (§5.5.2: same payload). Returns `None` once
+    /// our close frame is sent: nothing follows a close frame.
+    pub fn pong(&mut self, ping_payload: &[u8]) -> Option<ControlFrame> {
+        if self.close.close_sent() {
+            return None;
+        }
+        let mask = self.next_mask();
+        // A received ping payload is at most 125 bytes (checked at its header).
+        ControlFrame::new(OpCode::Pong, mask, &[ping_payload]).ok()
+    }
+
+    /// Start the close handshake (§5.5.1, §7.1.2). The reason is truncated to
+    /// fit the 125-byte limit at a character boundary. Errors if a close frame
+    /// was already sent (never send a second one) or the code may not be sent.
+    pub fn close(&mut self, code: Option<CloseCode>, reason: &str) -> Result<ControlFrame, Error> {
+        if self.close.close_sent() {
+            return Err(Error::AlreadyClosed);
+        }
+        let frame = match code {
+            None => {
+                let mask = self.next_mask();
+                ControlFrame::new(OpCode::Close, mask, &[])?
+            }
+            Some(c) => {
+                // RFC 6455 §7.4.1: 1005, 1006, 1015 MUST NOT be sent.
+                if !c.is_valid_on_wire() {
+                    return Err(Error::InvalidCloseCode);
+                }
+                let mut end = reason.len().min(MAX_CONTROL_PAYLOAD - 2);
+                while !reason.is_char_boundary(end) {
+                    end -= 1;
+                }
+                let mask = self.next_mask();
+                ControlFrame::new(
+                    OpCode::Close,
+                    mask,
+                    &[&c.0.to_be_bytes(), reason[..end].as_bytes()],
+                )?
+            }
+        };
+        self.close = match self.close {
+            CloseState::ReceivedClose => CloseState::Closed,
+            _ => CloseState::SentClose,
+        };
+        Ok(frame)
+    }
+
+    /// The peer's close frame arrived (§5.5.1): record it and return our
+    /// reply, echoing the peer's code (none if it sent none), unless we had
+    /// sent our close already — then the handshake is complete.
+    pub fn close_reply(&mut self, code: Option<CloseCode>) -> Option<ControlFrame> {
+        match self.close {
+            CloseState::SentClose => {
+                self.close = CloseState::Closed;
+                None
+            }
+            CloseState::Open => {
+                self.close = CloseState::ReceivedClose;
+                self.close(code, "").ok()
+            }
+            CloseState::ReceivedClose | CloseState::Closed => None,
+        }
+    }
+
+    /// Fail the connection (§7.1.7): the close frame for `error`, unless a
+    /// close frame was already sent.
+    pub fn fail(&mut self, error: Error) -> Option<ControlFrame> {
+        self.close(Some(error.close_code()), error.reason()).ok()
+    }
+
+    /// Record that the peer's close arrived after ours, or that the
+    /// connection is being torn down: no more frames of any kind.
+    pub fn mark_closed(&mut self) {
+        self.close = CloseState::Closed;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn server_frames_are_unmasked() {
+        let mut s = Sender::new(Role::Server);
+        let mut out = Vec::new();
+        s.encode_data(OpCode::Text, true, b"Hello", &mut out)
+            .unwrap();
+        assert_eq!(out, [0x81, 0x05, b'H', b'e', b'l', b'l', b'o']);
+    }
+
+    #[test]
+    fn client_frames_are_masked() {
+        // RFC 6455 §5.7: masked "Hello".
+        let mut s = Sender::client_with_fixed_mask([0x37, 0xfa, 0x21, 0x3d]);
+        let mut out = Vec::new();
+        s.encode_data(OpCode::Text, true, b"Hello", &mut out)
+            .unwrap();
+        assert_eq!(
+            out,
+            [0x81, 0x85, 0x37, 0xfa, 0x21, 0x3d, 0x7f, 0x9f, 0x4d, 0x51, 0x58]
+        );
+        // Random keys differ from frame to frame.
+        let mut s = Sender::new(Role::Client);
+        let a = s.data_header(OpCode::Binary, true, 1).unwrap().mask;
+        let b = s.data_header(OpCode::Binary, true, 1).unwrap().mask;
+        assert!(a.is_some() && a != b);
+    }
+
+    #[test]
+    fn close_handshake_rules() {
+        let mut s = Sender::new(Role::Server);
+        let f = s.close(Some(CloseCode::NORMAL), "bye").unwrap();
+        assert_eq!(f.as_bytes(), [0x88, 0x05, 0x03, 0xe8, b'b', b'y', b'e']);
+        // Never a second close, never data after close.
+        assert_eq!(s.close(None, "").unwrap_err(), Error::AlreadyClosed);
+        assert_eq!(
+            s.data_header(OpCode::Text, true, 1).unwrap_err(),
+            Error::AlreadyClosed
+        );
+        assert!(s.pong(b"x").is_none());
+        // The peer's reply completes the handshake without another frame.
+        assert!(s.close_reply(Some(CloseCode::NORMAL)).is_none());
+        assert_eq!(s.close_state(), CloseState::Closed);
+
+        // Peer-initiated: echo the code.
+        let mut s = Sender::new(Role::Server);
+        let f = s.close_reply(Some(CloseCode(4000))).unwrap();
+        assert_eq!(f.as_bytes(), [0x88, 0x02, 0x0f, 0xa0]);
+        assert_eq!(s.close_state(), CloseState::Closed);
+        let mut s = Sender::new(Role::Server);
+        assert_eq!(s.close_reply(None).unwrap().as_bytes(), [0x88, 0x00]);
+        // Codes that must not be sent are refused.
+        let mut s = Sender::new(Role::Server);
+        assert_eq!(
+            s.close(Some(CloseCode::NO_STATUS), "").unwrap_err(),
+            Error::InvalidCloseCode
+        );
+    }
+
+    #[test]
+    fn long_reason_is_truncated_on_a_char_boundary() {
+        let mut s = Sender::new(Role::Server);
+        let reason = "é".repeat(100);
+        let f = s.close(Some(CloseCode::NORMAL), &reason).unwrap();
+        assert!(f.as_bytes().len() <= 2 + 125);
+        assert!(std::str::from_utf8(&f.as_bytes()[4..]).is_ok());
+    }
+
+    #[test]
+    fn fragment_sequence() {
+        let mut s = Sender::new(Role::Server);
+        assert!(s.data_header(OpCode::Continuation, true, 1).is_err());
+        s.data_header(OpCode::Text, false, 1).unwrap();
+        assert!(s.data_header(OpCode::Binary, true, 1).is_err());
+        s.data_header(OpCode::Continuation, true, 1).unwrap();
+        s.data_header(OpCode::Binary, true, 1).unwrap();
+    }
+}
