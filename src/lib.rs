@@ -7,3 +7,11 @@
 #![deny(missing_docs)]
 
 pub mod proto;
+pub mod reactor;
+
+pub use proto::handshake::Request;
+pub use proto::{Chunk, CloseCode, Message};
+pub use reactor::{
+    CloseInfo, Config, ConnId, Ctx, Frame, FullQueuePolicy, Handle, Handler, HttpResponse,
+    SendStatus, Server, Upgrade,
+};

@@ -178,6 +178,19 @@ impl Sender {
         Ok(EncodedHeader::new(fin, opcode, mask, len))
     }
 
+    /// Check that a whole, already-encoded data message (e.g. a shared
+    /// broadcast frame) may be sent now: not after our close (§5.5.1), not
+    /// inside an outgoing fragmented message (§5.4).
+    pub fn check_whole_message(&self) -> Result<(), Error> {
+        if !self.close.can_send_data() {
+            return Err(Error::AlreadyClosed);
+        }
+        if self.fragmenting {
+            return Err(Error::BadFragmentSequence);
+        }
+        Ok(())
+    }
+
     /// Encode a whole data frame into `out` (copying and, for a client,
     /// masking the payload).
     pub fn encode_data(

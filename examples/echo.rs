@@ -1,0 +1,29 @@
+//! Echo server: every text and binary message goes back to its sender.
+//! Autobahn and the benchmarks run it.
+//!
+//! Usage: `cargo run --release --example echo [ADDR]` (default 127.0.0.1:9001).
+
+use wsmio::{Config, ConnId, Ctx, Handler, Message, Server};
+
+struct Echo;
+
+impl Handler for Echo {
+    fn message(&mut self, ctx: &mut Ctx<'_>, id: ConnId, msg: Message<'_>) {
+        ctx.send(id, msg);
+    }
+}
+
+fn main() -> std::io::Result<()> {
+    let addr = std::env::args()
+        .nth(1)
+        .unwrap_or_else(|| "127.0.0.1:9001".into());
+    let addr = addr.parse().map_err(|e| {
+        std::io::Error::new(std::io::ErrorKind::InvalidInput, format!("{addr}: {e}"))
+    })?;
+    // Benchmarks hold 10,000+ connections; Autobahn sends 16 MiB messages.
+    let config = Config::default().with_max_connections(100_000);
+    let server = Server::bind(addr, config)?;
+    eprintln!("echo server listening on ws://{}", server.local_addr());
+    server.run(Echo)?;
+    Ok(())
+}

@@ -1,0 +1,166 @@
+//! Server configuration. Every limit is named here with its default.
+
+use std::time::Duration;
+
+use crate::proto::handshake::{HeadLimits, DEFAULT_MAX_HEADERS, DEFAULT_MAX_HEAD_SIZE};
+use crate::proto::{Delivery, Limits};
+
+/// What happens to a data send when a connection's queue is full
+/// ([`Config::max_queued_bytes`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum FullQueuePolicy {
+    /// Refuse the send ([`super::SendStatus::Dropped`]); the connection
+    /// stays open. The embedder decides what a gap means.
+    Drop,
+    /// Close the connection with 1008 ("send queue full"): a consumer that
+    /// cannot keep up is cut off. The default.
+    #[default]
+    Close,
+}
+
+/// Configuration of a [`super::Server`]. Build it with the `with_*` methods;
+/// every field has a documented default.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Largest request head (default 8 KiB); over it: `431`.
+    pub max_head_size: usize,
+    /// Most request headers (default 64); over it: `431`.
+    pub max_headers: usize,
+    /// Largest frame payload accepted (default 16 MiB); over it: close 1009.
+    pub max_frame_size: u64,
+    /// Largest message accepted (default 16 MiB); over it: close 1009.
+    pub max_message_size: u64,
+    /// Whole messages (default) or streamed chunks.
+    pub delivery: Delivery,
+    /// Time allowed from accept to a complete request head (default 5 s);
+    /// then `408` and close.
+    pub handshake_timeout: Duration,
+    /// Silence after which the server sends a ping (default 30 s). `None`
+    /// disables heartbeats.
+    pub idle_timeout: Option<Duration>,
+    /// Time allowed for any byte after a heartbeat ping (default 30 s); then
+    /// close 1001.
+    pub pong_timeout: Duration,
+    /// Time allowed for the peer's close frame (and TCP close) after ours
+    /// (default 5 s); then the TCP connection is closed.
+    pub close_timeout: Duration,
+    /// Queued outbound bytes above which a send reports
+    /// [`super::SendStatus::Backpressured`] and a drain event follows
+    /// (default 256 KiB).
+    pub backpressure_limit: usize,
+    /// Queued outbound bytes at which data sends stop being accepted
+    /// (default 4 MiB); then [`Config::full_queue_policy`] applies. Below it
+    /// a message is queued whole, so the queue holds at most this plus one
+    /// message.
+    pub max_queued_bytes: usize,
+    /// Drop or close when the queue is full (default close).
+    pub full_queue_policy: FullQueuePolicy,
+    /// Room kept above `max_queued_bytes` for pongs and close frames, which
+    /// are never dropped (default 4 KiB). Past it the peer is not reading at
+    /// all and the TCP connection is closed.
+    pub control_reserve: usize,
+    /// Most simultaneous connections (default 10,000); more are refused
+    /// with `503`.
+    pub max_connections: usize,
+    /// Most commands waiting from [`super::Handle`]s (default 4096); a full
+    /// queue makes `Handle` calls fail with `HandleError::Full`.
+    pub command_queue: usize,
+    /// How long a graceful shutdown waits for close replies (default 5 s).
+    pub shutdown_timeout: Duration,
+    /// Bytes read per `read` call into the loop's shared buffer (default 64 KiB).
+    pub read_buffer_size: usize,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            max_head_size: DEFAULT_MAX_HEAD_SIZE,
+            max_headers: DEFAULT_MAX_HEADERS,
+            max_frame_size: crate::proto::limits::DEFAULT_MAX_FRAME_SIZE,
+            max_message_size: crate::proto::limits::DEFAULT_MAX_MESSAGE_SIZE,
+            delivery: Delivery::Messages,
+            handshake_timeout: Duration::from_secs(5),
+            idle_timeout: Some(Duration::from_secs(30)),
+            pong_timeout: Duration::from_secs(30),
+            close_timeout: Duration::from_secs(5),
+            backpressure_limit: 256 * 1024,
+            max_queued_bytes: 4 * 1024 * 1024,
+            full_queue_policy: FullQueuePolicy::Close,
+            control_reserve: 4096,
+            max_connections: 10_000,
+            command_queue: 4096,
+            shutdown_timeout: Duration::from_secs(5),
+            read_buffer_size: 64 * 1024,
+        }
+    }
+}
+
+macro_rules! with {
+    ($(#[$doc:meta] $name:ident: $field:ident: $ty:ty),* $(,)?) => {
+        impl Config {
+            $(
+                #[$doc]
+                pub fn $name(mut self, v: $ty) -> Self {
+                    self.$field = v;
+                    self
+                }
+            )*
+        }
+    };
+}
+
+with! {
+    /// Set [`Config::max_head_size`].
+    with_max_head_size: max_head_size: usize,
+    /// Set [`Config::max_headers`].
+    with_max_headers: max_headers: usize,
+    /// Set [`Config::max_frame_size`].
+    with_max_frame_size: max_frame_size: u64,
+    /// Set [`Config::max_message_size`].
+    with_max_message_size: max_message_size: u64,
+    /// Set [`Config::delivery`].
+    with_delivery: delivery: Delivery,
+    /// Set [`Config::handshake_timeout`].
+    with_handshake_timeout: handshake_timeout: Duration,
+    /// Set [`Config::idle_timeout`].
+    with_idle_timeout: idle_timeout: Option<Duration>,
+    /// Set [`Config::pong_timeout`].
+    with_pong_timeout: pong_timeout: Duration,
+    /// Set [`Config::close_timeout`].
+    with_close_timeout: close_timeout: Duration,
+    /// Set [`Config::backpressure_limit`].
+    with_backpressure_limit: backpressure_limit: usize,
+    /// Set [`Config::max_queued_bytes`].
+    with_max_queued_bytes: max_queued_bytes: usize,
+    /// Set [`Config::full_queue_policy`].
+    with_full_queue_policy: full_queue_policy: FullQueuePolicy,
+    /// Set [`Config::control_reserve`].
+    with_control_reserve: control_reserve: usize,
+    /// Set [`Config::max_connections`].
+    with_max_connections: max_connections: usize,
+    /// Set [`Config::command_queue`].
+    with_command_queue: command_queue: usize,
+    /// Set [`Config::shutdown_timeout`].
+    with_shutdown_timeout: shutdown_timeout: Duration,
+    /// Set [`Config::read_buffer_size`].
+    with_read_buffer_size: read_buffer_size: usize,
+}
+
+impl Config {
+    /// The protocol core's read limits.
+    pub fn limits(&self) -> Limits {
+        Limits {
+            max_frame_size: self.max_frame_size.min(self.max_message_size),
+            max_message_size: self.max_message_size,
+            delivery: self.delivery,
+        }
+    }
+
+    /// The handshake's head limits.
+    pub fn head_limits(&self) -> HeadLimits {
+        HeadLimits {
+            max_head_size: self.max_head_size,
+            max_headers: self.max_headers,
+        }
+    }
+}

@@ -1,0 +1,60 @@
+//! One connection's state in the loop's slab.
+
+use mio::net::TcpStream;
+
+use super::timer::Millis;
+use super::write_queue::WriteQueue;
+use crate::proto::handshake::HeadBuffer;
+use crate::proto::{Receiver, Sender};
+
+/// Where a connection is in its life.
+#[derive(Debug)]
+pub(crate) enum Phase {
+    /// Collecting the request head (bounded by `max_head_size`).
+    Handshake(Box<HeadBuffer>),
+    /// Upgraded; frames flow both ways.
+    Open,
+    /// Our close frame is sent; waiting for the peer's (RFC 6455 §7.1.2).
+    /// Its data is still delivered.
+    Closing,
+    /// Nothing more to exchange (close frames crossed, the connection
+    /// failed, or an HTTP response is on its way): flush the queue, shut
+    /// down our side, then wait for the peer's TCP close (§7.1.1: the
+    /// server closes first) up to the close timeout.
+    Finishing,
+}
+
+/// A connection. Kept small: an idle open connection owns no heap memory.
+#[derive(Debug)]
+pub(crate) struct Conn {
+    pub stream: TcpStream,
+    pub gen: u32,
+    pub phase: Phase,
+    pub rx: Receiver,
+    pub tx: Sender,
+    pub wq: WriteQueue,
+    /// Time of the last read (idle timer base) or of accept.
+    pub last_read: Millis,
+    /// Explicit deadline of the current phase (handshake, pong, close).
+    pub deadline: Millis,
+    /// Deadline of this connection's live entry in the timer heap (0: none).
+    pub heap_at: Millis,
+    /// The close code to report (0 until a close frame went either way).
+    pub close_code: u16,
+    pub ping_sent: bool,
+    pub by_peer: bool,
+    /// Upgraded (the handler saw `open`, so it will see `close`).
+    pub opened: bool,
+    /// In the loop's flush list.
+    pub dirty: bool,
+    /// A send reported backpressure; a drain event is owed.
+    pub backpressured: bool,
+    /// Reading stopped because the queue is over its limit.
+    pub read_paused: bool,
+    /// Our write side is shut down (Finishing, queue flushed).
+    pub write_shut: bool,
+    /// The peer closed its side of TCP while we were still flushing.
+    pub peer_eof: bool,
+    /// Tear down without further writes (peer not reading at all, I/O error).
+    pub abort: bool,
+}

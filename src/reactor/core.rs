@@ -1,0 +1,385 @@
+//! The loop's shared state — connections, timers, buffer pool — and
+//! [`Ctx`], the handle the application gets in every callback.
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use slab::Slab;
+
+use super::config::{Config, FullQueuePolicy};
+use super::conn::{Conn, Phase};
+use super::handler::{Frame, SendStatus};
+use super::id::ConnId;
+use super::timer::{Millis, TimerHeap};
+use super::write_queue::BufPool;
+use crate::proto::{CloseCode, Error, Message, OpCode};
+
+/// Payloads at least this large are written straight from the caller's
+/// buffer (header and payload in one `writev`) when nothing is queued ahead
+/// of them, instead of being copied into the queue.
+pub const DIRECT_WRITE_THRESHOLD: usize = 16 * 1024;
+
+/// The connection `id` in `conns`, if its generation matches (a borrow of
+/// the slab alone, so other `Core` fields stay usable).
+pub(crate) fn slot(conns: &mut Slab<Conn>, id: ConnId) -> Option<&mut Conn> {
+    conns.get_mut(id.key as usize).filter(|c| c.gen == id.gen)
+}
+
+/// Loop state shared by the I/O code and the application callbacks.
+pub(crate) struct Core {
+    pub conns: Slab<Conn>,
+    pub next_gen: u32,
+    pub timers: TimerHeap,
+    pub pool: BufPool,
+    /// Connections with queued output, flushed once each at the end of the
+    /// loop turn (cork).
+    pub dirty: Vec<ConnId>,
+    pub config: Config,
+    pub start: Instant,
+    pub now: Millis,
+    /// Set when a graceful shutdown began: its deadline.
+    pub shutdown_at: Option<Millis>,
+    pub shutdown_requested: bool,
+    /// Open (upgraded) connections.
+    pub open_count: usize,
+}
+
+impl Core {
+    pub fn new(config: Config) -> Self {
+        Core {
+            conns: Slab::new(),
+            next_gen: 1,
+            timers: TimerHeap::default(),
+            pool: BufPool::new(256, 4096),
+            dirty: Vec::new(),
+            config,
+            start: Instant::now(),
+            now: 0,
+            shutdown_at: None,
+            shutdown_requested: false,
+            open_count: 0,
+        }
+    }
+
+    pub fn millis(d: Duration) -> Millis {
+        d.as_millis().min(u64::MAX as u128 / 2) as Millis
+    }
+
+    pub fn get(&self, id: ConnId) -> Option<&Conn> {
+        self.conns.get(id.key as usize).filter(|c| c.gen == id.gen)
+    }
+
+    pub fn get_mut(&mut self, id: ConnId) -> Option<&mut Conn> {
+        self.conns
+            .get_mut(id.key as usize)
+            .filter(|c| c.gen == id.gen)
+    }
+
+    pub fn mark_dirty(&mut self, id: ConnId) {
+        if let Some(c) = self.get_mut(id) {
+            if !c.dirty {
+                c.dirty = true;
+                self.dirty.push(id);
+            }
+        }
+    }
+
+    /// When this connection's timer should next be looked at.
+    pub fn effective_deadline(config: &Config, c: &Conn) -> Option<Millis> {
+        match c.phase {
+            Phase::Open if !c.ping_sent => {
+                config.idle_timeout.map(|d| c.last_read + Self::millis(d))
+            }
+            _ => Some(c.deadline),
+        }
+    }
+
+    /// Make sure the timer heap will look at `id` by its deadline.
+    pub fn arm_timer(&mut self, id: ConnId) {
+        let Some(c) = self.get(id) else { return };
+        let Some(at) = Self::effective_deadline(&self.config, c) else {
+            return;
+        };
+        let heap_at = c.heap_at;
+        if heap_at == 0 || at < heap_at {
+            self.timers.push(at, id.key, id.gen);
+            if let Some(c) = self.get_mut(id) {
+                c.heap_at = at;
+            }
+        }
+    }
+
+    /// Enter `Finishing`: flush, shut down our side, wait for TCP close.
+    pub fn finish(&mut self, id: ConnId) {
+        let close_ms = Self::millis(self.config.close_timeout);
+        let now = self.now;
+        if let Some(c) = self.get_mut(id) {
+            c.phase = Phase::Finishing;
+            c.deadline = now + close_ms;
+        }
+        self.arm_timer(id);
+        self.mark_dirty(id);
+    }
+
+    /// Queue a control frame (pong, close). They are never dropped for a
+    /// full queue: room is reserved above `max_queued_bytes`. A peer that
+    /// fills even that is not reading at all, and is cut off.
+    pub fn push_control(&mut self, id: ConnId, bytes: &[u8]) {
+        let cap = self.config.max_queued_bytes + self.config.control_reserve;
+        let Some(c) = slot(&mut self.conns, id) else {
+            return;
+        };
+        if c.wq.len() + bytes.len() > cap {
+            log::debug!("conn {id}: peer not reading, control reserve exhausted");
+            c.abort = true;
+        } else {
+            c.wq.push_bytes(&[bytes], &mut self.pool);
+        }
+        self.mark_dirty(id);
+    }
+
+    /// The peer's close frame arrived (already validated by the receiver).
+    pub fn peer_closed(&mut self, id: ConnId, code: Option<CloseCode>) {
+        let Some(c) = self.get_mut(id) else { return };
+        if c.close_code == 0 {
+            c.close_code = code.unwrap_or(CloseCode::NO_STATUS).0;
+            c.by_peer = true;
+        }
+        // RFC 6455 §5.5.1: reply with a close frame unless ours was sent.
+        let reply = c.tx.close_reply(code);
+        if let Some(f) = reply {
+            self.push_control(id, f.as_bytes());
+        }
+        self.finish(id);
+    }
+
+    /// The peer broke the protocol: send the close code for `e` and finish
+    /// (RFC 6455 §7.1.7: _Fail the WebSocket Connection_).
+    pub fn fail(&mut self, id: ConnId, e: Error) {
+        log::debug!("conn {id}: {e}");
+        let Some(c) = self.get_mut(id) else { return };
+        if c.close_code == 0 {
+            c.close_code = e.close_code().0;
+        }
+        let frame = c.tx.fail(e);
+        c.tx.mark_closed();
+        if let Some(f) = frame {
+            self.push_control(id, f.as_bytes());
+        }
+        self.finish(id);
+    }
+
+    /// Start the close handshake from our side.
+    pub fn close(&mut self, id: ConnId, code: CloseCode, reason: &str) {
+        let close_ms = Self::millis(self.config.close_timeout);
+        let now = self.now;
+        let Some(c) = self.get_mut(id) else { return };
+        match c.phase {
+            Phase::Open => {}
+            Phase::Handshake(_) => {
+                c.abort = true;
+                self.mark_dirty(id);
+                return;
+            }
+            _ => return,
+        }
+        let Ok(f) = c.tx.close(Some(code), reason) else {
+            return;
+        };
+        if c.close_code == 0 {
+            c.close_code = code.0;
+        }
+        c.phase = Phase::Closing;
+        c.deadline = now + close_ms;
+        self.push_control(id, f.as_bytes());
+        self.arm_timer(id);
+    }
+
+    /// Queue a data message; see [`SendStatus`].
+    pub fn send(&mut self, id: ConnId, msg: Message<'_>, shared: Option<&Frame>) -> SendStatus {
+        let cfg_max = self.config.max_queued_bytes;
+        let cfg_soft = self.config.backpressure_limit;
+        let policy = self.config.full_queue_policy;
+        let Some(c) = slot(&mut self.conns, id) else {
+            return SendStatus::Closed;
+        };
+        if !matches!(c.phase, Phase::Open) || c.abort {
+            return SendStatus::Closed;
+        }
+        let payload = msg.as_bytes();
+        // A queue already at its limit takes no more data; below it, one
+        // message is taken whole (so any single message can be sent).
+        if c.wq.len() >= cfg_max {
+            if policy == FullQueuePolicy::Close {
+                self.close(id, CloseCode::POLICY, "send queue full");
+            }
+            return SendStatus::Dropped;
+        }
+        let op = if msg.is_text() {
+            OpCode::Text
+        } else {
+            OpCode::Binary
+        };
+        match shared {
+            Some(f) => {
+                if c.tx.check_whole_message().is_err() {
+                    return SendStatus::Closed;
+                }
+                c.wq.push_shared(f.bytes.clone());
+            }
+            None => {
+                let Ok(h) = c.tx.data_header(op, true, payload.len() as u64) else {
+                    return SendStatus::Closed;
+                };
+                if payload.len() >= DIRECT_WRITE_THRESHOLD && c.wq.is_empty() {
+                    if c.wq
+                        .write_through(&mut c.stream, &[h.as_bytes(), payload], &mut self.pool)
+                        .is_err()
+                    {
+                        c.abort = true;
+                    }
+                } else {
+                    c.wq.push_bytes(&[h.as_bytes(), payload], &mut self.pool);
+                }
+            }
+        }
+        let over = c.wq.len() > cfg_soft;
+        if over {
+            c.backpressured = true;
+        }
+        self.mark_dirty(id);
+        if over {
+            SendStatus::Backpressured
+        } else {
+            SendStatus::Sent
+        }
+    }
+
+    /// Begin a graceful shutdown: every open connection gets close 1001.
+    pub fn begin_shutdown(&mut self) {
+        if self.shutdown_at.is_some() {
+            return;
+        }
+        self.shutdown_at = Some(self.now + Self::millis(self.config.shutdown_timeout));
+        let ids: Vec<ConnId> = self
+            .conns
+            .iter()
+            .map(|(k, c)| ConnId {
+                key: k as u32,
+                gen: c.gen,
+            })
+            .collect();
+        for id in ids {
+            self.close(id, CloseCode::GOING_AWAY, "server shutting down");
+        }
+    }
+}
+
+/// The application's view of the loop inside a callback: send, close,
+/// broadcast, query. Sends are queued and written once per loop turn.
+pub struct Ctx<'a> {
+    pub(crate) core: &'a mut Core,
+}
+
+impl Ctx<'_> {
+    /// Send a whole message to `id`.
+    pub fn send(&mut self, id: ConnId, msg: Message<'_>) -> SendStatus {
+        self.core.send(id, msg, None)
+    }
+
+    /// Send a text message.
+    pub fn send_text(&mut self, id: ConnId, text: &str) -> SendStatus {
+        self.core.send(id, Message::Text(text), None)
+    }
+
+    /// Send a binary message.
+    pub fn send_binary(&mut self, id: ConnId, data: &[u8]) -> SendStatus {
+        self.core.send(id, Message::Binary(data), None)
+    }
+
+    /// Send a pre-framed, shared message: the queue references the frame's
+    /// bytes, nothing is copied or re-framed.
+    pub fn send_frame(&mut self, id: ConnId, frame: &Frame) -> SendStatus {
+        self.core.send(id, Message::Binary(&[]), Some(frame))
+    }
+
+    /// Send `frame` to every open connection. Returns how many took it.
+    pub fn broadcast(&mut self, frame: &Frame) -> usize {
+        let ids: Vec<ConnId> = self.open_ids().collect();
+        ids.into_iter()
+            .filter(|&id| {
+                matches!(
+                    self.send_frame(id, frame),
+                    SendStatus::Sent | SendStatus::Backpressured
+                )
+            })
+            .count()
+    }
+
+    /// Ids of all open (upgraded, not closing) connections.
+    pub fn open_ids(&self) -> impl Iterator<Item = ConnId> + '_ {
+        self.core
+            .conns
+            .iter()
+            .filter(|(_, c)| matches!(c.phase, Phase::Open))
+            .map(|(k, c)| ConnId {
+                key: k as u32,
+                gen: c.gen,
+            })
+    }
+
+    /// Send a ping (e.g. an application-level heartbeat).
+    pub fn ping(&mut self, id: ConnId, payload: &[u8]) -> Result<(), Error> {
+        let c = self.core.get_mut(id).ok_or(Error::AlreadyClosed)?;
+        let f = c.tx.ping(payload)?;
+        self.core.push_control(id, f.as_bytes());
+        Ok(())
+    }
+
+    /// Start the close handshake with `code` and `reason`.
+    pub fn close(&mut self, id: ConnId, code: CloseCode, reason: &str) {
+        self.core.close(id, code, reason);
+    }
+
+    /// Bytes queued for `id`, if it exists.
+    pub fn queued_bytes(&self, id: ConnId) -> Option<usize> {
+        self.core.get(id).map(|c| c.wq.len())
+    }
+
+    /// True if `id` is open (upgraded and not closing).
+    pub fn is_open(&self, id: ConnId) -> bool {
+        self.core
+            .get(id)
+            .is_some_and(|c| matches!(c.phase, Phase::Open))
+    }
+
+    /// The peer's address.
+    pub fn peer_addr(&self, id: ConnId) -> Option<SocketAddr> {
+        self.core.get(id).and_then(|c| c.stream.peer_addr().ok())
+    }
+
+    /// Open connections.
+    pub fn open_connections(&self) -> usize {
+        self.core.open_count
+    }
+
+    /// All connections (including those handshaking or closing).
+    pub fn connections(&self) -> usize {
+        self.core.conns.len()
+    }
+
+    /// The loop's clock for this turn.
+    pub fn now(&self) -> Instant {
+        self.core.start + Duration::from_millis(self.core.now)
+    }
+
+    /// Begin a graceful shutdown.
+    pub fn shutdown(&mut self) {
+        self.core.shutdown_requested = true;
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &Config {
+        &self.core.config
+    }
+}

@@ -1,0 +1,27 @@
+//! The `mio` reactor: one thread, one `Poll`, a slab of connections.
+//!
+//! Reading order: [`Config`] (every limit), [`Handler`] (what an application
+//! implements), then `server.rs` (the loop), `core.rs` (what a callback can
+//! do), `write_queue.rs` (corked, copy-free output) and `timer.rs`.
+//!
+//! Per loop turn: poll; read every readable connection into one shared
+//! buffer and run the protocol over it (messages are delivered straight
+//! from that buffer); run due timers; then write each connection's queued
+//! output once, with `writev`.
+
+mod config;
+mod conn;
+mod core;
+mod handle;
+mod handler;
+mod id;
+mod server;
+pub mod timer;
+pub mod write_queue;
+
+pub use self::core::{Ctx, DIRECT_WRITE_THRESHOLD};
+pub use config::{Config, FullQueuePolicy};
+pub use handle::{Call, Handle, HandleError};
+pub use handler::{CloseInfo, Frame, Handler, HttpResponse, SendStatus, Upgrade};
+pub use id::ConnId;
+pub use server::Server;

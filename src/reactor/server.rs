@@ -1,0 +1,600 @@
+//! The event loop: accept, read, dispatch, flush once per turn, timers,
+//! shutdown. The only code that touches sockets.
+
+use std::io::{self, Read, Write};
+use std::net::{Shutdown, SocketAddr};
+use std::sync::mpsc::{self, Receiver as CmdReceiver};
+use std::sync::Arc;
+use std::time::Duration;
+
+use mio::net::TcpListener;
+use mio::{Events, Interest, Poll, Token};
+
+use super::config::Config;
+use super::conn::{Conn, Phase};
+use super::core::{slot, Core, Ctx};
+use super::handle::{run_commands, Command, Handle};
+use super::handler::{CloseInfo, Handler, Upgrade};
+use super::id::ConnId;
+use super::write_queue::WriteQueue;
+use crate::proto::handshake::{
+    accept_response, parse_request, rejection_response, validate_upgrade, HeadBuffer, Rejection,
+};
+use crate::proto::{Chunk, CloseCode, Message, Receiver, Role, Sender};
+
+const LISTENER: Token = Token(0);
+const WAKER: Token = Token(1);
+
+/// A WebSocket server on one thread: a `mio` loop over a slab of
+/// connections. Build it with [`Server::bind`], get [`Handle`]s for other
+/// threads, then [`Server::run`] it with a [`Handler`].
+pub struct Server {
+    poll: Poll,
+    listener: Option<TcpListener>,
+    local_addr: SocketAddr,
+    core: Core,
+    commands: CmdReceiver<Command>,
+    handle: Handle,
+    read_buf: Vec<u8>,
+}
+
+impl Server {
+    /// Listen on `addr`.
+    pub fn bind(addr: SocketAddr, config: Config) -> io::Result<Server> {
+        let listener = TcpListener::bind(addr)?;
+        Server::with_listener(listener, config)
+    }
+
+    /// Serve an already-bound listener (it is made non-blocking).
+    pub fn from_std(listener: std::net::TcpListener, config: Config) -> io::Result<Server> {
+        listener.set_nonblocking(true)?;
+        Server::with_listener(TcpListener::from_std(listener), config)
+    }
+
+    fn with_listener(mut listener: TcpListener, config: Config) -> io::Result<Server> {
+        let poll = Poll::new()?;
+        poll.registry()
+            .register(&mut listener, LISTENER, Interest::READABLE)?;
+        let waker = Arc::new(mio::Waker::new(poll.registry(), WAKER)?);
+        let (tx, rx) = mpsc::sync_channel(config.command_queue.max(1));
+        let local_addr = listener.local_addr()?;
+        let read_buf = vec![0; config.read_buffer_size.max(4096)];
+        Ok(Server {
+            poll,
+            listener: Some(listener),
+            local_addr,
+            core: Core::new(config),
+            commands: rx,
+            handle: Handle::new(tx, waker),
+            read_buf,
+        })
+    }
+
+    /// The address the server listens on.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// A handle for other threads.
+    pub fn handle(&self) -> Handle {
+        self.handle.clone()
+    }
+
+    /// Run until a graceful shutdown completes. Returns the handler.
+    pub fn run<H: Handler>(mut self, mut handler: H) -> io::Result<H> {
+        let mut events = Events::with_capacity(1024);
+        loop {
+            let timeout = self.poll_timeout();
+            match self.poll.poll(&mut events, timeout) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+            self.core.now = Core::millis(self.core.start.elapsed());
+            for ev in events.iter() {
+                match ev.token() {
+                    LISTENER => self.accept(&mut handler),
+                    WAKER => {
+                        let mut ctx = Ctx {
+                            core: &mut self.core,
+                        };
+                        run_commands(&self.commands, &mut ctx);
+                    }
+                    t => {
+                        let id = ConnId::from_token(t);
+                        if ev.is_readable() || ev.is_read_closed() || ev.is_error() {
+                            self.read(id, ev.is_read_closed() || ev.is_error(), &mut handler);
+                        }
+                        if ev.is_writable() {
+                            self.core.mark_dirty(id);
+                        }
+                    }
+                }
+            }
+            self.run_timers(&mut handler);
+            if self.core.shutdown_requested && self.core.shutdown_at.is_none() {
+                self.begin_shutdown();
+            }
+            self.flush_all(&mut handler);
+            if let Some(at) = self.core.shutdown_at {
+                if self.core.conns.is_empty() {
+                    return Ok(handler);
+                }
+                if self.core.now >= at {
+                    let ids: Vec<ConnId> = self.ids().collect();
+                    for id in ids {
+                        self.remove(id, &mut handler);
+                    }
+                    return Ok(handler);
+                }
+            }
+        }
+    }
+
+    fn ids(&self) -> impl Iterator<Item = ConnId> + '_ {
+        self.core.conns.iter().map(|(k, c)| ConnId {
+            key: k as u32,
+            gen: c.gen,
+        })
+    }
+
+    fn poll_timeout(&self) -> Option<Duration> {
+        let now = Core::millis(self.core.start.elapsed());
+        let mut next = self.core.timers.next_deadline();
+        if let Some(at) = self.core.shutdown_at {
+            next = Some(next.map_or(at, |n| n.min(at)));
+        }
+        if !self.core.dirty.is_empty() {
+            return Some(Duration::ZERO);
+        }
+        // +1 ms: never wake a hair before a deadline and spin.
+        next.map(|at| Duration::from_millis(at.saturating_sub(now) + 1))
+    }
+
+    fn begin_shutdown(&mut self) {
+        log::info!(
+            "shutdown: no longer accepting, closing {} connections",
+            self.core.conns.len()
+        );
+        if let Some(mut l) = self.listener.take() {
+            let _ = self.poll.registry().deregister(&mut l);
+        }
+        self.core.begin_shutdown();
+    }
+
+    fn accept<H: Handler>(&mut self, _handler: &mut H) {
+        loop {
+            let Some(listener) = self.listener.as_ref() else {
+                return;
+            };
+            let (mut stream, addr) = match listener.accept() {
+                Ok(s) => s,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    // E.g. EMFILE: the next connection attempt retries.
+                    log::warn!("accept: {e}");
+                    return;
+                }
+            };
+            if self.core.conns.len() >= self.core.config.max_connections {
+                log::warn!("refusing {addr}: connection limit reached");
+                let resp = rejection_response(&Rejection {
+                    status: 503,
+                    reason: "connection limit reached",
+                });
+                let _ = stream.write(&resp);
+                continue;
+            }
+            // Small frames must not wait for Nagle's algorithm.
+            let _ = stream.set_nodelay(true);
+            let entry = self.core.conns.vacant_entry();
+            let gen = self.core.next_gen;
+            self.core.next_gen = self.core.next_gen.wrapping_add(1).max(1);
+            let id = ConnId {
+                key: entry.key() as u32,
+                gen,
+            };
+            // Registered once, edge-triggered, for both directions.
+            if let Err(e) = self.poll.registry().register(
+                &mut stream,
+                id.token(),
+                Interest::READABLE | Interest::WRITABLE,
+            ) {
+                log::warn!("register {addr}: {e}");
+                continue;
+            }
+            let now = self.core.now;
+            let handshake_ms = Core::millis(self.core.config.handshake_timeout);
+            entry.insert(Conn {
+                stream,
+                gen,
+                phase: Phase::Handshake(Box::default()),
+                rx: Receiver::new(Role::Server, self.core.config.limits()),
+                tx: Sender::new(Role::Server),
+                wq: WriteQueue::default(),
+                last_read: now,
+                deadline: now + handshake_ms,
+                heap_at: 0,
+                close_code: 0,
+                ping_sent: false,
+                by_peer: false,
+                opened: false,
+                dirty: false,
+                backpressured: false,
+                read_paused: false,
+                write_shut: false,
+                peer_eof: false,
+                abort: false,
+            });
+            self.core.arm_timer(id);
+        }
+    }
+
+    /// Read until the socket is drained (edge-triggered) or reading must
+    /// pause, feeding every chunk through the protocol.
+    fn read<H: Handler>(&mut self, id: ConnId, closed_hint: bool, handler: &mut H) {
+        loop {
+            let Some(c) = slot(&mut self.core.conns, id) else {
+                return;
+            };
+            if c.read_paused || c.abort || c.peer_eof {
+                return;
+            }
+            match c.stream.read(&mut self.read_buf) {
+                Ok(0) => {
+                    self.eof(id, handler);
+                    return;
+                }
+                Ok(n) => {
+                    c.last_read = self.core.now;
+                    c.ping_sent = false;
+                    self.process(id, n, handler);
+                    self.maybe_pause(id);
+                    // A short read took everything the kernel had; new data
+                    // raises a new edge, so skip the read that would only say
+                    // WouldBlock — unless the peer also closed its side.
+                    if n < self.read_buf.len() && !closed_hint {
+                        return;
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    log::debug!("conn {id}: read: {e}");
+                    self.remove(id, handler);
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Stop reading from a peer whose replies we cannot write: its queue
+    /// is over the limit. Reading resumes once the queue drains.
+    fn maybe_pause(&mut self, id: ConnId) {
+        let limit = self.core.config.max_queued_bytes;
+        if let Some(c) = self.core.get_mut(id) {
+            if c.wq.len() > limit {
+                c.read_paused = true;
+            }
+        }
+    }
+
+    fn eof<H: Handler>(&mut self, id: ConnId, handler: &mut H) {
+        let Some(c) = self.core.get_mut(id) else {
+            return;
+        };
+        match c.phase {
+            // Our side is done too: the exchange is complete.
+            Phase::Finishing if c.write_shut || c.wq.is_empty() => self.remove(id, handler),
+            // Still flushing: finish writing, then close.
+            Phase::Finishing => c.peer_eof = true,
+            _ => self.remove(id, handler),
+        }
+    }
+
+    fn process<H: Handler>(&mut self, id: ConnId, n: usize, handler: &mut H) {
+        let max = self.core.config.max_head_size;
+        let Some(c) = slot(&mut self.core.conns, id) else {
+            return;
+        };
+        match &mut c.phase {
+            Phase::Handshake(head) => match head.push(&self.read_buf[..n], max) {
+                Ok(None) => {}
+                Ok(Some(end)) => {
+                    let head = std::mem::take(head);
+                    self.handshake(id, *head, end, handler);
+                }
+                Err(rej) => self.reject(id, &rej),
+            },
+            Phase::Open | Phase::Closing => {
+                feed(&mut self.core, handler, id, &mut self.read_buf[..n]);
+            }
+            // After the close exchange, input is read and discarded.
+            Phase::Finishing => {}
+        }
+    }
+
+    fn reject(&mut self, id: ConnId, rej: &Rejection) {
+        log::debug!("conn {id}: handshake rejected: {rej}");
+        self.respond(id, &rejection_response(rej));
+    }
+
+    fn respond(&mut self, id: ConnId, bytes: &[u8]) {
+        let Some(c) = slot(&mut self.core.conns, id) else {
+            return;
+        };
+        c.wq.push_bytes(&[bytes], &mut self.core.pool);
+        self.core.finish(id);
+    }
+
+    fn handshake<H: Handler>(&mut self, id: ConnId, head: HeadBuffer, end: usize, handler: &mut H) {
+        let (head, mut rest) = head.split_off_rest(end);
+        let req = match parse_request(&head, &self.core.config.head_limits()) {
+            Ok(r) => r,
+            Err(rej) => return self.reject(id, &rej),
+        };
+        let mut ctx = Ctx {
+            core: &mut self.core,
+        };
+        if !req.wants_websocket() {
+            let resp = handler.http(&mut ctx, id, &req);
+            return self.respond(id, &resp.to_bytes());
+        }
+        let key = match validate_upgrade(&req) {
+            Ok(k) => k,
+            Err(rej) => return self.reject(id, &rej),
+        };
+        match handler.upgrade(&mut ctx, id, &req) {
+            Upgrade::Reject(resp) => {
+                log::debug!("conn {id}: upgrade refused by handler: {}", resp.status);
+                self.respond(id, &resp.to_bytes());
+            }
+            Upgrade::Accept { protocol, headers } => {
+                // RFC 6455 §4.2.2: only a subprotocol the client offered.
+                if let Some(p) = &protocol {
+                    if !req.protocols().any(|o| o == p) {
+                        log::error!("conn {id}: handler selected unoffered subprotocol {p:?}");
+                        return self.reject(
+                            id,
+                            &Rejection {
+                                status: 500,
+                                reason: "server selected a subprotocol not offered",
+                            },
+                        );
+                    }
+                }
+                let extra: Vec<(&str, &str)> = headers
+                    .iter()
+                    .map(|(n, v)| (n.as_str(), v.as_str()))
+                    .collect();
+                let resp = accept_response(key, protocol.as_deref(), &extra);
+                let now = self.core.now;
+                let Some(c) = slot(&mut self.core.conns, id) else {
+                    return;
+                };
+                c.wq.push_bytes(&[&resp], &mut self.core.pool);
+                c.phase = Phase::Open;
+                c.opened = true;
+                c.last_read = now;
+                self.core.open_count += 1;
+                self.core.mark_dirty(id);
+                self.core.arm_timer(id);
+                let mut ctx = Ctx {
+                    core: &mut self.core,
+                };
+                handler.open(&mut ctx, id);
+                // Frames that came in the same read as the head.
+                if !rest.is_empty() {
+                    feed(&mut self.core, handler, id, &mut rest);
+                }
+            }
+        }
+    }
+
+    fn run_timers<H: Handler>(&mut self, handler: &mut H) {
+        let now = self.core.now;
+        let pong_ms = Core::millis(self.core.config.pong_timeout);
+        while let Some((at, key, gen)) = self.core.timers.pop_due(now) {
+            let id = ConnId { key, gen };
+            let Some(c) = slot(&mut self.core.conns, id) else {
+                continue;
+            };
+            if c.heap_at != at {
+                continue; // superseded by an earlier entry
+            }
+            c.heap_at = 0;
+            let Some(deadline) = Core::effective_deadline(&self.core.config, c) else {
+                continue;
+            };
+            if deadline > now {
+                self.core.arm_timer(id);
+                continue;
+            }
+            let Some(c) = self.core.get_mut(id) else {
+                continue;
+            };
+            match c.phase {
+                Phase::Handshake(_) => {
+                    log::debug!("conn {id}: handshake timeout");
+                    self.reject(
+                        id,
+                        &Rejection {
+                            status: 408,
+                            reason: "handshake timeout",
+                        },
+                    );
+                }
+                Phase::Open if !c.ping_sent => {
+                    // Idle: ask for a sign of life.
+                    c.ping_sent = true;
+                    c.deadline = now + pong_ms;
+                    if let Ok(f) = c.tx.ping(b"") {
+                        self.core.push_control(id, f.as_bytes());
+                    }
+                    self.core.arm_timer(id);
+                }
+                Phase::Open => {
+                    log::debug!("conn {id}: no answer to heartbeat");
+                    self.core
+                        .close(id, CloseCode::GOING_AWAY, "heartbeat timeout");
+                    // Don't wait for a close reply from a silent peer.
+                    self.core.finish(id);
+                }
+                Phase::Closing | Phase::Finishing => {
+                    log::debug!("conn {id}: close timeout");
+                    self.remove(id, handler);
+                }
+            }
+        }
+    }
+
+    /// Flush every connection with queued output: one `writev` per
+    /// connection per turn.
+    fn flush_all<H: Handler>(&mut self, handler: &mut H) {
+        let soft = self.core.config.backpressure_limit;
+        let hard = self.core.config.max_queued_bytes;
+        let mut round = 0;
+        while !self.core.dirty.is_empty() && round < 4 {
+            round += 1;
+            let dirty = std::mem::take(&mut self.core.dirty);
+            for id in dirty {
+                let Some(c) = slot(&mut self.core.conns, id) else {
+                    continue;
+                };
+                c.dirty = false;
+                if c.abort {
+                    self.remove(id, handler);
+                    continue;
+                }
+                let flushed = c.wq.flush(&mut c.stream, &mut self.core.pool);
+                let flushed = match flushed {
+                    Ok(done) => done,
+                    Err(e) => {
+                        log::debug!("conn {id}: write: {e}");
+                        self.remove(id, handler);
+                        continue;
+                    }
+                };
+                let queued = c.wq.len();
+                if c.backpressured && queued < soft {
+                    c.backpressured = false;
+                    let mut ctx = Ctx {
+                        core: &mut self.core,
+                    };
+                    handler.drain(&mut ctx, id);
+                }
+                let Some(c) = self.core.get_mut(id) else {
+                    continue;
+                };
+                if c.read_paused && queued <= hard / 2 && !matches!(c.phase, Phase::Finishing) {
+                    c.read_paused = false;
+                    self.read(id, true, handler);
+                }
+                let Some(c) = self.core.get_mut(id) else {
+                    continue;
+                };
+                if flushed && matches!(c.phase, Phase::Finishing) && c.wq.is_empty() {
+                    if c.peer_eof {
+                        // The peer already closed its side.
+                        self.remove(id, handler);
+                    } else if !c.write_shut {
+                        // RFC 6455 §7.1.1: the server closes the TCP
+                        // connection first; the peer's FIN ends it.
+                        c.write_shut = true;
+                        let _ = c.stream.shutdown(Shutdown::Write);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Drop a connection now and tell the handler if it was upgraded.
+    fn remove<H: Handler>(&mut self, id: ConnId, handler: &mut H) {
+        if self.core.get(id).is_none() {
+            return;
+        }
+        let mut c = self.core.conns.remove(id.key as usize);
+        let _ = self.poll.registry().deregister(&mut c.stream);
+        c.wq.clear(&mut self.core.pool);
+        if c.opened {
+            self.core.open_count -= 1;
+            let clean = c.tx.close_state() == crate::proto::CloseState::Closed && !c.abort;
+            let code = if c.close_code == 0 {
+                CloseCode::ABNORMAL
+            } else {
+                CloseCode(c.close_code)
+            };
+            let info = CloseInfo {
+                code,
+                clean,
+                by_peer: c.by_peer,
+            };
+            let mut ctx = Ctx {
+                core: &mut self.core,
+            };
+            handler.close(&mut ctx, id, info);
+        }
+        drop(c);
+    }
+}
+
+/// Routes the protocol core's events for one connection to the handler.
+struct Dispatch<'a, H> {
+    core: &'a mut Core,
+    handler: &'a mut H,
+    id: ConnId,
+}
+
+impl<H: Handler> crate::proto::Handler for Dispatch<'_, H> {
+    fn on_message(&mut self, msg: Message<'_>) {
+        let mut ctx = Ctx { core: self.core };
+        self.handler.message(&mut ctx, self.id, msg);
+    }
+
+    fn on_chunk(&mut self, chunk: Chunk<'_>) {
+        let mut ctx = Ctx { core: self.core };
+        self.handler.chunk(&mut ctx, self.id, chunk);
+    }
+
+    fn on_ping(&mut self, payload: &[u8]) {
+        // RFC 6455 §5.5.2: a pong with the same payload.
+        let Some(c) = self.core.get_mut(self.id) else {
+            return;
+        };
+        if let Some(f) = c.tx.pong(payload) {
+            self.core.push_control(self.id, f.as_bytes());
+        }
+    }
+
+    fn on_pong(&mut self, payload: &[u8]) {
+        let mut ctx = Ctx { core: self.core };
+        self.handler.pong(&mut ctx, self.id, payload);
+    }
+
+    fn on_close(&mut self, code: Option<CloseCode>, _reason: &str) {
+        self.core.peer_closed(self.id, code);
+    }
+}
+
+/// Feed frame bytes of an open connection through its receiver. The
+/// receiver is moved out for the call so that the handler may use the whole
+/// loop state (including sends to this connection) meanwhile.
+fn feed<H: Handler>(core: &mut Core, handler: &mut H, id: ConnId, data: &mut [u8]) {
+    let Some(c) = core.get_mut(id) else { return };
+    let mut rx = std::mem::replace(&mut c.rx, Receiver::new(Role::Server, Default::default()));
+    let result = rx.receive(
+        data,
+        &mut Dispatch {
+            core: &mut *core,
+            handler,
+            id,
+        },
+    );
+    if let Some(c) = core.get_mut(id) {
+        c.rx = rx;
+    }
+    if let Err(e) = result {
+        core.fail(id, e);
+    }
+}

@@ -1,0 +1,283 @@
+//! A connection's outbound queue.
+//!
+//! Small frames are coalesced into one buffer (taken from a loop-wide
+//! [`BufPool`], so steady-state sends do not allocate); shared frames — a
+//! broadcast framed once — are queued by reference. A flush hands everything
+//! to one `writev`; a partial write moves an offset cursor, never the bytes.
+//! An idle connection holds no buffer at all.
+
+use std::collections::VecDeque;
+use std::io::{self, IoSlice, Write};
+use std::sync::Arc;
+
+/// Most slices handed to one `writev`.
+pub const MAX_IOVECS: usize = 64;
+/// A coalescing buffer is not grown past this; the next bytes start a new one.
+pub const COALESCE_LIMIT: usize = 64 * 1024;
+
+/// Free coalescing buffers shared by all connections of one loop.
+#[derive(Debug)]
+pub struct BufPool {
+    free: Vec<Vec<u8>>,
+    max_free: usize,
+    initial_capacity: usize,
+}
+
+impl BufPool {
+    /// A pool keeping at most `max_free` buffers of `initial_capacity`.
+    pub fn new(max_free: usize, initial_capacity: usize) -> Self {
+        BufPool {
+            free: Vec::new(),
+            max_free,
+            initial_capacity,
+        }
+    }
+
+    fn take(&mut self) -> Vec<u8> {
+        self.free
+            .pop()
+            .unwrap_or_else(|| Vec::with_capacity(self.initial_capacity))
+    }
+
+    fn give(&mut self, mut buf: Vec<u8>) {
+        if self.free.len() < self.max_free && buf.capacity() <= COALESCE_LIMIT * 2 {
+            buf.clear();
+            self.free.push(buf);
+        }
+    }
+}
+
+/// Bytes queued by reference: a frame shared by many connections.
+pub type SharedBytes = Arc<[u8]>;
+
+#[derive(Debug)]
+enum Seg {
+    Owned(Vec<u8>),
+    Shared(SharedBytes),
+}
+
+impl Seg {
+    fn bytes(&self) -> &[u8] {
+        match self {
+            Seg::Owned(v) => v,
+            Seg::Shared(s) => s,
+        }
+    }
+}
+
+/// The queue. `segs[0][head..]` is the next byte to write.
+#[derive(Debug, Default)]
+pub struct WriteQueue {
+    segs: VecDeque<Seg>,
+    head: usize,
+    len: usize,
+}
+
+impl WriteQueue {
+    /// Bytes waiting.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Nothing waiting.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Append bytes by copying them into the coalescing buffer.
+    pub fn push_bytes(&mut self, parts: &[&[u8]], pool: &mut BufPool) {
+        let n: usize = parts.iter().map(|p| p.len()).sum();
+        if n == 0 {
+            return;
+        }
+        let reuse = matches!(self.segs.back(), Some(Seg::Owned(v)) if v.len() + n <= COALESCE_LIMIT || v.is_empty());
+        if !reuse {
+            self.segs.push_back(Seg::Owned(pool.take()));
+        }
+        if let Some(Seg::Owned(v)) = self.segs.back_mut() {
+            for p in parts {
+                v.extend_from_slice(p);
+            }
+        }
+        self.len += n;
+    }
+
+    /// Append a shared frame without copying it.
+    pub fn push_shared(&mut self, bytes: SharedBytes) {
+        if bytes.is_empty() {
+            return;
+        }
+        self.len += bytes.len();
+        self.segs.push_back(Seg::Shared(bytes));
+    }
+
+    /// Write as much as the socket takes. Returns `Ok(true)` when the queue
+    /// is empty, `Ok(false)` when the socket would block.
+    pub fn flush<W: Write>(&mut self, w: &mut W, pool: &mut BufPool) -> io::Result<bool> {
+        while self.len > 0 {
+            let mut iov: [IoSlice<'_>; MAX_IOVECS] = [IoSlice::new(&[]); MAX_IOVECS];
+            let mut n = 0;
+            for (i, s) in self.segs.iter().take(MAX_IOVECS).enumerate() {
+                let b = s.bytes();
+                iov[i] = IoSlice::new(if i == 0 { &b[self.head..] } else { b });
+                n = i + 1;
+            }
+            match w.write_vectored(&iov[..n]) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(written) => self.advance(written, pool),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(true)
+    }
+
+    /// Write `parts` after whatever is queued, in one `writev`, and queue
+    /// (copying) only what the socket did not take. Used for large frames,
+    /// which then usually go out without ever being copied.
+    pub fn write_through<W: Write>(
+        &mut self,
+        w: &mut W,
+        parts: &[&[u8]],
+        pool: &mut BufPool,
+    ) -> io::Result<()> {
+        if self.len == 0 {
+            let mut iov: [IoSlice<'_>; 4] = [IoSlice::new(&[]); 4];
+            let k = parts.len().min(4);
+            for (i, p) in parts.iter().take(k).enumerate() {
+                iov[i] = IoSlice::new(p);
+            }
+            let mut written = loop {
+                match w.write_vectored(&iov[..k]) {
+                    Ok(n) => break n,
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break 0,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(e) => return Err(e),
+                }
+            };
+            // Queue the unwritten rest of each part.
+            let mut rest: [&[u8]; 4] = [&[]; 4];
+            for (i, p) in parts.iter().take(k).enumerate() {
+                let skip = written.min(p.len());
+                written -= skip;
+                rest[i] = &p[skip..];
+            }
+            self.push_bytes(&rest[..k], pool);
+            Ok(())
+        } else {
+            self.push_bytes(parts, pool);
+            Ok(())
+        }
+    }
+
+    fn advance(&mut self, mut n: usize, pool: &mut BufPool) {
+        self.len -= n;
+        while n > 0 {
+            let Some(front) = self.segs.front() else {
+                break;
+            };
+            let left = front.bytes().len() - self.head;
+            if n < left {
+                self.head += n;
+                return;
+            }
+            n -= left;
+            self.head = 0;
+            if let Some(Seg::Owned(v)) = self.segs.pop_front() {
+                pool.give(v);
+            }
+        }
+        if self.segs.is_empty() {
+            // Give the deque's memory back: an idle connection holds nothing.
+            self.segs = VecDeque::new();
+        }
+    }
+
+    /// Drop everything queued (the connection is gone).
+    pub fn clear(&mut self, pool: &mut BufPool) {
+        for s in self.segs.drain(..) {
+            if let Seg::Owned(v) = s {
+                pool.give(v);
+            }
+        }
+        self.segs = VecDeque::new();
+        self.head = 0;
+        self.len = 0;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A writer that accepts at most `cap` bytes per call, then blocks.
+    struct Trickle {
+        out: Vec<u8>,
+        cap: usize,
+        calls_left: usize,
+    }
+
+    impl Write for Trickle {
+        fn write(&mut self, b: &[u8]) -> io::Result<usize> {
+            self.write_vectored(&[IoSlice::new(b)])
+        }
+        fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+            if self.calls_left == 0 {
+                return Err(io::ErrorKind::WouldBlock.into());
+            }
+            self.calls_left -= 1;
+            let mut n = 0;
+            for b in bufs {
+                let take = (self.cap - n).min(b.len());
+                self.out.extend_from_slice(&b[..take]);
+                n += take;
+            }
+            Ok(n)
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn partial_writes_keep_order_and_bytes() {
+        let mut pool = BufPool::new(4, 64);
+        let mut q = WriteQueue::default();
+        let shared: SharedBytes = Arc::from(&b"SHARED"[..]);
+        q.push_bytes(&[b"ab", b"cd"], &mut pool);
+        q.push_shared(shared.clone());
+        q.push_bytes(&[b"ef"], &mut pool);
+        q.push_shared(shared);
+        assert_eq!(q.len(), 4 + 6 + 2 + 6);
+        let mut w = Trickle {
+            out: Vec::new(),
+            cap: 3,
+            calls_left: 2,
+        };
+        assert!(!q.flush(&mut w, &mut pool).unwrap());
+        assert_eq!(q.len(), 18 - 6);
+        w.calls_left = 100;
+        assert!(q.flush(&mut w, &mut pool).unwrap());
+        assert_eq!(w.out, b"abcdSHAREDefSHARED");
+        assert!(q.is_empty());
+    }
+
+    #[test]
+    fn write_through_queues_only_the_rest() {
+        let mut pool = BufPool::new(4, 64);
+        let mut q = WriteQueue::default();
+        let mut w = Trickle {
+            out: Vec::new(),
+            cap: 5,
+            calls_left: 1,
+        };
+        q.write_through(&mut w, &[b"head", b"payload"], &mut pool)
+            .unwrap();
+        assert_eq!(w.out, b"headp");
+        assert_eq!(q.len(), 6);
+        w.calls_left = 10;
+        q.flush(&mut w, &mut pool).unwrap();
+        assert_eq!(w.out, b"headpayload");
+    }
+}
