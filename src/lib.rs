@@ -2,11 +2,13 @@
 //!
 //! - [`proto`]: the sans-IO protocol core (bytes in, events and bytes out).
 //! - [`reactor`]: a `mio` event loop serving many connections.
+//! - [`pubsub`]: the hub: topics, fan-out, presence, history, auth.
 //!
 //! See `docs/ARCHITECTURE.md` for the layering and a reading order.
 #![deny(missing_docs)]
 
 pub mod proto;
+pub mod pubsub;
 pub mod reactor;
 
 pub use proto::handshake::Request;

@@ -1,5 +1,6 @@
 //! Server configuration. Every limit is named here with its default.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::proto::handshake::{HeadLimits, DEFAULT_MAX_HEADERS, DEFAULT_MAX_HEAD_SIZE};
@@ -69,6 +70,12 @@ pub struct Config {
     pub shutdown_timeout: Duration,
     /// Bytes read per `read` call into the loop's shared buffer (default 64 KiB).
     pub read_buffer_size: usize,
+    /// The reason in the 1001 close frame of a graceful shutdown (default
+    /// "server shutting down").
+    pub shutdown_reason: String,
+    /// Serve TLS (wss://, https://) with this rustls configuration (default
+    /// none: plain TCP). See [`super::tls::server_config_from_pem`].
+    pub tls: Option<Arc<rustls::ServerConfig>>,
 }
 
 impl Default for Config {
@@ -91,6 +98,8 @@ impl Default for Config {
             command_queue: 4096,
             shutdown_timeout: Duration::from_secs(5),
             read_buffer_size: 64 * 1024,
+            shutdown_reason: "server shutting down".into(),
+            tls: None,
         }
     }
 }
@@ -144,6 +153,20 @@ with! {
     with_shutdown_timeout: shutdown_timeout: Duration,
     /// Set [`Config::read_buffer_size`].
     with_read_buffer_size: read_buffer_size: usize,
+}
+
+impl Config {
+    /// Set [`Config::shutdown_reason`].
+    pub fn with_shutdown_reason(mut self, reason: &str) -> Self {
+        self.shutdown_reason = reason.to_string();
+        self
+    }
+
+    /// Set [`Config::tls`].
+    pub fn with_tls(mut self, tls: Arc<rustls::ServerConfig>) -> Self {
+        self.tls = Some(tls);
+        self
+    }
 }
 
 impl Config {

@@ -1,8 +1,7 @@
 //! One connection's state in the loop's slab.
 
-use mio::net::TcpStream;
-
 use super::timer::Millis;
+use super::tls::Stream;
 use super::write_queue::WriteQueue;
 use crate::proto::handshake::HeadBuffer;
 use crate::proto::{Receiver, Sender};
@@ -27,7 +26,7 @@ pub(crate) enum Phase {
 /// A connection. Kept small: an idle open connection owns no heap memory.
 #[derive(Debug)]
 pub(crate) struct Conn {
-    pub stream: TcpStream,
+    pub stream: Stream,
     pub gen: u32,
     pub phase: Phase,
     pub rx: Receiver,

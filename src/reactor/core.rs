@@ -269,8 +269,9 @@ impl Core {
                 gen: c.gen,
             })
             .collect();
+        let reason = self.config.shutdown_reason.clone();
         for id in ids {
-            self.close(id, CloseCode::GOING_AWAY, "server shutting down");
+            self.close(id, CloseCode::GOING_AWAY, &reason);
         }
     }
 }

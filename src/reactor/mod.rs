@@ -17,6 +17,7 @@ mod handler;
 mod id;
 mod server;
 pub mod timer;
+pub mod tls;
 pub mod write_queue;
 
 pub use self::core::{Ctx, DIRECT_WRITE_THRESHOLD};

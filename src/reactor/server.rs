@@ -2,7 +2,7 @@
 //! shutdown. The only code that touches sockets.
 
 use std::io::{self, Read, Write};
-use std::net::{Shutdown, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::mpsc::{self, Receiver as CmdReceiver};
 use std::sync::Arc;
 use std::time::Duration;
@@ -16,6 +16,7 @@ use super::core::{slot, Core, Ctx};
 use super::handle::{run_commands, Command, Handle};
 use super::handler::{CloseInfo, Handler, Upgrade};
 use super::id::ConnId;
+use super::tls::Stream;
 use super::write_queue::WriteQueue;
 use crate::proto::handshake::{
     accept_response, parse_request, rejection_response, validate_upgrade, HeadBuffer, Rejection,
@@ -206,6 +207,13 @@ impl Server {
             }
             let now = self.core.now;
             let handshake_ms = Core::millis(self.core.config.handshake_timeout);
+            let stream = match Stream::new(stream, self.core.config.tls.as_ref()) {
+                Ok(s) => s,
+                Err(e) => {
+                    log::warn!("tls setup for {addr}: {e}");
+                    continue;
+                }
+            };
             entry.insert(Conn {
                 stream,
                 gen,
@@ -241,6 +249,7 @@ impl Server {
             if c.read_paused || c.abort || c.peer_eof {
                 return;
             }
+            let tls = c.stream.is_tls();
             match c.stream.read(&mut self.read_buf) {
                 Ok(0) => {
                     self.eof(id, handler);
@@ -254,11 +263,17 @@ impl Server {
                     // A short read took everything the kernel had; new data
                     // raises a new edge, so skip the read that would only say
                     // WouldBlock — unless the peer also closed its side.
-                    if n < self.read_buf.len() && !closed_hint {
+                    if n < self.read_buf.len() && !closed_hint && !tls {
                         return;
                     }
                 }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    if tls {
+                        // TLS handshake records may be waiting to go out.
+                        self.core.mark_dirty(id);
+                    }
+                    return;
+                }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => {
                     log::debug!("conn {id}: read: {e}");
@@ -467,7 +482,9 @@ impl Server {
                     self.remove(id, handler);
                     continue;
                 }
-                let flushed = c.wq.flush(&mut c.stream, &mut self.core.pool);
+                let flushed =
+                    c.wq.flush(&mut c.stream, &mut self.core.pool)
+                        .and_then(|done| Ok(done && c.stream.flush_pending()?));
                 let flushed = match flushed {
                     Ok(done) => done,
                     Err(e) => {
@@ -502,7 +519,7 @@ impl Server {
                         // RFC 6455 §7.1.1: the server closes the TCP
                         // connection first; the peer's FIN ends it.
                         c.write_shut = true;
-                        let _ = c.stream.shutdown(Shutdown::Write);
+                        c.stream.shutdown_write();
                     }
                 }
             }
@@ -515,7 +532,7 @@ impl Server {
             return;
         }
         let mut c = self.core.conns.remove(id.key as usize);
-        let _ = self.poll.registry().deregister(&mut c.stream);
+        let _ = self.poll.registry().deregister(c.stream.socket());
         c.wq.clear(&mut self.core.pool);
         if c.opened {
             self.core.open_count -= 1;

@@ -1,0 +1,214 @@
+//! The `wsmio` server binary: the pub/sub hub with its demo page.
+//!
+//! `wsmio serve` runs it (every flag has an environment variable, see
+//! `wsmio serve --help`); `wsmio token` mints an HS256 token for testing.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use wsmio::pubsub::{Hub, HubConfig, OriginPolicy};
+use wsmio::{Config, FullQueuePolicy, Server};
+
+/// The demo chat page served at `/`.
+const DEMO_PAGE: &str = include_str!("demo.html");
+
+#[derive(Parser)]
+#[command(name = "wsmio", version, about = "wsmio: a WebSocket pub/sub hub")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the hub (WebSocket at /ws, demo page at /, /healthz, /metrics).
+    Serve(Box<ServeArgs>),
+    /// Print an HS256 token for the given user (for tests and the demo).
+    Token(TokenArgs),
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum SlowConsumer {
+    /// Close the connection with 1008 when its queue is full.
+    Close,
+    /// Drop deliveries and report the gap to the client.
+    Drop,
+}
+
+#[derive(clap::Args)]
+struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long, env = "WSMIO_LISTEN", default_value = "127.0.0.1:9001")]
+    listen: SocketAddr,
+    /// Most simultaneous connections.
+    #[arg(long, env = "WSMIO_MAX_CONNECTIONS", default_value_t = 10_000)]
+    max_connections: usize,
+    /// Largest message a client may send, in bytes (close 1009 above it).
+    #[arg(long, env = "WSMIO_MAX_MESSAGE_SIZE", default_value_t = 64 * 1024)]
+    max_message_size: u64,
+    /// Seconds of silence before the server pings a client.
+    #[arg(long, env = "WSMIO_IDLE_TIMEOUT", default_value_t = 30)]
+    idle_timeout: u64,
+    /// Seconds a client has to answer that ping before it is closed.
+    #[arg(long, env = "WSMIO_PONG_TIMEOUT", default_value_t = 30)]
+    pong_timeout: u64,
+    /// Seconds allowed to send the HTTP upgrade request.
+    #[arg(long, env = "WSMIO_HANDSHAKE_TIMEOUT", default_value_t = 5)]
+    handshake_timeout: u64,
+    /// Outbound queue per connection, in bytes, before the slow-consumer policy applies.
+    #[arg(long, env = "WSMIO_MAX_QUEUED_BYTES", default_value_t = 1024 * 1024)]
+    max_queued_bytes: usize,
+    /// What to do with a client whose queue is full.
+    #[arg(long, env = "WSMIO_SLOW_CONSUMER", value_enum, default_value = "close")]
+    slow_consumer: SlowConsumer,
+    /// Seconds a graceful shutdown waits for clients to close.
+    #[arg(long, env = "WSMIO_SHUTDOWN_TIMEOUT", default_value_t = 5)]
+    shutdown_timeout: u64,
+    /// HS256 secret for client tokens; without it, anonymous users are admitted.
+    #[arg(long, env = "WSMIO_AUTH_SECRET", hide_env_values = true)]
+    auth_secret: Option<String>,
+    /// Allowed browser origins, comma-separated; `*` allows any; empty: same host only.
+    #[arg(long, env = "WSMIO_ALLOWED_ORIGINS", default_value = "")]
+    allowed_origins: String,
+    /// Deliveries kept per topic for resume.
+    #[arg(long, env = "WSMIO_HISTORY_LEN", default_value_t = 100)]
+    history_len: usize,
+    /// Seconds a delivery is kept for resume.
+    #[arg(long, env = "WSMIO_HISTORY_AGE", default_value_t = 600)]
+    history_age: u64,
+    /// Subscriptions per connection.
+    #[arg(long, env = "WSMIO_MAX_TOPICS_PER_CONN", default_value_t = 100)]
+    max_topics_per_conn: usize,
+    /// Sustained requests per second per connection.
+    #[arg(long, env = "WSMIO_RATE", default_value_t = 50.0)]
+    rate: f64,
+    /// Request burst per connection.
+    #[arg(long, env = "WSMIO_BURST", default_value_t = 100)]
+    burst: u32,
+    /// This node's name in deliveries.
+    #[arg(long, env = "WSMIO_NODE", default_value = "local")]
+    node: String,
+    /// PEM certificate chain: serve wss:// and https:// (needs --tls-key).
+    #[arg(long, env = "WSMIO_TLS_CERT", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// PEM private key for --tls-cert.
+    #[arg(long, env = "WSMIO_TLS_KEY", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+}
+
+#[derive(clap::Args)]
+struct TokenArgs {
+    /// The HS256 secret (the server's --auth-secret).
+    #[arg(long, env = "WSMIO_AUTH_SECRET", hide_env_values = true)]
+    secret: String,
+    /// User id.
+    #[arg(long)]
+    user: String,
+    /// Topic patterns the user may subscribe to (repeatable; `room.*`, `*`).
+    #[arg(long = "subscribe", default_value = "*")]
+    subscribe: Vec<String>,
+    /// Topic patterns the user may publish on (repeatable).
+    #[arg(long = "publish", default_value = "*")]
+    publish: Vec<String>,
+    /// Seconds until the token expires.
+    #[arg(long, default_value_t = 3600)]
+    ttl: u64,
+}
+
+fn main() {
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Serve(args) => serve(*args),
+        Command::Token(args) => {
+            token(args);
+            Ok(())
+        }
+    };
+    if let Err(e) = result {
+        log::error!("{e}");
+        std::process::exit(1);
+    }
+}
+
+fn token(a: TokenArgs) {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let claims = serde_json::json!({
+        "sub": a.user, "exp": now + a.ttl, "iat": now,
+        "subscribe": a.subscribe, "publish": a.publish,
+    });
+    println!(
+        "{}",
+        wsmio::pubsub::auth::sign_jwt(&claims, a.secret.as_bytes())
+    );
+}
+
+fn serve(a: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
+    let mut config = Config::default()
+        .with_max_connections(a.max_connections)
+        .with_max_message_size(a.max_message_size)
+        .with_max_frame_size(a.max_message_size)
+        .with_idle_timeout(Some(Duration::from_secs(a.idle_timeout.max(1))))
+        .with_pong_timeout(Duration::from_secs(a.pong_timeout.max(1)))
+        .with_handshake_timeout(Duration::from_secs(a.handshake_timeout.max(1)))
+        .with_max_queued_bytes(a.max_queued_bytes)
+        .with_backpressure_limit(a.max_queued_bytes / 4)
+        .with_full_queue_policy(match a.slow_consumer {
+            SlowConsumer::Close => FullQueuePolicy::Close,
+            SlowConsumer::Drop => FullQueuePolicy::Drop,
+        })
+        .with_shutdown_timeout(Duration::from_secs(a.shutdown_timeout))
+        .with_shutdown_reason("server restarting, reconnect later");
+    if let (Some(cert), Some(key)) = (&a.tls_cert, &a.tls_key) {
+        config = config.with_tls(wsmio::reactor::tls::server_config_from_pem(cert, key)?);
+    }
+    let tls = config.tls.is_some();
+    let hub_config = HubConfig {
+        node: a.node,
+        auth_secret: a.auth_secret.map(String::into_bytes),
+        origins: OriginPolicy::parse(&a.allowed_origins),
+        history_len: a.history_len,
+        history_age: Duration::from_secs(a.history_age),
+        max_topics_per_conn: a.max_topics_per_conn,
+        rate_per_sec: a.rate,
+        rate_burst: a.burst,
+        index_html: Some(DEMO_PAGE),
+        ..HubConfig::default()
+    };
+    if hub_config.auth_secret.is_none() {
+        log::warn!("no --auth-secret: admitting anonymous users with generated ids (embedded in-memory default)");
+    }
+    let server = Server::bind(a.listen, config)?;
+    let (ws, http) = if tls {
+        ("wss", "https")
+    } else {
+        ("ws", "http")
+    };
+    log::info!(
+        "wsmio hub listening: {ws}://{0}/ws, demo {http}://{0}/, metrics {http}://{0}/metrics",
+        server.local_addr()
+    );
+    // SIGINT/SIGTERM: graceful shutdown (close 1001 to everyone, drain, exit 0).
+    let handle = server.handle();
+    let mut signals = signal_hook::iterator::Signals::new([
+        signal_hook::consts::SIGINT,
+        signal_hook::consts::SIGTERM,
+    ])?;
+    std::thread::spawn(move || {
+        if let Some(sig) = signals.forever().next() {
+            log::info!("signal {sig}: shutting down");
+            let _ = handle.shutdown();
+        }
+    });
+    let hub = server.run(Hub::new(hub_config))?;
+    log::info!(
+        "stopped: {} connections served, {} publishes",
+        hub.metrics().connections_total,
+        hub.metrics().publishes
+    );
+    Ok(())
+}

@@ -1,0 +1,130 @@
+//! A topic's bounded history: the last deliveries, by count and by age,
+//! for replay after a reconnect.
+
+use std::collections::VecDeque;
+
+use crate::reactor::Frame;
+
+/// One stored delivery: its sequence number, server time, and the encoded
+/// frame as it was sent (shared with the live fan-out, not copied).
+#[derive(Debug, Clone)]
+pub struct Stored {
+    /// Sequence number within the topic and epoch.
+    pub seq: u64,
+    /// Server timestamp (ms since the Unix epoch).
+    pub ts: u64,
+    /// The delivery frame.
+    pub frame: Frame,
+}
+
+/// What a resume request can get back.
+#[derive(Debug)]
+pub struct Replay<'a> {
+    /// Deliveries after the client's last sequence, oldest first.
+    pub items: Vec<&'a Stored>,
+    /// True if nothing the client missed is absent from `items`.
+    pub complete: bool,
+    /// Sequence numbers known to be lost (no longer in history).
+    pub lost: u64,
+}
+
+/// The ring.
+#[derive(Debug)]
+pub struct History {
+    items: VecDeque<Stored>,
+    max_len: usize,
+    max_age_ms: u64,
+}
+
+impl History {
+    /// A history keeping at most `max_len` items, none older than
+    /// `max_age_ms`.
+    pub fn new(max_len: usize, max_age_ms: u64) -> Self {
+        History {
+            items: VecDeque::new(),
+            max_len,
+            max_age_ms,
+        }
+    }
+
+    /// Append a delivery (sequence numbers must increase).
+    pub fn push(&mut self, item: Stored) {
+        if self.max_len == 0 {
+            return;
+        }
+        while self.items.len() >= self.max_len {
+            self.items.pop_front();
+        }
+        self.items.push_back(item);
+    }
+
+    /// Forget items older than the age limit.
+    pub fn trim(&mut self, now_ms: u64) {
+        while let Some(front) = self.items.front() {
+            if now_ms.saturating_sub(front.ts) > self.max_age_ms {
+                self.items.pop_front();
+            } else {
+                break;
+            }
+        }
+    }
+
+    /// Items stored.
+    pub fn len(&self) -> usize {
+        self.items.len()
+    }
+
+    /// Nothing stored.
+    pub fn is_empty(&self) -> bool {
+        self.items.is_empty()
+    }
+
+    /// Everything after `last_seen` (the last sequence the client got), with
+    /// `current` the topic's latest sequence.
+    pub fn since(&self, last_seen: u64, current: u64) -> Replay<'_> {
+        let items: Vec<&Stored> = self.items.iter().filter(|s| s.seq > last_seen).collect();
+        let missed = current.saturating_sub(last_seen);
+        let have = items.len() as u64;
+        Replay {
+            complete: have >= missed,
+            lost: missed.saturating_sub(have),
+            items,
+        }
+    }
+
+    /// Everything stored (for a client from another epoch).
+    pub fn all(&self) -> Vec<&Stored> {
+        self.items.iter().collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn item(seq: u64, ts: u64) -> Stored {
+        Stored {
+            seq,
+            ts,
+            frame: Frame::text(&seq.to_string()),
+        }
+    }
+
+    #[test]
+    fn bounded_by_count_and_age() {
+        let mut h = History::new(3, 1000);
+        for s in 1..=5 {
+            h.push(item(s, s * 100));
+        }
+        assert_eq!(h.len(), 3);
+        let r = h.since(1, 5);
+        assert_eq!(r.items.iter().map(|s| s.seq).collect::<Vec<_>>(), [3, 4, 5]);
+        assert!(!r.complete);
+        assert_eq!(r.lost, 1);
+        let r = h.since(3, 5);
+        assert!(r.complete);
+        assert_eq!(r.items.len(), 2);
+        h.trim(1450);
+        assert_eq!(h.len(), 1);
+    }
+}

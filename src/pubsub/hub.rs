@@ -1,0 +1,649 @@
+//! The hub: a [`Handler`] that turns the reactor into a pub/sub server.
+//!
+//! Flow of a publish: check rights and rate limit → the topic gives the next
+//! sequence number → the delivery is encoded and framed **once**
+//! ([`Frame`]) → history keeps that frame → every local subscriber's queue
+//! references the same bytes. Sequencing ([`Hub::sequence`]) and local
+//! fan-out ([`Hub::fan_out`]) are separate steps, so a later bridge between
+//! nodes can carry a sequenced delivery (topic, origin node, epoch, seq) to
+//! other nodes, whose hubs fan it out to their own subscribers.
+
+use std::collections::HashMap;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde_json::json;
+
+use super::auth::{inbox_topic, verify_jwt, Identity, OriginPolicy, TokenError};
+use super::history::{History, Stored};
+use super::metrics::Metrics;
+use super::protocol::{self, Delivery, ErrorCode, Request, Since};
+use super::ratelimit::TokenBucket;
+use super::topic::Topic;
+use crate::proto::handshake::Request as HttpRequest;
+use crate::reactor::{CloseInfo, ConnId, Ctx, Frame, Handler, HttpResponse, SendStatus, Upgrade};
+use crate::{CloseCode, Message};
+
+/// Hub settings; every field has a documented default.
+#[derive(Debug, Clone)]
+pub struct HubConfig {
+    /// This node's name, carried in every delivery (default `local`).
+    pub node: String,
+    /// HS256 secret for tokens. `None` (default): anonymous users with
+    /// generated ids may do anything.
+    pub auth_secret: Option<Vec<u8>>,
+    /// Allowed browser origins (default: same host only).
+    pub origins: OriginPolicy,
+    /// Path of the WebSocket endpoint (default `/ws`).
+    pub ws_path: String,
+    /// Deliveries kept per topic for resume (default 100).
+    pub history_len: usize,
+    /// Oldest delivery kept for resume (default 10 min).
+    pub history_age: Duration,
+    /// Subscriptions per connection (default 100).
+    pub max_topics_per_conn: usize,
+    /// Topics on this node (default 100,000); idle ones are evicted first.
+    pub max_topics: usize,
+    /// Sustained requests per second per connection (default 50).
+    pub rate_per_sec: f64,
+    /// Burst of requests per connection (default 100).
+    pub rate_burst: u32,
+    /// Consecutive rate-limited requests after which the connection is
+    /// closed with 1008 (default 50).
+    pub rate_violation_limit: u32,
+    /// The page served at `/` (the binary embeds the demo page).
+    pub index_html: Option<&'static str>,
+}
+
+impl Default for HubConfig {
+    fn default() -> Self {
+        HubConfig {
+            node: "local".into(),
+            auth_secret: None,
+            origins: OriginPolicy::SameHost,
+            ws_path: "/ws".into(),
+            history_len: 100,
+            history_age: Duration::from_secs(600),
+            max_topics_per_conn: 100,
+            max_topics: 100_000,
+            rate_per_sec: 50.0,
+            rate_burst: 100,
+            rate_violation_limit: 50,
+            index_html: None,
+        }
+    }
+}
+
+/// One connected client.
+#[derive(Debug)]
+struct Client {
+    who: Identity,
+    topics: Vec<String>,
+    bucket: TokenBucket,
+    violations: u32,
+    /// Deliveries dropped for a full queue: (topic, first seq, last seq).
+    gaps: Vec<(String, u64, u64)>,
+}
+
+/// The pub/sub hub.
+pub struct Hub {
+    config: HubConfig,
+    epoch: String,
+    topics: HashMap<String, Topic>,
+    clients: HashMap<ConnId, Client>,
+    pending: HashMap<ConnId, Identity>,
+    metrics: Metrics,
+    anon_counter: u64,
+}
+
+/// Wall-clock milliseconds since the Unix epoch (delivery timestamps).
+fn wall_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+fn random_hex(bytes: usize) -> String {
+    let mut b = vec![0u8; bytes];
+    let _ = getrandom::getrandom(&mut b);
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+impl Hub {
+    /// A hub with a fresh random epoch.
+    pub fn new(config: HubConfig) -> Self {
+        Hub {
+            config,
+            epoch: random_hex(6),
+            topics: HashMap::new(),
+            clients: HashMap::new(),
+            pending: HashMap::new(),
+            metrics: Metrics::default(),
+            anon_counter: 0,
+        }
+    }
+
+    /// This hub's epoch: sequence numbers are only comparable within it.
+    pub fn epoch(&self) -> &str {
+        &self.epoch
+    }
+
+    /// Current metrics.
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
+    fn send(&mut self, ctx: &mut Ctx<'_>, id: ConnId, text: &str) -> SendStatus {
+        let s = ctx.send_text(id, text);
+        if matches!(s, SendStatus::Sent | SendStatus::Backpressured) {
+            self.metrics.out(text.len());
+        }
+        s
+    }
+
+    fn error(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        id: ConnId,
+        req: Option<u64>,
+        code: ErrorCode,
+        msg: &str,
+    ) {
+        let e = protocol::error(req, code, msg);
+        self.send(ctx, id, &e);
+    }
+
+    /// Give the next sequence number of `topic` to a message and frame the
+    /// delivery once. Returns the frame (also stored in history).
+    pub fn sequence(&mut self, topic: &str, from: &str, data: &str) -> (u64, Frame) {
+        let now = wall_ms();
+        self.evict_if_full(topic);
+        let history = History::new(
+            self.config.history_len,
+            self.config.history_age.as_millis() as u64,
+        );
+        let t = self
+            .topics
+            .entry(topic.to_string())
+            .or_insert_with(|| Topic::new(history));
+        t.seq += 1;
+        let text = Delivery {
+            topic,
+            seq: t.seq,
+            epoch: &self.epoch,
+            node: &self.config.node,
+            from,
+            ts: now,
+            data,
+        }
+        .encode();
+        let frame = Frame::text(&text);
+        t.history.trim(now);
+        t.history.push(Stored {
+            seq: t.seq,
+            ts: now,
+            frame: frame.clone(),
+        });
+        (t.seq, frame)
+    }
+
+    /// Queue `frame` (a delivery of `seq` on `topic`) to every local
+    /// subscriber but `exclude`.
+    pub fn fan_out(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        topic: &str,
+        seq: u64,
+        frame: &Frame,
+        exclude: Option<ConnId>,
+    ) {
+        let Some(t) = self.topics.get(topic) else {
+            return;
+        };
+        let len = frame.as_bytes().len();
+        for &sub in t.subscribers() {
+            if Some(sub) == exclude {
+                continue;
+            }
+            match ctx.send_frame(sub, frame) {
+                SendStatus::Sent => {
+                    self.metrics.fanout_deliveries += 1;
+                    self.metrics.out(len);
+                }
+                SendStatus::Backpressured => {
+                    self.metrics.fanout_deliveries += 1;
+                    self.metrics.out(len);
+                    let q = ctx.queued_bytes(sub).unwrap_or(0) as u64;
+                    self.metrics.queue_high_water = self.metrics.queue_high_water.max(q);
+                }
+                SendStatus::Dropped => {
+                    self.metrics.drop("slow_consumer");
+                    if let Some(c) = self.clients.get_mut(&sub) {
+                        match c.gaps.iter_mut().find(|g| g.0 == topic) {
+                            Some(g) => g.2 = seq,
+                            None => c.gaps.push((topic.to_string(), seq, seq)),
+                        }
+                    }
+                }
+                SendStatus::Closed => {}
+            }
+        }
+    }
+
+    fn evict_if_full(&mut self, creating: &str) {
+        if self.topics.len() < self.config.max_topics || self.topics.contains_key(creating) {
+            return;
+        }
+        // Drop idle topics first, then the oldest history-only ones.
+        self.topics.retain(|_, t| !t.is_idle());
+        if self.topics.len() >= self.config.max_topics {
+            let victim = self
+                .topics
+                .iter()
+                .filter(|(_, t)| t.subscribers().is_empty())
+                .min_by_key(|(_, t)| t.history.all().last().map_or(0, |s| s.ts))
+                .map(|(k, _)| k.clone());
+            if let Some(v) = victim {
+                self.topics.remove(&v);
+            }
+        }
+    }
+
+    fn subscribe(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        id: ConnId,
+        req: Option<u64>,
+        topic: &str,
+        since: Option<Since>,
+    ) {
+        let Some(c) = self.clients.get(&id) else {
+            return;
+        };
+        if !protocol::valid_topic(topic) {
+            return self.error(ctx, id, req, ErrorCode::BadTopic, "invalid topic name");
+        }
+        if !c.who.may_subscribe(topic) {
+            return self.error(
+                ctx,
+                id,
+                req,
+                ErrorCode::Forbidden,
+                "not allowed to subscribe to this topic",
+            );
+        }
+        let already = c.topics.iter().any(|t| t == topic);
+        if !already && c.topics.len() >= self.config.max_topics_per_conn {
+            return self.error(
+                ctx,
+                id,
+                req,
+                ErrorCode::TooManyTopics,
+                "subscription limit reached",
+            );
+        }
+        let user = c.who.user.clone();
+        self.evict_if_full(topic);
+        let history = History::new(
+            self.config.history_len,
+            self.config.history_age.as_millis() as u64,
+        );
+        let t = self
+            .topics
+            .entry(topic.to_string())
+            .or_insert_with(|| Topic::new(history));
+        let joined = !already && t.add(id, &user);
+        t.history.trim(wall_ms());
+        if !already {
+            if let Some(c) = self.clients.get_mut(&id) {
+                c.topics.push(topic.to_string());
+            }
+            self.metrics.subscriptions += 1;
+        }
+        // Resume: replay what the client missed and say whether that is all.
+        let current = t.seq;
+        let (replay, recovered, lost, epoch_changed) = match &since {
+            None => (Vec::new(), true, 0, false),
+            Some(s) if s.epoch == self.epoch => {
+                let r = t.history.since(s.seq, current);
+                let frames: Vec<Frame> = r.items.iter().map(|i| i.frame.clone()).collect();
+                (frames, r.complete, r.lost, false)
+            }
+            Some(_) => {
+                // Another epoch: our numbers are not theirs. Replay what we
+                // have; recovery is incomplete.
+                let frames: Vec<Frame> = t.history.all().iter().map(|i| i.frame.clone()).collect();
+                (frames, false, 0, true)
+            }
+        };
+        let ack = protocol::ack(
+            req,
+            json!({
+                "op": "sub", "topic": topic, "epoch": self.epoch, "seq": current,
+                "resumed": since.is_some(), "recovered": recovered, "lost": lost,
+                "epoch_changed": epoch_changed, "replayed": replay.len(),
+            }),
+        );
+        self.send(ctx, id, &ack);
+        for f in &replay {
+            ctx.send_frame(id, f);
+            self.metrics.out(f.as_bytes().len());
+        }
+        if joined && !topic.starts_with('@') {
+            let ev = json!({"type":"join","topic":topic,"user":user,"ts":wall_ms()}).to_string();
+            self.notify(ctx, topic, &ev);
+        }
+    }
+
+    /// Send a presence event to every subscriber of `topic`.
+    fn notify(&mut self, ctx: &mut Ctx<'_>, topic: &str, text: &str) {
+        let Some(t) = self.topics.get(topic) else {
+            return;
+        };
+        let frame = Frame::text(text);
+        for &sub in t.subscribers() {
+            if matches!(
+                ctx.send_frame(sub, &frame),
+                SendStatus::Sent | SendStatus::Backpressured
+            ) {
+                self.metrics.out(text.len());
+            }
+        }
+    }
+
+    fn unsubscribe(&mut self, ctx: &mut Ctx<'_>, id: ConnId, topic: &str) -> bool {
+        let Some(c) = self.clients.get_mut(&id) else {
+            return false;
+        };
+        let Some(pos) = c.topics.iter().position(|t| t == topic) else {
+            return false;
+        };
+        c.topics.swap_remove(pos);
+        let user = c.who.user.clone();
+        self.metrics.subscriptions = self.metrics.subscriptions.saturating_sub(1);
+        let mut left = false;
+        if let Some(t) = self.topics.get_mut(topic) {
+            left = t.remove(id, &user);
+            if t.is_idle() {
+                self.topics.remove(topic);
+            }
+        }
+        if left && !topic.starts_with('@') {
+            let ev = json!({"type":"leave","topic":topic,"user":user,"ts":wall_ms()}).to_string();
+            self.notify(ctx, topic, &ev);
+        }
+        true
+    }
+
+    fn handle_request(&mut self, ctx: &mut Ctx<'_>, id: ConnId, text: &str) {
+        let req: Request<'_> = match serde_json::from_str(text) {
+            Ok(r) => r,
+            Err(e) => {
+                let msg = format!("invalid request: {e}");
+                return self.error(ctx, id, None, ErrorCode::BadRequest, &msg);
+            }
+        };
+        let Some(c) = self.clients.get(&id) else {
+            return;
+        };
+        let user = c.who.user.clone();
+        match req {
+            Request::Sub {
+                id: rid,
+                topic,
+                since,
+            } => self.subscribe(ctx, id, rid, &topic, since),
+            Request::Unsub { id: rid, topic } => {
+                if self.unsubscribe(ctx, id, &topic) {
+                    let a = protocol::ack(rid, json!({"op":"unsub","topic":topic}));
+                    self.send(ctx, id, &a);
+                } else {
+                    self.error(
+                        ctx,
+                        id,
+                        rid,
+                        ErrorCode::NotSubscribed,
+                        "not subscribed to this topic",
+                    );
+                }
+            }
+            Request::Pub {
+                id: rid,
+                topic,
+                data,
+                exclude_self,
+            } => {
+                if !protocol::valid_topic(&topic) {
+                    return self.error(ctx, id, rid, ErrorCode::BadTopic, "invalid topic name");
+                }
+                if !c.who.may_publish(&topic) {
+                    return self.error(
+                        ctx,
+                        id,
+                        rid,
+                        ErrorCode::Forbidden,
+                        "not allowed to publish on this topic",
+                    );
+                }
+                let (seq, frame) = self.sequence(&topic, &user, data.get());
+                self.metrics.publishes += 1;
+                // The ack goes before the publisher's own copy of the delivery.
+                if rid.is_some() {
+                    let a = protocol::ack(
+                        rid,
+                        json!({"op":"pub","topic":topic,"seq":seq,"epoch":self.epoch}),
+                    );
+                    self.send(ctx, id, &a);
+                }
+                let exclude = exclude_self.then_some(id);
+                self.fan_out(ctx, &topic, seq, &frame, exclude);
+            }
+            Request::Dm { id: rid, to, data } => {
+                if to.is_empty() || to.len() > protocol::MAX_TOPIC_LEN {
+                    return self.error(ctx, id, rid, ErrorCode::BadTopic, "invalid user id");
+                }
+                let inbox = inbox_topic(&to);
+                let (seq, frame) = self.sequence(&inbox, &user, data.get());
+                self.metrics.publishes += 1;
+                if rid.is_some() {
+                    let a = protocol::ack(
+                        rid,
+                        json!({"op":"dm","to":to,"topic":inbox,"seq":seq,"epoch":self.epoch}),
+                    );
+                    self.send(ctx, id, &a);
+                }
+                self.fan_out(ctx, &inbox, seq, &frame, None);
+            }
+            Request::Presence { id: rid, topic } => {
+                if !c.who.may_subscribe(&topic) {
+                    return self.error(
+                        ctx,
+                        id,
+                        rid,
+                        ErrorCode::Forbidden,
+                        "not allowed to see this topic",
+                    );
+                }
+                let (members, conns) = self
+                    .topics
+                    .get(&topic)
+                    .map(|t| (t.members(), t.subscribers().len()))
+                    .unwrap_or_default();
+                let r = json!({"type":"presence","id":rid,"topic":topic,"members":members,"count":members.len(),"connections":conns}).to_string();
+                self.send(ctx, id, &r);
+            }
+        }
+    }
+
+    fn authenticate(&mut self, req: &HttpRequest) -> Result<Identity, TokenError> {
+        let Some(secret) = &self.config.auth_secret else {
+            self.anon_counter += 1;
+            let user = format!("anon-{}-{}", random_hex(3), self.anon_counter);
+            return Ok(Identity {
+                user,
+                subscribe: vec!["*".into()],
+                publish: vec!["*".into()],
+                anonymous: true,
+            });
+        };
+        let bearer = req
+            .header("authorization")
+            .and_then(|h| {
+                h.strip_prefix("Bearer ")
+                    .or_else(|| h.strip_prefix("bearer "))
+            })
+            .map(str::trim);
+        let token = bearer
+            .or_else(|| req.query_param("token"))
+            .ok_or(TokenError::Missing)?;
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        verify_jwt(token, secret, now)
+    }
+}
+
+impl Handler for Hub {
+    fn upgrade(&mut self, _ctx: &mut Ctx<'_>, id: ConnId, req: &HttpRequest) -> Upgrade {
+        if req.path_only() != self.config.ws_path {
+            self.metrics.reject("path");
+            return Upgrade::reject(404, "no WebSocket endpoint at this path");
+        }
+        if !self
+            .config
+            .origins
+            .allows(req.header("origin"), req.header("host"))
+        {
+            self.metrics.reject("origin");
+            return Upgrade::reject(403, "origin not allowed");
+        }
+        match self.authenticate(req) {
+            Ok(who) => {
+                self.pending.insert(id, who);
+                Upgrade::accept()
+            }
+            Err(e) => {
+                self.metrics.reject(e.label());
+                Upgrade::Reject(
+                    HttpResponse::text(401, e.reason()).with_header("WWW-Authenticate", "Bearer"),
+                )
+            }
+        }
+    }
+
+    fn http(&mut self, _ctx: &mut Ctx<'_>, _id: ConnId, req: &HttpRequest) -> HttpResponse {
+        if req.method != "GET" && req.method != "HEAD" {
+            return HttpResponse::text(405, "method not allowed").with_header("Allow", "GET");
+        }
+        match req.path_only() {
+            "/" => match self.config.index_html {
+                Some(html) => {
+                    HttpResponse::new(200, "text/html; charset=utf-8", html.as_bytes().to_vec())
+                }
+                None => HttpResponse::text(404, "no page here"),
+            },
+            "/healthz" => HttpResponse::text(200, "ok"),
+            "/metrics" => {
+                self.metrics.topics = self.topics.len() as u64;
+                HttpResponse::new(
+                    200,
+                    "text/plain; version=0.0.4",
+                    self.metrics.render().into_bytes(),
+                )
+            }
+            p if p == self.config.ws_path => {
+                HttpResponse::text(426, "WebSocket endpoint: upgrade required")
+                    .with_header("Upgrade", "websocket")
+            }
+            _ => HttpResponse::text(404, "not found"),
+        }
+    }
+
+    fn open(&mut self, ctx: &mut Ctx<'_>, id: ConnId) {
+        let Some(who) = self.pending.remove(&id) else {
+            ctx.close(id, CloseCode::INTERNAL, "no identity");
+            return;
+        };
+        self.metrics.connections_current += 1;
+        self.metrics.connections_total += 1;
+        let now = wall_ms();
+        let inbox = inbox_topic(&who.user);
+        let welcome = json!({
+            "type":"welcome","user":who.user,"anonymous":who.anonymous,"node":self.config.node,
+            "epoch":self.epoch,"inbox":inbox,
+        })
+        .to_string();
+        self.clients.insert(
+            id,
+            Client {
+                who,
+                topics: Vec::new(),
+                bucket: TokenBucket::new(self.config.rate_per_sec, self.config.rate_burst, now),
+                violations: 0,
+                gaps: Vec::new(),
+            },
+        );
+        self.send(ctx, id, &welcome);
+        // Every connection receives its user's direct messages.
+        self.subscribe(ctx, id, None, &inbox, None);
+    }
+
+    fn message(&mut self, ctx: &mut Ctx<'_>, id: ConnId, msg: Message<'_>) {
+        self.metrics.messages_in += 1;
+        self.metrics.bytes_in += msg.as_bytes().len() as u64;
+        let now = wall_ms();
+        let Some(c) = self.clients.get_mut(&id) else {
+            return;
+        };
+        if !c.bucket.try_take(now) {
+            c.violations += 1;
+            self.metrics.drop("rate_limited");
+            if c.violations >= self.config.rate_violation_limit {
+                ctx.close(id, CloseCode::POLICY, "rate limit exceeded");
+            } else {
+                self.error(
+                    ctx,
+                    id,
+                    None,
+                    ErrorCode::RateLimited,
+                    "rate limit exceeded; request dropped",
+                );
+            }
+            return;
+        }
+        c.violations = 0;
+        match msg {
+            Message::Text(t) => self.handle_request(ctx, id, t),
+            // RFC 6455 §7.4.1: 1003 for a data type the endpoint cannot accept.
+            Message::Binary(_) => {
+                ctx.close(id, CloseCode::UNSUPPORTED, "the hub protocol is JSON text")
+            }
+        }
+    }
+
+    fn drain(&mut self, ctx: &mut Ctx<'_>, id: ConnId) {
+        // Tell a client that caught up which deliveries it lost.
+        let Some(c) = self.clients.get_mut(&id) else {
+            return;
+        };
+        let gaps = std::mem::take(&mut c.gaps);
+        for (topic, from, to) in gaps {
+            let ev = json!({"type":"gap","topic":topic,"from":from,"to":to,"epoch":self.epoch})
+                .to_string();
+            self.send(ctx, id, &ev);
+        }
+    }
+
+    fn close(&mut self, ctx: &mut Ctx<'_>, id: ConnId, info: CloseInfo) {
+        self.metrics.close(info.code.0);
+        self.pending.remove(&id);
+        let Some(c) = self.clients.get(&id) else {
+            return;
+        };
+        let topics = c.topics.clone();
+        for t in topics {
+            self.unsubscribe(ctx, id, &t);
+        }
+        self.clients.remove(&id);
+        self.metrics.connections_current = self.metrics.connections_current.saturating_sub(1);
+    }
+}

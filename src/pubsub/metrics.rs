@@ -1,0 +1,189 @@
+//! Hub metrics, rendered in the Prometheus text format. Label sets are
+//! fixed enums (close codes are bucketed), so cardinality stays bounded.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+/// Counters and gauges of one hub.
+#[derive(Debug, Default, Clone)]
+pub struct Metrics {
+    /// Open WebSocket connections.
+    pub connections_current: u64,
+    /// Connections opened since start.
+    pub connections_total: u64,
+    /// Messages received from clients.
+    pub messages_in: u64,
+    /// Bytes of messages received.
+    pub bytes_in: u64,
+    /// Messages queued to clients (deliveries, acks, events).
+    pub messages_out: u64,
+    /// Bytes of messages queued to clients.
+    pub bytes_out: u64,
+    /// Topic deliveries (one per recipient).
+    pub fanout_deliveries: u64,
+    /// Publishes accepted.
+    pub publishes: u64,
+    /// Drops by reason.
+    pub drops: BTreeMap<&'static str, u64>,
+    /// Closes by code class.
+    pub closes: BTreeMap<u16, u64>,
+    /// Largest outbound queue seen (bytes).
+    pub queue_high_water: u64,
+    /// Handshake rejections by reason.
+    pub rejections: BTreeMap<&'static str, u64>,
+    /// Topics that exist.
+    pub topics: u64,
+    /// Subscriptions across all topics.
+    pub subscriptions: u64,
+}
+
+impl Metrics {
+    /// Count a drop.
+    pub fn drop(&mut self, reason: &'static str) {
+        *self.drops.entry(reason).or_default() += 1;
+    }
+
+    /// Count a handshake rejection.
+    pub fn reject(&mut self, reason: &'static str) {
+        *self.rejections.entry(reason).or_default() += 1;
+    }
+
+    /// Count a close; codes outside the registered ones are bucketed
+    /// (3000 for 3000–3999, 4000 for 4000–4999, 0 otherwise).
+    pub fn close(&mut self, code: u16) {
+        let bucket = match code {
+            1000..=1015 => code,
+            3000..=3999 => 3000,
+            4000..=4999 => 4000,
+            _ => 0,
+        };
+        *self.closes.entry(bucket).or_default() += 1;
+    }
+
+    /// Count a message queued to a client.
+    pub fn out(&mut self, bytes: usize) {
+        self.messages_out += 1;
+        self.bytes_out += bytes as u64;
+    }
+
+    /// The Prometheus text exposition.
+    pub fn render(&self) -> String {
+        let mut s = String::with_capacity(2048);
+        let mut metric = |name: &str, kind: &str, help: &str, v: u64| {
+            let _ = writeln!(s, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {v}");
+        };
+        metric(
+            "wsmio_connections",
+            "gauge",
+            "Open WebSocket connections.",
+            self.connections_current,
+        );
+        metric(
+            "wsmio_connections_total",
+            "counter",
+            "WebSocket connections opened.",
+            self.connections_total,
+        );
+        metric(
+            "wsmio_messages_in_total",
+            "counter",
+            "Messages received from clients.",
+            self.messages_in,
+        );
+        metric(
+            "wsmio_bytes_in_total",
+            "counter",
+            "Message bytes received from clients.",
+            self.bytes_in,
+        );
+        metric(
+            "wsmio_messages_out_total",
+            "counter",
+            "Messages queued to clients.",
+            self.messages_out,
+        );
+        metric(
+            "wsmio_bytes_out_total",
+            "counter",
+            "Message bytes queued to clients.",
+            self.bytes_out,
+        );
+        metric(
+            "wsmio_fanout_deliveries_total",
+            "counter",
+            "Topic deliveries, one per recipient.",
+            self.fanout_deliveries,
+        );
+        metric(
+            "wsmio_publishes_total",
+            "counter",
+            "Publishes accepted.",
+            self.publishes,
+        );
+        metric(
+            "wsmio_outbound_queue_high_water_bytes",
+            "gauge",
+            "Largest outbound queue seen.",
+            self.queue_high_water,
+        );
+        metric("wsmio_topics", "gauge", "Topics that exist.", self.topics);
+        metric(
+            "wsmio_subscriptions",
+            "gauge",
+            "Subscriptions across all topics.",
+            self.subscriptions,
+        );
+        let mut labeled = |name: &str, help: &str, label: &str, items: Vec<(String, u64)>| {
+            let _ = writeln!(s, "# HELP {name} {help}\n# TYPE {name} counter");
+            for (k, v) in items {
+                let _ = writeln!(s, "{name}{{{label}=\"{k}\"}} {v}");
+            }
+        };
+        labeled(
+            "wsmio_drops_total",
+            "Messages dropped, by reason.",
+            "reason",
+            self.drops
+                .iter()
+                .map(|(k, v)| (k.to_string(), *v))
+                .collect(),
+        );
+        labeled(
+            "wsmio_closes_total",
+            "Connections closed, by close code (3000/4000: class; 0: other).",
+            "code",
+            self.closes
+                .iter()
+                .map(|(k, v)| (k.to_string(), *v))
+                .collect(),
+        );
+        labeled(
+            "wsmio_handshake_rejections_total",
+            "Upgrades refused, by reason.",
+            "reason",
+            self.rejections
+                .iter()
+                .map(|(k, v)| (k.to_string(), *v))
+                .collect(),
+        );
+        s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_prometheus_text() {
+        let mut m = Metrics::default();
+        m.connections_total = 3;
+        m.drop("slow_consumer");
+        m.close(1000);
+        m.close(4321);
+        let t = m.render();
+        assert!(t.contains("wsmio_connections_total 3\n"));
+        assert!(t.contains("wsmio_drops_total{reason=\"slow_consumer\"} 1\n"));
+        assert!(t.contains("wsmio_closes_total{code=\"4000\"} 1\n"));
+    }
+}

@@ -1,0 +1,17 @@
+//! The pub/sub hub on top of the reactor: topics, encode-once fan-out,
+//! presence, history with resume, acks, auth and Origin checks, rate limits,
+//! metrics. Its wire protocol is in `docs/PROTOCOL.md`.
+//!
+//! Reading order: [`protocol`] (the messages), [`hub`] (the handler),
+//! [`topic`] and [`history`], then [`auth`], [`ratelimit`], [`metrics`].
+
+pub mod auth;
+pub mod history;
+pub mod hub;
+pub mod metrics;
+pub mod protocol;
+pub mod ratelimit;
+pub mod topic;
+
+pub use auth::{Identity, OriginPolicy};
+pub use hub::{Hub, HubConfig};

@@ -1,0 +1,212 @@
+//! The hub's wire protocol: JSON text frames (see `docs/PROTOCOL.md`).
+
+use serde::Deserialize;
+use serde_json::value::RawValue;
+use serde_json::{json, Value};
+
+/// Where a resuming client left off.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+pub struct Since {
+    /// The epoch of the last delivery the client saw.
+    pub epoch: String,
+    /// Its sequence number.
+    pub seq: u64,
+}
+
+/// A client request.
+#[derive(Debug, Deserialize)]
+#[serde(tag = "op", rename_all = "lowercase")]
+pub enum Request<'a> {
+    /// Subscribe to a topic, optionally resuming after `since`.
+    Sub {
+        /// Request id, echoed in the ack or error.
+        id: Option<u64>,
+        /// Topic name.
+        topic: String,
+        /// Resume point.
+        since: Option<Since>,
+    },
+    /// Unsubscribe.
+    Unsub {
+        /// Request id.
+        id: Option<u64>,
+        /// Topic name.
+        topic: String,
+    },
+    /// Publish `data` (any JSON value) on a topic.
+    Pub {
+        /// Request id; the ack carries the sequence number.
+        id: Option<u64>,
+        /// Topic name.
+        topic: String,
+        /// Payload, passed through as raw JSON.
+        #[serde(borrow)]
+        data: &'a RawValue,
+        /// Do not deliver to the publishing connection.
+        #[serde(default)]
+        exclude_self: bool,
+    },
+    /// A direct message to every connection of user `to` (through the
+    /// user's inbox topic, so it has history).
+    Dm {
+        /// Request id.
+        id: Option<u64>,
+        /// Recipient user id.
+        to: String,
+        /// Payload.
+        #[serde(borrow)]
+        data: &'a RawValue,
+    },
+    /// Members and count of a topic.
+    Presence {
+        /// Request id.
+        id: Option<u64>,
+        /// Topic name.
+        topic: String,
+    },
+}
+
+/// Error codes of `{"type":"error"}` replies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorCode {
+    /// Not JSON, or not a known request.
+    BadRequest,
+    /// The token's patterns do not allow this topic.
+    Forbidden,
+    /// Too many subscriptions on this connection.
+    TooManyTopics,
+    /// Rate limit exceeded; the request was dropped.
+    RateLimited,
+    /// Not subscribed to this topic.
+    NotSubscribed,
+    /// The topic name is empty, too long, or malformed.
+    BadTopic,
+}
+
+impl ErrorCode {
+    /// The code's wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorCode::BadRequest => "bad_request",
+            ErrorCode::Forbidden => "forbidden",
+            ErrorCode::TooManyTopics => "too_many_topics",
+            ErrorCode::RateLimited => "rate_limited",
+            ErrorCode::NotSubscribed => "not_subscribed",
+            ErrorCode::BadTopic => "bad_topic",
+        }
+    }
+}
+
+/// Longest topic name.
+pub const MAX_TOPIC_LEN: usize = 128;
+
+/// A topic name is 1–128 printable characters without spaces; names that
+/// start with `@` are user inboxes.
+pub fn valid_topic(t: &str) -> bool {
+    !t.is_empty()
+        && t.len() <= MAX_TOPIC_LEN
+        && t.chars()
+            .all(|c| c.is_ascii_graphic() || (!c.is_ascii() && !c.is_control()))
+}
+
+/// A delivery of a message on a topic, as sent to every subscriber.
+pub struct Delivery<'a> {
+    /// Topic name.
+    pub topic: &'a str,
+    /// Sequence number within (topic, epoch).
+    pub seq: u64,
+    /// Epoch of the node that sequenced it.
+    pub epoch: &'a str,
+    /// Node that sequenced it.
+    pub node: &'a str,
+    /// Sender's user id.
+    pub from: &'a str,
+    /// Server timestamp (ms since the Unix epoch).
+    pub ts: u64,
+    /// Payload (raw JSON).
+    pub data: &'a str,
+}
+
+impl Delivery<'_> {
+    /// Encode once; the same text is framed once for all recipients.
+    pub fn encode(&self) -> String {
+        // `data` is already valid JSON (it was parsed as a RawValue).
+        format!(
+            r#"{{"type":"msg","topic":{},"seq":{},"epoch":{},"node":{},"from":{},"ts":{},"data":{}}}"#,
+            Value::from(self.topic),
+            self.seq,
+            Value::from(self.epoch),
+            Value::from(self.node),
+            Value::from(self.from),
+            self.ts,
+            self.data
+        )
+    }
+}
+
+/// `{"type":"ack", ...}` with extra fields.
+pub fn ack(id: Option<u64>, mut extra: Value) -> String {
+    if let Some(obj) = extra.as_object_mut() {
+        obj.insert("type".into(), "ack".into());
+        obj.insert("id".into(), id.into());
+    }
+    extra.to_string()
+}
+
+/// `{"type":"error", ...}`.
+pub fn error(id: Option<u64>, code: ErrorCode, message: &str) -> String {
+    json!({"type":"error","id":id,"code":code.as_str(),"message":message}).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parse_requests() {
+        let r: Request =
+            serde_json::from_str(r#"{"op":"pub","topic":"t","data":{"a":[1,2]},"id":7}"#).unwrap();
+        match r {
+            Request::Pub {
+                id,
+                topic,
+                data,
+                exclude_self,
+            } => {
+                assert_eq!(
+                    (id, topic.as_str(), data.get(), exclude_self),
+                    (Some(7), "t", r#"{"a":[1,2]}"#, false)
+                );
+            }
+            _ => panic!(),
+        }
+        let r: Request =
+            serde_json::from_str(r#"{"op":"sub","topic":"t","since":{"epoch":"e","seq":3}}"#)
+                .unwrap();
+        assert!(matches!(
+            r,
+            Request::Sub {
+                since: Some(Since { seq: 3, .. }),
+                ..
+            }
+        ));
+        assert!(serde_json::from_str::<Request>(r#"{"op":"nope"}"#).is_err());
+    }
+
+    #[test]
+    fn delivery_is_valid_json() {
+        let d = Delivery {
+            topic: "r\"1",
+            seq: 5,
+            epoch: "e",
+            node: "n",
+            from: "al\u{e9}",
+            ts: 9,
+            data: "[1]",
+        };
+        let v: Value = serde_json::from_str(&d.encode()).unwrap();
+        assert_eq!(v["topic"], "r\"1");
+        assert_eq!(v["data"][0], 1);
+        assert!(!valid_topic("") && !valid_topic("a b") && valid_topic("room.1"));
+    }
+}
