@@ -255,7 +255,7 @@ impl Sender {
                 ControlFrame::new(
                     OpCode::Close,
                     mask,
-                    &[&c.0.to_be_bytes(), reason[..end].as_bytes()],
+                    &[&c.0.to_be_bytes(), &reason.as_bytes()[..end]],
                 )?
             }
         };

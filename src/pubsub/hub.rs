@@ -375,12 +375,9 @@ impl Hub {
     }
 
     fn handle_request(&mut self, ctx: &mut Ctx<'_>, id: ConnId, text: &str) {
-        let req: Request<'_> = match serde_json::from_str(text) {
+        let req = match Request::parse(text) {
             Ok(r) => r,
-            Err(e) => {
-                let msg = format!("invalid request: {e}");
-                return self.error(ctx, id, None, ErrorCode::BadRequest, &msg);
-            }
+            Err(e) => return self.error(ctx, id, e.id, ErrorCode::BadRequest, &e.message),
         };
         let Some(c) = self.clients.get(&id) else {
             return;

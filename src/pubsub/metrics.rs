@@ -176,8 +176,10 @@ mod tests {
 
     #[test]
     fn renders_prometheus_text() {
-        let mut m = Metrics::default();
-        m.connections_total = 3;
+        let mut m = Metrics {
+            connections_total: 3,
+            ..Metrics::default()
+        };
         m.drop("slow_consumer");
         m.close(1000);
         m.close(4321);

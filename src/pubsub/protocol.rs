@@ -14,8 +14,7 @@ pub struct Since {
 }
 
 /// A client request.
-#[derive(Debug, Deserialize)]
-#[serde(tag = "op", rename_all = "lowercase")]
+#[derive(Debug)]
 pub enum Request<'a> {
     /// Subscribe to a topic, optionally resuming after `since`.
     Sub {
@@ -40,10 +39,8 @@ pub enum Request<'a> {
         /// Topic name.
         topic: String,
         /// Payload, passed through as raw JSON.
-        #[serde(borrow)]
         data: &'a RawValue,
         /// Do not deliver to the publishing connection.
-        #[serde(default)]
         exclude_self: bool,
     },
     /// A direct message to every connection of user `to` (through the
@@ -54,7 +51,6 @@ pub enum Request<'a> {
         /// Recipient user id.
         to: String,
         /// Payload.
-        #[serde(borrow)]
         data: &'a RawValue,
     },
     /// Members and count of a topic.
@@ -64,6 +60,78 @@ pub enum Request<'a> {
         /// Topic name.
         topic: String,
     },
+}
+
+/// The flat shape every request shares on the wire. (A serde-tagged enum
+/// would buffer the payload and could not pass `data` through raw.)
+#[derive(Deserialize)]
+struct Wire<'a> {
+    op: String,
+    id: Option<u64>,
+    topic: Option<String>,
+    since: Option<Since>,
+    to: Option<String>,
+    #[serde(borrow)]
+    data: Option<&'a RawValue>,
+    #[serde(default)]
+    exclude_self: bool,
+}
+
+/// A request that could not be understood, with the request id if one was
+/// readable.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BadRequest {
+    /// The request's id, if it had one.
+    pub id: Option<u64>,
+    /// What is wrong.
+    pub message: String,
+}
+
+impl<'a> Request<'a> {
+    /// Parse one request.
+    pub fn parse(text: &'a str) -> Result<Request<'a>, BadRequest> {
+        let w: Wire<'a> = serde_json::from_str(text).map_err(|e| BadRequest {
+            id: None,
+            message: format!("invalid request: {e}"),
+        })?;
+        let id = w.id;
+        let missing = |field: &str| BadRequest {
+            id,
+            message: format!("'{}' needs '{field}'", w.op),
+        };
+        Ok(match w.op.as_str() {
+            "sub" => Request::Sub {
+                id,
+                topic: w.topic.clone().ok_or_else(|| missing("topic"))?,
+                since: w.since.clone(),
+            },
+            "unsub" => Request::Unsub {
+                id,
+                topic: w.topic.clone().ok_or_else(|| missing("topic"))?,
+            },
+            "pub" => Request::Pub {
+                id,
+                topic: w.topic.clone().ok_or_else(|| missing("topic"))?,
+                data: w.data.ok_or_else(|| missing("data"))?,
+                exclude_self: w.exclude_self,
+            },
+            "dm" => Request::Dm {
+                id,
+                to: w.to.clone().ok_or_else(|| missing("to"))?,
+                data: w.data.ok_or_else(|| missing("data"))?,
+            },
+            "presence" => Request::Presence {
+                id,
+                topic: w.topic.clone().ok_or_else(|| missing("topic"))?,
+            },
+            other => {
+                return Err(BadRequest {
+                    id,
+                    message: format!("unknown op '{other}'"),
+                })
+            }
+        })
+    }
 }
 
 /// Error codes of `{"type":"error"}` replies.
@@ -164,8 +232,7 @@ mod tests {
 
     #[test]
     fn parse_requests() {
-        let r: Request =
-            serde_json::from_str(r#"{"op":"pub","topic":"t","data":{"a":[1,2]},"id":7}"#).unwrap();
+        let r = Request::parse(r#"{"op":"pub","topic":"t","data":{"a":[1,2]},"id":7}"#).unwrap();
         match r {
             Request::Pub {
                 id,
@@ -180,9 +247,7 @@ mod tests {
             }
             _ => panic!(),
         }
-        let r: Request =
-            serde_json::from_str(r#"{"op":"sub","topic":"t","since":{"epoch":"e","seq":3}}"#)
-                .unwrap();
+        let r = Request::parse(r#"{"op":"sub","topic":"t","since":{"epoch":"e","seq":3}}"#).unwrap();
         assert!(matches!(
             r,
             Request::Sub {
@@ -190,7 +255,9 @@ mod tests {
                 ..
             }
         ));
-        assert!(serde_json::from_str::<Request>(r#"{"op":"nope"}"#).is_err());
+        assert_eq!(Request::parse(r#"{"op":"nope","id":4}"#).unwrap_err().id, Some(4));
+        assert!(Request::parse(r#"{"op":"pub","topic":"t"}"#).is_err());
+        assert!(Request::parse("not json").is_err());
     }
 
     #[test]

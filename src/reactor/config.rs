@@ -56,7 +56,8 @@ pub struct Config {
     pub max_queued_bytes: usize,
     /// Drop or close when the queue is full (default close).
     pub full_queue_policy: FullQueuePolicy,
-    /// Room kept above `max_queued_bytes` for pongs and close frames, which
+    /// Room kept above `max_queued_bytes` (or above the queue's length after
+    /// a whole message took it past that) for pongs and close frames, which
     /// are never dropped (default 4 KiB). Past it the peer is not reading at
     /// all and the TCP connection is closed.
     pub control_reserve: usize,

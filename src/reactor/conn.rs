@@ -32,6 +32,10 @@ pub(crate) struct Conn {
     pub rx: Receiver,
     pub tx: Sender,
     pub wq: WriteQueue,
+    /// Queue length just after the last data message was queued. A message
+    /// is taken whole below `max_queued_bytes`, so data alone may pass that
+    /// limit; the control reserve counts from the higher of the two.
+    pub data_mark: usize,
     /// Time of the last read (idle timer base) or of accept.
     pub last_read: Millis,
     /// Explicit deadline of the current phase (handshake, pong, close).

@@ -125,10 +125,13 @@ impl Core {
     /// full queue: room is reserved above `max_queued_bytes`. A peer that
     /// fills even that is not reading at all, and is cut off.
     pub fn push_control(&mut self, id: ConnId, bytes: &[u8]) {
-        let cap = self.config.max_queued_bytes + self.config.control_reserve;
+        let (max, reserve) = (self.config.max_queued_bytes, self.config.control_reserve);
         let Some(c) = slot(&mut self.conns, id) else {
             return;
         };
+        // Counted from where a whole data message may have taken the queue
+        // past `max_queued_bytes`: a peer that reads is never cut off for it.
+        let cap = max.max(c.data_mark) + reserve;
         if c.wq.len() + bytes.len() > cap {
             log::debug!("conn {id}: peer not reading, control reserve exhausted");
             c.abort = true;
@@ -161,8 +164,9 @@ impl Core {
         if c.close_code == 0 {
             c.close_code = e.close_code().0;
         }
+        // Not marked closed: no valid close frame came from the peer, so the
+        // close is not clean; our close frame already stops further frames.
         let frame = c.tx.fail(e);
-        c.tx.mark_closed();
         if let Some(f) = frame {
             self.push_control(id, f.as_bytes());
         }
@@ -243,6 +247,7 @@ impl Core {
                 }
             }
         }
+        c.data_mark = c.wq.len();
         let over = c.wq.len() > cfg_soft;
         if over {
             c.backpressured = true;

@@ -185,6 +185,11 @@ impl Server {
                     reason: "connection limit reached",
                 });
                 let _ = stream.write(&resp);
+                // Read what already arrived so that closing sends FIN, not a
+                // reset that could destroy the 503 in flight.
+                let _ = stream.shutdown(std::net::Shutdown::Write);
+                let mut sink = [0u8; 4096];
+                while matches!(stream.read(&mut sink), Ok(n) if n > 0) {}
                 continue;
             }
             // Small frames must not wait for Nagle's algorithm.
@@ -221,6 +226,7 @@ impl Server {
                 rx: Receiver::new(Role::Server, self.core.config.limits()),
                 tx: Sender::new(Role::Server),
                 wq: WriteQueue::default(),
+                data_mark: 0,
                 last_read: now,
                 deadline: now + handshake_ms,
                 heap_at: 0,

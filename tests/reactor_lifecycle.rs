@@ -1,0 +1,672 @@
+//! Connection lifecycle over real sockets: heartbeats, the close handshake
+//! from either side, graceful shutdown, backpressure and queue bounds, and
+//! generation-tagged connection ids.
+
+mod common;
+
+use std::io::{self, Write};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use common::*;
+use wsmio::{
+    CloseCode, CloseInfo, ConnId, Ctx, Frame, FullQueuePolicy, Handler, Message, SendStatus,
+};
+
+#[test]
+fn heartbeat_closes_a_silent_peer_with_1001() {
+    let (echo, events) = Echo::new();
+    let cfg = config()
+        .with_idle_timeout(Some(Duration::from_millis(200)))
+        .with_pong_timeout(Duration::from_millis(300));
+    let (addr, handle, join) = start(echo, cfg);
+    let mut c = Client::connect(addr);
+    let t0 = Instant::now();
+    let id = wait_open(&events);
+
+    // The server asks for a sign of life after the idle period...
+    assert_eq!(
+        c.next_within(Duration::from_secs(2)),
+        Some(Ev::Ping(vec![]))
+    );
+    let pinged = t0.elapsed();
+    assert!(pinged >= Duration::from_millis(150), "{pinged:?}");
+    // ...gets none, closes with 1001 and ends the TCP connection without
+    // waiting for a close reply from a peer that does not answer.
+    assert_eq!(c.expect_close(), Some(1001));
+    let closed = t0.elapsed();
+    assert!(closed >= pinged + Duration::from_millis(200), "{closed:?}");
+    c.expect_eof();
+    assert!(t0.elapsed() < Duration::from_secs(2), "{:?}", t0.elapsed());
+    drop(c);
+    let (gone, info) = wait_close(&events);
+    assert_eq!(gone, id);
+    assert_eq!(info.code, CloseCode::GOING_AWAY);
+    assert!(!info.by_peer && !info.clean, "{info:?}");
+    stop(&handle, join);
+}
+
+#[test]
+fn a_peer_that_answers_pings_stays_open() {
+    let (echo, _events) = Echo::new();
+    let cfg = config()
+        .with_idle_timeout(Some(Duration::from_millis(200)))
+        .with_pong_timeout(Duration::from_millis(300));
+    let (addr, handle, join) = start(echo, cfg);
+    let mut c = Client::connect(addr);
+    let t0 = Instant::now();
+    let mut pings = 0;
+    // Five idle periods and more.
+    while t0.elapsed() < Duration::from_millis(1200) {
+        match c.next_within(Duration::from_millis(100)) {
+            None => {}
+            Some(Ev::Ping(p)) => {
+                pings += 1;
+                c.pong(&p);
+            }
+            Some(other) => panic!("unexpected {other:?}"),
+        }
+    }
+    assert!(pings >= 3, "only {pings} heartbeat pings");
+    c.send_text("still open");
+    loop {
+        match c.next() {
+            Ev::Ping(p) => c.pong(&p),
+            Ev::Text(t) => {
+                assert_eq!(t, "still open");
+                break;
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    drop(c);
+    stop(&handle, join);
+}
+
+#[test]
+fn close_handshake_started_by_the_server() {
+    let (echo, events) = Echo::new();
+    let (addr, handle, join) = start(echo, config());
+    let mut c = Client::connect(addr);
+    let id = wait_open(&events);
+    handle.close(id, CloseCode(4000), "bye now").unwrap();
+    assert_eq!(c.next(), Ev::Close(Some(4000), "bye now".into()));
+    // The server waits for our reply before closing TCP.
+    assert_eq!(c.next_within(Duration::from_millis(200)), None);
+    c.close(4000, "");
+    c.expect_eof();
+    drop(c);
+    let (gone, info) = wait_close(&events);
+    assert_eq!(gone, id);
+    assert_eq!(
+        info,
+        CloseInfo {
+            code: CloseCode(4000),
+            clean: true,
+            by_peer: false
+        }
+    );
+
+    // Data sent by the peer while our close is in flight is still delivered.
+    let mut c = Client::connect(addr);
+    let id = wait_open(&events);
+    handle.close(id, CloseCode::NORMAL, "").unwrap();
+    assert_eq!(c.expect_close(), Some(1000));
+    c.send_text("late");
+    wait_for(&events, TIMEOUT, |e| match e {
+        SrvEv::Message(i, m) if *i == id && m == b"late" => Some(()),
+        _ => None,
+    });
+    c.close(1000, "");
+    c.expect_eof();
+    drop(c);
+    assert_eq!(wait_close(&events).1.code, CloseCode::NORMAL);
+
+    // A peer that just drops TCP: 1006, not clean.
+    let c = Client::connect(addr);
+    wait_open(&events);
+    drop(c);
+    let (_, info) = wait_close(&events);
+    assert_eq!(info.code, CloseCode::ABNORMAL);
+    assert!(!info.clean, "{info:?}");
+    stop(&handle, join);
+}
+
+/// Sends a large message on open; echoes.
+struct Greeter {
+    big: Vec<u8>,
+    events: mpsc::Sender<SrvEv>,
+}
+
+impl Handler for Greeter {
+    fn open(&mut self, ctx: &mut Ctx<'_>, id: ConnId) {
+        ctx.send_binary(id, &self.big);
+        let _ = self.events.send(SrvEv::Open(id));
+    }
+
+    fn message(&mut self, ctx: &mut Ctx<'_>, id: ConnId, msg: Message<'_>) {
+        ctx.send(id, msg);
+    }
+}
+
+#[test]
+fn shutdown_delivers_queued_messages_then_1001() {
+    let (tx, events) = mpsc::channel();
+    let big: Vec<u8> = (0..600_000u32).map(|i| (i % 251) as u8).collect();
+    let greeter = Greeter {
+        big: big.clone(),
+        events: tx,
+    };
+    let cfg = config().with_shutdown_timeout(Duration::from_secs(5));
+    let (addr, handle, join) = start(greeter, cfg);
+    let mut c = Client::connect(addr);
+    let id = wait_open(&events);
+    // Queue one more message from another thread, then shut down at once.
+    handle.send(id, Frame::text("last words")).unwrap();
+    handle.shutdown().unwrap();
+    let t0 = Instant::now();
+
+    assert_eq!(c.expect_binary(), big);
+    assert_eq!(c.expect_text(), "last words");
+    assert_eq!(
+        c.next(),
+        Ev::Close(Some(1001), "server shutting down".into())
+    );
+    c.close(1001, "");
+    c.expect_eof();
+    // `run` returns as soon as the last connection is gone, well before the
+    // shutdown timeout.
+    join_within(join, Duration::from_secs(3));
+    assert!(t0.elapsed() < Duration::from_secs(3), "{:?}", t0.elapsed());
+
+    // No longer listening.
+    assert!(std::net::TcpStream::connect(addr).is_err());
+}
+
+#[test]
+fn shutdown_gives_up_on_a_peer_that_never_answers() {
+    let (echo, events) = Echo::new();
+    let cfg = config().with_shutdown_timeout(Duration::from_millis(300));
+    let (addr, handle, join) = start(echo, cfg);
+    let mut c = Client::connect(addr);
+    wait_open(&events);
+    let t0 = Instant::now();
+    handle.shutdown().unwrap();
+    assert_eq!(c.expect_close(), Some(1001));
+    // We never reply; the server still ends the connection and `run`
+    // returns after the shutdown timeout.
+    c.expect_eof();
+    join_within(join, Duration::from_secs(3));
+    let took = t0.elapsed();
+    assert!(
+        took >= Duration::from_millis(250) && took < Duration::from_secs(3),
+        "{took:?}"
+    );
+    let (_, info) = wait_close(&events);
+    assert_eq!(info.code, CloseCode::GOING_AWAY);
+    assert!(!info.clean, "{info:?}");
+}
+
+#[test]
+fn shutdown_drops_connections_still_in_their_handshake() {
+    let (echo, events) = Echo::new();
+    let (addr, handle, join) = start(echo, config().with_shutdown_timeout(Duration::from_secs(5)));
+    let mut open = Client::connect(addr);
+    wait_open(&events);
+    let mut half = tcp(addr);
+    let (req, _) = request(addr);
+    half.write_all(&req[..10]).unwrap();
+    // Make sure the loop has accepted it before shutting down.
+    let (tx, rx) = mpsc::channel();
+    let t0 = Instant::now();
+    loop {
+        let tx = tx.clone();
+        handle
+            .call(move |ctx| {
+                let _ = tx.send(ctx.connections());
+            })
+            .unwrap();
+        if rx.recv_timeout(TIMEOUT).unwrap() == 2 {
+            break;
+        }
+        assert!(t0.elapsed() < TIMEOUT, "second connection never accepted");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    handle.shutdown().unwrap();
+    // No HTTP response for a request that never completed: just closed.
+    let (rest, _reset) = read_until_closed(&mut half, Duration::from_secs(2));
+    assert!(rest.is_empty(), "{:?}", String::from_utf8_lossy(&rest));
+    assert_eq!(open.expect_close(), Some(1001));
+    open.close(1001, "");
+    open.expect_eof();
+    join_within(join, Duration::from_secs(3));
+}
+
+#[test]
+fn broadcast_and_application_pings() {
+    let (echo, events) = Echo::new();
+    let (addr, handle, join) = start(echo, config());
+    let mut clients: Vec<Client> = (0..3).map(|_| Client::connect(addr)).collect();
+    let ids: Vec<ConnId> = (0..3).map(|_| wait_open(&events)).collect();
+    handle.broadcast(Frame::text("to everyone")).unwrap();
+    for c in &mut clients {
+        assert_eq!(c.expect_text(), "to everyone");
+    }
+    let (tx, rx) = mpsc::channel();
+    handle
+        .call(move |ctx| {
+            let n = ctx.broadcast(&Frame::binary(&[1, 2, 3]));
+            let _ = tx.send((n, ctx.open_connections()));
+        })
+        .unwrap();
+    assert_eq!(rx.recv_timeout(TIMEOUT).unwrap(), (3, 3));
+    for c in &mut clients {
+        assert_eq!(c.expect_binary(), [1, 2, 3]);
+    }
+
+    // A ping from the application; the pong reaches the handler.
+    let target = ids[1];
+    handle
+        .call(move |ctx| {
+            ctx.ping(target, b"app ping").unwrap();
+        })
+        .unwrap();
+    let got = (0..clients.len())
+        .find(|&i| {
+            matches!(
+                clients[i].next_within(Duration::from_millis(300)),
+                Some(Ev::Ping(p)) if p == b"app ping"
+            )
+        })
+        .expect("nobody got the ping");
+    let c = &mut clients[got];
+    c.pong(b"app ping");
+    let from = wait_for(&events, TIMEOUT, |e| match e {
+        SrvEv::Pong(id, p) if p == b"app ping" => Some(*id),
+        _ => None,
+    });
+    assert_eq!(from, target);
+    drop(clients);
+    stop(&handle, join);
+}
+
+/// On "flood", sends numbered 64 KiB messages until one is refused, and
+/// reports every status; on drain, reports it and sends "drained".
+struct Flood {
+    statuses: mpsc::Sender<Vec<SendStatus>>,
+    events: mpsc::Sender<SrvEv>,
+}
+
+const CHUNK: usize = 64 * 1024;
+
+impl Handler for Flood {
+    fn open(&mut self, _ctx: &mut Ctx<'_>, id: ConnId) {
+        let _ = self.events.send(SrvEv::Open(id));
+    }
+
+    fn message(&mut self, ctx: &mut Ctx<'_>, id: ConnId, msg: Message<'_>) {
+        if msg.as_bytes() != b"flood" {
+            ctx.send(id, msg);
+            return;
+        }
+        let mut statuses = Vec::new();
+        let mut payload = vec![0xABu8; CHUNK];
+        for i in 0..20_000u32 {
+            payload[..4].copy_from_slice(&i.to_be_bytes());
+            let s = ctx.send_binary(id, &payload);
+            statuses.push(s);
+            if s != SendStatus::Sent && s != SendStatus::Backpressured {
+                break;
+            }
+        }
+        let _ = self.statuses.send(statuses);
+    }
+
+    fn drain(&mut self, ctx: &mut Ctx<'_>, id: ConnId) {
+        let _ = self.events.send(SrvEv::Drain(id));
+        ctx.send_text(id, "drained");
+    }
+
+    fn close(&mut self, _ctx: &mut Ctx<'_>, id: ConnId, info: CloseInfo) {
+        let _ = self.events.send(SrvEv::Close(id, info));
+    }
+}
+
+/// Start a `Flood` server with a 64 KiB soft and 256 KiB hard limit, make
+/// it flood a client that does not read, and return what it saw.
+#[allow(clippy::type_complexity)]
+fn flood(
+    policy: FullQueuePolicy,
+) -> (
+    Client,
+    ConnId,
+    Vec<SendStatus>,
+    mpsc::Receiver<SrvEv>,
+    wsmio::Handle,
+    std::thread::JoinHandle<Flood>,
+) {
+    let (stx, srx) = mpsc::channel();
+    let (etx, events) = mpsc::channel();
+    let cfg = config()
+        .with_backpressure_limit(CHUNK)
+        .with_max_queued_bytes(4 * CHUNK)
+        .with_full_queue_policy(policy);
+    let (addr, handle, join) = start(
+        Flood {
+            statuses: stx,
+            events: etx,
+        },
+        cfg,
+    );
+    let mut c = Client::connect(addr);
+    let id = wait_open(&events);
+    c.send_text("flood");
+    let statuses = srx.recv_timeout(TIMEOUT).expect("flood statuses");
+    // Sent while the socket takes it all, Backpressured once bytes stay
+    // queued, and finally refused.
+    assert_eq!(statuses[0], SendStatus::Sent);
+    assert_eq!(statuses.last(), Some(&SendStatus::Dropped), "{statuses:?}");
+    let first_bp = statuses
+        .iter()
+        .position(|s| *s == SendStatus::Backpressured)
+        .expect("no Backpressured before Dropped");
+    let accepted = statuses.len() - 1;
+    assert!(statuses[..first_bp].iter().all(|s| *s == SendStatus::Sent));
+    assert!(statuses[first_bp..accepted]
+        .iter()
+        .all(|s| *s == SendStatus::Backpressured));
+    // The queue holds at most the hard limit plus one message.
+    assert!(
+        accepted - first_bp <= 5,
+        "{} messages queued past the soft limit",
+        accepted - first_bp
+    );
+    (c, id, statuses, events, handle, join)
+}
+
+/// Read `n` numbered flood messages in order.
+fn read_flood(c: &mut Client, n: usize) {
+    for i in 0..n {
+        let m = c.expect_binary();
+        assert_eq!(m.len(), CHUNK);
+        assert_eq!(u32::from_be_bytes([m[0], m[1], m[2], m[3]]), i as u32);
+    }
+}
+
+#[test]
+fn backpressure_drop_policy_then_drain() {
+    let (mut c, id, statuses, events, handle, join) = flood(FullQueuePolicy::Drop);
+    // Dropped, but still open.
+    let (tx, rx) = mpsc::channel();
+    handle
+        .call(move |ctx| {
+            let _ = tx.send((ctx.is_open(id), ctx.queued_bytes(id)));
+        })
+        .unwrap();
+    let (open, queued) = rx.recv_timeout(TIMEOUT).unwrap();
+    assert!(open);
+    assert!(queued.unwrap() <= 5 * (CHUNK + 14), "{queued:?}");
+    // No drain while the client does not read.
+    assert!(
+        !matches!(
+            events.recv_timeout(Duration::from_millis(200)),
+            Ok(SrvEv::Drain(_))
+        ),
+        "drain before the client read anything"
+    );
+
+    // Read: every accepted message in order, then the drain's message.
+    read_flood(&mut c, statuses.len() - 1);
+    assert_eq!(c.expect_text(), "drained");
+    wait_for(&events, TIMEOUT, |e| match e {
+        SrvEv::Drain(i) if *i == id => Some(()),
+        _ => None,
+    });
+    c.send_text("after");
+    assert_eq!(c.expect_text(), "after");
+    drop(c);
+    stop(&handle, join);
+}
+
+#[test]
+fn backpressure_close_policy_closes_with_1008() {
+    let (mut c, id, statuses, events, handle, join) = flood(FullQueuePolicy::Close);
+    // Everything accepted is still delivered, then the close frame.
+    read_flood(&mut c, statuses.len() - 1);
+    assert_eq!(c.next(), Ev::Close(Some(1008), "send queue full".into()));
+    c.close(1008, "");
+    c.expect_eof();
+    drop(c);
+    let (gone, info) = wait_close(&events);
+    assert_eq!(gone, id);
+    assert_eq!(info.code, CloseCode::POLICY);
+    assert!(!info.by_peer, "{info:?}");
+    stop(&handle, join);
+}
+
+/// On "burst", queues 15,000-byte messages (below the direct-write size,
+/// so all stay queued until the end of the loop turn) until one is refused.
+struct Burst {
+    statuses: mpsc::Sender<Vec<SendStatus>>,
+    events: mpsc::Sender<SrvEv>,
+}
+
+const BURST_MSG: usize = 15_000;
+const BURST_MAX: usize = 100_000;
+
+impl Handler for Burst {
+    fn open(&mut self, _ctx: &mut Ctx<'_>, id: ConnId) {
+        let _ = self.events.send(SrvEv::Open(id));
+    }
+
+    fn message(&mut self, ctx: &mut Ctx<'_>, id: ConnId, msg: Message<'_>) {
+        if msg.as_bytes() != b"burst" {
+            ctx.send(id, msg);
+            return;
+        }
+        let mut statuses = Vec::new();
+        let payload = vec![b'b'; BURST_MSG];
+        loop {
+            let s = ctx.send_binary(id, &payload);
+            statuses.push(s);
+            if s != SendStatus::Sent && s != SendStatus::Backpressured {
+                break;
+            }
+        }
+        let _ = self.statuses.send(statuses);
+    }
+
+    fn close(&mut self, _ctx: &mut Ctx<'_>, id: ConnId, info: CloseInfo) {
+        let _ = self.events.send(SrvEv::Close(id, info));
+    }
+}
+
+fn start_burst(
+    policy: FullQueuePolicy,
+) -> (
+    std::net::SocketAddr,
+    wsmio::Handle,
+    std::thread::JoinHandle<Burst>,
+    mpsc::Receiver<Vec<SendStatus>>,
+    mpsc::Receiver<SrvEv>,
+) {
+    let (stx, srx) = mpsc::channel();
+    let (etx, events) = mpsc::channel();
+    let cfg = config()
+        .with_max_queued_bytes(BURST_MAX)
+        .with_control_reserve(4096)
+        .with_full_queue_policy(policy);
+    let (addr, handle, join) = start(
+        Burst {
+            statuses: stx,
+            events: etx,
+        },
+        cfg,
+    );
+    (addr, handle, join, srx, events)
+}
+
+/// Seven 15,000-byte messages fill the 100,000-byte queue to 105,028 bytes
+/// (a message below the limit is taken whole): 5,028 bytes over the limit,
+/// more than the 4 KiB control reserve. The close frame of the Close policy
+/// must still go out after them.
+#[test]
+fn close_policy_close_frame_fits_after_a_whole_message_overshoot() {
+    let (addr, handle, join, statuses, events) = start_burst(FullQueuePolicy::Close);
+    let mut c = Client::connect(addr);
+    let id = wait_open(&events);
+    c.send_text("burst");
+    let st = statuses.recv_timeout(TIMEOUT).unwrap();
+    assert_eq!(st.len(), 8, "{st:?}");
+    assert_eq!(st[7], SendStatus::Dropped);
+    for _ in 0..7 {
+        assert_eq!(c.expect_binary().len(), BURST_MSG);
+    }
+    assert_eq!(c.next(), Ev::Close(Some(1008), "send queue full".into()));
+    c.close(1008, "");
+    c.expect_eof();
+    drop(c);
+    let (gone, info) = wait_close(&events);
+    assert_eq!(gone, id);
+    assert_eq!(info.code, CloseCode::POLICY);
+    stop(&handle, join);
+}
+
+/// Same overshoot with the Drop policy, and a ping in the same write as the
+/// request: the pong is owed to a peer that reads fine, so it is queued
+/// (not treated as a peer that does not read at all).
+#[test]
+fn pong_fits_after_a_whole_message_overshoot() {
+    let (addr, handle, join, statuses, events) = start_burst(FullQueuePolicy::Drop);
+    let mut c = Client::connect(addr);
+    wait_open(&events);
+    let mut both = c.frame_bytes(wsmio::proto::OpCode::Text, true, b"burst");
+    both.extend_from_slice(&masked(0x89, b"are you there"));
+    c.send_raw(&both);
+    let st = statuses.recv_timeout(TIMEOUT).unwrap();
+    assert_eq!(st.len(), 8, "{st:?}");
+    for _ in 0..7 {
+        assert_eq!(c.expect_binary().len(), BURST_MSG);
+    }
+    assert_eq!(c.next(), Ev::Pong(b"are you there".to_vec()));
+    c.send_text("still open");
+    assert_eq!(c.expect_text(), "still open");
+    drop(c);
+    stop(&handle, join);
+}
+
+#[test]
+fn a_ping_flood_without_reading_is_cut_off_with_bounded_queue() {
+    let (echo, events) = Echo::new();
+    let max = 64 * 1024;
+    let reserve = 4096;
+    let cfg = config()
+        .with_max_queued_bytes(max)
+        .with_control_reserve(reserve)
+        .with_idle_timeout(Some(Duration::from_millis(300)))
+        .with_pong_timeout(Duration::from_millis(300))
+        .with_close_timeout(Duration::from_millis(300));
+    let (addr, handle, join) = start(echo, cfg);
+    let mut c = Client::connect(addr);
+    let id = wait_open(&events);
+    let mut bystander = Client::connect(addr);
+    wait_open(&events);
+
+    let mut pings = Vec::new();
+    for _ in 0..512 {
+        pings.extend_from_slice(&masked(0x89, &[0x55; 125]));
+    }
+    c.stream
+        .set_write_timeout(Some(Duration::from_millis(20)))
+        .unwrap();
+    let (qtx, qrx) = mpsc::channel();
+    let t0 = Instant::now();
+    let mut off = 0;
+    let mut peak = 0;
+    let mut written = 0usize;
+    let info = loop {
+        assert!(
+            t0.elapsed() < Duration::from_secs(10),
+            "flooding peer not cut off; {written} bytes written, queue peak {peak}"
+        );
+        // Write whole frames only: keep the offset across partial writes.
+        match c.stream.write(&pings[off..]) {
+            Ok(n) => {
+                written += n;
+                off = (off + n) % pings.len();
+            }
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) => {}
+            Err(_) => {} // reset or broken pipe: the server cut us off
+        }
+        let tx = qtx.clone();
+        handle
+            .call(move |ctx| {
+                let _ = tx.send(ctx.queued_bytes(id));
+            })
+            .unwrap();
+        if let Some(q) = qrx.recv_timeout(TIMEOUT).unwrap() {
+            peak = peak.max(q);
+        }
+        if let Ok(SrvEv::Close(gone, info)) = events.try_recv() {
+            assert_eq!(gone, id);
+            break info;
+        }
+    };
+    // Control frames stay within the reserve above the data limit (a close
+    // frame, at most 127 bytes, may come on top).
+    assert!(peak <= max + reserve + 127, "queue peaked at {peak}");
+    assert!(!info.clean, "{info:?}");
+    assert!(written > max, "only {written} bytes written");
+
+    // Other connections were served all along.
+    bystander.send_text("fine");
+    assert_eq!(bystander.expect_text(), "fine");
+    drop((c, bystander));
+    stop(&handle, join);
+}
+
+#[test]
+fn a_stale_id_never_reaches_the_connection_in_its_slot() {
+    let (echo, events) = Echo::new();
+    let (addr, handle, join) = start(echo, config());
+    let mut a = Client::connect(addr);
+    let old = wait_open(&events);
+    a.close(1000, "");
+    a.expect_close_then_eof(1000);
+    drop(a);
+    assert_eq!(wait_close(&events).0, old);
+
+    let mut b = Client::connect(addr);
+    let new = wait_open(&events);
+    assert_ne!(old, new);
+    // The same slab slot, another generation.
+    assert_eq!(old.as_u64() as u32, new.as_u64() as u32, "{old} vs {new}");
+
+    handle.send(old, Frame::text("stale")).unwrap();
+    handle.close(old, CloseCode::NORMAL, "stale").unwrap();
+    let (tx, rx) = mpsc::channel();
+    handle
+        .call(move |ctx| {
+            let _ = tx.send((
+                ctx.send_text(old, "stale"),
+                ctx.is_open(old),
+                ctx.queued_bytes(old),
+            ));
+        })
+        .unwrap();
+    assert_eq!(
+        rx.recv_timeout(TIMEOUT).unwrap(),
+        (SendStatus::Closed, false, None)
+    );
+    handle.send(new, Frame::text("fresh")).unwrap();
+    assert_eq!(b.expect_text(), "fresh");
+    assert_eq!(b.next_within(Duration::from_millis(200)), None);
+    b.send_text("open");
+    assert_eq!(b.expect_text(), "open");
+    drop(b);
+    stop(&handle, join);
+}

@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# The whole test suite, as the README's Quick start runs it and CI (.ci/run)
+# calls it. It installs what it needs (apt, pip, cargo) and fails loudly
+# when something is missing; nothing is skipped silently.
+#
+#   bash tests/run-all.sh
+#
+# Steps: format and lint, cargo test (unit, property, real-socket
+# integration), the Autobahn server suite, a smoke run of every fuzz target
+# (FUZZ_SECONDS each, default 30), the headless-Chromium demo test.
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+
+passed=0
+failed=0
+failures=()
+step() {
+    local name="$1"; shift
+    echo
+    echo "================ $name ================"
+    local t0=$SECONDS
+    if "$@"; then
+        passed=$((passed + 1))
+        echo "---- $name: ok ($((SECONDS - t0)) s)"
+    else
+        failed=$((failed + 1))
+        failures+=("$name")
+        echo "---- $name: FAILED ($((SECONDS - t0)) s)"
+    fi
+}
+
+command -v cargo >/dev/null || { echo "cargo not found" >&2; exit 1; }
+
+step "cargo fmt --check" cargo fmt --all -- --check
+step "cargo clippy" cargo clippy --all-targets -- -D warnings
+step "cargo test" cargo test
+step "autobahn server suite" bash autobahn/run.sh
+step "fuzz smoke" bash fuzz/run.sh
+step "browser demo test" bash tests/browser/run.sh
+
+echo
+echo "================ summary ================"
+for f in "${failures[@]+"${failures[@]}"}"; do echo "FAILED: $f"; done
+echo "suite: $passed passed, $failed failed"
+[ "$failed" -eq 0 ]
