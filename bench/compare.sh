@@ -1,0 +1,427 @@
+#!/usr/bin/env bash
+# Side-by-side benchmark: wsmio against other WebSocket servers, same box, same run.
+#
+#   bench/compare.sh            # full run: 3 rounds (~15 min on 2 vCPUs), writes BENCHMARKS.md
+#   bench/compare.sh --quick    # 1 round, short runs, fewer connections (< 3 min once built)
+#
+# Every server is started fresh, pinned to CPU 0 (taskset -c 0); the load generator
+# (bench/loadgen, one thread) runs on CPU 1 (taskset -c 1).  Each round runs every
+# server of a suite in turn; the order is reversed every other round (A B, B A, ...),
+# so slow drift of the machine does not favour one side.  Loopback (127.0.0.0/8) only;
+# every loadgen run is bounded in time (duration + drain, and a hard `timeout`).
+#
+# Suites and scenarios (see bench/README.md for what each one measures):
+#   echo   servers: wsmio (examples/echo) + ECHO_PEERS (tt-ct fastws ws)
+#          a1    100 conns x 20 B text, depth 32
+#          c     100 conns x 16 KiB binary, depth 4
+#          bs    1 conn, 20 B text, depth 1, busy-polling generator (p50/p99 latency)
+#          e100  100 conns x 20 B text, depth 4     } scaling: throughput at
+#          e10k  10,000 conns x 20 B text, depth 4  } SCALE_CONNS vs 100 connections
+#          churn connect + upgrade + close cycles, 16 in flight
+#   rss    servers: as echo; server RSS per idle connection with RSS_CONNS (10,000)
+#          upgraded connections from 16 source addresses 127.0.0.1-16 (fresh server)
+#   fanout servers: wsmio (examples/broadcast) + wsmio hub (`wsmio serve --listen`)
+#          + FAN_PEERS (tt-batch tt fastws-bcast); 1 publisher, 64 B binary, window 64
+#          s100  100 connections        s5k  FAN_BIG (5,000) connections
+#
+# Environment knobs [full / --quick default]:
+#   ROUNDS [3/1]  DUR [5/1] s measured per run  WARMUP [1/0.3]  DRAIN [3/3] (max; ends when all delivered)
+#   SCALE_CONNS [10000/2000]  RSS_CONNS [10000/2000]  RSS_HOLD [6/3]  FAN_BIG [5000/1000]
+#   SUITES ["echo rss fanout"]  SCEN ["a1 c bs e100 eN churn"] (eN = the SCALE_CONNS run)
+#   ECHO_PEERS ["tt-ct fastws ws"]  FAN_PEERS ["tt-batch tt fastws-bcast"]
+#   OUT [/tmp/wsmio-compare-<timestamp>]  BENCH_MD [<repo>/BENCHMARKS.md] (BENCH_MD=none: don't write)
+#   SKIP_BUILD [0]  PORT_BASE [19500]  CARGO_TARGET_DIR [<repo>/target]
+# The wsmio slots (defaults: target/release/examples/echo, .../examples/broadcast,
+# target/release/wsmio; each takes IP:PORT as its first argument, the hub as
+# `wsmio serve --listen IP:PORT`, driven with its JSON protocol: loadgen --hub) can be
+# pointed elsewhere (a *_CMD hub slot is driven like the other broadcast servers):
+#   WSMIO_ECHO_BIN / WSMIO_BCAST_BIN / WSMIO_HUB_BIN   another binary taking IP:PORT
+#   WSMIO_HUB_ARGS ["--rate 1000000000 --burst 1000000000"]  extra `wsmio serve` flags (its
+#       default request rate limit would throttle the publisher)
+#   WSMIO_ECHO_CMD / WSMIO_BCAST_CMD / WSMIO_HUB_CMD   a command template with {addr}
+#       (= 127.0.0.1:PORT) and/or {port}, e.g. WSMIO_ECHO_CMD="target/release/fastws-echo {port}"
+#       to test this script against a peer (the report then says the slot was overridden).
+set -u -o pipefail
+
+HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+ROOT="$(cd "$HERE/.." && pwd)"
+QUICK=0
+for a in "$@"; do
+  case $a in
+    --quick) QUICK=1 ;;
+    -h|--help) sed -n '2,/^set -u/p' "${BASH_SOURCE[0]}" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
+    *) echo "compare.sh: unknown argument '$a' (try --help)" >&2; exit 2 ;;
+  esac
+done
+
+die() { echo "compare.sh: ERROR: $*" >&2; exit 1; }
+need() { command -v "$1" >/dev/null 2>&1 || die "required tool '$1' is missing ($2)"; }
+need taskset "util-linux: apt-get install util-linux"
+need python3 "apt-get install python3"
+need timeout "coreutils"
+need cargo "Rust toolchain"
+need rustc "Rust toolchain"
+need lscpu "util-linux"
+need nproc "coreutils"
+need awk "awk"
+[ "$(nproc)" -ge 2 ] || die "needs at least 2 CPUs (server on CPU 0, generator on CPU 1); nproc=$(nproc)"
+taskset -c 0 true 2>/dev/null && taskset -c 1 true 2>/dev/null || die "taskset cannot pin to CPUs 0 and 1"
+
+if [ "$QUICK" = 1 ]; then
+  ROUNDS=${ROUNDS:-1}; DUR=${DUR:-1}; WARMUP=${WARMUP:-0.3}; DRAIN=${DRAIN:-3}
+  SCALE_CONNS=${SCALE_CONNS:-2000}; RSS_CONNS=${RSS_CONNS:-2000}; RSS_HOLD=${RSS_HOLD:-3}; FAN_BIG=${FAN_BIG:-1000}
+else
+  ROUNDS=${ROUNDS:-3}; DUR=${DUR:-5}; WARMUP=${WARMUP:-1}; DRAIN=${DRAIN:-3}
+  SCALE_CONNS=${SCALE_CONNS:-10000}; RSS_CONNS=${RSS_CONNS:-10000}; RSS_HOLD=${RSS_HOLD:-6}; FAN_BIG=${FAN_BIG:-5000}
+fi
+SUITES=${SUITES:-"echo rss fanout"}
+SCEN=${SCEN:-"a1 c bs e100 eN churn"}
+ECHO_PEERS=${ECHO_PEERS:-"tt-ct fastws ws"}
+FAN_PEERS=${FAN_PEERS:-"tt-batch tt fastws-bcast"}
+OUT=${OUT:-${TMPDIR:-/tmp}/wsmio-compare-$(date +%Y%m%d-%H%M%S)}
+BENCH_MD=${BENCH_MD:-$ROOT/BENCHMARKS.md}
+PORT_BASE=${PORT_BASE:-19500}
+TD=${CARGO_TARGET_DIR:-$ROOT/target}
+case $TD in /*) ;; *) TD="$ROOT/$TD" ;; esac
+REL="$TD/release"
+LG="$REL/loadgen"
+[ "$ROUNDS" -ge 1 ] 2>/dev/null || die "ROUNDS must be >= 1"
+for v in SCALE_CONNS RSS_CONNS FAN_BIG; do
+  [ "${!v}" -ge 1 ] 2>/dev/null && [ "${!v}" -le 15000 ] || die "$v must be 1..15000 (fd limits)"
+done
+
+# name scenarios after their connection counts: e10k / s5k (full), e2k / s1k (quick)
+kname() { if [ $(($1 % 1000)) = 0 ]; then echo "$(($1 / 1000))k"; else echo "$1"; fi; }
+EN="e$(kname "$SCALE_CONNS")"
+SN="s$(kname "$FAN_BIG")"
+SCEN=${SCEN//eN/$EN}
+
+mkdir -p "$OUT/echo" "$OUT/fanout" || die "cannot create $OUT"
+: > "$OUT/skipped.txt"
+: > "$OUT/notes.txt"
+: > "$OUT/failures.txt"
+# 10k connections need 10k+ descriptors in the generator and in the server
+ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+NOFILE=$(ulimit -n)
+if [ "$NOFILE" != unlimited ]; then
+  for v in SCALE_CONNS RSS_CONNS FAN_BIG; do
+    [ "${!v}" -le $((NOFILE - 100)) ] || die "open-file limit $NOFILE too low for $v=${!v} (raise ulimit -n)"
+  done
+fi
+
+echo "compare.sh: mode=$([ "$QUICK" = 1 ] && echo quick || echo full) rounds=$ROUNDS dur=${DUR}s warmup=${WARMUP}s suites='$SUITES' out=$OUT"
+
+# ------------------------------------------------------------------ build
+PEER_PKGS="-p loadgen -p tungstenite-echo -p fastws-echo -p tungstenite-bcast -p fastws-bcast"
+if [ "${SKIP_BUILD:-0}" != 1 ]; then
+  echo "compare.sh: building loadgen + peers (release)"
+  (cd "$ROOT" && cargo build --release -q $PEER_PKGS) || die "build of loadgen/peers failed: cargo build --release $PEER_PKGS"
+  if [[ " $ECHO_PEERS " == *" ws "* ]]; then
+    (cd "$ROOT" && cargo build --release -q -p ws-echo) ||
+      { echo "compare.sh: WARNING: ws-echo (ws 0.9) did not build; dropping the ws peer" >&2; echo "ws-echo did not build: skipped" >> "$OUT/skipped.txt"; }
+  fi
+  echo "compare.sh: building wsmio examples (release)"
+  if ! (cd "$ROOT" && cargo build --release -q --examples); then
+    if [ -n "${WSMIO_ECHO_CMD:-}${WSMIO_ECHO_BIN:-}" ] && [ -n "${WSMIO_BCAST_CMD:-}${WSMIO_BCAST_BIN:-}" ]; then
+      echo "compare.sh: WARNING: 'cargo build --release --examples' failed; continuing with the WSMIO_* overrides" >&2
+    else
+      die "'cargo build --release --examples' failed (wsmio does not build); nothing to compare"
+    fi
+  fi
+  # the hub binary, if the package has one
+  if (cd "$ROOT" && cargo metadata --no-deps --format-version 1 2>/dev/null) |
+     python3 -c 'import json,sys; m=json.load(sys.stdin); sys.exit(0 if any(t["name"]=="wsmio" and "bin" in t["kind"] for p in m["packages"] if p["name"]=="wsmio" for t in p["targets"]) else 1)'; then
+    echo "compare.sh: building the wsmio hub binary (release)"
+    (cd "$ROOT" && cargo build --release -q -p wsmio --bin wsmio) || echo "compare.sh: WARNING: the wsmio hub binary did not build" >&2
+  fi
+fi
+[ -x "$LG" ] || die "loadgen not found at $LG"
+
+WSMIO_ECHO_BIN=${WSMIO_ECHO_BIN:-$REL/examples/echo}
+WSMIO_BCAST_BIN=${WSMIO_BCAST_BIN:-$REL/examples/broadcast}
+WSMIO_HUB_BIN=${WSMIO_HUB_BIN:-$REL/wsmio}
+# the hub rate-limits requests per connection (default 50/s); the publisher needs far more
+WSMIO_HUB_ARGS=${WSMIO_HUB_ARGS:---rate 1000000000 --burst 1000000000}
+# a slot pointed elsewhere is labelled as such in the report
+OV_ECHO=${WSMIO_ECHO_CMD:-}; [ -z "$OV_ECHO" ] && [ "$WSMIO_ECHO_BIN" != "$REL/examples/echo" ] && OV_ECHO="$WSMIO_ECHO_BIN {addr}"
+OV_BCAST=${WSMIO_BCAST_CMD:-}; [ -z "$OV_BCAST" ] && [ "$WSMIO_BCAST_BIN" != "$REL/examples/broadcast" ] && OV_BCAST="$WSMIO_BCAST_BIN {addr}"
+OV_HUB=${WSMIO_HUB_CMD:-}; [ -z "$OV_HUB" ] && [ "$WSMIO_HUB_BIN" != "$REL/wsmio" ] && OV_HUB="$WSMIO_HUB_BIN serve --listen {addr}"
+[ -n "$OV_ECHO" ] && echo "OVERRIDDEN: the wsmio echo slot runs '$OV_ECHO' (these rows are not the project's examples/echo)" | tee -a "$OUT/notes.txt"
+[ -n "$OV_BCAST" ] && echo "OVERRIDDEN: the wsmio broadcast slot runs '$OV_BCAST' (these rows are not the project's examples/broadcast)" | tee -a "$OUT/notes.txt"
+[ -n "$OV_HUB" ] && echo "OVERRIDDEN: the wsmio hub slot runs '$OV_HUB' (these rows are not the project's hub)" | tee -a "$OUT/notes.txt"
+
+# ------------------------------------------------------------------ servers
+# the first word of a command must be an executable file
+cmd_ok() { local c; read -r c _ <<< "$1"; [ -n "$c" ] && { [ -x "$c" ] || command -v "$c" >/dev/null 2>&1; }; }
+tmpl() { local s=$1; s=${s//\{addr\}/127.0.0.1:$2}; s=${s//\{port\}/$2}; echo "$s"; }
+cmd_of() { # server port -> command line
+  local p=$2 e="$WSMIO_ECHO_BIN {addr}" b="$WSMIO_BCAST_BIN {addr}" h="$WSMIO_HUB_BIN serve --listen {addr} $WSMIO_HUB_ARGS"
+  case $1 in
+    wsmio)        tmpl "${WSMIO_ECHO_CMD:-$e}" "$p" ;;
+    wsmio-bcast)  tmpl "${WSMIO_BCAST_CMD:-$b}" "$p" ;;
+    wsmio-hub)    tmpl "${WSMIO_HUB_CMD:-$h}" "$p" ;;
+    tt-ct)        echo "$REL/tungstenite-echo $p ct" ;;
+    fastws)       echo "$REL/fastws-echo $p" ;;
+    ws)           echo "$REL/ws-echo $p" ;;
+    tt)           echo "$REL/tungstenite-bcast $p 65536 idiomatic" ;;
+    tt-batch)     echo "$REL/tungstenite-bcast $p 65536 batch" ;;
+    fastws-bcast) echo "$REL/fastws-bcast $p 65536" ;;
+    *) return 1 ;;
+  esac
+}
+# keep only servers whose binary exists; report the others
+filter_servers() { # list... -> available list (echo), skipped ones logged
+  local s out=""
+  for s in "$@"; do
+    local c; c=$(cmd_of "$s" 0) || { echo "compare.sh: unknown server '$s'" >&2; continue; }
+    if cmd_ok "$c"; then out+="$s "
+    else
+      local why="$s: binary ${c%% *} not found: skipped"
+      [ "$s" = wsmio ] && why="wsmio echo: examples/echo not built: skipped (no ${c%% *})"
+      [ "$s" = wsmio-bcast ] && why="wsmio broadcast: examples/broadcast not built: skipped (no ${c%% *})"
+      [ "$s" = wsmio-hub ] && why="wsmio hub: hub not built: skipped (no ${c%% *})"
+      echo "compare.sh: $why" >&2
+      grep -qxF "$why" "$OUT/skipped.txt" || echo "$why" >> "$OUT/skipped.txt"
+    fi
+  done
+  echo "$out"
+}
+
+NEXT_PORT=$PORT_BASE
+SPID=""; SPORT=""; SNAME=""; LPID=""; NSTART=0
+port_busy() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+start_server() { # name -> sets SPID SPORT; returns 1 if it does not come up
+  local name=$1 c i
+  while port_busy "$NEXT_PORT"; do NEXT_PORT=$((NEXT_PORT + 1)); done
+  SPORT=$NEXT_PORT; NEXT_PORT=$((NEXT_PORT + 1)); NSTART=$((NSTART + 1))
+  c=$(cmd_of "$name" "$SPORT")
+  SLOG="$OUT/server-$NSTART-$name.log"
+  echo "# $c" > "$SLOG"
+  # shellcheck disable=SC2086
+  taskset -c 0 $c >> "$SLOG" 2>&1 &
+  SPID=$!; SNAME=$name
+  for i in $(seq 100); do
+    if ! kill -0 "$SPID" 2>/dev/null; then
+      echo "compare.sh: server $name exited at start (log $SLOG):" >&2; tail -5 "$SLOG" >&2
+      wait "$SPID" 2>/dev/null; SPID=""; return 1
+    fi
+    if port_busy "$SPORT"; then return 0; fi
+    sleep 0.1
+  done
+  echo "compare.sh: server $name did not listen on 127.0.0.1:$SPORT within 10 s (log $SLOG)" >&2
+  stop_server; return 1
+}
+stop_server() {
+  [ -n "$SPID" ] || return 0
+  kill -TERM "$SPID" 2>/dev/null
+  local i
+  for i in $(seq 30); do kill -0 "$SPID" 2>/dev/null || break; sleep 0.1; done
+  kill -0 "$SPID" 2>/dev/null && kill -KILL "$SPID" 2>/dev/null
+  wait "$SPID" 2>/dev/null
+  SPID=""
+}
+cleanup() {
+  [ -n "$LPID" ] && kill "$LPID" 2>/dev/null && wait "$LPID" 2>/dev/null
+  LPID=""
+  stop_server
+}
+trap cleanup EXIT
+trap 'echo "compare.sh: interrupted" >&2; cleanup; exit 130' INT TERM
+
+# server alive? (restart it if it died, so one crash does not void the rest of the round)
+ensure_server() {
+  if [ -n "$SPID" ] && kill -0 "$SPID" 2>/dev/null; then return 0; fi
+  echo "compare.sh: WARNING: server $SNAME is not running (crashed?), restarting; log: $SLOG" >&2
+  echo "server $SNAME died during round $r (log $SLOG)" >> "$OUT/notes.txt"
+  SPID=""; start_server "$SNAME"
+}
+
+get() { echo "$LINE" | grep -oE "(^| )$1=[^ ]+" | head -1 | cut -d= -f2; }
+# run the generator on CPU 1 with a hard time limit; sets LINE (the RESULT line or "")
+run_lg() { # scen tmo args...
+  local scen=$1 tmo=$2 err="$OUT/lg-last.err"; shift 2
+  LINE=$(timeout -k 5 "$tmo" taskset -c 1 "$LG" --port "$SPORT" --server-pid "$SPID" "$@" 2>"$err" | grep '^RESULT' | head -1)
+  { echo "== round $r $SNAME $scen"; cat "$err"; } >> "$OUT/loadgen.err"
+  echo "round $r $SNAME $scen: $* -> ${LINE:-<no RESULT line>}" >> "$OUT/raw.txt"
+  if [ "$(get ok)" != 1 ]; then
+    local why
+    why=$(grep -m1 -E 'first error|connect #[0-9]+ failed|timed out' "$err" | sed 's/^loadgen: //')
+    if [ -z "$LINE" ]; then
+      why="no RESULT line (generator killed by the time limit or crashed) ${why}"
+    else
+      # the counters that made ok=0
+      local k v bad=""
+      for k in verify_errors closed gaps missing stalled errors unfinished timeouts open_at_end; do
+        v=$(get "$k"); case $v in ""|0) ;; *) bad+="$k=$v " ;; esac
+      done
+      why="${bad}${why}"
+    fi
+    echo "round $r $SNAME $scen: ${why:-see $OUT/loadgen.err}" >> "$OUT/failures.txt"
+  fi
+}
+fsum() { python3 -c "import sys; print(int(sum(float(a) for a in sys.argv[1:]) + 0.999))" "$@"; }
+
+order() { # round list... -> list in round order (reversed on even rounds)
+  local r=$1; shift
+  if [ $((r % 2)) = 1 ]; then echo "$@"; else local out="" s; for s in "$@"; do out="$s $out"; done; echo "$out"; fi
+}
+
+echo_args() {
+  case $1 in
+    a1)   echo "--conns 100 --size 20 --depth 32" ;;
+    c)    echo "--conns 100 --size 16384 --binary --depth 4" ;;
+    bs)   echo "--conns 1 --size 20 --depth 1 --spin" ;;
+    e100) echo "--conns 100 --size 20 --depth 4" ;;
+    "$EN") echo "--conns $SCALE_CONNS --size 20 --depth 4 --src-ips 16 --connect-timeout 60" ;;
+    *) return 1 ;;
+  esac
+}
+
+# ------------------------------------------------------------------ machine
+{
+  echo "# $(date -u +%FT%TZ) $(lscpu | grep 'Model name' | sed 's/ \+/ /g')"
+  echo "# load before: $(cat /proc/loadavg)"
+} > "$OUT/meta.txt"
+{
+  echo "date=$(date -u +%FT%TZ)"
+  echo "cpu=$(lscpu | awk -F: '/^Model name/{gsub(/^[ \t]+/,"",$2); print $2; exit}')"
+  echo "hypervisor=$(lscpu | awk -F: '/^Hypervisor vendor/{gsub(/^[ \t]+/,"",$2); print $2; exit}')"
+  echo "nproc=$(nproc)"
+  echo "kernel=$(uname -sr)"
+  echo "rustc=$(rustc --version)"
+  echo "git=$(cd "$ROOT" && git rev-parse --short HEAD 2>/dev/null || echo none)$(cd "$ROOT" && [ -n "$(git status --porcelain 2>/dev/null)" ] && echo ' (dirty tree)')"
+  echo "mode=$([ "$QUICK" = 1 ] && echo quick || echo full)"
+  echo "rounds=$ROUNDS"
+  echo "dur=$DUR"
+  echo "warmup=$WARMUP"
+  echo "drain=$DRAIN"
+  echo "scale_conns=$SCALE_CONNS"
+  echo "rss_conns=$RSS_CONNS"
+  echo "fan_big=$FAN_BIG"
+  echo "en=$EN"
+  echo "sn=$SN"
+  echo "scen=$SCEN"
+  echo "loadavg_before=$(cut -d' ' -f1-3 /proc/loadavg)"
+  echo "override_echo=$OV_ECHO"
+  echo "override_bcast=$OV_BCAST"
+  echo "override_hub=$OV_HUB"
+} > "$OUT/machine.txt"
+
+T_START=$(date +%s)
+printf "round\tpeer\tscen\tmsgs_per_s\tMB_per_s\tp50_us\tp99_us\tp999_us\tserver_cpu\tclient_cpu\tok\n" > "$OUT/echo/results.tsv"
+printf "round\tpeer\tcycles_per_s\ths_p50_us\tp50_us\tp99_us\terrors\tno_fin\tserver_fds_start\tserver_fds_end\tserver_cpu\tok\n" > "$OUT/echo/churn.tsv"
+printf "peer\trss_start_kb\trss_idle_kb\tconns_open\tkb_per_conn\tround\tok\n" > "$OUT/echo/rss.tsv"
+printf "round\tpeer\tscen\tsubs\twindow\tpublishes_per_s\tdeliveries_per_s\tp50_us\tp99_us\tp999_us\tserver_cpu\tclient_cpu\tns_per_delivery\tcore_busy\tcore_irq\tgaps\tmissing\tverify_errors\tok\n" > "$OUT/fanout/results.tsv"
+
+ECHO_SERVERS=""; FAN_SERVERS=""
+if [[ " $SUITES " == *" echo "* || " $SUITES " == *" rss "* ]]; then
+  # shellcheck disable=SC2086
+  ECHO_SERVERS=$(filter_servers wsmio $ECHO_PEERS)
+  if [[ " $ECHO_SERVERS " != *" wsmio "* ]]; then
+    echo "compare.sh: WARNING: no wsmio echo server: the echo and rss suites are skipped" >&2
+    SUITES=$(echo " $SUITES " | sed 's/ echo / /; s/ rss / /')
+  fi
+fi
+if [[ " $SUITES " == *" fanout "* ]]; then
+  # shellcheck disable=SC2086
+  FAN_SERVERS=$(filter_servers wsmio-bcast wsmio-hub $FAN_PEERS)
+  if [[ " $FAN_SERVERS " != *" wsmio-"* ]]; then
+    echo "compare.sh: WARNING: neither wsmio examples/broadcast nor the hub is available: the fanout suite is skipped" >&2
+    SUITES=$(echo " $SUITES " | sed 's/ fanout / /')
+  fi
+fi
+[ -n "$(echo $SUITES)" ] || die "no wsmio server to compare (see the 'skipped' lines above); build wsmio or set WSMIO_*_BIN / WSMIO_*_CMD"
+echo "suites=$SUITES" >> "$OUT/machine.txt"
+
+for r in $(seq 1 "$ROUNDS"); do
+  # ---------------------------------------------------------------- echo
+  if [[ " $SUITES " == *" echo "* ]]; then
+    for srv in $(order "$r" $ECHO_SERVERS); do
+      if ! start_server "$srv"; then echo "server $srv failed to start in round $r: its echo rows are missing" >> "$OUT/notes.txt"; continue; fi
+      for s in $SCEN; do
+        ensure_server || break
+        if [ "$s" = churn ]; then
+          run_lg churn "$(fsum "$WARMUP" "$DUR" "$DRAIN" 40)" --mode churn --conns 16 --cycle-timeout 5 \
+            --duration "$DUR" --warmup "$WARMUP" --drain "$DRAIN"
+          printf "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n" "$r" "$srv" "$(get cycles_per_s)" "$(get hs_p50_us)" \
+            "$(get p50_us)" "$(get p99_us)" "$(get errors)" "$(get no_fin)" "$(get server_fds_start)" "$(get server_fds_end)" \
+            "$(get server_cpu_pct)" "$(get ok)" >> "$OUT/echo/churn.tsv"
+          echo "round $r $srv churn: $(get cycles_per_s) cycles/s p50=$(get p50_us)us errors=$(get errors) fds $(get server_fds_start)->$(get server_fds_end) ok=$(get ok)"
+        else
+          args=$(echo_args "$s") || { echo "compare.sh: unknown echo scenario '$s'" >&2; continue; }
+          # shellcheck disable=SC2086
+          run_lg "$s" "$(fsum "$WARMUP" "$DUR" 90)" $args --duration "$DUR" --warmup "$WARMUP"
+          printf "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n" "$r" "$srv" "$s" "$(get msgs_per_s)" "$(get MB_per_s)" \
+            "$(get p50_us)" "$(get p99_us)" "$(get p999_us)" "$(get server_cpu_pct)" "$(get client_cpu_pct)" "$(get ok)" >> "$OUT/echo/results.tsv"
+          echo "round $r $srv $s: $(get msgs_per_s) msg/s $(get MB_per_s) MB/s p50=$(get p50_us)us p99=$(get p99_us)us srv_cpu=$(get server_cpu_pct)% ok=$(get ok)"
+        fi
+        sleep 0.2
+      done
+      stop_server
+      sleep 0.3
+    done
+  fi
+  # ---------------------------------------------------------------- rss
+  if [[ " $SUITES " == *" rss "* ]]; then
+    for srv in $(order "$r" $ECHO_SERVERS); do
+      if ! start_server "$srv"; then echo "server $srv failed to start in round $r: its rss row is missing" >> "$OUT/notes.txt"; continue; fi
+      sleep 0.3
+      rss0=$(awk '/^VmRSS/{print $2}' "/proc/$SPID/status" 2>/dev/null)
+      IDLE="$OUT/idle-$r-$srv.out"
+      timeout -k 5 "$(fsum "$RSS_HOLD" 90)" taskset -c 1 "$LG" --port "$SPORT" --mode idle --conns "$RSS_CONNS" \
+        --src-ips 16 --hold "$RSS_HOLD" --connect-timeout 60 > "$IDLE" 2>&1 &
+      LPID=$!
+      ready=0
+      for _ in $(seq 700); do
+        if grep -q '^READY' "$IDLE" 2>/dev/null; then ready=1; break; fi
+        kill -0 "$LPID" 2>/dev/null || break
+        sleep 0.1
+      done
+      sleep 2
+      rss1=$(awk '/^VmRSS/{print $2}' "/proc/$SPID/status" 2>/dev/null)
+      wait "$LPID"; LPID=""
+      open=$(grep -oE 'READY open=[0-9]+' "$IDLE" | cut -d= -f2)
+      open=${open:-0}
+      rok=0
+      if [ "$ready" = 1 ] && [ "$open" = "$RSS_CONNS" ] && [ -n "$rss0" ] && [ -n "$rss1" ] && grep -q '^RESULT.* ok=1' "$IDLE"; then rok=1; fi
+      per=$(python3 -c "import sys; a,b,n=sys.argv[1:]; print('%.2f' % ((float(b)-float(a))/max(int(n),1)) if a and b else '')" "${rss0:-}" "${rss1:-}" "$open")
+      printf "%s\t%s\t%s\t%s\t%s\t%s\t%s\n" "$srv" "${rss0:-}" "${rss1:-}" "$open" "$per" "$r" "$rok" >> "$OUT/echo/rss.tsv"
+      echo "round $r $srv rss: start=${rss0:-?}kB with $open idle conns=${rss1:-?}kB (${per:-?} kB/conn) ok=$rok"
+      stop_server
+      sleep 0.5
+    done
+  fi
+  # ---------------------------------------------------------------- fanout
+  if [[ " $SUITES " == *" fanout "* ]]; then
+    for srv in $(order "$r" $FAN_SERVERS); do
+      if ! start_server "$srv"; then echo "server $srv failed to start in round $r: its fan-out rows are missing" >> "$OUT/notes.txt"; continue; fi
+      for s in s100 "$SN"; do
+        ensure_server || break
+        if [ "$s" = s100 ]; then fa="--conns 100"; else fa="--conns $FAN_BIG --src-ips 16 --connect-timeout 60"; fi
+        # the hub speaks its JSON protocol on /ws (loadgen --hub); its setup includes O(S^2) join events
+        [ "$srv" = wsmio-hub ] && [ -z "${WSMIO_HUB_CMD:-}" ] && fa+=" --hub"
+        # shellcheck disable=SC2086
+        run_lg "$s" "$(fsum "$WARMUP" "$DUR" "$DRAIN" 150)" --mode fanout --publishers 1 --size 64 --window 64 $fa \
+          --duration "$DUR" --warmup "$WARMUP" --drain "$DRAIN" --server-core 0
+        printf "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n" "$r" "$srv" "$s" \
+          "$(get subs)" "$(get window)" "$(get publishes_per_s)" "$(get deliveries_per_s)" "$(get p50_us)" "$(get p99_us)" \
+          "$(get p999_us)" "$(get server_cpu_pct)" "$(get client_cpu_pct)" "$(get server_ns_per_delivery)" \
+          "$(get server_core_busy_pct)" "$(get server_core_irq_pct)" "$(get gaps)" "$(get missing)" \
+          "$(get verify_errors)" "$(get ok)" >> "$OUT/fanout/results.tsv"
+        echo "round $r $srv $s: deliv/s=$(get deliveries_per_s) pub/s=$(get publishes_per_s) p50=$(get p50_us)us p99=$(get p99_us)us srv_cpu=$(get server_cpu_pct)% gaps=$(get gaps) missing=$(get missing) ok=$(get ok)"
+        sleep 0.2
+      done
+      stop_server
+      sleep 0.3
+    done
+  fi
+done
+echo "# load after: $(cat /proc/loadavg)" >> "$OUT/meta.txt"
+echo "loadavg_after=$(cut -d' ' -f1-3 /proc/loadavg)" >> "$OUT/machine.txt"
+echo "elapsed_s=$(( $(date +%s) - T_START ))" >> "$OUT/machine.txt"
+
+# ------------------------------------------------------------------ report
+# details in the reference harness' format (kept for comparability with its figures)
+python3 "$HERE/summarize.py" "$OUT/echo" > "$OUT/details-echo.md" 2>&1 || echo "(summarize.py failed)" >> "$OUT/details-echo.md"
+python3 "$HERE/summarize_fanout.py" "$OUT/fanout" > "$OUT/details-fanout.md" 2>&1 || echo "(summarize_fanout.py failed)" >> "$OUT/details-fanout.md"
+python3 "$HERE/compare_report.py" "$OUT" --root "$ROOT" --md "$BENCH_MD" || die "report generation failed (raw results in $OUT)"

@@ -1,0 +1,821 @@
+//! HUB FAN-OUT (`--mode fanout --hub`): the fan-out benchmark against the
+//! wsmio pub/sub hub, which speaks JSON in text frames on `/ws`
+//! (docs/PROTOCOL.md) instead of broadcasting raw frames.
+//!
+//! Same measurement as the plain fan-out mode (S connections, the last P also
+//! publish, at most W publishes per publisher not yet delivered to all S, every
+//! delivery checked for order per publisher, drain, gaps/missing), with the
+//! hub's protocol:
+//! - upgrade on `--path` (default `/ws`, `?token=` appended with `--token`);
+//! - each connection sends `{"op":"sub","topic":"bench","id":1}` and waits for
+//!   its ack (welcome, join and leave events are skipped);
+//! - then the generator waits until nothing has arrived for 300 ms (the join
+//!   events of S anonymous users, O(S^2) deliveries, must be over before the
+//!   measurement starts);
+//! - publishers send `{"op":"pub","topic":"bench","data":"<payload>"}` (no id,
+//!   so no ack); `<payload>` is `--size` ASCII bytes: publisher id (8 hex),
+//!   sequence (16 hex), send timestamp in ns (16 hex), then filler;
+//! - a delivery is a `{"type":"msg",...,"data":"<payload>"}` text frame; the
+//!   payload is verified like in the plain mode; `{"type":"gap"}` (dropped
+//!   deliveries) and `{"type":"error"}` count as errors.
+//!
+//! The RESULT line has the plain fan-out fields plus `proto=hub` and
+//! `other_frames` (join/leave/welcome/... frames received).  The hub's rate
+//! limit must allow the publisher's rate (start it with a high `--rate` and
+//! `--burst`).
+use super::*;
+
+const TOPIC: &str = "bench";
+/// hex publisher id (8) + sequence (16) + timestamp (16)
+const DHDR: usize = 40;
+
+#[derive(PartialEq, Clone, Copy, Debug)]
+enum Hs {
+    Connecting,
+    Handshaking,
+    Subscribing,
+    Ready,
+    Closed,
+}
+
+struct HConn {
+    s: TcpStream,
+    st: Hs,
+    rbuf: Vec<u8>,
+    re: usize,
+    wbuf: Vec<u8>,
+    woff: usize,
+    /// next expected sequence number from each publisher
+    exp: Vec<u64>,
+}
+
+struct Acc {
+    size: usize,
+    p: usize,
+    w: usize,
+    s_open: u32,
+    sent: Vec<u64>,
+    done: Vec<u64>,
+    ring: Vec<Vec<u32>>,
+    deliveries: u64,
+    deliveries_all: u64,
+    publishes: u64,
+    gaps: u64,
+    hub_gaps: u64,
+    errors: u64,
+    closed: u64,
+    other_frames: u64,
+    frames_seen: u64,
+    measuring: bool,
+    first_err: Option<String>,
+    hist: Histogram<u64>,
+    filler: Vec<u8>,
+}
+
+impl Acc {
+    fn err(&mut self, m: String) {
+        self.errors += 1;
+        if self.first_err.is_none() {
+            self.first_err = Some(m);
+        }
+    }
+
+    fn advance(&mut self) -> u64 {
+        let mut n = 0;
+        for p in 0..self.p {
+            while self.done[p] < self.sent[p] {
+                let slot = (self.done[p] % self.w as u64) as usize;
+                if self.ring[p][slot] < self.s_open {
+                    break;
+                }
+                self.ring[p][slot] = 0;
+                self.done[p] += 1;
+                n += 1;
+            }
+        }
+        if self.measuring {
+            self.publishes += n;
+        }
+        n
+    }
+}
+
+fn core_ticks(core: i32) -> Option<(u64, u64, u64)> {
+    if core < 0 {
+        return None;
+    }
+    let s = std::fs::read_to_string("/proc/stat").ok()?;
+    let name = format!("cpu{}", core);
+    let line = s
+        .lines()
+        .find(|l| l.split_whitespace().next() == Some(name.as_str()))?;
+    let v: Vec<u64> = line
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|x| x.parse().ok())
+        .collect();
+    if v.len() < 8 {
+        return None;
+    }
+    let total: u64 = v[..8].iter().sum();
+    Some((total - v[3] - v[4], v[5] + v[6], total))
+}
+
+fn find(h: &[u8], n: &[u8]) -> Option<usize> {
+    if n.is_empty() || h.len() < n.len() {
+        return None;
+    }
+    let first = n[0];
+    let mut i = 0;
+    while i + n.len() <= h.len() {
+        match h[i..h.len() - n.len() + 1].iter().position(|&b| b == first) {
+            None => return None,
+            Some(k) => {
+                i += k;
+                if &h[i..i + n.len()] == n {
+                    return Some(i);
+                }
+                i += 1;
+            }
+        }
+    }
+    None
+}
+
+/// The raw value of the field `"name": value` in a server message (string
+/// contents without the quotes; other values up to `,` or `}`).  Whitespace
+/// around the colon is allowed.  Good enough for the hub's flat messages; the
+/// payloads the generator sends contain no quotes.
+fn field<'a>(t: &'a [u8], name: &[u8]) -> Option<&'a [u8]> {
+    let mut from = 0;
+    while let Some(i) = find(&t[from..], name) {
+        let k = from + i;
+        from = k + 1;
+        if k == 0 || t[k - 1] != b'"' || t.get(k + name.len()) != Some(&b'"') {
+            continue;
+        }
+        let mut j = k + name.len() + 1;
+        while t.get(j).is_some_and(|b| b.is_ascii_whitespace()) {
+            j += 1;
+        }
+        if t.get(j) != Some(&b':') {
+            continue;
+        }
+        j += 1;
+        while t.get(j).is_some_and(|b| b.is_ascii_whitespace()) {
+            j += 1;
+        }
+        let v = &t[j.min(t.len())..];
+        return Some(if v.first() == Some(&b'"') {
+            let e = v[1..]
+                .iter()
+                .position(|&b| b == b'"')
+                .unwrap_or(v.len() - 1);
+            &v[1..1 + e]
+        } else {
+            let e = v
+                .iter()
+                .position(|&b| b == b',' || b == b'}')
+                .unwrap_or(v.len());
+            v[..e].trim_ascii()
+        });
+    }
+    None
+}
+
+/// The value of `"type"` in a server message.
+fn msg_type(t: &[u8]) -> &[u8] {
+    field(t, b"type").unwrap_or(b"")
+}
+
+fn hex(v: &[u8]) -> Option<u64> {
+    let s = std::str::from_utf8(v).ok()?;
+    u64::from_str_radix(s, 16).ok()
+}
+
+fn push_masked_text(out: &mut Vec<u8>, payload: &[u8]) {
+    let n = payload.len();
+    out.push(0x81);
+    if n < 126 {
+        out.push(0x80 | n as u8);
+    } else if n < 65536 {
+        out.push(0x80 | 126);
+        out.extend_from_slice(&(n as u16).to_be_bytes());
+    } else {
+        out.push(0x80 | 127);
+        out.extend_from_slice(&(n as u64).to_be_bytes());
+    }
+    out.extend_from_slice(&MASK);
+    for (i, b) in payload.iter().enumerate() {
+        out.push(b ^ MASK[i & 3]);
+    }
+}
+
+fn flush_h(c: &mut HConn) -> io::Result<()> {
+    while c.woff < c.wbuf.len() {
+        match c.s.write(&c.wbuf[c.woff..]) {
+            Ok(0) => return Err(io::Error::new(io::ErrorKind::WriteZero, "write 0")),
+            Ok(n) => c.woff += n,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    if c.woff == c.wbuf.len() {
+        c.wbuf.clear();
+        c.woff = 0;
+    } else if c.woff > 1 << 20 {
+        c.wbuf.drain(..c.woff);
+        c.woff = 0;
+    }
+    Ok(())
+}
+
+fn close_conn(c: &mut HConn, a: &mut Acc, m: String) {
+    if c.st != Hs::Closed {
+        c.st = Hs::Closed;
+        a.closed += 1;
+        if a.first_err.is_none() {
+            a.first_err = Some(m);
+        }
+    }
+}
+
+/// One text message from the hub.
+fn on_text(c: &mut HConn, a: &mut Acc, t: &[u8], now: u64) {
+    let ty = msg_type(t);
+    match (c.st, ty) {
+        (Hs::Ready, b"msg") => {
+            let Some(d) = field(t, b"data") else {
+                a.err("hub msg without a data field".into());
+                return;
+            };
+            if d.len() != a.size || d[DHDR..] != a.filler[DHDR..] {
+                a.err(format!(
+                    "hub payload mismatch (len {} vs {})",
+                    d.len(),
+                    a.size
+                ));
+                return;
+            }
+            let (Some(pubid), Some(seq), Some(ts)) =
+                (hex(&d[0..8]), hex(&d[8..24]), hex(&d[24..40]))
+            else {
+                a.err("hub payload header is not hex".into());
+                return;
+            };
+            let pubid = pubid as usize;
+            if pubid >= a.p || seq >= a.sent[pubid] {
+                a.err(format!(
+                    "hub: unknown publisher {} or unsent seq {}",
+                    pubid, seq
+                ));
+                return;
+            }
+            let exp = c.exp[pubid];
+            if seq < exp {
+                a.err(format!(
+                    "hub: publisher {} seq {} after {} (dup/reorder)",
+                    pubid, seq, exp
+                ));
+                return;
+            }
+            if seq > exp {
+                a.gaps += seq - exp;
+                if a.first_err.is_none() {
+                    a.first_err = Some(format!(
+                        "hub: gap, publisher {} expected {} got {}",
+                        pubid, exp, seq
+                    ));
+                }
+                for s in exp..seq {
+                    a.ring[pubid][(s % a.w as u64) as usize] += 1;
+                }
+            }
+            a.ring[pubid][(seq % a.w as u64) as usize] += 1;
+            c.exp[pubid] = seq + 1;
+            a.deliveries_all += 1;
+            if a.measuring {
+                a.deliveries += 1;
+                let _ = a.hist.record(now.saturating_sub(ts).max(1));
+            }
+        }
+        // our subscription's ack (id 1), not the inbox's (id null)
+        (Hs::Subscribing, b"ack") if field(t, b"id") == Some(b"1") => c.st = Hs::Ready,
+        (_, b"error") => a.err(format!("hub error: {}", String::from_utf8_lossy(t))),
+        (_, b"gap") => {
+            a.hub_gaps += 1;
+            a.err(format!(
+                "hub dropped deliveries: {}",
+                String::from_utf8_lossy(t)
+            ));
+        }
+        _ => a.other_frames += 1,
+    }
+}
+
+/// Parse complete frames in the read buffer.
+fn parse(c: &mut HConn, a: &mut Acc, now: u64) {
+    let mut pos = 0;
+    while c.st != Hs::Closed && c.re - pos >= 2 {
+        let b = &c.rbuf[pos..c.re];
+        let b0 = b[0];
+        let op = b0 & 0x0f;
+        if b0 & 0x70 != 0 || b[1] & 0x80 != 0 {
+            a.err("server frame has RSV bits or mask set".into());
+            close_conn(c, a, "protocol error".into());
+            return;
+        }
+        let l7 = (b[1] & 0x7f) as usize;
+        let (hdr, len) = if l7 < 126 {
+            (2, l7)
+        } else if l7 == 126 {
+            if b.len() < 4 {
+                break;
+            }
+            (4, u16::from_be_bytes([b[2], b[3]]) as usize)
+        } else {
+            if b.len() < 10 {
+                break;
+            }
+            let mut x = [0u8; 8];
+            x.copy_from_slice(&b[2..10]);
+            (10, u64::from_be_bytes(x) as usize)
+        };
+        if len > (16 << 20) {
+            a.err(format!("frame too large: {}", len));
+            close_conn(c, a, "frame too large".into());
+            return;
+        }
+        if b.len() < hdr + len {
+            if c.rbuf.len() < hdr + len {
+                // make room for the whole frame (after compaction below)
+                let need = (hdr + len).next_power_of_two();
+                c.rbuf.copy_within(pos..c.re, 0);
+                c.re -= pos;
+                c.rbuf.resize(need.max(c.rbuf.len()), 0);
+                return;
+            }
+            break;
+        }
+        let ps = pos + hdr;
+        let pe = ps + len;
+        pos = pe;
+        a.frames_seen += 1;
+        match op {
+            1 if b0 & 0x80 != 0 => {
+                let t = c.rbuf[ps..pe].to_vec();
+                on_text(c, a, &t, now);
+            }
+            8 => {
+                let m = format!(
+                    "server sent close frame {:?}",
+                    String::from_utf8_lossy(&c.rbuf[ps..pe])
+                );
+                close_conn(c, a, m);
+                return;
+            }
+            9 => {
+                let pl = c.rbuf[ps..pe].to_vec();
+                c.wbuf.push(0x8a);
+                c.wbuf.push(0x80 | pl.len() as u8);
+                c.wbuf.extend_from_slice(&MASK);
+                for (i, x) in pl.iter().enumerate() {
+                    c.wbuf.push(x ^ MASK[i & 3]);
+                }
+            }
+            10 => {}
+            _ => {
+                a.err(format!("hub: unexpected opcode {} (fin={})", op, b0 >> 7));
+                close_conn(c, a, "unexpected frame".into());
+                return;
+            }
+        }
+    }
+    c.rbuf.copy_within(pos..c.re, 0);
+    c.re -= pos;
+}
+
+/// Handle readiness of one connection.
+fn ready(c: &mut HConn, a: &mut Acc, hs_req: &[u8], sub_req: &[u8], base: Instant) {
+    if c.st == Hs::Closed {
+        return;
+    }
+    if c.st == Hs::Connecting {
+        match c.s.take_error() {
+            Ok(Some(e)) | Err(e) => return close_conn(c, a, format!("connect error: {}", e)),
+            Ok(None) => {}
+        }
+        match c.s.peer_addr() {
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotConnected => return,
+            Err(e) => return close_conn(c, a, format!("connect error: {}", e)),
+        }
+        c.st = Hs::Handshaking;
+        c.wbuf.extend_from_slice(hs_req);
+    }
+    loop {
+        if c.rbuf.len() - c.re < 4096 {
+            let nl = c.rbuf.len() * 2;
+            c.rbuf.resize(nl, 0);
+        }
+        match c.s.read(&mut c.rbuf[c.re..]) {
+            Ok(0) => {
+                let m = if c.st == Hs::Handshaking {
+                    "EOF during handshake"
+                } else {
+                    "server closed connection (EOF)"
+                };
+                return close_conn(c, a, m.into());
+            }
+            Ok(n) => {
+                c.re += n;
+                if c.st == Hs::Handshaking {
+                    let Some(pos) = find_hdr_end(&c.rbuf[..c.re]) else {
+                        continue;
+                    };
+                    let head = String::from_utf8_lossy(&c.rbuf[..pos]).to_string();
+                    let ok = head.starts_with("HTTP/1.1 101")
+                        && head.lines().any(|l| {
+                            let mut it = l.splitn(2, ':');
+                            let k = it.next().unwrap_or("").trim();
+                            let v = it.next().unwrap_or("").trim();
+                            k.eq_ignore_ascii_case("sec-websocket-accept") && v == ACCEPT
+                        });
+                    if !ok {
+                        a.errors += 1;
+                        return close_conn(
+                            c,
+                            a,
+                            format!("bad handshake response: {:?}", head.lines().next()),
+                        );
+                    }
+                    c.rbuf.copy_within(pos..c.re, 0);
+                    c.re -= pos;
+                    c.st = Hs::Subscribing;
+                    c.wbuf.extend_from_slice(sub_req);
+                }
+                parse(c, a, now_ns(base));
+                if c.st == Hs::Closed {
+                    return;
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return close_conn(c, a, format!("read error: {}", e)),
+        }
+    }
+    if let Err(e) = flush_h(c) {
+        close_conn(c, a, format!("write error: {}", e));
+    }
+}
+
+pub fn run(o: &Opts) -> ! {
+    let base = Instant::now();
+    let s = o.conns;
+    let path = if o.path.is_empty() {
+        "/ws".to_string()
+    } else {
+        o.path.clone()
+    };
+    let target = if o.token.is_empty() {
+        path
+    } else {
+        format!("{}?token={}", path, o.token)
+    };
+    let hs_req = format!(
+        "GET {} HTTP/1.1\r\nHost: {}:{}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Key: {}\r\nSec-WebSocket-Version: 13\r\n\r\n",
+        target, o.host, o.port, KEY
+    )
+    .into_bytes();
+    let mut sub_req = Vec::new();
+    push_masked_text(
+        &mut sub_req,
+        format!("{{\"op\":\"sub\",\"topic\":\"{}\",\"id\":1}}", TOPIC).as_bytes(),
+    );
+    let mut a = Acc {
+        size: o.size,
+        p: o.publishers,
+        w: o.window,
+        s_open: s as u32,
+        sent: vec![0; o.publishers],
+        done: vec![0; o.publishers],
+        ring: vec![vec![0u32; o.window]; o.publishers],
+        deliveries: 0,
+        deliveries_all: 0,
+        publishes: 0,
+        gaps: 0,
+        hub_gaps: 0,
+        errors: 0,
+        closed: 0,
+        other_frames: 0,
+        frames_seen: 0,
+        measuring: false,
+        first_err: None,
+        hist: Histogram::new_with_bounds(1, 600_000_000_000, 3).unwrap(),
+        filler: (0..o.size).map(|i| b'A' + (i % 26) as u8).collect(),
+    };
+    let mut poll = Poll::new().expect("poll");
+    let mut events = Events::with_capacity(4096);
+    let mut conns: Vec<HConn> = Vec::with_capacity(s);
+    let fail_exit = |a: &Acc, ready: usize, what: &str| -> ! {
+        println!(
+            "RESULT mode=fanout proto=hub ok=0 open={} of={} error={:?}",
+            ready,
+            s,
+            a.first_err.clone().unwrap_or_else(|| what.to_string())
+        );
+        std::process::exit(1);
+    };
+
+    // ---- connect, upgrade, subscribe (bounded by --connect-timeout) ----
+    let deadline = Instant::now() + Duration::from_secs_f64(o.connect_timeout);
+    let mut started = 0usize;
+    loop {
+        let pending = conns
+            .iter()
+            .filter(|c| c.st != Hs::Ready && c.st != Hs::Closed)
+            .count();
+        let mut room = o.max_pending.saturating_sub(pending);
+        while started < s && room > 0 {
+            use socket2::{Domain, Protocol, Socket, Type};
+            let res = (|| -> io::Result<TcpStream> {
+                let sock = Socket::new(Domain::IPV4, Type::STREAM, Some(Protocol::TCP))?;
+                sock.set_nonblocking(true)?;
+                sock.set_nodelay(true)?;
+                if o.src_ips > 1 {
+                    let src = Ipv4Addr::new(127, 0, 0, 1 + (started as u32 % o.src_ips) as u8);
+                    sock.bind(&SocketAddr::V4(SocketAddrV4::new(src, 0)).into())?;
+                }
+                let dst = SocketAddr::V4(SocketAddrV4::new(o.host, o.port));
+                match sock.connect(&dst.into()) {
+                    Ok(()) => {}
+                    Err(e)
+                        if e.raw_os_error() == Some(libc_einprogress())
+                            || e.kind() == io::ErrorKind::WouldBlock => {}
+                    Err(e) => return Err(e),
+                }
+                let st: std::net::TcpStream = sock.into();
+                Ok(TcpStream::from_std(st))
+            })();
+            match res {
+                Ok(mut st) => {
+                    poll.registry()
+                        .register(
+                            &mut st,
+                            Token(started),
+                            Interest::READABLE | Interest::WRITABLE,
+                        )
+                        .expect("register");
+                    conns.push(HConn {
+                        s: st,
+                        st: Hs::Connecting,
+                        rbuf: vec![0u8; 16384],
+                        re: 0,
+                        wbuf: Vec::with_capacity(512),
+                        woff: 0,
+                        exp: vec![0; o.publishers],
+                    });
+                }
+                Err(e) => {
+                    a.first_err
+                        .get_or_insert(format!("connect #{} failed: {}", started, e));
+                    fail_exit(&a, 0, "connect failed");
+                }
+            }
+            started += 1;
+            room -= 1;
+        }
+        let ready_n = conns.iter().filter(|c| c.st == Hs::Ready).count();
+        if a.closed > 0 {
+            fail_exit(&a, ready_n, "connection lost during setup");
+        }
+        if ready_n == s {
+            break;
+        }
+        if Instant::now() > deadline {
+            fail_exit(&a, ready_n, "connect/subscribe phase timed out");
+        }
+        poll.poll(&mut events, Some(Duration::from_millis(50)))
+            .expect("poll");
+        for ev in events.iter() {
+            let k = ev.token().0;
+            ready(&mut conns[k], &mut a, &hs_req, &sub_req, base);
+        }
+    }
+    // ---- settle: wait until 300 ms pass without any frame (join events) ----
+    let settle_end = Instant::now() + Duration::from_secs_f64(o.connect_timeout);
+    let mut last = Instant::now();
+    let mut seen = a.frames_seen;
+    while last.elapsed() < Duration::from_millis(300) {
+        if Instant::now() > settle_end {
+            a.first_err
+                .get_or_insert("hub kept sending during the settle phase".into());
+            fail_exit(&a, s, "settle timed out");
+        }
+        poll.poll(&mut events, Some(Duration::from_millis(50)))
+            .expect("poll");
+        for ev in events.iter() {
+            let k = ev.token().0;
+            ready(&mut conns[k], &mut a, &hs_req, &sub_req, base);
+        }
+        if a.frames_seen != seen {
+            seen = a.frames_seen;
+            last = Instant::now();
+        }
+        if a.closed > 0 {
+            fail_exit(&a, s, "connection lost while settling");
+        }
+    }
+    let setup_other = a.other_frames;
+
+    // ---- publish / measure (as the plain fan-out mode) ----
+    let pub_conn: Vec<usize> = (s - a.p..s).collect();
+    let mut pl = Vec::with_capacity(o.size + 64);
+    let fill = |a: &mut Acc, conns: &mut [HConn], pl: &mut Vec<u8>, base: Instant| {
+        let now = now_ns(base);
+        for (p, &ci) in pub_conn.iter().enumerate() {
+            let c = &mut conns[ci];
+            if c.st != Hs::Ready {
+                continue;
+            }
+            let mut added = false;
+            while a.sent[p] - a.done[p] < a.w as u64 {
+                pl.clear();
+                pl.extend_from_slice(
+                    format!("{{\"op\":\"pub\",\"topic\":\"{}\",\"data\":\"", TOPIC).as_bytes(),
+                );
+                pl.extend_from_slice(format!("{:08x}{:016x}{:016x}", p, a.sent[p], now).as_bytes());
+                pl.extend_from_slice(&a.filler[DHDR..]);
+                pl.extend_from_slice(b"\"}");
+                push_masked_text(&mut c.wbuf, pl);
+                a.sent[p] += 1;
+                added = true;
+            }
+            if added {
+                if let Err(e) = flush_h(c) {
+                    close_conn(c, a, format!("publisher write error: {}", e));
+                }
+            }
+        }
+    };
+    let t0 = Instant::now();
+    let warm_end = t0 + Duration::from_secs_f64(o.warmup);
+    let end = warm_end + Duration::from_secs_f64(o.duration);
+    let spid = o.server_pid.to_string();
+    let srv = |p: &str| if o.server_pid > 0 { cpu_ticks(p) } else { None };
+    let mut measure_start = t0;
+    let (mut cpu0, mut cpu1) = ((None, None), (None, None));
+    let (mut core0, mut core1) = (None, None);
+    if o.warmup == 0.0 {
+        a.measuring = true;
+        cpu0 = (cpu_ticks("self"), srv(&spid));
+        core0 = core_ticks(o.server_core);
+    }
+    let mut sending = true;
+    let mut drain_end: Option<Instant> = None;
+    let mut last_progress = Instant::now();
+    let mut stalled = false;
+    let mut secs = 0.0;
+    let mut loops = 0u64;
+    fill(&mut a, &mut conns, &mut pl, base);
+    loop {
+        let now_i = Instant::now();
+        if !a.measuring && sending && now_i >= warm_end {
+            a.measuring = true;
+            measure_start = now_i;
+            cpu0 = (cpu_ticks("self"), srv(&spid));
+            core0 = core_ticks(o.server_core);
+        }
+        if sending && now_i >= end {
+            secs = measure_start.elapsed().as_secs_f64();
+            cpu1 = (cpu_ticks("self"), srv(&spid));
+            core1 = core_ticks(o.server_core);
+            a.measuring = false;
+            sending = false;
+            drain_end = Some(now_i + Duration::from_secs_f64(o.drain));
+        }
+        if let Some(de) = drain_end {
+            if now_i >= de || (0..a.p).all(|p| a.done[p] == a.sent[p]) {
+                break;
+            }
+        }
+        if a.closed > 0 {
+            break;
+        }
+        if sending && now_i.duration_since(last_progress) > Duration::from_secs(5) {
+            stalled = true;
+            a.first_err
+                .get_or_insert("hub fanout: no publish completed for 5 s (stall)".into());
+            secs = measure_start.elapsed().as_secs_f64();
+            cpu1 = (cpu_ticks("self"), srv(&spid));
+            a.measuring = false;
+            break;
+        }
+        let to = if o.spin {
+            Duration::ZERO
+        } else {
+            Duration::from_millis(50)
+        };
+        poll.poll(&mut events, Some(to)).expect("poll");
+        loops += 1;
+        for ev in events.iter() {
+            let k = ev.token().0;
+            ready(&mut conns[k], &mut a, &hs_req, &sub_req, base);
+        }
+        if a.advance() > 0 {
+            last_progress = Instant::now();
+        }
+        if sending {
+            fill(&mut a, &mut conns, &mut pl, base);
+        }
+    }
+    if secs == 0.0 {
+        secs = measure_start.elapsed().as_secs_f64().max(1e-9);
+        cpu1 = (cpu_ticks("self"), srv(&spid));
+    }
+    let mut missing: u64 = 0;
+    for c in conns.iter() {
+        for p in 0..a.p {
+            missing += a.sent[p].saturating_sub(c.exp[p]);
+        }
+    }
+    let pct = |x: Option<u64>, y: Option<u64>| match (x, y) {
+        (Some(x), Some(y)) => Some(y.saturating_sub(x) as f64 / 100.0 / secs * 100.0),
+        _ => None,
+    };
+    let fmt = |x: Option<f64>| {
+        x.map(|v| format!("{:.0}", v))
+            .unwrap_or_else(|| "na".into())
+    };
+    let client_cpu = pct(cpu0.0, cpu1.0);
+    let server_cpu = pct(cpu0.1, cpu1.1);
+    let (core_busy, core_irq) = match (core0, core1) {
+        (Some(x), Some(y)) if y.2 > x.2 => {
+            let t = (y.2 - x.2) as f64;
+            (
+                format!("{:.0}", (y.0 - x.0) as f64 / t * 100.0),
+                format!("{:.0}", (y.1 - x.1) as f64 / t * 100.0),
+            )
+        }
+        _ => ("na".to_string(), "na".to_string()),
+    };
+    let dps = a.deliveries as f64 / secs;
+    let pps = dps / s as f64;
+    let ns_per_deliv = server_cpu
+        .map(|c| {
+            if dps > 0.0 {
+                format!("{:.0}", c / 100.0 * 1e9 / dps)
+            } else {
+                "na".into()
+            }
+        })
+        .unwrap_or_else(|| "na".into());
+    let q = |p: f64| a.hist.value_at_quantile(p) as f64 / 1000.0;
+    let sent_total: u64 = a.sent.iter().sum();
+    let ok = a.errors == 0 && a.closed == 0 && a.gaps == 0 && missing == 0 && !stalled;
+    if !o.quiet {
+        eprintln!(
+            "loadgen: hub fanout S={} P={} W={} B={}: {} completed publishes, {} deliveries in {:.2}s \
+             (sent {} total, {} deliveries total, {} other frames during setup), poll-loops {}",
+            s, a.p, a.w, a.size, a.publishes, a.deliveries, secs, sent_total, a.deliveries_all, setup_other, loops
+        );
+        if let Some(e) = &a.first_err {
+            eprintln!("loadgen: first error: {}", e);
+        }
+    }
+    println!(
+        "RESULT mode=fanout proto=hub subs={} publishers={} window={} size={} secs={:.2} completed_publishes={} publishes_per_s={:.0} \
+         deliveries={} deliveries_per_s={:.0} p50_us={:.1} p99_us={:.1} p999_us={:.1} max_us={:.1} \
+         client_cpu_pct={} server_cpu_pct={} server_ns_per_delivery={} server_core_busy_pct={} server_core_irq_pct={} \
+         gaps={} missing={} hub_gap_events={} verify_errors={} closed={} stalled={} other_frames={} ok={}",
+        s,
+        a.p,
+        a.w,
+        a.size,
+        secs,
+        a.publishes,
+        pps,
+        a.deliveries,
+        dps,
+        q(0.5),
+        q(0.99),
+        q(0.999),
+        a.hist.max() as f64 / 1000.0,
+        fmt(client_cpu),
+        fmt(server_cpu),
+        ns_per_deliv,
+        core_busy,
+        core_irq,
+        a.gaps,
+        missing,
+        a.hub_gaps,
+        a.errors,
+        a.closed,
+        stalled as u8,
+        a.other_frames,
+        ok as u8
+    );
+    std::process::exit(if ok { 0 } else { 1 });
+}

@@ -1,0 +1,1 @@
+//! Only the benches matter; see benches/hot_paths.rs.
