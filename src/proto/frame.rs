@@ -44,6 +44,7 @@ pub enum OpCode {
 
 impl OpCode {
     /// Decode the 4-bit opcode; reserved values are an error (§5.2).
+    #[inline]
     pub fn from_bits(bits: u8) -> Result<OpCode, Error> {
         Ok(match bits {
             0x0 => OpCode::Continuation,
@@ -57,6 +58,7 @@ impl OpCode {
     }
 
     /// RFC 6455 §5.5: opcodes with the high bit set are control frames.
+    #[inline]
     pub fn is_control(self) -> bool {
         (self as u8) & 0x8 != 0
     }
@@ -87,6 +89,7 @@ pub struct FrameHeader {
 }
 
 /// How many header bytes a frame needs, known from its first two bytes.
+#[inline]
 pub fn header_len(second_byte: u8) -> usize {
     let ext = match second_byte & 0x7F {
         126 => 2,
@@ -102,6 +105,7 @@ pub fn header_len(second_byte: u8) -> usize {
 ///
 /// `role` is the receiver's role; `rsv_allowed` are the RSV bits a
 /// negotiated extension has given meaning to (none today).
+#[inline]
 pub fn check_first_bytes(b0: u8, b1: u8, role: Role, rsv_allowed: u8) -> Result<OpCode, Error> {
     // RFC 6455 §5.2: RSV1-3 MUST be 0 unless an extension defines them.
     if (b0 >> 4) & 0x7 & !rsv_allowed != 0 {
@@ -132,6 +136,7 @@ pub fn check_first_bytes(b0: u8, b1: u8, role: Role, rsv_allowed: u8) -> Result<
 
 /// Decode a complete header from `buf` (which holds at least
 /// `header_len(buf[1])` bytes), validating it.
+#[inline]
 pub fn decode_header(buf: &[u8], role: Role, rsv_allowed: u8) -> Result<FrameHeader, Error> {
     let (b0, b1) = (buf[0], buf[1]);
     let opcode = check_first_bytes(b0, b1, role, rsv_allowed)?;
@@ -177,6 +182,7 @@ pub fn decode_header(buf: &[u8], role: Role, rsv_allowed: u8) -> Result<FrameHea
 }
 
 /// Encode a header into `out`; returns its length.
+#[inline]
 pub fn encode_header(
     out: &mut [u8; MAX_HEADER_LEN],
     fin: bool,
@@ -216,6 +222,7 @@ pub struct EncodedHeader {
 
 impl EncodedHeader {
     /// Encode a header.
+    #[inline]
     pub fn new(fin: bool, opcode: OpCode, mask: Option<[u8; 4]>, payload_len: u64) -> Self {
         let mut bytes = [0u8; MAX_HEADER_LEN];
         let len = encode_header(&mut bytes, fin, opcode, mask, payload_len) as u8;
@@ -223,6 +230,7 @@ impl EncodedHeader {
     }
 
     /// The header bytes.
+    #[inline]
     pub fn as_bytes(&self) -> &[u8] {
         &self.bytes[..self.len as usize]
     }

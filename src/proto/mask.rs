@@ -26,12 +26,24 @@ pub fn apply_mask_reference(buf: &mut [u8], key: [u8; 4], phase: usize) -> usize
 #[inline]
 pub fn apply_mask(buf: &mut [u8], key: [u8; 4], phase: usize) -> usize {
     let end_phase = (phase + buf.len()) & 3;
-    if buf.len() < 16 {
-        apply_mask_reference(buf, key, phase);
-        return end_phase;
-    }
     // Rotate the key so that rotated[0] applies to buf[0].
     let k = u32::from_le_bytes(key).rotate_right(8 * (phase as u32 & 3));
+    if buf.len() < 64 {
+        // Small payloads (the common chat/echo case): 8 bytes per step.
+        let k8 = (k as u64) | ((k as u64) << 32);
+        let mut chunks = buf.chunks_exact_mut(8);
+        for c in &mut chunks {
+            let mut w = [0u8; 8];
+            w.copy_from_slice(c);
+            c.copy_from_slice(&(u64::from_le_bytes(w) ^ k8).to_le_bytes());
+        }
+        // 8 is a multiple of 4: the tail starts at phase 0 of the rotated key.
+        let kb = k.to_le_bytes();
+        for (i, b) in chunks.into_remainder().iter_mut().enumerate() {
+            *b ^= kb[i & 3];
+        }
+        return end_phase;
+    }
     let k = k.to_le_bytes();
     let mut pattern = [0u8; 32];
     for (i, p) in pattern.iter_mut().enumerate() {

@@ -148,6 +148,7 @@ impl Sender {
         self.close
     }
 
+    #[inline]
     fn next_mask(&mut self) -> Option<[u8; 4]> {
         // RFC 6455 §5.1: a client MUST mask every frame; a server MUST NOT.
         self.keys.as_mut().map(|k| k.next())

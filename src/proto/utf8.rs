@@ -42,6 +42,7 @@ impl Utf8Validator {
     }
 
     /// Validate the next chunk of the message.
+    #[inline]
     pub fn feed(&mut self, mut chunk: &[u8]) -> Result<(), InvalidUtf8> {
         if self.len > 0 {
             // Complete the carried code point first.
@@ -72,6 +73,9 @@ impl Utf8Validator {
             i += 8;
         }
         let rest = &chunk[i..];
+        if rest.len() < 8 && rest.iter().all(|&b| b < 0x80) {
+            return Ok(());
+        }
         match core::str::from_utf8(rest) {
             Ok(_) => Ok(()),
             Err(e) => match e.error_len() {

@@ -22,9 +22,18 @@ pub struct Identity {
 }
 
 impl Identity {
-    /// May this user subscribe to `topic`? Everyone may read their own inbox.
+    /// May this user subscribe to `topic`? Everyone may read their own inbox;
+    /// another user's inbox only with a pattern that names inboxes (starts
+    /// with `@`): `*` or `room.*` do not open other people's direct messages.
     pub fn may_subscribe(&self, topic: &str) -> bool {
-        topic == inbox_topic(&self.user) || self.subscribe.iter().any(|p| matches(p, topic))
+        if topic.starts_with('@') {
+            return topic == inbox_topic(&self.user)
+                || self
+                    .subscribe
+                    .iter()
+                    .any(|p| p.starts_with('@') && matches(p, topic));
+        }
+        self.subscribe.iter().any(|p| matches(p, topic))
     }
 
     /// May this user publish on `topic`? (Inboxes are written by direct
@@ -32,6 +41,14 @@ impl Identity {
     pub fn may_publish(&self, topic: &str) -> bool {
         !topic.starts_with('@') && self.publish.iter().any(|p| matches(p, topic))
     }
+}
+
+/// A user id must make a valid inbox topic `@id`: 1–127 bytes, no spaces
+/// or control characters.
+pub fn valid_user_id(user: &str) -> bool {
+    !user.is_empty()
+        && user.len() < super::protocol::MAX_TOPIC_LEN
+        && super::protocol::valid_topic(&inbox_topic(user))
 }
 
 /// The per-user topic that carries direct messages (with history).
@@ -65,6 +82,8 @@ pub enum TokenError {
     NotYetValid,
     /// No `sub` claim.
     NoSubject,
+    /// A `sub` that cannot name an inbox topic (see [`valid_user_id`]).
+    BadSubject,
 }
 
 impl TokenError {
@@ -78,6 +97,7 @@ impl TokenError {
             TokenError::Expired => "token expired",
             TokenError::NotYetValid => "token not yet valid",
             TokenError::NoSubject => "token has no sub",
+            TokenError::BadSubject => "token sub is not a valid user id",
         }
     }
 
@@ -91,6 +111,7 @@ impl TokenError {
             TokenError::Expired => "token_expired",
             TokenError::NotYetValid => "token_nbf",
             TokenError::NoSubject => "token_sub",
+            TokenError::BadSubject => "token_bad_sub",
         }
     }
 }
@@ -147,6 +168,10 @@ pub fn verify_jwt(token: &str, secret: &[u8], now_secs: u64) -> Result<Identity,
         .sub
         .filter(|s| !s.is_empty())
         .ok_or(TokenError::NoSubject)?;
+    // The user id names the inbox topic `@user`: it must make a valid topic.
+    if !valid_user_id(&user) {
+        return Err(TokenError::BadSubject);
+    }
     Ok(Identity {
         user,
         subscribe: claims.subscribe,
@@ -236,6 +261,18 @@ mod tests {
         assert_eq!(id.user, "alice");
         assert!(id.may_subscribe("room.7") && !id.may_subscribe("admin"));
         assert!(id.may_subscribe("@alice") && !id.may_subscribe("@bob"));
+        let any = Identity {
+            subscribe: vec!["*".into()],
+            ..id.clone()
+        };
+        assert!(
+            any.may_subscribe("x") && any.may_subscribe("@alice") && !any.may_subscribe("@bob")
+        );
+        let moderator = Identity {
+            subscribe: vec!["@*".into()],
+            ..id.clone()
+        };
+        assert!(moderator.may_subscribe("@bob") && !moderator.may_subscribe("room.1"));
         assert!(id.may_publish("room.1") && !id.may_publish("room.2"));
         assert_eq!(verify_jwt(&t, secret, 3000), Err(TokenError::Expired));
         assert_eq!(verify_jwt(&t, b"other", 1000), Err(TokenError::Signature));

@@ -216,15 +216,30 @@ impl Hub {
                     self.metrics.queue_high_water = self.metrics.queue_high_water.max(q);
                 }
                 SendStatus::Dropped => {
-                    self.metrics.drop("slow_consumer");
-                    if let Some(c) = self.clients.get_mut(&sub) {
-                        match c.gaps.iter_mut().find(|g| g.0 == topic) {
-                            Some(g) => g.2 = seq,
-                            None => c.gaps.push((topic.to_string(), seq, seq)),
-                        }
-                    }
+                    Self::dropped(&mut self.metrics, &mut self.clients, sub, topic, seq)
                 }
                 SendStatus::Closed => {}
+            }
+        }
+    }
+
+    /// A delivery of `seq` on `topic` did not fit in `id`'s queue: count it
+    /// and remember the gap (reported by a `gap` event once the queue drains).
+    fn dropped(
+        metrics: &mut Metrics,
+        clients: &mut HashMap<ConnId, Client>,
+        id: ConnId,
+        topic: &str,
+        seq: u64,
+    ) {
+        metrics.drop("slow_consumer");
+        if let Some(c) = clients.get_mut(&id) {
+            match c.gaps.iter_mut().find(|g| g.0 == topic) {
+                Some(g) => {
+                    g.1 = g.1.min(seq);
+                    g.2 = g.2.max(seq);
+                }
+                None => c.gaps.push((topic.to_string(), seq, seq)),
             }
         }
     }
@@ -272,7 +287,9 @@ impl Hub {
             );
         }
         let already = c.topics.iter().any(|t| t == topic);
-        if !already && c.topics.len() >= self.config.max_topics_per_conn {
+        // The automatic inbox subscription does not count.
+        let own = c.topics.iter().filter(|t| !t.starts_with('@')).count();
+        if !already && !topic.starts_with('@') && own >= self.config.max_topics_per_conn {
             return self.error(
                 ctx,
                 id,
@@ -305,13 +322,19 @@ impl Hub {
             None => (Vec::new(), true, 0, false),
             Some(s) if s.epoch == self.epoch => {
                 let r = t.history.since(s.seq, current);
-                let frames: Vec<Frame> = r.items.iter().map(|i| i.frame.clone()).collect();
+                let frames: Vec<(u64, Frame)> =
+                    r.items.iter().map(|i| (i.seq, i.frame.clone())).collect();
                 (frames, r.complete, r.lost, false)
             }
             Some(_) => {
                 // Another epoch: our numbers are not theirs. Replay what we
                 // have; recovery is incomplete.
-                let frames: Vec<Frame> = t.history.all().iter().map(|i| i.frame.clone()).collect();
+                let frames: Vec<(u64, Frame)> = t
+                    .history
+                    .all()
+                    .iter()
+                    .map(|i| (i.seq, i.frame.clone()))
+                    .collect();
                 (frames, false, 0, true)
             }
         };
@@ -324,9 +347,18 @@ impl Hub {
             }),
         );
         self.send(ctx, id, &ack);
-        for f in &replay {
-            ctx.send_frame(id, f);
-            self.metrics.out(f.as_bytes().len());
+        for (seq, f) in &replay {
+            // A replay can be larger than the queue: what does not fit is a
+            // gap like any other (reported once the queue drains).
+            match ctx.send_frame(id, f) {
+                SendStatus::Sent | SendStatus::Backpressured => {
+                    self.metrics.out(f.as_bytes().len())
+                }
+                SendStatus::Dropped => {
+                    Self::dropped(&mut self.metrics, &mut self.clients, id, topic, *seq)
+                }
+                SendStatus::Closed => {}
+            }
         }
         if joined && !topic.starts_with('@') {
             let ev = json!({"type":"join","topic":topic,"user":user,"ts":wall_ms()}).to_string();
@@ -435,7 +467,7 @@ impl Hub {
                 self.fan_out(ctx, &topic, seq, &frame, exclude);
             }
             Request::Dm { id: rid, to, data } => {
-                if to.is_empty() || to.len() > protocol::MAX_TOPIC_LEN {
+                if !super::auth::valid_user_id(&to) {
                     return self.error(ctx, id, rid, ErrorCode::BadTopic, "invalid user id");
                 }
                 let inbox = inbox_topic(&to);
@@ -597,10 +629,16 @@ impl Handler for Hub {
             if c.violations >= self.config.rate_violation_limit {
                 ctx.close(id, CloseCode::POLICY, "rate limit exceeded");
             } else {
+                // The request is dropped unread, but its id is echoed so the
+                // client knows which one to retry.
+                let rid = match msg {
+                    Message::Text(t) => protocol::request_id(t),
+                    Message::Binary(_) => None,
+                };
                 self.error(
                     ctx,
                     id,
-                    None,
+                    rid,
                     ErrorCode::RateLimited,
                     "rate limit exceeded; request dropped",
                 );

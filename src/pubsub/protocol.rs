@@ -71,10 +71,27 @@ struct Wire<'a> {
     topic: Option<String>,
     since: Option<Since>,
     to: Option<String>,
-    #[serde(borrow)]
+    // `null` is a payload too: absent is `None`, `null` is `Some("null")`.
+    #[serde(borrow, default, deserialize_with = "present")]
     data: Option<&'a RawValue>,
     #[serde(default)]
     exclude_self: bool,
+}
+
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<&'de RawValue>, D::Error> {
+    <&'de RawValue>::deserialize(d).map(Some)
+}
+
+/// Just the id of a request that failed to parse, to echo it in the error.
+#[derive(Deserialize)]
+struct IdOnly {
+    id: Option<u64>,
+}
+
+/// The `id` of a request, if it is a JSON object with a numeric `id`
+/// (for errors about requests that are not otherwise looked at).
+pub fn request_id(text: &str) -> Option<u64> {
+    serde_json::from_str::<IdOnly>(text).ok().and_then(|r| r.id)
 }
 
 /// A request that could not be understood, with the request id if one was
@@ -91,7 +108,9 @@ impl<'a> Request<'a> {
     /// Parse one request.
     pub fn parse(text: &'a str) -> Result<Request<'a>, BadRequest> {
         let w: Wire<'a> = serde_json::from_str(text).map_err(|e| BadRequest {
-            id: None,
+            // E.g. no `op`, or a field of the wrong type: the id may still
+            // be readable.
+            id: request_id(text),
             message: format!("invalid request: {e}"),
         })?;
         let id = w.id;
@@ -247,7 +266,8 @@ mod tests {
             }
             _ => panic!(),
         }
-        let r = Request::parse(r#"{"op":"sub","topic":"t","since":{"epoch":"e","seq":3}}"#).unwrap();
+        let r =
+            Request::parse(r#"{"op":"sub","topic":"t","since":{"epoch":"e","seq":3}}"#).unwrap();
         assert!(matches!(
             r,
             Request::Sub {
@@ -255,9 +275,26 @@ mod tests {
                 ..
             }
         ));
-        assert_eq!(Request::parse(r#"{"op":"nope","id":4}"#).unwrap_err().id, Some(4));
+        assert_eq!(
+            Request::parse(r#"{"op":"nope","id":4}"#).unwrap_err().id,
+            Some(4)
+        );
         assert!(Request::parse(r#"{"op":"pub","topic":"t"}"#).is_err());
         assert!(Request::parse("not json").is_err());
+        assert_eq!(
+            Request::parse(r#"{"topic":"t","id":5}"#).unwrap_err().id,
+            Some(5)
+        );
+        assert_eq!(
+            Request::parse(r#"{"op":"sub","topic":1,"id":6}"#)
+                .unwrap_err()
+                .id,
+            Some(6)
+        );
+        match Request::parse(r#"{"op":"dm","to":"u","data":null}"#).unwrap() {
+            Request::Dm { data, .. } => assert_eq!(data.get(), "null"),
+            _ => panic!(),
+        }
     }
 
     #[test]

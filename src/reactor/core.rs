@@ -200,9 +200,11 @@ impl Core {
     }
 
     /// Queue a data message; see [`SendStatus`].
+    #[inline]
     pub fn send(&mut self, id: ConnId, msg: Message<'_>, shared: Option<&Frame>) -> SendStatus {
         let cfg_max = self.config.max_queued_bytes;
-        let cfg_soft = self.config.backpressure_limit;
+        // The soft limit is never above the hard one.
+        let cfg_soft = self.config.backpressure_limit.min(cfg_max);
         let policy = self.config.full_queue_policy;
         let Some(c) = slot(&mut self.conns, id) else {
             return SendStatus::Closed;
@@ -214,6 +216,17 @@ impl Core {
         // A queue already at its limit takes no more data; below it, one
         // message is taken whole (so any single message can be sent).
         if c.wq.len() >= cfg_max {
+            // The queue is normally written once per loop turn; a burst can
+            // fill it within one turn for a peer that reads fine. Write now
+            // before judging the peer slow.
+            if c.wq.flush(&mut c.stream, &mut self.pool).is_err() {
+                c.abort = true;
+                return SendStatus::Closed;
+            }
+        }
+        if c.wq.len() >= cfg_max {
+            // A drain event will say when the queue has room again.
+            c.backpressured = true;
             if policy == FullQueuePolicy::Close {
                 self.close(id, CloseCode::POLICY, "send queue full");
             }
@@ -252,7 +265,10 @@ impl Core {
         if over {
             c.backpressured = true;
         }
-        self.mark_dirty(id);
+        if !c.dirty {
+            c.dirty = true;
+            self.dirty.push(id);
+        }
         if over {
             SendStatus::Backpressured
         } else {

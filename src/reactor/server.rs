@@ -473,8 +473,8 @@ impl Server {
     /// Flush every connection with queued output: one `writev` per
     /// connection per turn.
     fn flush_all<H: Handler>(&mut self, handler: &mut H) {
-        let soft = self.core.config.backpressure_limit;
         let hard = self.core.config.max_queued_bytes;
+        let soft = self.core.config.backpressure_limit.min(hard);
         let mut round = 0;
         while !self.core.dirty.is_empty() && round < 4 {
             round += 1;

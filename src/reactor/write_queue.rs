@@ -85,6 +85,7 @@ impl WriteQueue {
     }
 
     /// Append bytes by copying them into the coalescing buffer.
+    #[inline]
     pub fn push_bytes(&mut self, parts: &[&[u8]], pool: &mut BufPool) {
         let n: usize = parts.iter().map(|p| p.len()).sum();
         if n == 0 {

@@ -1,0 +1,321 @@
+//! Who may connect and what they may do: every refusal at the upgrade
+//! (path, Origin, tokens) with its HTTP status, topic rights from token
+//! patterns, and the anonymous mode.
+
+mod common;
+mod hub_support;
+
+use common::{has_header, status_line};
+use hub_support::*;
+use serde_json::json;
+use wsmio::pubsub::auth::sign_jwt;
+use wsmio::pubsub::{HubConfig, OriginPolicy};
+
+/// The upgrade on `path` is refused with `status` and `reason` as body.
+fn assert_refused(addr: std::net::SocketAddr, path: &str, extra: &[(&str, &str)], status: &str) {
+    let resp = refused(addr, path, extra);
+    assert_eq!(status_line(&resp), status, "{resp}");
+    assert!(
+        !has_header(&resp, "Upgrade", "websocket") || status.contains("426"),
+        "{resp}"
+    );
+}
+
+fn refusal(addr: std::net::SocketAddr, path: &str, extra: &[(&str, &str)]) -> (String, String) {
+    let resp = refused(addr, path, extra);
+    (
+        status_line(&resp).to_string(),
+        body(&resp).trim_end().to_string(),
+    )
+}
+
+#[test]
+fn token_refusals_are_401_with_a_reason() {
+    let srv = serve_hub(hub_config_auth());
+    let a = srv.addr;
+    let unauthorized = "HTTP/1.1 401 Unauthorized";
+
+    // No token at all.
+    let resp = refused(a, "/ws", &[]);
+    assert_eq!(status_line(&resp), unauthorized, "{resp}");
+    assert_eq!(body(&resp).trim_end(), "missing token");
+    assert!(has_header(&resp, "WWW-Authenticate", "Bearer"), "{resp}");
+    // An empty Authorization header is no token either.
+    let got = refusal(a, "/ws", &[("Authorization", "Basic Zm9vOmJhcg==")]);
+    assert_eq!(got, (unauthorized.into(), "missing token".into()));
+
+    // Signed with another secret.
+    let forged = sign_jwt(
+        &json!({"sub":"mallory","exp": now_secs() + 60,"subscribe":["*"],"publish":["*"]}),
+        b"not the secret",
+    );
+    let got = refusal(a, &format!("/ws?token={forged}"), &[]);
+    assert_eq!(got, (unauthorized.into(), "bad token signature".into()));
+    let bearer = format!("Bearer {forged}");
+    let got = refusal(a, "/ws", &[("Authorization", &bearer)]);
+    assert_eq!(got, (unauthorized.into(), "bad token signature".into()));
+    // A valid token whose claims were changed after signing.
+    let good = token_all("alice");
+    let mut parts: Vec<&str> = good.split('.').collect();
+    let forged_claims = base64_url(&json!({"sub":"root","exp": now_secs() + 60}).to_string());
+    parts[1] = &forged_claims;
+    let got = refusal(a, &format!("/ws?token={}", parts.join(".")), &[]);
+    assert_eq!(got, (unauthorized.into(), "bad token signature".into()));
+
+    // Expired (and missing exp counts as expired).
+    let expired = sign_jwt(&json!({"sub":"alice","exp": now_secs() - 5}), SECRET);
+    let got = refusal(a, &format!("/ws?token={expired}"), &[]);
+    assert_eq!(got, (unauthorized.into(), "token expired".into()));
+    let no_exp = sign_jwt(&json!({"sub":"alice"}), SECRET);
+    let got = refusal(a, &format!("/ws?token={no_exp}"), &[]);
+    assert_eq!(got, (unauthorized.into(), "token expired".into()));
+    // Not yet valid.
+    let early = sign_jwt(
+        &json!({"sub":"alice","exp": now_secs() + 600,"nbf": now_secs() + 300}),
+        SECRET,
+    );
+    let got = refusal(a, &format!("/ws?token={early}"), &[]);
+    assert_eq!(got, (unauthorized.into(), "token not yet valid".into()));
+    // No subject.
+    let no_sub = sign_jwt(&json!({"exp": now_secs() + 60}), SECRET);
+    let got = refusal(a, &format!("/ws?token={no_sub}"), &[]);
+    assert_eq!(got, (unauthorized.into(), "token has no sub".into()));
+    // alg other than HS256 (here "none", with no signature) is refused.
+    let none = format!(
+        "{}.{}.",
+        base64_url(r#"{"alg":"none","typ":"JWT"}"#),
+        base64_url(&json!({"sub":"alice","exp": now_secs() + 60}).to_string())
+    );
+    let got = refusal(a, &format!("/ws?token={none}"), &[]);
+    assert_eq!(
+        got,
+        (unauthorized.into(), "token algorithm must be HS256".into())
+    );
+    // Garbage.
+    let got = refusal(a, "/ws?token=abc.def", &[]);
+    assert_eq!(got, (unauthorized.into(), "malformed token".into()));
+
+    // The same valid token works in the query and as a bearer token.
+    let c = connect(a, Some(&good));
+    assert_eq!(
+        (c.user.as_str(), &c.welcome["anonymous"]),
+        ("alice", &json!(false))
+    );
+    let auth = format!("Bearer {good}");
+    let c2 = try_ws(a, "/ws", &[("Authorization", &auth)]).expect("bearer accepted");
+    let c2 = Hc::opened(c2);
+    assert_eq!(c2.user, "alice");
+
+    let m = metrics(a);
+    for (reason, n) in [
+        ("token_missing", 2),
+        ("token_signature", 3),
+        ("token_expired", 2),
+        ("token_nbf", 1),
+        ("token_sub", 1),
+        ("token_alg", 1),
+        ("token_malformed", 1),
+    ] {
+        let key = format!("wsmio_handshake_rejections_total{{reason=\"{reason}\"}}");
+        assert_eq!(metric(&m, &key), n, "{key}");
+    }
+    c.close();
+    c2.close();
+    srv.stop();
+}
+
+fn base64_url(s: &str) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(s)
+}
+
+#[test]
+fn origin_same_host_by_default() {
+    let srv = serve_hub(hub_config());
+    let a = srv.addr;
+    let forbidden = "HTTP/1.1 403 Forbidden";
+    let got = refusal(a, "/ws", &[("Origin", "http://evil.example")]);
+    assert_eq!(got, (forbidden.into(), "origin not allowed".into()));
+    // Same host but another port is another host:port.
+    let other_port = format!("http://127.0.0.1:{}", a.port().wrapping_add(1));
+    assert_refused(a, "/ws", &[("Origin", &other_port)], forbidden);
+    // The page's own origin (host equals Host) is allowed, with or without
+    // a trailing slash, any scheme; so is no Origin (a non-browser client).
+    for origin in [format!("http://{a}"), format!("https://{a}/")] {
+        let c = try_ws(a, "/ws", &[("Origin", &origin)]).expect("same host allowed");
+        Hc::opened(c).close();
+    }
+    connect(a, None).close();
+    let m = metrics(a);
+    assert_eq!(
+        metric(&m, "wsmio_handshake_rejections_total{reason=\"origin\"}"),
+        2
+    );
+    srv.stop();
+}
+
+#[test]
+fn origin_explicit_list_and_any() {
+    let srv = serve_hub(HubConfig {
+        origins: OriginPolicy::parse("https://chat.example.com, https://admin.example.com/"),
+        ..hub_config()
+    });
+    let a = srv.addr;
+    let forbidden = "HTTP/1.1 403 Forbidden";
+    for ok in ["https://chat.example.com", "https://admin.example.com"] {
+        let c = try_ws(a, "/ws", &[("Origin", ok)]).expect("listed origin allowed");
+        Hc::opened(c).close();
+    }
+    // Unlisted, another scheme, and even the server's own host: refused.
+    let own = format!("http://{a}");
+    for bad in [
+        "https://evil.example.com",
+        "http://chat.example.com",
+        "https://chat.example.com.evil.net",
+        own.as_str(),
+    ] {
+        assert_refused(a, "/ws", &[("Origin", bad)], forbidden);
+    }
+    srv.stop();
+
+    let srv = serve_hub(HubConfig {
+        origins: OriginPolicy::parse("*"),
+        ..hub_config()
+    });
+    for o in ["https://evil.example.com", "null", "http://x:1"] {
+        let c = try_ws(srv.addr, "/ws", &[("Origin", o)]).expect("* allows any");
+        Hc::opened(c).close();
+    }
+    srv.stop();
+}
+
+#[test]
+fn wrong_path_is_404_and_checked_first() {
+    let srv = serve_hub(hub_config_auth());
+    let a = srv.addr;
+    let t = token_all("alice");
+    for path in [
+        format!("/chat?token={t}"),
+        "/".into(),
+        "/ws/".into(),
+        "/wss".into(),
+    ] {
+        let (status, _) = refusal(a, &path, &[]);
+        assert_eq!(status, "HTTP/1.1 404 Not Found", "{path}");
+    }
+    // The path is checked before Origin and token.
+    let (status, _) = refusal(a, "/nope", &[("Origin", "http://evil.example")]);
+    assert_eq!(status, "HTTP/1.1 404 Not Found");
+    // A plain GET of /ws asks for an upgrade; other paths are 404.
+    let resp = http_get(a, "/ws");
+    assert_eq!(
+        status_line(&resp),
+        "HTTP/1.1 426 Upgrade Required",
+        "{resp}"
+    );
+    assert_eq!(
+        status_line(&http_get(a, "/nothing")),
+        "HTTP/1.1 404 Not Found"
+    );
+    let ok = http_get(a, "/healthz");
+    assert_eq!((status_line(&ok), body(&ok)), ("HTTP/1.1 200 OK", "ok\n"));
+    let m = metrics(a);
+    assert_eq!(
+        metric(&m, "wsmio_handshake_rejections_total{reason=\"path\"}"),
+        5
+    );
+    srv.stop();
+}
+
+#[test]
+fn token_patterns_limit_topics() {
+    let srv = serve_hub(hub_config_auth());
+    let t = token("alice", &["room.*", "news"], &["room.1"]);
+    let mut a = connect(srv.addr, Some(&t));
+    // Subscribe: prefix pattern and exact name allowed, others forbidden.
+    a.sub("room.7");
+    a.sub("news");
+    for topic in ["admin", "room", "news.x", "roomy", "@bob"] {
+        let e = a.expect_error(json!({"op":"sub","topic":topic}), "forbidden");
+        assert!(e["message"].as_str().unwrap().contains("subscribe"), "{e}");
+    }
+    // Publish: only room.1; not the subscribed room.7, not an inbox.
+    a.sub("room.1");
+    let ack = a.publish("room.1", json!("hi"));
+    assert_eq!(ack["seq"], 1);
+    a.expect("msg");
+    for topic in ["room.7", "news", "elsewhere", "@alice", "@bob"] {
+        let e = a.expect_error(json!({"op":"pub","topic":topic,"data":1}), "forbidden");
+        assert!(e["message"].as_str().unwrap().contains("publish"), "{e}");
+    }
+    // Presence needs the right to subscribe.
+    a.expect_error(json!({"op":"presence","topic":"admin"}), "forbidden");
+    // Forbidden requests changed nothing.
+    let mut other = connect_as(srv.addr, "bob");
+    let id = other.request(json!({"op":"presence","topic":"admin"}));
+    let p = other.expect("presence");
+    assert_eq!((&p["id"], &p["count"]), (&json!(id), &json!(0)));
+    let ack = other.sub("room.7");
+    assert_eq!(ack["seq"], 0, "forbidden pub did not sequence anything");
+    assert_eq!(a.expect("join")["user"], "bob");
+
+    // A token with no lists may only read its inbox; dms are allowed.
+    let bare = sign_jwt(&json!({"sub":"carol","exp": now_secs() + 60}), SECRET);
+    let mut c = connect(srv.addr, Some(&bare));
+    c.expect_error(json!({"op":"sub","topic":"room.1"}), "forbidden");
+    c.expect_error(json!({"op":"pub","topic":"room.1","data":1}), "forbidden");
+    let id = c.request(json!({"op":"dm","to":"alice","data":"hello"}));
+    assert_eq!(c.expect("ack")["id"], id);
+    check_msg(
+        &a.expect("msg"),
+        "@alice",
+        1,
+        &a.epoch,
+        "carol",
+        &json!("hello"),
+    );
+    // A wildcard grant does not open other users' inboxes.
+    other.expect_error(json!({"op":"sub","topic":"@alice"}), "forbidden");
+    other.expect_error(json!({"op":"presence","topic":"@alice"}), "forbidden");
+    a.close();
+    other.close();
+    c.close();
+    srv.stop();
+}
+
+#[test]
+fn anonymous_mode_without_a_secret() {
+    let srv = serve_hub(hub_config());
+    // No token needed; a token, if sent, is ignored.
+    let mut a = connect(srv.addr, None);
+    let mut b = connect(srv.addr, Some("whatever.not.checked"));
+    for c in [&a, &b] {
+        assert_eq!(c.welcome["anonymous"], true);
+        assert!(c.user.starts_with("anon-"), "{}", c.user);
+    }
+    assert_ne!(a.user, b.user);
+    // Everything but other users' inboxes is allowed.
+    a.sub("any.topic");
+    b.sub_ack("any.topic");
+    a.expect("join");
+    b.expect("join");
+    b.publish("any.topic", json!(1));
+    b.expect("msg");
+    assert_eq!(a.expect("msg")["from"], json!(b.user));
+    let to = a.user.clone();
+    let id = b.request(json!({"op":"dm","to":to,"data":"hey"}));
+    assert_eq!(b.expect("ack")["id"], id);
+    check_msg(
+        &a.expect("msg"),
+        &format!("@{}", a.user),
+        1,
+        &a.epoch,
+        &b.user,
+        &json!("hey"),
+    );
+    let inbox = format!("@{}", a.user);
+    b.expect_error(json!({"op":"sub","topic":inbox}), "forbidden");
+    a.close();
+    b.close();
+    srv.stop();
+}

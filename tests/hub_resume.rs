@@ -1,0 +1,228 @@
+//! History and resume: reconnect and `sub` with `since` to get what was
+//! missed — complete, with a gap, across a server restart (another epoch),
+//! and a direct message sent while the user was offline.
+
+mod common;
+mod hub_support;
+
+use hub_support::*;
+use serde_json::{json, Value};
+use wsmio::pubsub::HubConfig;
+
+/// Resume `topic` after `seq` of `epoch`; returns the ack and the replayed
+/// deliveries that follow it (as many as the ack says).
+fn resume(c: &mut Hc, topic: &str, epoch: &str, seq: u64) -> (Value, Vec<Value>) {
+    let id = c.request(json!({"op":"sub","topic":topic,"since":{"epoch":epoch,"seq":seq}}));
+    let ack = c.expect("ack");
+    assert_eq!(
+        (&ack["id"], &ack["op"]),
+        (&json!(id), &json!("sub")),
+        "{ack}"
+    );
+    assert_eq!(ack["resumed"], true, "{ack}");
+    let n = ack["replayed"].as_u64().unwrap();
+    let msgs = (0..n).map(|_| c.expect("msg")).collect();
+    (ack, msgs)
+}
+
+fn seqs(msgs: &[Value]) -> Vec<u64> {
+    msgs.iter().map(|m| m["seq"].as_u64().unwrap()).collect()
+}
+
+#[test]
+fn reconnect_and_resume_gets_everything_missed() {
+    let srv = serve_hub(hub_config_auth());
+    let mut p = connect_as(srv.addr, "pub");
+    let mut a = connect_as(srv.addr, "alice");
+    a.sub("room");
+    p.publish("room", json!({"n":1}));
+    let last = a.expect("msg");
+    check_msg(&last, "room", 1, &a.epoch, "pub", &json!({"n":1}));
+    let (epoch, seq) = (a.epoch.clone(), 1);
+    drop(a); // gone without a goodbye
+    presence_until(&mut p, "room", |v| v["connections"] == 0);
+
+    for n in 2..=4 {
+        p.publish("room", json!({ "n": n }));
+    }
+    let mut a = connect_as(srv.addr, "alice");
+    let (ack, missed) = resume(&mut a, "room", &epoch, seq);
+    assert_eq!(
+        ack,
+        json!({"type":"ack","id":ack["id"],"op":"sub","topic":"room","epoch":epoch,"seq":4,
+               "resumed":true,"recovered":true,"lost":0,"epoch_changed":false,"replayed":3})
+    );
+    assert_eq!(seqs(&missed), [2, 3, 4]);
+    for (m, n) in missed.iter().zip(2..) {
+        check_msg(m, "room", n, &epoch, "pub", &json!({ "n": n }));
+    }
+    // Then the join event and live deliveries continue the sequence.
+    assert_eq!(a.expect("join")["user"], "alice");
+    p.publish("room", json!({"n":5}));
+    check_msg(&a.expect("msg"), "room", 5, &epoch, "pub", &json!({"n":5}));
+
+    // Resuming while already subscribed and up to date replays nothing.
+    let (ack, missed) = resume(&mut a, "room", &epoch, 5);
+    assert!(missed.is_empty());
+    assert_eq!((&ack["recovered"], &ack["lost"]), (&json!(true), &json!(0)));
+    a.assert_quiet();
+    // A topic never seen: nothing to replay, nothing lost.
+    let (ack, missed) = resume(&mut a, "fresh", &epoch, 0);
+    assert!(missed.is_empty());
+    assert_eq!((&ack["seq"], &ack["recovered"]), (&json!(0), &json!(true)));
+    a.close();
+    p.close();
+    srv.stop();
+}
+
+#[test]
+fn resume_with_a_gap_reports_what_was_lost() {
+    let srv = serve_hub(HubConfig {
+        history_len: 3,
+        ..hub_config()
+    });
+    let mut p = connect(srv.addr, None);
+    let mut a = connect(srv.addr, None);
+    a.sub("g");
+    p.publish("g", json!(1));
+    assert_eq!(a.expect("msg")["seq"], 1);
+    let epoch = a.epoch.clone();
+    a.close();
+    for n in 2..=8 {
+        p.publish("g", json!(n));
+    }
+    // History keeps 6, 7, 8: 2..=5 are gone.
+    let mut a = connect(srv.addr, None);
+    let (ack, missed) = resume(&mut a, "g", &epoch, 1);
+    assert_eq!(
+        (
+            &ack["recovered"],
+            &ack["lost"],
+            &ack["replayed"],
+            &ack["seq"],
+            &ack["epoch_changed"]
+        ),
+        (
+            &json!(false),
+            &json!(4),
+            &json!(3),
+            &json!(8),
+            &json!(false)
+        ),
+        "{ack}"
+    );
+    assert_eq!(seqs(&missed), [6, 7, 8]);
+    assert_eq!(missed[0]["data"], 6);
+    a.expect("join");
+    // From within the window it is complete again.
+    let (ack, missed) = resume(&mut a, "g", &epoch, 6);
+    assert_eq!((&ack["recovered"], &ack["lost"]), (&json!(true), &json!(0)));
+    assert_eq!(seqs(&missed), [7, 8]);
+    a.close();
+    p.close();
+    srv.stop();
+}
+
+#[test]
+fn resume_across_a_restart_says_the_epoch_changed() {
+    // The first server's life: the client sees seq 1 and 2.
+    let old = serve_hub(hub_config());
+    let mut a = connect(old.addr, None);
+    a.sub("r");
+    a.publish("r", json!("old-1"));
+    a.expect("msg");
+    a.publish("r", json!("old-2"));
+    let last = a.expect("msg");
+    let old_epoch = a.epoch.clone();
+    assert_eq!(last["seq"], 2);
+    drop(a);
+    old.stop();
+
+    // A new server (new epoch) where the topic got two messages.
+    let new = serve_hub(hub_config());
+    let mut p = connect(new.addr, None);
+    assert_ne!(p.epoch, old_epoch, "a restarted hub has a new epoch");
+    p.publish("r", json!("new-1"));
+    p.publish("r", json!("new-2"));
+    let mut a = connect(new.addr, None);
+    let (ack, replay) = resume(&mut a, "r", &old_epoch, 2);
+    assert_eq!(
+        (
+            &ack["epoch"],
+            &ack["epoch_changed"],
+            &ack["recovered"],
+            &ack["replayed"],
+            &ack["seq"]
+        ),
+        (
+            &json!(p.epoch),
+            &json!(true),
+            &json!(false),
+            &json!(2),
+            &json!(2)
+        ),
+        "{ack}"
+    );
+    // What this epoch has is replayed, with the new epoch on it.
+    assert_eq!(seqs(&replay), [1, 2]);
+    for (m, d) in replay.iter().zip(["new-1", "new-2"]) {
+        check_msg(
+            m,
+            "r",
+            m["seq"].as_u64().unwrap(),
+            &p.epoch,
+            &p.user,
+            &json!(d),
+        );
+    }
+    a.expect("join");
+    // A made-up epoch is treated the same way.
+    let (ack, _) = resume(&mut a, "r", "000000000000", 1);
+    assert_eq!(ack["epoch_changed"], true);
+    a.close();
+    p.close();
+    new.stop();
+}
+
+#[test]
+fn dm_to_an_offline_user_is_in_the_inbox_on_resume() {
+    let srv = serve_hub(hub_config_auth());
+    let mut b = connect_as(srv.addr, "bob");
+    // Alice gets one dm while online...
+    let mut a = connect_as(srv.addr, "alice");
+    b.request(json!({"op":"dm","to":"alice","data":"while online"}));
+    b.expect("ack");
+    let m = a.expect("msg");
+    check_msg(&m, "@alice", 1, &a.epoch, "bob", &json!("while online"));
+    let epoch = a.epoch.clone();
+    a.close();
+    // ...and two while offline (and one to a user who never connected).
+    for (to, text) in [("alice", "first"), ("alice", "second"), ("dave", "hi dave")] {
+        b.request(json!({"op":"dm","to":to,"data":text}));
+        assert_eq!(b.expect("ack")["to"], to);
+    }
+
+    // Back online: the inbox subscription's ack says where it is (seq 3);
+    // resuming it replays what came while she was away.
+    let mut a = connect_as(srv.addr, "alice");
+    let (ack, missed) = resume(&mut a, "@alice", &epoch, 1);
+    assert_eq!(
+        (&ack["recovered"], &ack["lost"], &ack["seq"]),
+        (&json!(true), &json!(0), &json!(3))
+    );
+    assert_eq!(seqs(&missed), [2, 3]);
+    check_msg(&missed[0], "@alice", 2, &epoch, "bob", &json!("first"));
+    check_msg(&missed[1], "@alice", 3, &epoch, "bob", &json!("second"));
+    // No join event for an inbox, and nothing else.
+    a.assert_quiet();
+
+    // A first-time user reads the inbox from the start (seq 0).
+    let mut d = connect_as(srv.addr, "dave");
+    let epoch = d.epoch.clone();
+    let (_, missed) = resume(&mut d, "@dave", &epoch, 0);
+    check_msg(&missed[0], "@dave", 1, &d.epoch, "bob", &json!("hi dave"));
+    a.close();
+    b.close();
+    d.close();
+    srv.stop();
+}
