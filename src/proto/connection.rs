@@ -158,7 +158,7 @@ impl Connection {
 
     /// Mark `n` output bytes as written (an offset cursor: no memmove).
     pub fn consume_output(&mut self, n: usize) {
-        self.out_pos = (self.out_pos + n).min(self.out.len());
+        self.out_pos = self.out_pos.saturating_add(n).min(self.out.len());
         if self.out_pos == self.out.len() {
             self.out.clear();
             self.out_pos = 0;

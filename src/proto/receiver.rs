@@ -107,6 +107,8 @@ pub struct Receiver {
     message: Option<OpCode>,
     /// Bytes of the open message so far, across frames.
     message_len: u64,
+    /// A chunk of the open message was delivered ([`Delivery::Chunks`]).
+    chunk_sent: bool,
     utf8: Utf8Validator,
     /// Reassembly buffer: the open message's bytes when it spans reads,
     /// then, past `data_len`, a control frame's payload when that spans
@@ -132,6 +134,7 @@ impl Receiver {
             remaining: 0,
             message: None,
             message_len: 0,
+            chunk_sent: false,
             utf8: Utf8Validator::new(),
             buf: Vec::new(),
             data_len: 0,
@@ -246,7 +249,8 @@ impl Receiver {
 
     /// Apply the frame-level rules that need the message state.
     fn start_frame(&mut self, h: FrameHeader) -> Result<(), Error> {
-        if h.payload_len > self.limits.max_frame_size {
+        // Control frames are bounded by 125 bytes (§5.5) whatever the limit.
+        if h.payload_len > self.limits.max_frame_size && !h.opcode.is_control() {
             return Err(Error::FrameTooBig);
         }
         if !h.opcode.is_control() {
@@ -259,6 +263,7 @@ impl Receiver {
                 (op, None) => {
                     self.message = Some(op);
                     self.message_len = 0;
+                    self.chunk_sent = false;
                 }
             }
             self.message_len = self
@@ -304,8 +309,9 @@ impl Receiver {
         }
         match self.limits.delivery {
             Delivery::Chunks => {
-                let first = self.message_len == self.frame_len
-                    && self.remaining + chunk.len() as u64 == self.frame_len;
+                // The first chunk of the message (empty fragments included).
+                let first = !self.chunk_sent;
+                self.chunk_sent = true;
                 h.on_chunk(Chunk {
                     text,
                     data: chunk,

@@ -1,0 +1,195 @@
+#!/usr/bin/env python3
+"""Write the committed seed corpus in fuzz/corpus/<target>/.
+
+Run from anywhere: `python3 fuzz/gen_corpus.py`. The seeds are small and
+meaningful: RFC 6455 §1.2/§4 handshakes, the §5.7 sample frames, fragmented
+messages with interleaved control frames, close frames, and a few violations
+the receiver must reject. Each target's input layout is described at the top
+of its fuzz_targets/<target>.rs.
+"""
+import os
+import shutil
+import struct
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+CORPUS = os.path.join(HERE, "corpus")
+
+RFC_KEY = bytes([0x37, 0xFA, 0x21, 0x3D])  # the §5.7 masking key
+ZERO_KEY = bytes(4)  # payload stays readable, so mutations act on it
+
+GOOD_REQUEST = (
+    b"GET /chat HTTP/1.1\r\n"
+    b"Host: server.example.com\r\n"
+    b"Upgrade: websocket\r\n"
+    b"Connection: Upgrade\r\n"
+    b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+    b"Origin: http://example.com\r\n"
+    b"Sec-WebSocket-Protocol: chat, superchat\r\n"
+    b"Sec-WebSocket-Version: 13\r\n\r\n"
+)
+MINIMAL_REQUEST = (
+    b"GET / HTTP/1.1\r\nHost: h\r\nUpgrade: WebSocket\r\n"
+    b"Connection: keep-alive, upgrade\r\n"
+    b"Sec-WebSocket-Key: AAAAAAAAAAAAAAAAAAAAAA==\r\n"
+    b"Sec-WebSocket-Version: 13\r\n\r\n"
+)
+# The server's answer to GOOD_REQUEST (§1.3 accept value).
+GOOD_RESPONSE = (
+    b"HTTP/1.1 101 Switching Protocols\r\n"
+    b"Upgrade: websocket\r\n"
+    b"Connection: Upgrade\r\n"
+    b"Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n"
+    b"Sec-WebSocket-Protocol: chat\r\n\r\n"
+)
+
+
+def frame(opcode, payload=b"", fin=True, key=ZERO_KEY, rsv=0, length=None):
+    """One frame; `key=None` sends it unmasked, `length` overrides the
+    declared payload length (for truncated or lying headers)."""
+    n = len(payload) if length is None else length
+    b0 = (0x80 if fin else 0) | (rsv << 4) | opcode
+    mask = 0x80 if key is not None else 0
+    if n < 126:
+        head = bytes([b0, mask | n])
+    elif n <= 0xFFFF:
+        head = bytes([b0, mask | 126]) + struct.pack(">H", n)
+    else:
+        head = bytes([b0, mask | 127]) + struct.pack(">Q", n)
+    if key is None:
+        return head + payload
+    body = bytes(b ^ key[i % 4] for i, b in enumerate(payload))
+    return head + key + body
+
+
+TEXT, BINARY, CONT, CLOSE, PING, PONG = 0x1, 0x2, 0x0, 0x8, 0x9, 0xA
+
+
+def close(code=None, reason=b"", **kw):
+    body = b"" if code is None else struct.pack(">H", code) + reason
+    return frame(CLOSE, body, **kw)
+
+
+def conn(name, frames, flags=1, max_message=10, max_frame=10, reads=0, actions=7):
+    """A `connection` seed: the 5-byte prefix, then the client's bytes.
+    Indexes into SIZES: 4=125, 6=1000, 7=4096, 10=16 MiB, 11=u64::MAX."""
+    prefix = bytes([flags, max_message, max_frame, reads, actions])
+    return name, prefix + b"".join(frames)
+
+
+def seeds():
+    out = {}
+    # RFC 6455 §5.7 samples.
+    out["connection"] = [
+        conn("rfc-hello-masked", [frame(TEXT, b"Hello", key=RFC_KEY)]),
+        conn(
+            "rfc-fragmented-with-ping",
+            [
+                GOOD_REQUEST,
+                frame(TEXT, b"Hel", fin=False),
+                frame(PING, b"Hello", key=RFC_KEY),
+                frame(CONT, b"lo"),
+                close(1000, b"bye"),
+            ],
+            flags=0,
+            reads=7,
+        ),
+        conn("rfc-binary-256-chunks", [frame(BINARY, bytes(range(256)))], flags=3, reads=5),
+        conn("binary-64k-header-too-big", [frame(BINARY, b"x" * 8, length=65536)], max_message=3),
+        conn(
+            "text-utf8-fragments",
+            [
+                frame(TEXT, "κόσ".encode(), fin=False),
+                frame(CONT, "με 𝄞".encode()[:-1], fin=False),
+                frame(CONT, "𝄞".encode()[-1:] + b" ok"),
+            ],
+            reads=3,
+        ),
+        conn(
+            "text-invalid-utf8-chunks",
+            [frame(TEXT, b"\xce\xba\xe1\xbd\xb9\xcf\x83\xce\xbc\xce\xb5\xed\xa0\x80edited")],
+            flags=3,
+            reads=2,
+        ),
+        conn("text-truncated-codepoint", [frame(TEXT, b"ok\xe2\x82")]),
+        conn("ping-125-pong-close-empty", [frame(PING, b"p" * 125), frame(PONG, b"u"), close()]),
+        conn("ping-126-too-long", [frame(PING, b"p" * 126)]),
+        conn("close-1005-forbidden", [close(1005)]),
+        conn("close-one-byte", [frame(CLOSE, b"\x03")]),
+        conn("close-reason-invalid-utf8", [close(1000, b"\xff")]),
+        conn("close-4000-then-data", [close(4000, b"private"), frame(TEXT, b"after")]),
+        conn("reserved-bits", [frame(TEXT, b"rsv", rsv=4)]),
+        conn("reserved-opcode", [frame(0x3, b""), frame(0xB, b"")]),
+        conn("unmasked-frame", [frame(TEXT, b"Hello", key=None)]),
+        conn("fragmented-ping", [frame(PING, b"x", fin=False)]),
+        conn("continuation-without-message", [frame(CONT, b"x")]),
+        conn("new-message-inside-fragmented", [frame(TEXT, b"a", fin=False), frame(BINARY, b"b")]),
+        conn("non-minimal-length", [bytes([0x82, 0xFE, 0x00, 0x05]) + ZERO_KEY + b"12345"]),
+        conn("length-msb-set", [bytes([0x82, 0xFF, 0x80]) + bytes(7) + ZERO_KEY]),
+        conn(
+            "message-too-big-fragments",
+            [frame(BINARY, b"1234", fin=False), frame(PING), frame(CONT, b"56789")],
+            max_message=3,
+            max_frame=6,
+        ),
+        conn(
+            "empty-fragments-chunks",
+            [frame(TEXT, b"", fin=False), frame(CONT, b"abc", fin=False), frame(CONT, b"")],
+            flags=3,
+        ),
+        conn(
+            "server-closes-first",
+            [frame(PING, b"1"), frame(TEXT, b"x"), frame(PING, b"2"), close(1000)],
+            flags=5,
+            reads=1,
+            actions=3,
+        ),
+        conn("byte-at-a-time", [frame(TEXT, "héllo".encode(), key=RFC_KEY), close(1001)], reads=64),
+    ]
+
+    # handshake: seed byte (read sizes, limits), then the bytes.
+    out["handshake"] = [
+        ("rfc-request", b"\x00" + GOOD_REQUEST),
+        ("rfc-request-split", b"\x07" + GOOD_REQUEST + frame(TEXT, b"Hello", key=RFC_KEY)),
+        ("minimal-request-bytewise", b"\x01" + MINIMAL_REQUEST),
+        ("version-8-426", b"\x00" + GOOD_REQUEST.replace(b"Version: 13", b"Version: 8")),
+        ("post-405", b"\x00" + GOOD_REQUEST.replace(b"GET", b"POST")),
+        ("http10-400", b"\x00" + GOOD_REQUEST.replace(b"HTTP/1.1", b"HTTP/1.0")),
+        ("short-key-400", b"\x00" + GOOD_REQUEST.replace(b"dGhlIHNhbXBsZSBub25jZQ==", b"dGhlIHNhbXBsZQ==")),
+        ("too-many-headers-431", b"\x40" + GOOD_REQUEST),
+        ("head-over-256-431", b"\x80" + GOOD_REQUEST),
+        ("rfc-response", b"\x00" + GOOD_RESPONSE),
+        ("bad-header-400", b"\x00GET / HTTP/1.1\r\nBad Header\r\n\r\n"),
+    ]
+
+    # unmask: key, phase, split count, payload.
+    out["unmask"] = [
+        ("rfc-hello", RFC_KEY + b"\x00\x00" + b"\x7f\x9f\x4d\x51\x58"),
+        ("phase-3-split", RFC_KEY + b"\x03\x03" + bytes(range(100))),
+        ("len-33-phase-1", b"\x01\x02\x03\x04\x01\x05" + bytes(range(7, 40))),
+    ]
+
+    # utf8: split count, text.
+    out["utf8"] = [
+        ("ascii-and-latin", b"\x05" + "Hello-µ@ßöäüàá-UTF-8!!".encode()),
+        ("greek-clef-euro", b"\x07" + "κόσμε 𝄞 €".encode()),
+        ("surrogate", b"\x03\xce\xba\xe1\xbd\xb9\xcf\x83\xce\xbc\xce\xb5\xed\xa0\x80edited"),
+        ("above-max", b"\x02\xf4\x90\x80\x80"),
+        ("overlong", b"\x02abc\xc0\xaf\xe0\x80\xaf"),
+        ("truncated", b"\x01ok\xe2\x82"),
+        ("ascii-then-ff", b"\x04" + b"12345678901234567890\xff"),
+    ]
+    return out
+
+
+def main():
+    for target, items in seeds().items():
+        d = os.path.join(CORPUS, target)
+        shutil.rmtree(d, ignore_errors=True)
+        os.makedirs(d)
+        for name, data in items:
+            with open(os.path.join(d, name), "wb") as f:
+                f.write(data)
+
+
+if __name__ == "__main__":
+    main()
