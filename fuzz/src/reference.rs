@@ -92,7 +92,8 @@ fn reference_inner(
             }
             _ => (b1 & 0x7F) as u64,
         };
-        if len > limits.max_frame_size {
+        // Control frames are bounded by 125 bytes (§5.5) whatever the limit.
+        if len > limits.max_frame_size && !control {
             return Err(Error::FrameTooBig);
         }
         if !control {
