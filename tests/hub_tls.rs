@@ -120,7 +120,7 @@ impl Wss {
         }
         let mut w = Wss {
             s,
-            rx: Receiver::new(Role::Client, Default::default()),
+            rx: Receiver::new(Role::Client),
             tx: Sender::new(Role::Client),
             got: VecDeque::new(),
         };
@@ -131,7 +131,7 @@ impl Wss {
 
     fn feed(&mut self, bytes: &mut [u8]) {
         self.rx
-            .receive(bytes, &mut Collect(&mut self.got))
+            .receive(bytes, &Default::default(), &mut Collect(&mut self.got))
             .expect("server frames are valid");
     }
 

@@ -291,14 +291,14 @@ proptest! {
             _ => Ok(()),
         };
         let limits = Limits { max_frame_size: max_frame, max_message_size: u64::MAX, ..Limits::default() };
-        let mut rx = Receiver::new(Role::Server, limits);
+        let mut rx = Receiver::new(Role::Server);
         let mut rec = Recorder::default();
-        prop_assert_eq!(rx.receive(&mut wire.clone(), &mut rec), expect);
+        prop_assert_eq!(rx.receive(&mut wire.clone(), &limits, &mut rec), expect);
         // The same, one byte at a time.
-        let mut rx = Receiver::new(Role::Server, limits);
+        let mut rx = Receiver::new(Role::Server);
         let mut r = Ok(());
         for b in &wire {
-            r = r.and(rx.receive(&mut [*b], &mut rec));
+            r = r.and(rx.receive(&mut [*b], &limits, &mut rec));
         }
         prop_assert_eq!(r, expect);
         // No payload byte arrived: nothing is delivered (but an empty
@@ -342,9 +342,9 @@ proptest! {
             delivery: if chunks { Delivery::Chunks } else { Delivery::Messages },
             ..Limits::default()
         };
-        let mut rx = Receiver::new(role, limits);
+        let mut rx = Receiver::new(role);
         let mut rec = Recorder::default();
-        prop_assert_eq!(rx.receive(&mut wire, &mut rec), Ok(()));
+        prop_assert_eq!(rx.receive(&mut wire, &limits, &mut rec), Ok(()));
         prop_assert_eq!(rec.events, expect);
         prop_assert_eq!(rx.is_done(), close.is_some());
         prop_assert!(!rx.is_mid_message());

@@ -42,6 +42,7 @@ pub enum Event<'a> {
 #[derive(Debug)]
 pub struct Connection {
     rx: Receiver,
+    limits: Limits,
     tx: Sender,
     out: Vec<u8>,
     out_pos: usize,
@@ -83,14 +84,15 @@ impl<F: FnMut(Event<'_>)> Handler for Auto<'_, F> {
 impl Connection {
     /// A connection for `role` with read `limits`.
     pub fn new(role: Role, limits: Limits) -> Self {
-        Connection::from_parts(Receiver::new(role, limits), Sender::new(role))
+        Connection::from_parts(Receiver::new(role), Sender::new(role), limits)
     }
 
     /// A connection from a receiver and sender (e.g. a client sender with a
-    /// fixed mask for reproducible tests).
-    pub fn from_parts(rx: Receiver, tx: Sender) -> Self {
+    /// fixed mask for reproducible tests) and read limits.
+    pub fn from_parts(rx: Receiver, tx: Sender, limits: Limits) -> Self {
         Connection {
             rx,
+            limits,
             tx,
             out: Vec::new(),
             out_pos: 0,
@@ -110,7 +112,7 @@ impl Connection {
             out: &mut self.out,
             f: on_event,
         };
-        let r = self.rx.receive(input, &mut auto);
+        let r = self.rx.receive(input, &self.limits, &mut auto);
         if let Err(e) = r {
             // RFC 6455 §7.1.7: _Fail the WebSocket Connection_.
             if let Some(f) = self.tx.fail(e) {

@@ -4,11 +4,6 @@
 pub const DEFAULT_MAX_FRAME_SIZE: u64 = 16 << 20;
 /// Default maximum size of one reassembled message: 16 MiB.
 pub const DEFAULT_MAX_MESSAGE_SIZE: u64 = 16 << 20;
-/// A reassembly buffer up to this capacity is kept after a message for the
-/// next one; a larger one is freed, so a single large message does not pin
-/// its memory to an idle connection.
-pub const RETAINED_BUFFER_CAPACITY: usize = 4096;
-
 /// How received data is handed to the application.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Delivery {

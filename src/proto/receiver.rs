@@ -12,7 +12,7 @@
 use super::close::{parse_close_payload, BadClose, CloseCode};
 use super::error::Error;
 use super::frame::{self, FrameHeader, OpCode, Role, MAX_HEADER_LEN};
-use super::limits::{Delivery, Limits, RETAINED_BUFFER_CAPACITY};
+use super::limits::{Delivery, Limits};
 use super::mask::apply_mask;
 use super::utf8::Utf8Validator;
 
@@ -85,21 +85,38 @@ enum Stage {
     Done,
 }
 
+/// State that exists only while a header, a control frame or a message
+/// spans reads (or a message is fragmented). Boxed, and freed as soon as
+/// it is empty again: an idle connection holds none.
+#[derive(Debug, Default)]
+struct Partial {
+    /// Header bytes collected so far.
+    header: [u8; MAX_HEADER_LEN],
+    header_len: u8,
+    /// Reassembly buffer: the open message's bytes (`..data_len`), then a
+    /// control frame's payload when that spans reads.
+    buf: Vec<u8>,
+    data_len: usize,
+}
+
+impl Partial {
+    fn is_empty(&self) -> bool {
+        self.header_len == 0 && self.buf.is_empty()
+    }
+}
+
 /// The streaming frame parser and message assembler.
 #[derive(Debug)]
 pub struct Receiver {
     role: Role,
-    limits: Limits,
     stage: Stage,
-    /// Header bytes collected so far (a header may be split across reads).
-    header: [u8; MAX_HEADER_LEN],
-    header_len: u8,
     // --- the frame being read ---
     opcode: OpCode,
     fin: bool,
     mask: Option<[u8; 4]>,
     phase: u8,
-    frame_len: u64,
+    /// No payload byte of the current frame was consumed yet.
+    frame_fresh: bool,
     remaining: u64,
     // --- the message being read ---
     /// Text or Binary while a data message is open (between its first frame
@@ -110,34 +127,29 @@ pub struct Receiver {
     /// A chunk of the open message was delivered ([`Delivery::Chunks`]).
     chunk_sent: bool,
     utf8: Utf8Validator,
-    /// Reassembly buffer: the open message's bytes when it spans reads,
-    /// then, past `data_len`, a control frame's payload when that spans
-    /// reads. Empty and unallocated otherwise.
-    buf: Vec<u8>,
-    data_len: usize,
+    /// Split headers and reassembly, allocated only while needed.
+    partial: Option<Box<Partial>>,
 }
 
 impl Receiver {
-    /// A receiver for `role` with `limits`. Allocates nothing.
-    pub fn new(role: Role, limits: Limits) -> Self {
+    /// A receiver for `role`. Allocates nothing. The [`Limits`] are passed
+    /// to each [`Receiver::receive`] call: they are configuration shared by
+    /// all connections, so they take no room in each one's state.
+    pub fn new(role: Role) -> Self {
         Receiver {
             role,
-            limits,
             stage: Stage::Header,
-            header: [0; MAX_HEADER_LEN],
-            header_len: 0,
             opcode: OpCode::Binary,
             fin: false,
             mask: None,
             phase: 0,
-            frame_len: 0,
+            frame_fresh: false,
             remaining: 0,
             message: None,
             message_len: 0,
             chunk_sent: false,
             utf8: Utf8Validator::new(),
-            buf: Vec::new(),
-            data_len: 0,
+            partial: None,
         }
     }
 
@@ -150,17 +162,28 @@ impl Receiver {
     /// True while the parser is in the middle of a frame or message (a
     /// clean point to stop reading is when this is false).
     pub fn is_mid_message(&self) -> bool {
-        self.header_len != 0 || self.stage == Stage::Payload || self.message.is_some()
+        self.partial.as_ref().is_some_and(|p| p.header_len != 0)
+            || self.stage == Stage::Payload
+            || self.message.is_some()
     }
 
     /// Bytes held for a message or control frame split across reads.
     pub fn buffered(&self) -> usize {
-        self.buf.len()
+        self.partial.as_ref().map_or(0, |p| p.buf.len())
     }
 
     /// Capacity of the reassembly buffer (0 when idle).
     pub fn buffer_capacity(&self) -> usize {
-        self.buf.capacity()
+        self.partial.as_ref().map_or(0, |p| p.buf.capacity())
+    }
+
+    fn partial(&mut self) -> &mut Partial {
+        self.partial.get_or_insert_with(Box::default)
+    }
+
+    /// Bytes of the open message buffered so far.
+    fn data_len(&self) -> usize {
+        self.partial.as_ref().map_or(0, |p| p.data_len)
     }
 
     /// Consume `input` (unmasking it in place) and report what it completes.
@@ -168,19 +191,24 @@ impl Receiver {
     /// On a protocol violation returns the [`Error`] (its
     /// [`Error::close_code`] is what to close with) and ignores all later
     /// input, as it does after a close frame.
-    pub fn receive<H: Handler>(&mut self, mut input: &mut [u8], h: &mut H) -> Result<(), Error> {
+    pub fn receive<H: Handler>(
+        &mut self,
+        mut input: &mut [u8],
+        limits: &Limits,
+        h: &mut H,
+    ) -> Result<(), Error> {
         while !input.is_empty() {
             match self.stage {
                 Stage::Done => return Ok(()),
                 Stage::Header => {
-                    let used = match self.read_header(input) {
+                    let used = match self.read_header(input, limits) {
                         Ok(n) => n,
                         Err(e) => return Err(self.fail(e)),
                     };
                     input = &mut input[used..];
                     if self.stage == Stage::Payload && self.remaining == 0 {
                         // An empty frame ends where it starts.
-                        if let Err(e) = self.end_frame(&mut [], true, h) {
+                        if let Err(e) = self.end_frame(&mut [], true, limits.delivery, h) {
                             return Err(self.fail(e));
                         }
                     }
@@ -189,68 +217,73 @@ impl Receiver {
                     let n = self.remaining.min(input.len() as u64) as usize;
                     let (chunk, rest) = std::mem::take(&mut input).split_at_mut(n);
                     input = rest;
-                    if let Err(e) = self.payload(chunk, h) {
+                    if let Err(e) = self.payload(chunk, limits.delivery, h) {
                         return Err(self.fail(e));
                     }
                 }
             }
+        }
+        if self.partial.as_ref().is_some_and(|p| p.is_empty()) {
+            self.partial = None;
         }
         Ok(())
     }
 
     fn fail(&mut self, e: Error) -> Error {
         self.stage = Stage::Done;
-        self.buf = Vec::new();
+        self.partial = None;
         e
     }
 
     /// Collect header bytes; returns how many of `input` were used. Moves to
     /// `Stage::Payload` once the header is complete and valid.
-    fn read_header(&mut self, input: &[u8]) -> Result<usize, Error> {
-        let have = self.header_len as usize;
+    fn read_header(&mut self, input: &[u8], limits: &Limits) -> Result<usize, Error> {
+        let have = self.partial.as_ref().map_or(0, |p| p.header_len as usize);
         // Fast path: the whole header is in `input`.
         if have == 0 && input.len() >= 2 {
             let need = frame::header_len(input[1]);
             if input.len() >= need {
                 let h = frame::decode_header(&input[..need], self.role, 0)?;
-                self.start_frame(h)?;
+                self.start_frame(h, limits)?;
                 return Ok(need);
             }
         }
         // Slow path: accumulate. The first two bytes are validated as soon
         // as they are here, before waiting for the rest.
+        let role = self.role;
+        let p = self.partial();
         let mut used = 0;
         let mut have = have;
         if have < 2 {
             let take = (2 - have).min(input.len());
-            self.header[have..have + take].copy_from_slice(&input[..take]);
+            p.header[have..have + take].copy_from_slice(&input[..take]);
             have += take;
             used += take;
             if have < 2 {
-                self.header_len = have as u8;
+                p.header_len = have as u8;
                 return Ok(used);
             }
-            frame::check_first_bytes(self.header[0], self.header[1], self.role, 0)?;
+            frame::check_first_bytes(p.header[0], p.header[1], role, 0)?;
         }
-        let need = frame::header_len(self.header[1]);
+        let need = frame::header_len(p.header[1]);
         let take = (need - have).min(input.len() - used);
-        self.header[have..have + take].copy_from_slice(&input[used..used + take]);
+        p.header[have..have + take].copy_from_slice(&input[used..used + take]);
         have += take;
         used += take;
         if have < need {
-            self.header_len = have as u8;
+            p.header_len = have as u8;
             return Ok(used);
         }
-        self.header_len = 0;
-        let h = frame::decode_header(&self.header[..need], self.role, 0)?;
-        self.start_frame(h)?;
+        p.header_len = 0;
+        let h = frame::decode_header(&p.header[..need], role, 0)?;
+        self.start_frame(h, limits)?;
         Ok(used)
     }
 
     /// Apply the frame-level rules that need the message state.
-    fn start_frame(&mut self, h: FrameHeader) -> Result<(), Error> {
+    fn start_frame(&mut self, h: FrameHeader, limits: &Limits) -> Result<(), Error> {
         // Control frames are bounded by 125 bytes (§5.5) whatever the limit.
-        if h.payload_len > self.limits.max_frame_size && !h.opcode.is_control() {
+        if h.payload_len > limits.max_frame_size && !h.opcode.is_control() {
             return Err(Error::FrameTooBig);
         }
         if !h.opcode.is_control() {
@@ -269,33 +302,44 @@ impl Receiver {
             self.message_len = self
                 .message_len
                 .checked_add(h.payload_len)
-                .filter(|&n| n <= self.limits.max_message_size)
+                .filter(|&n| n <= limits.max_message_size)
                 .ok_or(Error::MessageTooBig)?;
         }
         self.opcode = h.opcode;
         self.fin = h.fin;
         self.mask = h.mask;
         self.phase = 0;
-        self.frame_len = h.payload_len;
+        self.frame_fresh = true;
         self.remaining = h.payload_len;
         self.stage = Stage::Payload;
         Ok(())
     }
 
     /// Handle `chunk`, the next payload bytes of the current frame.
-    fn payload<H: Handler>(&mut self, chunk: &mut [u8], h: &mut H) -> Result<(), Error> {
-        let whole_frame = chunk.len() as u64 == self.frame_len;
+    fn payload<H: Handler>(
+        &mut self,
+        chunk: &mut [u8],
+        delivery: Delivery,
+        h: &mut H,
+    ) -> Result<(), Error> {
+        // The frame's whole payload is in this chunk.
+        let whole_frame = self.frame_fresh && chunk.len() as u64 == self.remaining;
+        self.frame_fresh = false;
         if let Some(key) = self.mask {
             self.phase = apply_mask(chunk, key, self.phase as usize) as u8;
         }
         self.remaining -= chunk.len() as u64;
         let frame_done = self.remaining == 0;
         if self.opcode.is_control() {
-            if !frame_done || self.buf.len() > self.data_len {
-                self.buf.extend_from_slice(chunk);
+            let started = self
+                .partial
+                .as_ref()
+                .is_some_and(|p| p.buf.len() > p.data_len);
+            if !frame_done || started {
+                self.partial().buf.extend_from_slice(chunk);
             }
             if frame_done {
-                self.end_frame(chunk, whole_frame, h)?;
+                self.end_frame(chunk, whole_frame, delivery, h)?;
             }
             return Ok(());
         }
@@ -307,7 +351,7 @@ impl Receiver {
         if message_done && text {
             self.utf8.finish().map_err(|_| Error::InvalidUtf8)?;
         }
-        match self.limits.delivery {
+        match delivery {
             Delivery::Chunks => {
                 // The first chunk of the message (empty fragments included).
                 let first = !self.chunk_sent;
@@ -323,18 +367,24 @@ impl Receiver {
                 }
             }
             Delivery::Messages => {
-                let first_frame = self.message_len == self.frame_len;
+                // Nothing of this message is buffered (earlier fragments,
+                // if any, were empty).
+                let first_frame = self.data_len() == 0;
                 if message_done && whole_frame && first_frame {
                     // The whole message is in this read: no copy.
                     self.message = None;
                     deliver(h, text, chunk);
                 } else {
-                    self.buf.extend_from_slice(chunk);
-                    self.data_len = self.buf.len();
+                    let p = self.partial();
+                    p.buf.extend_from_slice(chunk);
+                    p.data_len = p.buf.len();
                     if message_done {
                         self.message = None;
-                        deliver(h, text, &self.buf);
-                        self.reset_buffer();
+                        if let Some(p) = self.partial.as_mut() {
+                            deliver(h, text, &p.buf);
+                            p.buf = Vec::new();
+                            p.data_len = 0;
+                        }
                     }
                 }
             }
@@ -352,18 +402,22 @@ impl Receiver {
         &mut self,
         chunk: &mut [u8],
         whole_frame: bool,
+        delivery: Delivery,
         h: &mut H,
     ) -> Result<(), Error> {
         self.stage = Stage::Header;
         if !self.opcode.is_control() {
             // An empty data frame: route through the normal path.
-            return self.payload(chunk, h);
+            return self.payload(chunk, delivery, h);
         }
-        let from_buf = !whole_frame || self.buf.len() > self.data_len;
-        let payload: &[u8] = if from_buf {
-            &self.buf[self.data_len..]
-        } else {
-            chunk
+        let buffered = self
+            .partial
+            .as_ref()
+            .filter(|p| !whole_frame || p.buf.len() > p.data_len);
+        let from_buf = buffered.is_some();
+        let payload: &[u8] = match buffered {
+            Some(p) => &p.buf[p.data_len..],
+            None => chunk,
         };
         match self.opcode {
             OpCode::Ping => h.on_ping(payload),
@@ -376,26 +430,16 @@ impl Receiver {
                 })?;
                 h.on_close(code, reason);
                 self.stage = Stage::Done;
-                self.buf = Vec::new();
+                self.partial = None;
                 return Ok(());
             }
         }
         if from_buf {
-            self.buf.truncate(self.data_len);
-            if self.data_len == 0 {
-                self.reset_buffer();
+            if let Some(p) = self.partial.as_mut() {
+                p.buf.truncate(p.data_len);
             }
         }
         Ok(())
-    }
-
-    fn reset_buffer(&mut self) {
-        self.data_len = 0;
-        if self.buf.capacity() > RETAINED_BUFFER_CAPACITY {
-            self.buf = Vec::new();
-        } else {
-            self.buf.clear();
-        }
     }
 }
 

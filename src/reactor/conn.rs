@@ -9,8 +9,9 @@ use crate::proto::{Receiver, Sender};
 /// Where a connection is in its life.
 #[derive(Debug)]
 pub(crate) enum Phase {
-    /// Collecting the request head (bounded by `max_head_size`).
-    Handshake(Box<HeadBuffer>),
+    /// Collecting the request head (bounded by `max_head_size`); a buffer
+    /// only if it arrives in pieces.
+    Handshake(Option<Box<HeadBuffer>>),
     /// Upgraded; frames flow both ways.
     Open,
     /// Our close frame is sent; waiting for the peer's (RFC 6455 §7.1.2).
@@ -60,4 +61,16 @@ pub(crate) struct Conn {
     pub peer_eof: bool,
     /// Tear down without further writes (peer not reading at all, I/O error).
     pub abort: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    /// The per-connection state is what an idle connection costs (besides
+    /// one timer-heap entry); keep it small.
+    #[test]
+    fn connection_state_stays_small() {
+        let size = std::mem::size_of::<super::Conn>();
+        assert!(size <= 192, "Conn grew to {size} bytes");
+        assert!(std::mem::size_of::<crate::proto::Receiver>() <= 48);
+    }
 }

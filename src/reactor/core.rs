@@ -12,7 +12,7 @@ use super::handler::{Frame, SendStatus};
 use super::id::ConnId;
 use super::timer::{Millis, TimerHeap};
 use super::write_queue::BufPool;
-use crate::proto::{CloseCode, Error, Message, OpCode};
+use crate::proto::{CloseCode, Error, Limits, Message, OpCode};
 
 /// Payloads at least this large are written straight from the caller's
 /// buffer (header and payload in one `writev`) when nothing is queued ahead
@@ -35,6 +35,8 @@ pub(crate) struct Core {
     /// loop turn (cork).
     pub dirty: Vec<ConnId>,
     pub config: Config,
+    /// The protocol core's read limits, from `config`.
+    pub limits: Limits,
     pub start: Instant,
     pub now: Millis,
     /// Set when a graceful shutdown began: its deadline.
@@ -52,6 +54,7 @@ impl Core {
             timers: TimerHeap::default(),
             pool: BufPool::new(256, 4096),
             dirty: Vec::new(),
+            limits: config.limits(),
             config,
             start: Instant::now(),
             now: 0,

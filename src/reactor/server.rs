@@ -19,7 +19,8 @@ use super::id::ConnId;
 use super::tls::Stream;
 use super::write_queue::WriteQueue;
 use crate::proto::handshake::{
-    accept_response, parse_request, rejection_response, validate_upgrade, HeadBuffer, Rejection,
+    accept_response, find_head_end, parse_request, rejection_response, validate_upgrade,
+    HeadBuffer, Rejection,
 };
 use crate::proto::{Chunk, CloseCode, Message, Receiver, Role, Sender};
 
@@ -222,8 +223,8 @@ impl Server {
             entry.insert(Conn {
                 stream,
                 gen,
-                phase: Phase::Handshake(Box::default()),
-                rx: Receiver::new(Role::Server, self.core.config.limits()),
+                phase: Phase::Handshake(None),
+                rx: Receiver::new(Role::Server),
                 tx: Sender::new(Role::Server),
                 wq: WriteQueue::default(),
                 data_mark: 0,
@@ -320,11 +321,32 @@ impl Server {
             return;
         };
         match &mut c.phase {
-            Phase::Handshake(head) => match head.push(&self.read_buf[..n], max) {
+            Phase::Handshake(None) => {
+                // The usual case: the whole head came in one read. Parse it
+                // where it lies; nothing is allocated to collect it.
+                match find_head_end(&self.read_buf[..n], 0) {
+                    Some(end) if end <= max => {
+                        let mut buf = std::mem::take(&mut self.read_buf);
+                        let (head, rest) = buf[..n].split_at_mut(end);
+                        self.handshake(id, head, rest, handler);
+                        self.read_buf = buf;
+                    }
+                    _ => {
+                        let mut head = Box::<HeadBuffer>::default();
+                        let r = head.push(&self.read_buf[..n], max);
+                        c.phase = Phase::Handshake(Some(head));
+                        if let Err(rej) = r {
+                            self.reject(id, &rej);
+                        }
+                    }
+                }
+            }
+            Phase::Handshake(Some(head)) => match head.push(&self.read_buf[..n], max) {
                 Ok(None) => {}
                 Ok(Some(end)) => {
                     let head = std::mem::take(head);
-                    self.handshake(id, *head, end, handler);
+                    let (head, mut rest) = head.split_off_rest(end);
+                    self.handshake(id, &head, &mut rest, handler);
                 }
                 Err(rej) => self.reject(id, &rej),
             },
@@ -349,9 +371,10 @@ impl Server {
         self.core.finish(id);
     }
 
-    fn handshake<H: Handler>(&mut self, id: ConnId, head: HeadBuffer, end: usize, handler: &mut H) {
-        let (head, mut rest) = head.split_off_rest(end);
-        let req = match parse_request(&head, &self.core.config.head_limits()) {
+    /// A complete request head arrived (`rest`: bytes after it, already
+    /// frames if the client pipelined them).
+    fn handshake<H: Handler>(&mut self, id: ConnId, head: &[u8], rest: &mut [u8], handler: &mut H) {
+        let req = match parse_request(head, &self.core.config.head_limits()) {
             Ok(r) => r,
             Err(rej) => return self.reject(id, &rej),
         };
@@ -394,7 +417,13 @@ impl Server {
                 let Some(c) = slot(&mut self.core.conns, id) else {
                     return;
                 };
-                c.wq.push_bytes(&[&resp], &mut self.core.pool);
+                // Written at once when possible: no queue buffer is taken.
+                if c.wq
+                    .write_through(&mut c.stream, &[&resp], &mut self.core.pool)
+                    .is_err()
+                {
+                    c.abort = true;
+                }
                 c.phase = Phase::Open;
                 c.opened = true;
                 c.last_read = now;
@@ -407,7 +436,7 @@ impl Server {
                 handler.open(&mut ctx, id);
                 // Frames that came in the same read as the head.
                 if !rest.is_empty() {
-                    feed(&mut self.core, handler, id, &mut rest);
+                    feed(&mut self.core, handler, id, rest);
                 }
             }
         }
@@ -605,9 +634,11 @@ impl<H: Handler> crate::proto::Handler for Dispatch<'_, H> {
 /// loop state (including sends to this connection) meanwhile.
 fn feed<H: Handler>(core: &mut Core, handler: &mut H, id: ConnId, data: &mut [u8]) {
     let Some(c) = core.get_mut(id) else { return };
-    let mut rx = std::mem::replace(&mut c.rx, Receiver::new(Role::Server, Default::default()));
+    let mut rx = std::mem::replace(&mut c.rx, Receiver::new(Role::Server));
+    let limits = core.limits;
     let result = rx.receive(
         data,
+        &limits,
         &mut Dispatch {
             core: &mut *core,
             handler,

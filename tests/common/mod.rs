@@ -397,7 +397,7 @@ impl Client {
         stream.set_read_timeout(Some(TIMEOUT)).unwrap();
         let mut c = Client {
             stream,
-            rx: Receiver::new(Role::Client, Default::default()),
+            rx: Receiver::new(Role::Client),
             tx: Sender::new(Role::Client),
             events: VecDeque::new(),
             ended: false,
@@ -410,7 +410,10 @@ impl Client {
     }
 
     fn feed(&mut self, bytes: &mut [u8]) {
-        if let Err(e) = self.rx.receive(bytes, &mut Collect(&mut self.events)) {
+        if let Err(e) = self
+            .rx
+            .receive(bytes, &Default::default(), &mut Collect(&mut self.events))
+        {
             self.events.push_back(Ev::Protocol(e));
         }
     }
