@@ -246,9 +246,17 @@ impl Server {
         }
     }
 
+    /// Read what the peer sent, then write the replies it produced at once:
+    /// everything one read caused for this connection goes out in one
+    /// `writev` (its queue buffer goes straight back to the pool).
+    fn read<H: Handler>(&mut self, id: ConnId, closed_hint: bool, handler: &mut H) {
+        self.read_socket(id, closed_hint, handler);
+        self.flush_conn(id, handler);
+    }
+
     /// Read until the socket is drained (edge-triggered) or reading must
     /// pause, feeding every chunk through the protocol.
-    fn read<H: Handler>(&mut self, id: ConnId, closed_hint: bool, handler: &mut H) {
+    fn read_socket<H: Handler>(&mut self, id: ConnId, closed_hint: bool, handler: &mut H) {
         loop {
             let Some(c) = slot(&mut self.core.conns, id) else {
                 return;
@@ -500,63 +508,74 @@ impl Server {
     }
 
     /// Flush every connection with queued output: one `writev` per
-    /// connection per turn.
+    /// connection per turn. Output to other connections (broadcasts) waits
+    /// here, so all of a turn's deliveries to one peer go out together.
     fn flush_all<H: Handler>(&mut self, handler: &mut H) {
         let hard = self.core.config.max_queued_bytes;
-        let soft = self.core.config.backpressure_limit.min(hard);
         let mut round = 0;
         while !self.core.dirty.is_empty() && round < 4 {
             round += 1;
             let dirty = std::mem::take(&mut self.core.dirty);
             for id in dirty {
-                let Some(c) = slot(&mut self.core.conns, id) else {
-                    continue;
-                };
-                c.dirty = false;
-                if c.abort {
-                    self.remove(id, handler);
-                    continue;
-                }
-                let flushed =
-                    c.wq.flush(&mut c.stream, &mut self.core.pool)
-                        .and_then(|done| Ok(done && c.stream.flush_pending()?));
-                let flushed = match flushed {
-                    Ok(done) => done,
-                    Err(e) => {
-                        log::debug!("conn {id}: write: {e}");
-                        self.remove(id, handler);
-                        continue;
-                    }
-                };
-                let queued = c.wq.len();
-                if c.backpressured && queued < soft {
-                    c.backpressured = false;
-                    let mut ctx = Ctx {
-                        core: &mut self.core,
-                    };
-                    handler.drain(&mut ctx, id);
-                }
+                self.flush_conn(id, handler);
+                // Resume reading from a peer whose queue has drained.
                 let Some(c) = self.core.get_mut(id) else {
                     continue;
                 };
-                if c.read_paused && queued <= hard / 2 && !matches!(c.phase, Phase::Finishing) {
+                if c.read_paused && c.wq.len() <= hard / 2 && !matches!(c.phase, Phase::Finishing) {
                     c.read_paused = false;
                     self.read(id, true, handler);
                 }
-                let Some(c) = self.core.get_mut(id) else {
-                    continue;
-                };
-                if flushed && matches!(c.phase, Phase::Finishing) && c.wq.is_empty() {
-                    if c.peer_eof {
-                        // The peer already closed its side.
-                        self.remove(id, handler);
-                    } else if !c.write_shut {
-                        // RFC 6455 §7.1.1: the server closes the TCP
-                        // connection first; the peer's FIN ends it.
-                        c.write_shut = true;
-                        c.stream.shutdown_write();
-                    }
-                }
+            }
+        }
+    }
+
+    /// Write one connection's queue (if it is marked dirty), then apply
+    /// what follows: the drain event, our TCP shutdown when finishing.
+    fn flush_conn<H: Handler>(&mut self, id: ConnId, handler: &mut H) {
+        let hard = self.core.config.max_queued_bytes;
+        let soft = self.core.config.backpressure_limit.min(hard);
+        let Some(c) = slot(&mut self.core.conns, id) else {
+            return;
+        };
+        if !c.dirty {
+            return;
+        }
+        c.dirty = false;
+        if c.abort {
+            self.remove(id, handler);
+            return;
+        }
+        let flushed =
+            c.wq.flush(&mut c.stream, &mut self.core.pool)
+                .and_then(|done| Ok(done && c.stream.flush_pending()?));
+        let flushed = match flushed {
+            Ok(done) => done,
+            Err(e) => {
+                log::debug!("conn {id}: write: {e}");
+                self.remove(id, handler);
+                return;
+            }
+        };
+        if c.backpressured && c.wq.len() < soft {
+            c.backpressured = false;
+            let mut ctx = Ctx {
+                core: &mut self.core,
+            };
+            handler.drain(&mut ctx, id);
+        }
+        let Some(c) = self.core.get_mut(id) else {
+            return;
+        };
+        if flushed && matches!(c.phase, Phase::Finishing) && c.wq.is_empty() {
+            if c.peer_eof {
+                // The peer already closed its side.
+                self.remove(id, handler);
+            } else if !c.write_shut {
+                // RFC 6455 §7.1.1: the server closes the TCP connection
+                // first; the peer's FIN ends it.
+                c.write_shut = true;
+                c.stream.shutdown_write();
             }
         }
     }

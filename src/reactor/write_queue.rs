@@ -40,7 +40,8 @@ impl BufPool {
     }
 
     fn give(&mut self, mut buf: Vec<u8>) {
-        if self.free.len() < self.max_free && buf.capacity() <= COALESCE_LIMIT * 2 {
+        let cap = buf.capacity();
+        if cap > 0 && self.free.len() < self.max_free && cap <= COALESCE_LIMIT * 2 {
             buf.clear();
             self.free.push(buf);
         }
@@ -65,10 +66,15 @@ impl Seg {
     }
 }
 
-/// The queue. `segs[0][head..]` is the next byte to write.
+/// The queue: `segs` (shared frames and sealed buffers, oldest first), then
+/// `tail` (bytes copied in most recently). `head` is the offset of the next
+/// byte to write in the first of them. The common case — replies copied in
+/// and written within the same loop turn — uses `tail` alone; the segment
+/// list is allocated only while it holds something.
 #[derive(Debug, Default)]
 pub struct WriteQueue {
-    segs: VecDeque<Seg>,
+    segs: Option<Box<VecDeque<Seg>>>,
+    tail: Vec<u8>,
     head: usize,
     len: usize,
 }
@@ -84,6 +90,17 @@ impl WriteQueue {
         self.len == 0
     }
 
+    /// Move the tail buffer behind the segments (before queuing something
+    /// that must come after it).
+    fn seal_tail(&mut self) {
+        if !self.tail.is_empty() {
+            let t = std::mem::take(&mut self.tail);
+            self.segs
+                .get_or_insert_with(Default::default)
+                .push_back(Seg::Owned(t));
+        }
+    }
+
     /// Append bytes by copying them into the coalescing buffer.
     #[inline]
     pub fn push_bytes(&mut self, parts: &[&[u8]], pool: &mut BufPool) {
@@ -91,14 +108,14 @@ impl WriteQueue {
         if n == 0 {
             return;
         }
-        let reuse = matches!(self.segs.back(), Some(Seg::Owned(v)) if v.len() + n <= COALESCE_LIMIT || v.is_empty());
-        if !reuse {
-            self.segs.push_back(Seg::Owned(pool.take()));
+        if self.tail.len() + n > COALESCE_LIMIT && !self.tail.is_empty() {
+            self.seal_tail();
         }
-        if let Some(Seg::Owned(v)) = self.segs.back_mut() {
-            for p in parts {
-                v.extend_from_slice(p);
-            }
+        if self.tail.capacity() == 0 {
+            self.tail = pool.take();
+        }
+        for p in parts {
+            self.tail.extend_from_slice(p);
         }
         self.len += n;
     }
@@ -108,8 +125,11 @@ impl WriteQueue {
         if bytes.is_empty() {
             return;
         }
+        self.seal_tail();
         self.len += bytes.len();
-        self.segs.push_back(Seg::Shared(bytes));
+        self.segs
+            .get_or_insert_with(Default::default)
+            .push_back(Seg::Shared(bytes));
     }
 
     /// Write as much as the socket takes. Returns `Ok(true)` when the queue
@@ -118,8 +138,9 @@ impl WriteQueue {
         while self.len > 0 {
             let mut iov: [IoSlice<'_>; MAX_IOVECS] = [IoSlice::new(&[]); MAX_IOVECS];
             let mut n = 0;
-            for (i, s) in self.segs.iter().take(MAX_IOVECS).enumerate() {
-                let b = s.bytes();
+            let segs = self.segs.as_deref().into_iter().flatten().map(Seg::bytes);
+            let all = segs.chain(std::iter::once(&self.tail[..]).filter(|t| !t.is_empty()));
+            for (i, b) in all.take(MAX_IOVECS).enumerate() {
                 iov[i] = IoSlice::new(if i == 0 { &b[self.head..] } else { b });
                 n = i + 1;
             }
@@ -143,66 +164,71 @@ impl WriteQueue {
         parts: &[&[u8]],
         pool: &mut BufPool,
     ) -> io::Result<()> {
-        if self.len == 0 {
-            let mut iov: [IoSlice<'_>; 4] = [IoSlice::new(&[]); 4];
-            let k = parts.len().min(4);
-            for (i, p) in parts.iter().take(k).enumerate() {
-                iov[i] = IoSlice::new(p);
-            }
-            let mut written = loop {
-                match w.write_vectored(&iov[..k]) {
-                    Ok(n) => break n,
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break 0,
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                    Err(e) => return Err(e),
-                }
-            };
-            // Queue the unwritten rest of each part.
-            let mut rest: [&[u8]; 4] = [&[]; 4];
-            for (i, p) in parts.iter().take(k).enumerate() {
-                let skip = written.min(p.len());
-                written -= skip;
-                rest[i] = &p[skip..];
-            }
-            self.push_bytes(&rest[..k], pool);
-            Ok(())
-        } else {
+        if self.len != 0 {
             self.push_bytes(parts, pool);
-            Ok(())
+            return Ok(());
         }
+        let mut iov: [IoSlice<'_>; 4] = [IoSlice::new(&[]); 4];
+        let k = parts.len().min(4);
+        for (i, p) in parts.iter().take(k).enumerate() {
+            iov[i] = IoSlice::new(p);
+        }
+        let mut written = loop {
+            match w.write_vectored(&iov[..k]) {
+                Ok(n) => break n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break 0,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        };
+        // Queue the unwritten rest of each part.
+        let mut rest: [&[u8]; 4] = [&[]; 4];
+        for (i, p) in parts.iter().take(k).enumerate() {
+            let skip = written.min(p.len());
+            written -= skip;
+            rest[i] = &p[skip..];
+        }
+        self.push_bytes(&rest[..k], pool);
+        Ok(())
     }
 
     fn advance(&mut self, mut n: usize, pool: &mut BufPool) {
         self.len -= n;
-        while n > 0 {
-            let Some(front) = self.segs.front() else {
-                break;
-            };
-            let left = front.bytes().len() - self.head;
-            if n < left {
-                self.head += n;
+        if let Some(segs) = self.segs.as_deref_mut() {
+            while n > 0 {
+                let Some(front) = segs.front() else { break };
+                let left = front.bytes().len() - self.head;
+                if n < left {
+                    self.head += n;
+                    return;
+                }
+                n -= left;
+                self.head = 0;
+                if let Some(Seg::Owned(v)) = segs.pop_front() {
+                    pool.give(v);
+                }
+            }
+            if !segs.is_empty() {
                 return;
             }
-            n -= left;
-            self.head = 0;
-            if let Some(Seg::Owned(v)) = self.segs.pop_front() {
-                pool.give(v);
-            }
+            // Give the list's memory back: an idle connection holds nothing.
+            self.segs = None;
         }
-        if self.segs.is_empty() {
-            // Give the deque's memory back: an idle connection holds nothing.
-            self.segs = VecDeque::new();
+        self.head += n;
+        if self.head >= self.tail.len() && self.len == 0 {
+            self.head = 0;
+            pool.give(std::mem::take(&mut self.tail));
         }
     }
 
     /// Drop everything queued (the connection is gone).
     pub fn clear(&mut self, pool: &mut BufPool) {
-        for s in self.segs.drain(..) {
+        for s in self.segs.take().into_iter().flat_map(|b| *b) {
             if let Seg::Owned(v) = s {
                 pool.give(v);
             }
         }
-        self.segs = VecDeque::new();
+        pool.give(std::mem::take(&mut self.tail));
         self.head = 0;
         self.len = 0;
     }
@@ -262,6 +288,49 @@ mod tests {
         assert!(q.flush(&mut w, &mut pool).unwrap());
         assert_eq!(w.out, b"abcdSHAREDefSHARED");
         assert!(q.is_empty());
+    }
+
+    proptest::proptest! {
+        /// Any mix of copied bytes, shared frames, direct writes and partial
+        /// flushes writes exactly the bytes queued, in order.
+        #[test]
+        fn matches_a_plain_byte_model(
+            ops in proptest::collection::vec((0u8..4, 0usize..70_000, 1usize..9000), 1..40)
+        ) {
+            let mut pool = BufPool::new(4, 64);
+            let mut q = WriteQueue::default();
+            let mut model = Vec::new();
+            let mut w = Trickle { out: Vec::new(), cap: 0, calls_left: 0 };
+            for (i, (op, len, cap)) in ops.into_iter().enumerate() {
+                let bytes: Vec<u8> = (0..len % 3000).map(|j| (i * 7 + j) as u8).collect();
+                match op {
+                    0 => q.push_bytes(&[&bytes, b"|"], &mut pool),
+                    1 => q.push_shared(Arc::from(&bytes[..])),
+                    2 => {
+                        w.cap = cap;
+                        w.calls_left = 1;
+                        q.write_through(&mut w, &[&bytes, b"!"], &mut pool).unwrap();
+                    }
+                    _ => {
+                        w.cap = cap;
+                        w.calls_left = 3;
+                        q.flush(&mut w, &mut pool).unwrap();
+                    }
+                }
+                match op {
+                    0 => { model.extend_from_slice(&bytes); model.push(b'|'); }
+                    1 => model.extend_from_slice(&bytes),
+                    2 => { model.extend_from_slice(&bytes); model.push(b'!'); }
+                    _ => {}
+                }
+                proptest::prop_assert_eq!(q.len() + w.out.len(), model.len());
+            }
+            w.cap = usize::MAX / 2;
+            w.calls_left = 1000;
+            proptest::prop_assert!(q.flush(&mut w, &mut pool).unwrap());
+            proptest::prop_assert_eq!(&w.out, &model);
+            proptest::prop_assert!(q.is_empty() && q.segs.is_none() && q.tail.capacity() == 0);
+        }
     }
 
     #[test]
