@@ -69,7 +69,8 @@ pub struct Config {
     pub command_queue: usize,
     /// How long a graceful shutdown waits for close replies (default 5 s).
     pub shutdown_timeout: Duration,
-    /// Bytes read per `read` call into the loop's shared buffer (default 64 KiB).
+    /// Bytes read per `read` call into the loop's shared buffer (default
+    /// 256 KiB; one buffer per loop, not per connection).
     pub read_buffer_size: usize,
     /// The reason in the 1001 close frame of a graceful shutdown (default
     /// "server shutting down").
@@ -98,7 +99,7 @@ impl Default for Config {
             max_connections: 10_000,
             command_queue: 4096,
             shutdown_timeout: Duration::from_secs(5),
-            read_buffer_size: 64 * 1024,
+            read_buffer_size: 256 * 1024,
             shutdown_reason: "server shutting down".into(),
             tls: None,
         }

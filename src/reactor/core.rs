@@ -17,7 +17,7 @@ use crate::proto::{CloseCode, Error, Limits, Message, OpCode};
 /// Payloads at least this large are written straight from the caller's
 /// buffer (header and payload in one `writev`) when nothing is queued ahead
 /// of them, instead of being copied into the queue.
-pub const DIRECT_WRITE_THRESHOLD: usize = 16 * 1024;
+pub const DIRECT_WRITE_THRESHOLD: usize = 64 * 1024;
 
 /// The connection `id` in `conns`, if its generation matches (a borrow of
 /// the slab alone, so other `Core` fields stay usable).
