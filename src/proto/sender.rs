@@ -192,6 +192,20 @@ impl Sender {
         Ok(())
     }
 
+    /// The 2-byte header of a whole (FIN) text or binary message of at most
+    /// 125 bytes, for the server role — the hot path of small sends. `None`
+    /// when such a frame may not be sent now (after our close, inside an
+    /// outgoing fragmented message) or needs masking (client role): use
+    /// [`Sender::data_header`] then.
+    #[inline]
+    pub fn small_server_header(&self, text: bool, len: usize) -> Option<[u8; 2]> {
+        if self.keys.is_some() || self.fragmenting || !self.close.can_send_data() || len > 125 {
+            return None;
+        }
+        let op = if text { OpCode::Text } else { OpCode::Binary };
+        Some([0x80 | op as u8, len as u8])
+    }
+
     /// Encode a whole data frame into `out` (copying and, for a client,
     /// masking the payload).
     pub fn encode_data(

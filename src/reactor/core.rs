@@ -247,6 +247,18 @@ impl Core {
                 }
                 c.wq.push_shared(f.bytes.clone());
             }
+            None if payload.len() <= 125 => {
+                // The common small message: a 2-byte header, copied in.
+                match c.tx.small_server_header(msg.is_text(), payload.len()) {
+                    Some(h) => c.wq.push_frame(&h, payload, &mut self.pool),
+                    None => {
+                        let Ok(h) = c.tx.data_header(op, true, payload.len() as u64) else {
+                            return SendStatus::Closed;
+                        };
+                        c.wq.push_bytes(&[h.as_bytes(), payload], &mut self.pool);
+                    }
+                }
+            }
             None => {
                 let Ok(h) = c.tx.data_header(op, true, payload.len() as u64) else {
                     return SendStatus::Closed;

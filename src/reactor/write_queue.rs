@@ -123,6 +123,21 @@ impl WriteQueue {
         self.len += n;
     }
 
+    /// Append a small frame (header and payload) to the tail buffer.
+    #[inline]
+    pub fn push_frame(&mut self, header: &[u8], payload: &[u8], pool: &mut BufPool) {
+        let n = header.len() + payload.len();
+        if self.tail.capacity() == 0 {
+            self.tail = pool.take();
+        } else if self.tail.len() + n > COALESCE_LIMIT {
+            self.seal_tail();
+            self.tail = pool.take();
+        }
+        self.tail.extend_from_slice(header);
+        self.tail.extend_from_slice(payload);
+        self.len += n;
+    }
+
     /// Append a shared frame without copying it.
     pub fn push_shared(&mut self, bytes: SharedBytes) {
         if bytes.is_empty() {
