@@ -44,6 +44,9 @@ pub(crate) struct Core {
     pub shutdown_requested: bool,
     /// Open (upgraded) connections.
     pub open_count: usize,
+    /// The connection whose input is being processed; it is flushed right
+    /// after, so its sends skip the end-of-turn flush list.
+    pub reading: Option<ConnId>,
 }
 
 impl Core {
@@ -61,6 +64,7 @@ impl Core {
             shutdown_at: None,
             shutdown_requested: false,
             open_count: 0,
+            reading: None,
         }
     }
 
@@ -282,7 +286,9 @@ impl Core {
         }
         if !c.dirty {
             c.dirty = true;
-            self.dirty.push(id);
+            if self.reading != Some(id) {
+                self.dirty.push(id);
+            }
         }
         if over {
             SendStatus::Backpressured

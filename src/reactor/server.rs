@@ -24,6 +24,9 @@ use crate::proto::handshake::{
 };
 use crate::proto::{Chunk, CloseCode, Message, Receiver, Role, Sender};
 
+/// Readiness events taken from one `epoll_wait`.
+const EVENTS_PER_POLL: usize = 4096;
+
 const LISTENER: Token = Token(0);
 const WAKER: Token = Token(1);
 
@@ -84,7 +87,7 @@ impl Server {
 
     /// Run until a graceful shutdown completes. Returns the handler.
     pub fn run<H: Handler>(mut self, mut handler: H) -> io::Result<H> {
-        let mut events = Events::with_capacity(1024);
+        let mut events = Events::with_capacity(EVENTS_PER_POLL);
         loop {
             let timeout = self.poll_timeout();
             match self.poll.poll(&mut events, timeout) {
@@ -250,7 +253,11 @@ impl Server {
     /// everything one read caused for this connection goes out in one
     /// `writev` (its queue buffer goes straight back to the pool).
     fn read<H: Handler>(&mut self, id: ConnId, closed_hint: bool, handler: &mut H) {
+        // Sends to this connection while its input is processed need not go
+        // on the turn's flush list: it is flushed right below.
+        let outer = self.core.reading.replace(id);
         self.read_socket(id, closed_hint, handler);
+        self.core.reading = outer;
         self.flush_conn(id, handler);
     }
 
