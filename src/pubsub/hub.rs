@@ -587,6 +587,19 @@ impl Handler for Hub {
         }
     }
 
+    fn rejected(&mut self, _ctx: &mut Ctx<'_>, status: u16, _reason: &'static str) {
+        // Bounded label set: the status class, not the free-text reason.
+        self.metrics.reject(match status {
+            400 => "bad_request",
+            405 => "method",
+            408 => "handshake_timeout",
+            426 => "version",
+            431 => "head_too_large",
+            503 => "connection_limit",
+            _ => "other",
+        });
+    }
+
     fn open(&mut self, ctx: &mut Ctx<'_>, id: ConnId) {
         let Some(who) = self.pending.remove(&id) else {
             ctx.close(id, CloseCode::INTERNAL, "no identity");

@@ -186,6 +186,14 @@ pub trait Handler {
             .with_header("Upgrade", "websocket")
     }
 
+    /// A request was refused before any handler decision: RFC 6455
+    /// handshake rules (`400`, `405`, `426`, `431`), the handshake timeout
+    /// (`408`), the connection limit (`503`), or an unoffered subprotocol
+    /// (`500`). For metrics and logs; the response is already on its way.
+    fn rejected(&mut self, ctx: &mut Ctx<'_>, status: u16, reason: &'static str) {
+        let _ = (ctx, status, reason);
+    }
+
     /// The connection is upgraded and open.
     fn open(&mut self, ctx: &mut Ctx<'_>, id: ConnId) {
         let _ = (ctx, id);

@@ -167,7 +167,7 @@ impl Server {
         self.core.begin_shutdown();
     }
 
-    fn accept<H: Handler>(&mut self, _handler: &mut H) {
+    fn accept<H: Handler>(&mut self, handler: &mut H) {
         loop {
             let Some(listener) = self.listener.as_ref() else {
                 return;
@@ -184,10 +184,15 @@ impl Server {
             };
             if self.core.conns.len() >= self.core.config.max_connections {
                 log::warn!("refusing {addr}: connection limit reached");
-                let resp = rejection_response(&Rejection {
+                let rej = Rejection {
                     status: 503,
                     reason: "connection limit reached",
-                });
+                };
+                let mut ctx = Ctx {
+                    core: &mut self.core,
+                };
+                handler.rejected(&mut ctx, rej.status, rej.reason);
+                let resp = rejection_response(&rej);
                 let _ = stream.write(&resp);
                 // Read what already arrived so that closing sends FIN, not a
                 // reset that could destroy the 503 in flight.
@@ -351,7 +356,7 @@ impl Server {
                         let r = head.push(&self.read_buf[..n], max);
                         c.phase = Phase::Handshake(Some(head));
                         if let Err(rej) = r {
-                            self.reject(id, &rej);
+                            self.reject(id, &rej, handler);
                         }
                     }
                 }
@@ -363,7 +368,7 @@ impl Server {
                     let (head, mut rest) = head.split_off_rest(end);
                     self.handshake(id, &head, &mut rest, handler);
                 }
-                Err(rej) => self.reject(id, &rej),
+                Err(rej) => self.reject(id, &rej, handler),
             },
             Phase::Open | Phase::Closing => {
                 feed(&mut self.core, handler, id, &mut self.read_buf[..n]);
@@ -373,8 +378,12 @@ impl Server {
         }
     }
 
-    fn reject(&mut self, id: ConnId, rej: &Rejection) {
+    fn reject<H: Handler>(&mut self, id: ConnId, rej: &Rejection, handler: &mut H) {
         log::debug!("conn {id}: handshake rejected: {rej}");
+        let mut ctx = Ctx {
+            core: &mut self.core,
+        };
+        handler.rejected(&mut ctx, rej.status, rej.reason);
         self.respond(id, &rejection_response(rej));
     }
 
@@ -391,7 +400,7 @@ impl Server {
     fn handshake<H: Handler>(&mut self, id: ConnId, head: &[u8], rest: &mut [u8], handler: &mut H) {
         let req = match parse_request(head, &self.core.config.head_limits()) {
             Ok(r) => r,
-            Err(rej) => return self.reject(id, &rej),
+            Err(rej) => return self.reject(id, &rej, handler),
         };
         let mut ctx = Ctx {
             core: &mut self.core,
@@ -402,7 +411,7 @@ impl Server {
         }
         let key = match validate_upgrade(&req) {
             Ok(k) => k,
-            Err(rej) => return self.reject(id, &rej),
+            Err(rej) => return self.reject(id, &rej, handler),
         };
         match handler.upgrade(&mut ctx, id, &req) {
             Upgrade::Reject(resp) => {
@@ -420,6 +429,7 @@ impl Server {
                                 status: 500,
                                 reason: "server selected a subprotocol not offered",
                             },
+                            handler,
                         );
                     }
                 }
@@ -488,6 +498,7 @@ impl Server {
                             status: 408,
                             reason: "handshake timeout",
                         },
+                        handler,
                     );
                 }
                 Phase::Open if !c.ping_sent => {
