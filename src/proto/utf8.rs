@@ -62,27 +62,14 @@ impl Utf8Validator {
             }
             chunk = &chunk[take..];
         }
-        // ASCII fast path, 8 bytes at a time.
-        let mut i = 0;
-        while i + 8 <= chunk.len() {
-            let mut w = [0u8; 8];
-            w.copy_from_slice(&chunk[i..i + 8]);
-            if u64::from_ne_bytes(w) & 0x8080_8080_8080_8080 != 0 {
-                break;
-            }
-            i += 8;
-        }
-        let rest = &chunk[i..];
-        if rest.len() < 8 && rest.iter().all(|&b| b < 0x80) {
-            return Ok(());
-        }
-        match core::str::from_utf8(rest) {
+        // `from_utf8` has its own word-at-a-time ASCII fast path.
+        match core::str::from_utf8(chunk) {
             Ok(_) => Ok(()),
             Err(e) => match e.error_len() {
                 Some(_) => Err(InvalidUtf8),
                 None => {
                     // The chunk ends inside a code point that is valid so far.
-                    let tail = &rest[e.valid_up_to()..];
+                    let tail = &chunk[e.valid_up_to()..];
                     self.pending[..tail.len()].copy_from_slice(tail);
                     self.len = tail.len() as u8;
                     Ok(())
