@@ -95,6 +95,35 @@ pub struct Hub {
     anon_counter: u64,
 }
 
+/// The topic `name`, created (with an empty history) if needed. When the
+/// node is at `max_topics`, idle topics are dropped first, then the one
+/// without subscribers whose last delivery is oldest.
+fn topic_entry<'a>(
+    topics: &'a mut HashMap<String, Topic>,
+    config: &HubConfig,
+    name: &str,
+) -> &'a mut Topic {
+    if !topics.contains_key(name) {
+        if topics.len() >= config.max_topics {
+            topics.retain(|_, t| !t.is_idle());
+        }
+        if topics.len() >= config.max_topics {
+            let victim = topics
+                .iter()
+                .filter(|(_, t)| t.subscribers().is_empty())
+                .min_by_key(|(_, t)| t.history.all().last().map_or(0, |s| s.ts))
+                .map(|(k, _)| k.clone());
+            if let Some(v) = victim {
+                topics.remove(&v);
+            }
+        }
+        let history = History::new(config.history_len, config.history_age.as_millis() as u64);
+        topics.insert(name.to_string(), Topic::new(history));
+    }
+    // Inserted just above if it was missing.
+    topics.get_mut(name).expect("topic present")
+}
+
 /// Wall-clock milliseconds since the Unix epoch (delivery timestamps).
 fn wall_ms() -> u64 {
     SystemTime::now()
@@ -156,15 +185,7 @@ impl Hub {
     /// delivery once. Returns the frame (also stored in history).
     pub fn sequence(&mut self, topic: &str, from: &str, data: &str) -> (u64, Frame) {
         let now = wall_ms();
-        self.evict_if_full(topic);
-        let history = History::new(
-            self.config.history_len,
-            self.config.history_age.as_millis() as u64,
-        );
-        let t = self
-            .topics
-            .entry(topic.to_string())
-            .or_insert_with(|| Topic::new(history));
+        let t = topic_entry(&mut self.topics, &self.config, topic);
         t.seq += 1;
         let text = Delivery {
             topic,
@@ -244,25 +265,6 @@ impl Hub {
         }
     }
 
-    fn evict_if_full(&mut self, creating: &str) {
-        if self.topics.len() < self.config.max_topics || self.topics.contains_key(creating) {
-            return;
-        }
-        // Drop idle topics first, then the oldest history-only ones.
-        self.topics.retain(|_, t| !t.is_idle());
-        if self.topics.len() >= self.config.max_topics {
-            let victim = self
-                .topics
-                .iter()
-                .filter(|(_, t)| t.subscribers().is_empty())
-                .min_by_key(|(_, t)| t.history.all().last().map_or(0, |s| s.ts))
-                .map(|(k, _)| k.clone());
-            if let Some(v) = victim {
-                self.topics.remove(&v);
-            }
-        }
-    }
-
     fn subscribe(
         &mut self,
         ctx: &mut Ctx<'_>,
@@ -299,15 +301,7 @@ impl Hub {
             );
         }
         let user = c.who.user.clone();
-        self.evict_if_full(topic);
-        let history = History::new(
-            self.config.history_len,
-            self.config.history_age.as_millis() as u64,
-        );
-        let t = self
-            .topics
-            .entry(topic.to_string())
-            .or_insert_with(|| Topic::new(history));
+        let t = topic_entry(&mut self.topics, &self.config, topic);
         let joined = !already && t.add(id, &user);
         t.history.trim(wall_ms());
         if !already {
