@@ -47,6 +47,8 @@ pub(crate) struct Core {
     /// The connection whose input is being processed; it is flushed right
     /// after, so its sends skip the end-of-turn flush list.
     pub reading: Option<ConnId>,
+    /// Reused by `Ctx::broadcast` for the list of recipients.
+    pub scratch_ids: Vec<ConnId>,
 }
 
 impl Core {
@@ -65,6 +67,7 @@ impl Core {
             shutdown_requested: false,
             open_count: 0,
             reading: None,
+            scratch_ids: Vec::new(),
         }
     }
 
@@ -348,15 +351,21 @@ impl Ctx<'_> {
 
     /// Send `frame` to every open connection. Returns how many took it.
     pub fn broadcast(&mut self, frame: &Frame) -> usize {
-        let ids: Vec<ConnId> = self.open_ids().collect();
-        ids.into_iter()
-            .filter(|&id| {
+        // The id list is a reused scratch vector: no allocation per broadcast.
+        let mut ids = std::mem::take(&mut self.core.scratch_ids);
+        ids.clear();
+        ids.extend(self.open_ids());
+        let n = ids
+            .iter()
+            .filter(|&&id| {
                 matches!(
                     self.send_frame(id, frame),
                     SendStatus::Sent | SendStatus::Backpressured
                 )
             })
-            .count()
+            .count();
+        self.core.scratch_ids = ids;
+        n
     }
 
     /// Ids of all open (upgraded, not closing) connections.
