@@ -5,7 +5,10 @@
 //! automatic replies: a pong for every ping (§5.5.2), the close reply
 //! (§5.5.1), and a close frame with the right code when the peer violates the
 //! protocol (§7.1.7). Output accumulates in an internal buffer that the
-//! caller drains ([`Connection::output`], [`Connection::consume_output`]).
+//! caller drains ([`Connection::output`], [`Connection::consume_output`]);
+//! its size is bounded only by draining it after each `receive` (the reactor
+//! applies its own queue limits instead), and [`Connection::output`] shows
+//! how much is waiting.
 //! It owns no socket and reads no clock; timers belong to the caller.
 //!
 //! The reactor uses [`Receiver`] and [`Sender`] directly (its queues give

@@ -14,6 +14,11 @@ use super::timer::{Millis, TimerHeap};
 use super::write_queue::BufPool;
 use crate::proto::{CloseCode, Error, Limits, Message, OpCode};
 
+/// Coalescing buffers kept for reuse by one loop. A connection's own
+/// replies are written right after its read, so few are in use at once; at
+/// most `POOLED_BUFFERS` x 128 KiB stay allocated.
+pub const POOLED_BUFFERS: usize = 32;
+
 /// Payloads at least this large are written straight from the caller's
 /// buffer (header and payload in one `writev`) when nothing is queued ahead
 /// of them, instead of being copied into the queue.
@@ -57,7 +62,7 @@ impl Core {
             conns: Slab::new(),
             next_gen: 1,
             timers: TimerHeap::default(),
-            pool: BufPool::new(256, 4096),
+            pool: BufPool::new(POOLED_BUFFERS, 4096),
             dirty: Vec::new(),
             limits: config.limits(),
             config,

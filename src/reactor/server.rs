@@ -197,8 +197,13 @@ impl Server {
                 // Read what already arrived so that closing sends FIN, not a
                 // reset that could destroy the 503 in flight.
                 let _ = stream.shutdown(std::net::Shutdown::Write);
+                // Bounded: a client that keeps sending does not hold the loop.
                 let mut sink = [0u8; 4096];
-                while matches!(stream.read(&mut sink), Ok(n) if n > 0) {}
+                for _ in 0..16 {
+                    if !matches!(stream.read(&mut sink), Ok(n) if n > 0) {
+                        break;
+                    }
+                }
                 continue;
             }
             // Small frames must not wait for Nagle's algorithm.
