@@ -14,10 +14,11 @@ use super::timer::{Millis, TimerHeap};
 use super::write_queue::BufPool;
 use crate::proto::{CloseCode, Error, Limits, Message, OpCode};
 
-/// Coalescing buffers kept for reuse by one loop. A connection's own
-/// replies are written right after its read, so few are in use at once; at
-/// most `POOLED_BUFFERS` x 128 KiB stay allocated.
-pub const POOLED_BUFFERS: usize = 32;
+/// Bytes of free coalescing buffers kept for reuse by one loop (4 MiB). A
+/// connection's own replies are written right after its read, so few are in
+/// use at once; a broadcast fills one small buffer per recipient, all
+/// written at the end of the turn, and they come back here.
+pub const POOLED_BYTES: usize = 4 << 20;
 
 /// Payloads at least this large are written straight from the caller's
 /// buffer (header and payload in one `writev`) when nothing is queued ahead
@@ -62,7 +63,7 @@ impl Core {
             conns: Slab::new(),
             next_gen: 1,
             timers: TimerHeap::default(),
-            pool: BufPool::new(POOLED_BUFFERS, 4096),
+            pool: BufPool::new(POOLED_BYTES, 4096),
             dirty: Vec::new(),
             limits: config.limits(),
             config,
@@ -214,20 +215,19 @@ impl Core {
         self.arm_timer(id);
     }
 
-    /// Queue a data message; see [`SendStatus`].
+    /// Whether `id` may queue one more data message now: open, not
+    /// aborted, and its queue below `max_queued_bytes` (after trying to write
+    /// a full queue out). A full queue is handled by `full_queue_policy`.
     #[inline]
-    pub fn send(&mut self, id: ConnId, msg: Message<'_>, shared: Option<&Frame>) -> SendStatus {
+    fn admit(&mut self, id: ConnId) -> Result<(), SendStatus> {
         let cfg_max = self.config.max_queued_bytes;
-        // The soft limit is never above the hard one.
-        let cfg_soft = self.config.backpressure_limit.min(cfg_max);
         let policy = self.config.full_queue_policy;
         let Some(c) = slot(&mut self.conns, id) else {
-            return SendStatus::Closed;
+            return Err(SendStatus::Closed);
         };
         if !matches!(c.phase, Phase::Open) || c.abort {
-            return SendStatus::Closed;
+            return Err(SendStatus::Closed);
         }
-        let payload = msg.as_bytes();
         // A queue already at its limit takes no more data; below it, one
         // message is taken whole (so any single message can be sent).
         if c.wq.len() >= cfg_max {
@@ -236,7 +236,7 @@ impl Core {
             // before judging the peer slow.
             if c.wq.flush(&mut c.stream, &mut self.pool).is_err() {
                 c.abort = true;
-                return SendStatus::Closed;
+                return Err(SendStatus::Closed);
             }
         }
         if c.wq.len() >= cfg_max {
@@ -245,49 +245,24 @@ impl Core {
             if policy == FullQueuePolicy::Close {
                 self.close(id, CloseCode::POLICY, "send queue full");
             }
-            return SendStatus::Dropped;
+            return Err(SendStatus::Dropped);
         }
-        let op = if msg.is_text() {
-            OpCode::Text
-        } else {
-            OpCode::Binary
+        Ok(())
+    }
+
+    /// After a data message was queued on `id`: note the data mark and the
+    /// soft limit, and have the connection written at the end of the turn.
+    #[inline]
+    fn queued(&mut self, id: ConnId) -> SendStatus {
+        let cfg_soft = self
+            .config
+            .backpressure_limit
+            .min(self.config.max_queued_bytes);
+        let Some(c) = slot(&mut self.conns, id) else {
+            return SendStatus::Closed;
         };
-        match shared {
-            Some(f) => {
-                if c.tx.check_whole_message().is_err() {
-                    return SendStatus::Closed;
-                }
-                c.wq.push_shared(f.bytes.clone());
-            }
-            None if payload.len() <= 125 => {
-                // The common small message: a 2-byte header, copied in.
-                match c.tx.small_server_header(msg.is_text(), payload.len()) {
-                    Some(h) => c.wq.push_frame(&h, payload, &mut self.pool),
-                    None => {
-                        let Ok(h) = c.tx.data_header(op, true, payload.len() as u64) else {
-                            return SendStatus::Closed;
-                        };
-                        c.wq.push_bytes(&[h.as_bytes(), payload], &mut self.pool);
-                    }
-                }
-            }
-            None => {
-                let Ok(h) = c.tx.data_header(op, true, payload.len() as u64) else {
-                    return SendStatus::Closed;
-                };
-                if payload.len() >= DIRECT_WRITE_THRESHOLD && c.wq.is_empty() {
-                    if c.wq
-                        .write_through(&mut c.stream, &[h.as_bytes(), payload], &mut self.pool)
-                        .is_err()
-                    {
-                        c.abort = true;
-                    }
-                } else {
-                    c.wq.push_bytes(&[h.as_bytes(), payload], &mut self.pool);
-                }
-            }
-        }
         c.data_mark = c.wq.len();
+        // The soft limit is never above the hard one.
         let over = c.wq.len() > cfg_soft;
         if over {
             c.backpressured = true;
@@ -303,6 +278,72 @@ impl Core {
         } else {
             SendStatus::Sent
         }
+    }
+
+    /// Queue a pre-framed message shared by many connections (a broadcast):
+    /// copied if small, else referenced; see [`SendStatus`].
+    #[inline]
+    pub fn send_shared(&mut self, id: ConnId, frame: &Frame) -> SendStatus {
+        if let Err(st) = self.admit(id) {
+            return st;
+        }
+        let Some(c) = slot(&mut self.conns, id) else {
+            return SendStatus::Closed;
+        };
+        // RFC 6455 §5.4: a whole message may not be sent inside another
+        // fragmented one, nor after our close frame.
+        if c.tx.check_whole_message().is_err() {
+            return SendStatus::Closed;
+        }
+        c.wq.push_shared(&frame.bytes, &mut self.pool);
+        self.queued(id)
+    }
+
+    /// Queue a data message; see [`SendStatus`].
+    #[inline]
+    pub fn send(&mut self, id: ConnId, msg: Message<'_>) -> SendStatus {
+        if let Err(st) = self.admit(id) {
+            return st;
+        }
+        let Some(c) = slot(&mut self.conns, id) else {
+            return SendStatus::Closed;
+        };
+        let payload = msg.as_bytes();
+        let op = if msg.is_text() {
+            OpCode::Text
+        } else {
+            OpCode::Binary
+        };
+        match payload.len() {
+            0..=125 => {
+                // The common small message: a 2-byte header, copied in.
+                match c.tx.small_server_header(msg.is_text(), payload.len()) {
+                    Some(h) => c.wq.push_frame(&h, payload, &mut self.pool),
+                    None => {
+                        let Ok(h) = c.tx.data_header(op, true, payload.len() as u64) else {
+                            return SendStatus::Closed;
+                        };
+                        c.wq.push_bytes(&[h.as_bytes(), payload], &mut self.pool);
+                    }
+                }
+            }
+            _ => {
+                let Ok(h) = c.tx.data_header(op, true, payload.len() as u64) else {
+                    return SendStatus::Closed;
+                };
+                if payload.len() >= DIRECT_WRITE_THRESHOLD && c.wq.is_empty() {
+                    if c.wq
+                        .write_through(&mut c.stream, &[h.as_bytes(), payload], &mut self.pool)
+                        .is_err()
+                    {
+                        c.abort = true;
+                    }
+                } else {
+                    c.wq.push_bytes(&[h.as_bytes(), payload], &mut self.pool);
+                }
+            }
+        }
+        self.queued(id)
     }
 
     /// Begin a graceful shutdown: every open connection gets close 1001.
@@ -335,23 +376,23 @@ pub struct Ctx<'a> {
 impl Ctx<'_> {
     /// Send a whole message to `id`.
     pub fn send(&mut self, id: ConnId, msg: Message<'_>) -> SendStatus {
-        self.core.send(id, msg, None)
+        self.core.send(id, msg)
     }
 
     /// Send a text message.
     pub fn send_text(&mut self, id: ConnId, text: &str) -> SendStatus {
-        self.core.send(id, Message::Text(text), None)
+        self.core.send(id, Message::Text(text))
     }
 
     /// Send a binary message.
     pub fn send_binary(&mut self, id: ConnId, data: &[u8]) -> SendStatus {
-        self.core.send(id, Message::Binary(data), None)
+        self.core.send(id, Message::Binary(data))
     }
 
     /// Send a pre-framed, shared message: the queue references the frame's
     /// bytes, nothing is copied or re-framed.
     pub fn send_frame(&mut self, id: ConnId, frame: &Frame) -> SendStatus {
-        self.core.send(id, Message::Binary(&[]), Some(frame))
+        self.core.send_shared(id, frame)
     }
 
     /// Send `frame` to every open connection. Returns how many took it.

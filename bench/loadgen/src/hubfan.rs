@@ -47,6 +47,8 @@ struct HConn {
     woff: usize,
     /// next expected sequence number from each publisher
     exp: Vec<u64>,
+    /// next expected hub sequence number on the topic (0: none seen yet)
+    hub_next: u64,
 }
 
 struct Acc {
@@ -188,9 +190,52 @@ fn msg_type(t: &[u8]) -> &[u8] {
     field(t, b"type").unwrap_or(b"")
 }
 
+/// Lowercase hex digits (as the generator writes them) to a number.
 fn hex(v: &[u8]) -> Option<u64> {
-    let s = std::str::from_utf8(v).ok()?;
-    u64::from_str_radix(s, 16).ok()
+    let mut n = 0u64;
+    for &b in v {
+        let d = match b {
+            b'0'..=b'9' => b - b'0',
+            b'a'..=b'f' => b - b'a' + 10,
+            _ => return None,
+        };
+        n = (n << 4) | d as u64;
+    }
+    Some(n)
+}
+
+/// Start of every delivery on the bench topic (`Delivery::encode` in
+/// src/pubsub/protocol.rs): type, topic, then the hub's sequence number.
+const MSG_PREFIX: &[u8] = br#"{"type":"msg","topic":"bench","seq":"#;
+/// The last field of a delivery; the payload and `"}` follow it.
+const DATA_KEY: &[u8] = br#","data":""#;
+
+/// Fast path for a delivery shaped exactly as the hub encodes it: returns the
+/// hub sequence number and the payload (the string value of `data`, the last
+/// field), without scanning the fields in between.  `None` for any other
+/// shape (the caller then uses the general field parser).
+fn fast_delivery(t: &[u8], size: usize) -> Option<(u64, &[u8])> {
+    let tail = size + 2; // payload + `"}`
+    if t.len() < MSG_PREFIX.len() + DATA_KEY.len() + tail
+        || !t.starts_with(MSG_PREFIX)
+        || !t.ends_with(b"\"}")
+    {
+        return None;
+    }
+    let k = t.len() - tail - DATA_KEY.len();
+    if &t[k..k + DATA_KEY.len()] != DATA_KEY {
+        return None;
+    }
+    let mut i = MSG_PREFIX.len();
+    let mut seq = 0u64;
+    while i < k && t[i].is_ascii_digit() {
+        seq = seq.checked_mul(10)?.checked_add((t[i] - b'0') as u64)?;
+        i += 1;
+    }
+    if i == MSG_PREFIX.len() || t[i] != b',' {
+        return None;
+    }
+    Some((seq, &t[k + DATA_KEY.len()..t.len() - 2]))
 }
 
 fn push_masked_text(out: &mut Vec<u8>, payload: &[u8]) {
@@ -242,66 +287,24 @@ fn close_conn(c: &mut HConn, a: &mut Acc, m: String) {
 }
 
 /// One text message from the hub.
-fn on_text(c: &mut HConn, a: &mut Acc, t: &[u8], now: u64) {
+fn on_text(st: &mut Hs, exp: &mut [u64], hub_next: &mut u64, a: &mut Acc, t: &[u8], now: u64) {
+    if *st == Hs::Ready {
+        if let Some((hseq, d)) = fast_delivery(t, a.size) {
+            return on_delivery(exp, hub_next, a, Some(hseq), d, now);
+        }
+    }
     let ty = msg_type(t);
-    match (c.st, ty) {
+    match (*st, ty) {
         (Hs::Ready, b"msg") => {
             let Some(d) = field(t, b"data") else {
                 a.err("hub msg without a data field".into());
                 return;
             };
-            if d.len() != a.size || d[DHDR..] != a.filler[DHDR..] {
-                a.err(format!(
-                    "hub payload mismatch (len {} vs {})",
-                    d.len(),
-                    a.size
-                ));
-                return;
-            }
-            let (Some(pubid), Some(seq), Some(ts)) =
-                (hex(&d[0..8]), hex(&d[8..24]), hex(&d[24..40]))
-            else {
-                a.err("hub payload header is not hex".into());
-                return;
-            };
-            let pubid = pubid as usize;
-            if pubid >= a.p || seq >= a.sent[pubid] {
-                a.err(format!(
-                    "hub: unknown publisher {} or unsent seq {}",
-                    pubid, seq
-                ));
-                return;
-            }
-            let exp = c.exp[pubid];
-            if seq < exp {
-                a.err(format!(
-                    "hub: publisher {} seq {} after {} (dup/reorder)",
-                    pubid, seq, exp
-                ));
-                return;
-            }
-            if seq > exp {
-                a.gaps += seq - exp;
-                if a.first_err.is_none() {
-                    a.first_err = Some(format!(
-                        "hub: gap, publisher {} expected {} got {}",
-                        pubid, exp, seq
-                    ));
-                }
-                for s in exp..seq {
-                    a.ring[pubid][(s % a.w as u64) as usize] += 1;
-                }
-            }
-            a.ring[pubid][(seq % a.w as u64) as usize] += 1;
-            c.exp[pubid] = seq + 1;
-            a.deliveries_all += 1;
-            if a.measuring {
-                a.deliveries += 1;
-                let _ = a.hist.record(now.saturating_sub(ts).max(1));
-            }
+            let hseq = field(t, b"seq").and_then(|v| std::str::from_utf8(v).ok()?.parse().ok());
+            on_delivery(exp, hub_next, a, hseq, d, now);
         }
         // our subscription's ack (id 1), not the inbox's (id null)
-        (Hs::Subscribing, b"ack") if field(t, b"id") == Some(b"1") => c.st = Hs::Ready,
+        (Hs::Subscribing, b"ack") if field(t, b"id") == Some(b"1") => *st = Hs::Ready,
         (_, b"error") => a.err(format!("hub error: {}", String::from_utf8_lossy(t))),
         (_, b"gap") => {
             a.hub_gaps += 1;
@@ -311,6 +314,80 @@ fn on_text(c: &mut HConn, a: &mut Acc, t: &[u8], now: u64) {
             ));
         }
         _ => a.other_frames += 1,
+    }
+}
+
+/// A delivery's payload `d` with the hub's topic sequence number `hseq`:
+/// the hub numbers the topic's messages consecutively, so each subscriber
+/// must see them without holes; the payload must be exactly what the
+/// publisher sent, in order per publisher.
+fn on_delivery(
+    exp: &mut [u64],
+    hub_next: &mut u64,
+    a: &mut Acc,
+    hseq: Option<u64>,
+    d: &[u8],
+    now: u64,
+) {
+    let Some(hseq) = hseq else {
+        a.err("hub msg without a numeric seq".into());
+        return;
+    };
+    if *hub_next != 0 && hseq != *hub_next {
+        a.err(format!(
+            "hub: topic seq {} after {} (not consecutive)",
+            hseq,
+            *hub_next - 1
+        ));
+    }
+    *hub_next = hseq + 1;
+    if d.len() != a.size || d[DHDR..] != a.filler[DHDR..] {
+        a.err(format!(
+            "hub payload mismatch (len {} vs {})",
+            d.len(),
+            a.size
+        ));
+        return;
+    }
+    let (Some(pubid), Some(seq), Some(ts)) = (hex(&d[0..8]), hex(&d[8..24]), hex(&d[24..40]))
+    else {
+        a.err("hub payload header is not hex".into());
+        return;
+    };
+    let pubid = pubid as usize;
+    if pubid >= a.p || seq >= a.sent[pubid] {
+        a.err(format!(
+            "hub: unknown publisher {} or unsent seq {}",
+            pubid, seq
+        ));
+        return;
+    }
+    let e = exp[pubid];
+    if seq < e {
+        a.err(format!(
+            "hub: publisher {} seq {} after {} (dup/reorder)",
+            pubid, seq, e
+        ));
+        return;
+    }
+    if seq > e {
+        a.gaps += seq - e;
+        if a.first_err.is_none() {
+            a.first_err = Some(format!(
+                "hub: gap, publisher {} expected {} got {}",
+                pubid, e, seq
+            ));
+        }
+        for s in e..seq {
+            a.ring[pubid][(s % a.w as u64) as usize] += 1;
+        }
+    }
+    a.ring[pubid][(seq % a.w as u64) as usize] += 1;
+    exp[pubid] = seq + 1;
+    a.deliveries_all += 1;
+    if a.measuring {
+        a.deliveries += 1;
+        let _ = a.hist.record(now.saturating_sub(ts).max(1));
     }
 }
 
@@ -364,8 +441,8 @@ fn parse(c: &mut HConn, a: &mut Acc, now: u64) {
         a.frames_seen += 1;
         match op {
             1 if b0 & 0x80 != 0 => {
-                let t = c.rbuf[ps..pe].to_vec();
-                on_text(c, a, &t, now);
+                let t = &c.rbuf[ps..pe];
+                on_text(&mut c.st, &mut c.exp, &mut c.hub_next, a, t, now);
             }
             8 => {
                 let m = format!(
@@ -419,6 +496,7 @@ fn ready(c: &mut HConn, a: &mut Acc, hs_req: &[u8], sub_req: &[u8], base: Instan
             let nl = c.rbuf.len() * 2;
             c.rbuf.resize(nl, 0);
         }
+        let space = c.rbuf.len() - c.re;
         match c.s.read(&mut c.rbuf[c.re..]) {
             Ok(0) => {
                 let m = if c.st == Hs::Handshaking {
@@ -458,6 +536,10 @@ fn ready(c: &mut HConn, a: &mut Acc, hs_req: &[u8], sub_req: &[u8], base: Instan
                 parse(c, a, now_ns(base));
                 if c.st == Hs::Closed {
                     return;
+                }
+                if n < space && c.st != Hs::Handshaking {
+                    // the socket is drained (edge-triggered: new data => new event)
+                    break;
                 }
             }
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
@@ -576,6 +658,7 @@ pub fn run(o: &Opts) -> ! {
                         wbuf: Vec::with_capacity(512),
                         woff: 0,
                         exp: vec![0; o.publishers],
+                        hub_next: 0,
                     });
                 }
                 Err(e) => {
