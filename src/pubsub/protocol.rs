@@ -217,18 +217,56 @@ pub struct Delivery<'a> {
 impl Delivery<'_> {
     /// Encode once; the same text is framed once for all recipients.
     pub fn encode(&self) -> String {
-        // `data` is already valid JSON (it was parsed as a RawValue).
-        format!(
-            r#"{{"type":"msg","topic":{},"seq":{},"epoch":{},"node":{},"from":{},"ts":{},"data":{}}}"#,
-            Value::from(self.topic),
-            self.seq,
-            Value::from(self.epoch),
-            Value::from(self.node),
-            Value::from(self.from),
-            self.ts,
-            self.data
-        )
+        // `data` is already valid JSON (it was parsed as a RawValue). The
+        // strings are written by serde_json's escaper straight into one
+        // buffer: no `Value` per field (this runs once per publish).
+        let mut out = Vec::with_capacity(
+            96 + self.topic.len()
+                + self.epoch.len()
+                + self.node.len()
+                + self.from.len()
+                + self.data.len(),
+        );
+        out.extend_from_slice(br#"{"type":"msg","topic":"#);
+        json_str(&mut out, self.topic);
+        out.extend_from_slice(br#","seq":"#);
+        json_u64(&mut out, self.seq);
+        out.extend_from_slice(br#","epoch":"#);
+        json_str(&mut out, self.epoch);
+        out.extend_from_slice(br#","node":"#);
+        json_str(&mut out, self.node);
+        out.extend_from_slice(br#","from":"#);
+        json_str(&mut out, self.from);
+        out.extend_from_slice(br#","ts":"#);
+        json_u64(&mut out, self.ts);
+        out.extend_from_slice(br#","data":"#);
+        out.extend_from_slice(self.data.as_bytes());
+        out.push(b'}');
+        // Only UTF-8 went in: `str`s, ASCII, and serde_json's escapes.
+        String::from_utf8(out).unwrap_or_default()
     }
+}
+
+/// Append `s` as a JSON string (quoted, escaped).
+fn json_str(out: &mut Vec<u8>, s: &str) {
+    // Writing to a Vec cannot fail.
+    let _ = serde_json::to_writer(&mut *out, s);
+}
+
+/// Append `n` in decimal.
+fn json_u64(out: &mut Vec<u8>, n: u64) {
+    let mut buf = [0u8; 20];
+    let mut i = buf.len();
+    let mut n = n;
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&buf[i..]);
 }
 
 /// `{"type":"ack", ...}` with extra fields.
@@ -312,5 +350,42 @@ mod tests {
         assert_eq!(v["topic"], "r\"1");
         assert_eq!(v["data"][0], 1);
         assert!(!valid_topic("") && !valid_topic("a b") && valid_topic("room.1"));
+    }
+
+    /// The hand-assembled encoding is byte for byte what formatting each
+    /// field as a serde_json `Value` gives (the simple reference).
+    #[test]
+    fn delivery_encoding_matches_value_formatting() {
+        for (topic, from, seq, ts) in [
+            ("room.1", "alice", 0, 0),
+            (
+                "t\"q\\",
+                "\u{1}\n\t\u{7f}\u{e9}\u{1f600}",
+                u64::MAX,
+                1_763_900_000_000,
+            ),
+            ("", "b", 10, 99),
+        ] {
+            let d = Delivery {
+                topic,
+                seq,
+                epoch: "9f3c1a2b4d5e",
+                node: "local",
+                from,
+                ts,
+                data: r#"{"text":"hi"}"#,
+            };
+            let reference = format!(
+                r#"{{"type":"msg","topic":{},"seq":{},"epoch":{},"node":{},"from":{},"ts":{},"data":{}}}"#,
+                Value::from(topic),
+                seq,
+                Value::from(d.epoch),
+                Value::from(d.node),
+                Value::from(from),
+                ts,
+                d.data
+            );
+            assert_eq!(d.encode(), reference);
+        }
     }
 }

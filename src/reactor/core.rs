@@ -218,26 +218,38 @@ impl Core {
     /// Whether `id` may queue one more data message now: open, not
     /// aborted, and its queue below `max_queued_bytes` (after trying to write
     /// a full queue out). A full queue is handled by `full_queue_policy`.
-    #[inline]
+    #[inline(always)]
     fn admit(&mut self, id: ConnId) -> Result<(), SendStatus> {
         let cfg_max = self.config.max_queued_bytes;
-        let policy = self.config.full_queue_policy;
         let Some(c) = slot(&mut self.conns, id) else {
             return Err(SendStatus::Closed);
         };
         if !matches!(c.phase, Phase::Open) || c.abort {
             return Err(SendStatus::Closed);
         }
+        if c.wq.len() < cfg_max {
+            return Ok(());
+        }
+        self.make_room(id)
+    }
+
+    /// [`Core::admit`] for a queue at its limit.
+    #[cold]
+    #[inline(never)]
+    fn make_room(&mut self, id: ConnId) -> Result<(), SendStatus> {
+        let cfg_max = self.config.max_queued_bytes;
+        let policy = self.config.full_queue_policy;
+        let Some(c) = slot(&mut self.conns, id) else {
+            return Err(SendStatus::Closed);
+        };
         // A queue already at its limit takes no more data; below it, one
         // message is taken whole (so any single message can be sent).
-        if c.wq.len() >= cfg_max {
-            // The queue is normally written once per loop turn; a burst can
-            // fill it within one turn for a peer that reads fine. Write now
-            // before judging the peer slow.
-            if c.wq.flush(&mut c.stream, &mut self.pool).is_err() {
-                c.abort = true;
-                return Err(SendStatus::Closed);
-            }
+        // The queue is normally written once per loop turn; a burst can fill
+        // it within one turn for a peer that reads fine. Write now before
+        // judging the peer slow.
+        if c.wq.flush(&mut c.stream, &mut self.pool).is_err() {
+            c.abort = true;
+            return Err(SendStatus::Closed);
         }
         if c.wq.len() >= cfg_max {
             // A drain event will say when the queue has room again.
@@ -252,7 +264,7 @@ impl Core {
 
     /// After a data message was queued on `id`: note the data mark and the
     /// soft limit, and have the connection written at the end of the turn.
-    #[inline]
+    #[inline(always)]
     fn queued(&mut self, id: ConnId) -> SendStatus {
         let cfg_soft = self
             .config
@@ -391,6 +403,7 @@ impl Ctx<'_> {
 
     /// Send a pre-framed, shared message: the queue references the frame's
     /// bytes, nothing is copied or re-framed.
+    #[inline]
     pub fn send_frame(&mut self, id: ConnId, frame: &Frame) -> SendStatus {
         self.core.send_shared(id, frame)
     }

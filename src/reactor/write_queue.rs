@@ -161,6 +161,7 @@ impl WriteQueue {
 
     /// Append a shared frame: by reference, or copied if it is at most
     /// [`COPY_SHARED_MAX`] bytes.
+    #[inline]
     pub fn push_shared(&mut self, bytes: &SharedBytes, pool: &mut BufPool) {
         let n = bytes.len();
         if n <= COPY_SHARED_MAX {
