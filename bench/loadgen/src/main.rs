@@ -30,7 +30,7 @@ use hdrhistogram::Histogram;
 use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Token};
 use std::collections::VecDeque;
-use std::io::{self, Read, Write};
+use std::io::{self, IoSlice, Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::time::{Duration, Instant};
 
@@ -233,6 +233,12 @@ struct Conn {
     in_frag: bool,
     /// fanout: next expected sequence number from each publisher
     exp: Vec<u64>,
+    /// echo with large frames: the heads (header + masked sequence tag) of
+    /// the frames waiting to be written, `Template::head_len` bytes each;
+    /// their identical rest is written straight from the template.
+    tx_heads: Vec<u8>,
+    /// bytes of the first waiting frame already written
+    tx_off: usize,
 }
 
 /// Pre-built, pre-masked frame for one message; the sequence tag (first
@@ -285,6 +291,40 @@ impl Template {
             *b = b'a' + ((seq >> (28 - 4 * k as u32)) & 0xf) as u8;
         }
         t
+    }
+
+    /// Frames at least this long are written by reference to the template
+    /// (writev of their head and the shared rest) instead of copied.
+    const BY_REF_MIN: usize = 1024;
+
+    /// Bytes of a frame that differ per message: header and sequence tag.
+    fn head_len(&self) -> usize {
+        if self.has_seq {
+            self.hdr + SEQ_LEN
+        } else {
+            self.frame.len()
+        }
+    }
+
+    fn by_ref(&self) -> bool {
+        self.has_seq && self.frame.len() >= Self::BY_REF_MIN
+    }
+
+    /// Queue message `c.send_seq` on `c` and count it sent.
+    #[inline]
+    fn queue(&self, c: &mut Conn) {
+        if self.by_ref() {
+            let start = c.tx_heads.len();
+            c.tx_heads.extend_from_slice(&self.frame[..self.hdr + SEQ_LEN]);
+            let t = Self::seq_bytes(c.send_seq);
+            let p = &mut c.tx_heads[start + self.hdr..];
+            for k in 0..SEQ_LEN {
+                p[k] = t[k] ^ MASK[k & 3];
+            }
+        } else {
+            self.append(&mut c.wbuf, c.send_seq);
+        }
+        c.send_seq = c.send_seq.wrapping_add(1);
     }
 
     #[inline]
@@ -394,6 +434,52 @@ fn flush(c: &mut Conn) -> io::Result<()> {
         c.woff = 0;
     }
     Ok(())
+}
+
+/// Write what `c` has queued: the rest of a partly written template frame,
+/// then `wbuf` (handshake, pongs), then the waiting template frames, as far
+/// as the socket takes them.
+fn flush_tx(c: &mut Conn, tpl: &Template) -> io::Result<()> {
+    let hl = tpl.head_len();
+    let fl = tpl.frame.len();
+    let rest = &tpl.frame[hl..];
+    loop {
+        if c.tx_off == 0 && c.woff < c.wbuf.len() {
+            flush(c)?;
+            if c.woff < c.wbuf.len() {
+                return Ok(());
+            }
+        }
+        let n = c.tx_heads.len() / hl;
+        if n == 0 {
+            return Ok(());
+        }
+        let mut iov = [IoSlice::new(&[]); 64];
+        let mut k = 0;
+        for i in 0..n.min(32) {
+            let head = &c.tx_heads[i * hl..(i + 1) * hl];
+            let skip = if i == 0 { c.tx_off } else { 0 };
+            if skip < hl {
+                iov[k] = IoSlice::new(&head[skip..]);
+                iov[k + 1] = IoSlice::new(rest);
+                k += 2;
+            } else {
+                iov[k] = IoSlice::new(&rest[skip - hl..]);
+                k += 1;
+            }
+        }
+        match c.s.write_vectored(&iov[..k]) {
+            Ok(0) => return Err(io::Error::new(io::ErrorKind::WriteZero, "write 0")),
+            Ok(w) => {
+                let total = c.tx_off + w;
+                c.tx_off = total % fl;
+                c.tx_heads.drain(..(total / fl) * hl);
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
 }
 
 fn fail(c: &mut Conn, stats: &mut Stats, msg: String, is_verify: bool) {
@@ -516,8 +602,7 @@ fn parse_frames(
                         let _ = stats.hist.record(now.saturating_sub(sent_at).max(1));
                     }
                     if sending && c.inflight.len() < depth_target {
-                        tpl.append(&mut c.wbuf, c.send_seq);
-                        c.send_seq = c.send_seq.wrapping_add(1);
+                        tpl.queue(c);
                         c.inflight.push_back(now);
                     }
                 }
@@ -690,8 +775,8 @@ fn on_ready(
                 parse_frames(c, tpl, stats, sending, now, depth_target);
             }
         }
-        if c.woff < c.wbuf.len() {
-            if let Err(e) = flush(c) {
+        if c.woff < c.wbuf.len() || !c.tx_heads.is_empty() {
+            if let Err(e) = flush_tx(c, tpl) {
                 fail(c, stats, format!("write error: {}", e), false);
             }
         }
@@ -787,6 +872,8 @@ fn main() {
                         frag_op: 0,
                         in_frag: false,
                         exp: vec![0u64; if o.mode == "fanout" { o.publishers } else { 0 }],
+                        tx_heads: Vec::new(),
+                        tx_off: 0,
                     });
                     pending += 1;
                 }
@@ -917,11 +1004,10 @@ fn main() {
             continue;
         }
         for _ in 0..o.depth {
-            tpl.append(&mut c.wbuf, c.send_seq);
-            c.send_seq = c.send_seq.wrapping_add(1);
+            tpl.queue(c);
             c.inflight.push_back(now);
         }
-        if let Err(e) = flush(c) {
+        if let Err(e) = flush_tx(c, &tpl) {
             fail(c, &mut stats, format!("write error: {}", e), false);
         }
     }
