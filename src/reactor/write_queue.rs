@@ -18,15 +18,22 @@ pub const COALESCE_LIMIT: usize = 64 * 1024;
 /// Shared frames up to this size are copied into the coalescing buffer
 /// instead of queued by reference: copying a small frame costs less than the
 /// reference count, a segment entry and one more iovec for the kernel to walk
-/// per frame (a broadcast of 64-byte frames to 100 connections spent more in
-/// the segment list than in the bytes).
+/// (64-byte broadcasts to 100 connections: +25 % deliveries/s; 175-byte hub
+/// deliveries: 234 instead of 314 instructions per delivery).
 pub const COPY_SHARED_MAX: usize = 512;
 
-/// Free coalescing buffers shared by all connections of one loop, bounded by
-/// the bytes they hold (not their number, so many small buffers fit).
+/// Segment lists up to this many entries go back to the pool when emptied.
+const POOLED_LIST_MAX: usize = 128;
+
+/// Free coalescing buffers and segment lists shared by all connections of
+/// one loop, bounded by the bytes they hold (not their number, so many small
+/// ones fit).
 #[derive(Debug)]
 pub struct BufPool {
     free: Vec<Vec<u8>>,
+    // Boxed: a queue holds its list as one pointer.
+    #[allow(clippy::vec_box)]
+    lists: Vec<Box<VecDeque<Seg>>>,
     bytes: usize,
     max_bytes: usize,
     initial_capacity: usize,
@@ -38,6 +45,7 @@ impl BufPool {
     pub fn new(max_bytes: usize, initial_capacity: usize) -> Self {
         BufPool {
             free: Vec::new(),
+            lists: Vec::new(),
             bytes: 0,
             max_bytes,
             initial_capacity,
@@ -63,7 +71,28 @@ impl BufPool {
         }
     }
 
-    /// Bytes held by free buffers.
+    #[allow(clippy::box_collection)] // see WriteQueue::segs
+    fn take_list(&mut self) -> Box<VecDeque<Seg>> {
+        match self.lists.pop() {
+            Some(l) => {
+                self.bytes -= l.capacity() * std::mem::size_of::<Seg>();
+                l
+            }
+            None => Box::new(VecDeque::with_capacity(8)),
+        }
+    }
+
+    #[allow(clippy::box_collection)] // see WriteQueue::segs
+    fn give_list(&mut self, mut list: Box<VecDeque<Seg>>) {
+        let size = list.capacity() * std::mem::size_of::<Seg>();
+        if list.capacity() <= POOLED_LIST_MAX && self.bytes + size <= self.max_bytes {
+            list.clear();
+            self.bytes += size;
+            self.lists.push(list);
+        }
+    }
+
+    /// Bytes held by free buffers and lists.
     pub fn held_bytes(&self) -> usize {
         self.bytes
     }
@@ -116,11 +145,11 @@ impl WriteQueue {
 
     /// Move the tail buffer behind the segments (before queuing something
     /// that must come after it).
-    fn seal_tail(&mut self) {
+    fn seal_tail(&mut self, pool: &mut BufPool) {
         if !self.tail.is_empty() {
             let t = std::mem::take(&mut self.tail);
             self.segs
-                .get_or_insert_with(Default::default)
+                .get_or_insert_with(|| pool.take_list())
                 .push_back(Seg::Owned(t));
         }
     }
@@ -133,7 +162,7 @@ impl WriteQueue {
             return;
         }
         if self.tail.len() + n > COALESCE_LIMIT && !self.tail.is_empty() {
-            self.seal_tail();
+            self.seal_tail(pool);
         }
         if self.tail.capacity() == 0 {
             self.tail = pool.take();
@@ -151,7 +180,7 @@ impl WriteQueue {
         if self.tail.capacity() == 0 {
             self.tail = pool.take();
         } else if self.tail.len() + n > COALESCE_LIMIT {
-            self.seal_tail();
+            self.seal_tail(pool);
             self.tail = pool.take();
         }
         self.tail.extend_from_slice(header);
@@ -174,10 +203,10 @@ impl WriteQueue {
             }
             return self.push_bytes(&[bytes], pool);
         }
-        self.seal_tail();
+        self.seal_tail(pool);
         self.len += bytes.len();
         self.segs
-            .get_or_insert_with(Default::default)
+            .get_or_insert_with(|| pool.take_list())
             .push_back(Seg::Shared(bytes.clone()));
     }
 
@@ -260,8 +289,10 @@ impl WriteQueue {
             if !segs.is_empty() {
                 return;
             }
-            // Give the list's memory back: an idle connection holds nothing.
-            self.segs = None;
+            // Give the list back: an idle connection holds nothing.
+            if let Some(l) = self.segs.take() {
+                pool.give_list(l);
+            }
         }
         self.head += n;
         if self.head >= self.tail.len() && self.len == 0 {
@@ -272,10 +303,13 @@ impl WriteQueue {
 
     /// Drop everything queued (the connection is gone).
     pub fn clear(&mut self, pool: &mut BufPool) {
-        for s in self.segs.take().into_iter().flat_map(|b| *b) {
-            if let Seg::Owned(v) = s {
-                pool.give(v);
+        if let Some(mut l) = self.segs.take() {
+            for s in l.drain(..) {
+                if let Seg::Owned(v) = s {
+                    pool.give(v);
+                }
             }
+            pool.give_list(l);
         }
         pool.give(std::mem::take(&mut self.tail));
         self.head = 0;

@@ -315,7 +315,8 @@ impl Template {
     fn queue(&self, c: &mut Conn) {
         if self.by_ref() {
             let start = c.tx_heads.len();
-            c.tx_heads.extend_from_slice(&self.frame[..self.hdr + SEQ_LEN]);
+            c.tx_heads
+                .extend_from_slice(&self.frame[..self.hdr + SEQ_LEN]);
             let t = Self::seq_bytes(c.send_seq);
             let p = &mut c.tx_heads[start + self.hdr..];
             for k in 0..SEQ_LEN {
