@@ -401,8 +401,9 @@ impl Ctx<'_> {
         self.core.send(id, Message::Binary(data))
     }
 
-    /// Send a pre-framed, shared message: the queue references the frame's
-    /// bytes, nothing is copied or re-framed.
+    /// Send a pre-framed, shared message: nothing is re-framed; the queue
+    /// references the frame's bytes, or copies them if the frame is at most
+    /// [`COPY_SHARED_MAX`](super::write_queue::COPY_SHARED_MAX) bytes.
     #[inline]
     pub fn send_frame(&mut self, id: ConnId, frame: &Frame) -> SendStatus {
         self.core.send_shared(id, frame)

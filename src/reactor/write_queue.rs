@@ -2,7 +2,8 @@
 //!
 //! Small frames are coalesced into one buffer (taken from a loop-wide
 //! [`BufPool`], so steady-state sends do not allocate); shared frames — a
-//! broadcast framed once — are queued by reference. A flush hands everything
+//! broadcast framed once — are queued by reference when larger than
+//! [`COPY_SHARED_MAX`], copied like the rest otherwise. A flush hands everything
 //! to one `writev`; a partial write moves an offset cursor, never the bytes.
 //! An idle connection holds no buffer at all.
 
@@ -45,8 +46,9 @@ pub struct BufPool {
 }
 
 impl BufPool {
-    /// A pool keeping free buffers of at most `max_bytes` capacity in all;
-    /// new buffers start at `initial_capacity`.
+    /// A pool keeping free buffers and lists of at most `max_bytes` capacity
+    /// in all; new buffers start at `initial_capacity`, later at the capacity
+    /// of the last buffer given back (at most [`COALESCE_LIMIT`]).
     pub fn new(max_bytes: usize, initial_capacity: usize) -> Self {
         BufPool {
             free: Vec::new(),
@@ -423,6 +425,41 @@ mod tests {
             proptest::prop_assert_eq!(&w.out, &model);
             proptest::prop_assert!(q.is_empty() && q.segs.is_none() && q.tail.capacity() == 0);
         }
+    }
+
+    /// The pool never holds more than its byte budget, and once buffers
+    /// came back larger, new ones start at that size.
+    #[test]
+    fn pool_is_bounded_by_bytes_and_sizes_new_buffers_like_returned_ones() {
+        let mut pool = BufPool::new(10_000, 64);
+        for _ in 0..10 {
+            pool.give(Vec::with_capacity(4096));
+            assert!(pool.held_bytes() <= 10_000);
+        }
+        assert_eq!(pool.held_bytes(), 8192);
+        // Too large for any pool: dropped, but it still sets the size hint.
+        pool.give(Vec::with_capacity(COALESCE_LIMIT * 4));
+        assert_eq!(pool.held_bytes(), 8192);
+        let (a, b) = (pool.take(), pool.take());
+        assert_eq!((a.capacity(), b.capacity()), (4096, 4096));
+        assert_eq!(pool.held_bytes(), 0);
+        assert!(pool.take().capacity() >= COALESCE_LIMIT);
+        // Segment lists count against the same budget.
+        let mut q = WriteQueue::default();
+        let big: SharedBytes = Arc::from(vec![7u8; COPY_SHARED_MAX + 1]);
+        q.push_shared(&big, &mut pool);
+        assert!(q.segs.is_some());
+        let mut w = Trickle {
+            out: Vec::new(),
+            cap: usize::MAX,
+            calls_left: 10,
+        };
+        assert!(q.flush(&mut w, &mut pool).unwrap());
+        assert!(q.segs.is_none() && pool.held_bytes() > 0);
+        // A small shared frame is copied, not referenced.
+        let small: SharedBytes = Arc::from(&b"tiny"[..]);
+        q.push_shared(&small, &mut pool);
+        assert!(q.segs.is_none() && q.len() == 4);
     }
 
     #[test]
