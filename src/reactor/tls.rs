@@ -5,7 +5,7 @@
 //! from the socket into rustls and returns plaintext; `write` hands
 //! plaintext to rustls and pushes the resulting records to the socket. TLS
 //! records rustls could not write yet (the socket was full) stay in rustls
-//! and go out on the next flush ([`Stream::flush_pending`]).
+//! and go out on the next flush (`Stream::flush_pending`).
 
 use std::io::{self, IoSlice, Read, Write};
 use std::net::{Shutdown, SocketAddr};
