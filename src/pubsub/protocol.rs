@@ -218,8 +218,8 @@ impl Delivery<'_> {
     /// Encode once; the same text is framed once for all recipients.
     pub fn encode(&self) -> String {
         // `data` is already valid JSON (it was parsed as a RawValue). The
-        // strings are written by serde_json's escaper straight into one
-        // buffer: no `Value` per field (this runs once per publish).
+        // fields are written by serde_json straight into one buffer: no
+        // `Value` per field (this runs once per publish).
         let mut out = Vec::with_capacity(
             96 + self.topic.len()
                 + self.epoch.len()
@@ -228,17 +228,17 @@ impl Delivery<'_> {
                 + self.data.len(),
         );
         out.extend_from_slice(br#"{"type":"msg","topic":"#);
-        json_str(&mut out, self.topic);
+        json(&mut out, self.topic);
         out.extend_from_slice(br#","seq":"#);
-        json_u64(&mut out, self.seq);
+        json(&mut out, &self.seq);
         out.extend_from_slice(br#","epoch":"#);
-        json_str(&mut out, self.epoch);
+        json(&mut out, self.epoch);
         out.extend_from_slice(br#","node":"#);
-        json_str(&mut out, self.node);
+        json(&mut out, self.node);
         out.extend_from_slice(br#","from":"#);
-        json_str(&mut out, self.from);
+        json(&mut out, self.from);
         out.extend_from_slice(br#","ts":"#);
-        json_u64(&mut out, self.ts);
+        json(&mut out, &self.ts);
         out.extend_from_slice(br#","data":"#);
         out.extend_from_slice(self.data.as_bytes());
         out.push(b'}');
@@ -247,26 +247,11 @@ impl Delivery<'_> {
     }
 }
 
-/// Append `s` as a JSON string (quoted, escaped).
-fn json_str(out: &mut Vec<u8>, s: &str) {
+/// Append `v` as JSON (strings quoted and escaped, integers in decimal),
+/// written by serde_json straight into `out`.
+fn json<T: serde::Serialize + ?Sized>(out: &mut Vec<u8>, v: &T) {
     // Writing to a Vec cannot fail.
-    let _ = serde_json::to_writer(&mut *out, s);
-}
-
-/// Append `n` in decimal.
-fn json_u64(out: &mut Vec<u8>, n: u64) {
-    let mut buf = [0u8; 20];
-    let mut i = buf.len();
-    let mut n = n;
-    loop {
-        i -= 1;
-        buf[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    out.extend_from_slice(&buf[i..]);
+    let _ = serde_json::to_writer(&mut *out, v);
 }
 
 /// `{"type":"ack", ...}` with extra fields.

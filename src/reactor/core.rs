@@ -262,27 +262,35 @@ impl Core {
         Ok(())
     }
 
-    /// After a data message was queued on `id`: note the data mark and the
-    /// soft limit, and have the connection written at the end of the turn.
+    /// The soft queue limit: never above the hard one.
     #[inline(always)]
-    fn queued(&mut self, id: ConnId) -> SendStatus {
-        let cfg_soft = self
-            .config
+    fn soft_limit(&self) -> usize {
+        self.config
             .backpressure_limit
-            .min(self.config.max_queued_bytes);
-        let Some(c) = slot(&mut self.conns, id) else {
-            return SendStatus::Closed;
-        };
+            .min(self.config.max_queued_bytes)
+    }
+
+    /// After a data message was queued on `c` (connection `id`): note the
+    /// data mark and the soft limit, and have the connection written at the
+    /// end of the turn. Takes the fields it needs, so the caller's borrow of
+    /// `c` serves (no second slab lookup per message).
+    #[inline(always)]
+    fn queued(
+        c: &mut Conn,
+        id: ConnId,
+        soft: usize,
+        reading: Option<ConnId>,
+        dirty: &mut Vec<ConnId>,
+    ) -> SendStatus {
         c.data_mark = c.wq.len();
-        // The soft limit is never above the hard one.
-        let over = c.wq.len() > cfg_soft;
+        let over = c.wq.len() > soft;
         if over {
             c.backpressured = true;
         }
         if !c.dirty {
             c.dirty = true;
-            if self.reading != Some(id) {
-                self.dirty.push(id);
+            if reading != Some(id) {
+                dirty.push(id);
             }
         }
         if over {
@@ -299,6 +307,7 @@ impl Core {
         if let Err(st) = self.admit(id) {
             return st;
         }
+        let soft = self.soft_limit();
         let Some(c) = slot(&mut self.conns, id) else {
             return SendStatus::Closed;
         };
@@ -308,7 +317,7 @@ impl Core {
             return SendStatus::Closed;
         }
         c.wq.push_shared(&frame.bytes, &mut self.pool);
-        self.queued(id)
+        Self::queued(c, id, soft, self.reading, &mut self.dirty)
     }
 
     /// Queue a data message; see [`SendStatus`].
@@ -317,6 +326,7 @@ impl Core {
         if let Err(st) = self.admit(id) {
             return st;
         }
+        let soft = self.soft_limit();
         let Some(c) = slot(&mut self.conns, id) else {
             return SendStatus::Closed;
         };
@@ -355,7 +365,7 @@ impl Core {
                 }
             }
         }
-        self.queued(id)
+        Self::queued(c, id, soft, self.reading, &mut self.dirty)
     }
 
     /// Begin a graceful shutdown: every open connection gets close 1001.

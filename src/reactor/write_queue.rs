@@ -104,7 +104,8 @@ impl BufPool {
     }
 
     /// Bytes held by free buffers and lists.
-    pub fn held_bytes(&self) -> usize {
+    #[cfg(test)]
+    fn held_bytes(&self) -> usize {
         self.bytes
     }
 }
@@ -188,31 +189,36 @@ impl WriteQueue {
     #[inline]
     pub fn push_frame(&mut self, header: &[u8], payload: &[u8], pool: &mut BufPool) {
         let n = header.len() + payload.len();
-        if self.tail.capacity() == 0 {
-            self.tail = pool.take();
-        } else if self.tail.len() + n > COALESCE_LIMIT {
-            self.seal_tail(pool);
-            self.tail = pool.take();
+        // Hot path: the current buffer has room (no growth, no new buffer).
+        if self.tail.capacity() - self.tail.len() < n || self.tail.len() + n > COALESCE_LIMIT {
+            self.make_tail_room(n, pool);
         }
         self.tail.extend_from_slice(header);
         self.tail.extend_from_slice(payload);
         self.len += n;
     }
 
+    /// [`WriteQueue::push_frame`] without room in the tail buffer: take one
+    /// from the pool, or seal a full one and start the next (a buffer short
+    /// of room but under the limit just grows).
+    #[cold]
+    #[inline(never)]
+    fn make_tail_room(&mut self, n: usize, pool: &mut BufPool) {
+        if self.tail.capacity() == 0 {
+            self.tail = pool.take();
+        } else if self.tail.len() + n > COALESCE_LIMIT {
+            self.seal_tail(pool);
+            self.tail = pool.take();
+        }
+    }
+
     /// Append a shared frame: by reference, or copied if it is at most
     /// [`COPY_SHARED_MAX`] bytes.
     #[inline]
     pub fn push_shared(&mut self, bytes: &SharedBytes, pool: &mut BufPool) {
-        let n = bytes.len();
-        if n <= COPY_SHARED_MAX {
-            // Fast path: room in the current buffer.
-            if self.tail.capacity() - self.tail.len() >= n && self.tail.len() + n <= COALESCE_LIMIT
-            {
-                self.tail.extend_from_slice(bytes);
-                self.len += n;
-                return;
-            }
-            return self.push_bytes(&[bytes], pool);
+        if bytes.len() <= COPY_SHARED_MAX {
+            // A whole frame, copied like any small frame.
+            return self.push_frame(bytes, &[], pool);
         }
         self.seal_tail(pool);
         self.len += bytes.len();

@@ -317,11 +317,7 @@ impl Template {
             let start = c.tx_heads.len();
             c.tx_heads
                 .extend_from_slice(&self.frame[..self.hdr + SEQ_LEN]);
-            let t = Self::seq_bytes(c.send_seq);
-            let p = &mut c.tx_heads[start + self.hdr..];
-            for k in 0..SEQ_LEN {
-                p[k] = t[k] ^ MASK[k & 3];
-            }
+            Self::put_seq(&mut c.tx_heads[start + self.hdr..], c.send_seq);
         } else {
             self.append(&mut c.wbuf, c.send_seq);
         }
@@ -333,11 +329,17 @@ impl Template {
         let start = out.len();
         out.extend_from_slice(&self.frame);
         if self.has_seq {
-            let t = Self::seq_bytes(seq);
-            let p = &mut out[start + self.hdr..start + self.hdr + SEQ_LEN];
-            for k in 0..SEQ_LEN {
-                p[k] = t[k] ^ MASK[k & 3];
-            }
+            Self::put_seq(&mut out[start + self.hdr..], seq);
+        }
+    }
+
+    /// Write the masked sequence tag of `seq` over the first SEQ_LEN bytes
+    /// of `p` (a frame's payload).
+    #[inline]
+    fn put_seq(p: &mut [u8], seq: u32) {
+        let t = Self::seq_bytes(seq);
+        for k in 0..SEQ_LEN {
+            p[k] = t[k] ^ MASK[k & 3];
         }
     }
 
