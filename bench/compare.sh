@@ -38,6 +38,9 @@
 #   WSMIO_ECHO_BIN / WSMIO_BCAST_BIN / WSMIO_HUB_BIN   another binary taking IP:PORT
 #   WSMIO_HUB_ARGS ["--rate 1000000000 --burst 1000000000"]  extra `wsmio serve` flags (its
 #       default request rate limit would throttle the publisher)
+#   WSMIO_BUSY_POLL_US [0]  busy polling for every wsmio server (Config::busy_poll; the
+#       peers have no such mode): trades a whole CPU for wake-up latency; the report
+#       names the wsmio rows "busy-poll N us" so they are not mistaken for the default
 #   WSMIO_ECHO_CMD / WSMIO_BCAST_CMD / WSMIO_HUB_CMD   a command template with {addr}
 #       (= 127.0.0.1:PORT) and/or {port}, e.g. WSMIO_ECHO_CMD="target/release/fastws-echo {port}"
 #       to test this script against a peer (the report then says the slot was overridden).
@@ -142,6 +145,10 @@ WSMIO_BCAST_BIN=${WSMIO_BCAST_BIN:-$REL/examples/broadcast}
 WSMIO_HUB_BIN=${WSMIO_HUB_BIN:-$REL/wsmio}
 # the hub rate-limits requests per connection (default 50/s); the publisher needs far more
 WSMIO_HUB_ARGS=${WSMIO_HUB_ARGS:---rate 1000000000 --burst 1000000000}
+# read by examples/echo, examples/broadcast and `wsmio serve`
+export WSMIO_BUSY_POLL_US=${WSMIO_BUSY_POLL_US:-0}
+[[ "$WSMIO_BUSY_POLL_US" =~ ^[0-9]+$ ]] || die "WSMIO_BUSY_POLL_US must be a number of microseconds"
+[ "$WSMIO_BUSY_POLL_US" != 0 ] && echo "BUSY POLL: every wsmio server polls $WSMIO_BUSY_POLL_US us before sleeping (not the default)" | tee -a "$OUT/notes.txt"
 # a slot pointed elsewhere is labelled as such in the report
 OV_ECHO=${WSMIO_ECHO_CMD:-}; [ -z "$OV_ECHO" ] && [ "$WSMIO_ECHO_BIN" != "$REL/examples/echo" ] && OV_ECHO="$WSMIO_ECHO_BIN {addr}"
 OV_BCAST=${WSMIO_BCAST_CMD:-}; [ -z "$OV_BCAST" ] && [ "$WSMIO_BCAST_BIN" != "$REL/examples/broadcast" ] && OV_BCAST="$WSMIO_BCAST_BIN {addr}"
@@ -302,6 +309,7 @@ echo_args() {
   echo "sn=$SN"
   echo "scen=$SCEN"
   echo "loadavg_before=$(cut -d' ' -f1-3 /proc/loadavg)"
+  echo "busy_poll_us=$WSMIO_BUSY_POLL_US"
   echo "override_echo=$OV_ECHO"
   echo "override_bcast=$OV_BCAST"
   echo "override_hub=$OV_HUB"

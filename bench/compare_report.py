@@ -50,10 +50,11 @@ def names(root, m):
     tt = v.get("tokio-tungstenite", "?")
     fw = v.get("fastwebsockets", "?")
     ws = v.get("ws", "?")
+    busy = m.get("busy_poll_us", "0")
     def slot(key, default):
         ov = m.get(key, "")
         if not ov:
-            return default
+            return default if busy in ("", "0") else "%s, busy-poll %s µs" % (default, busy)
         return "OVERRIDE: %s (wsmio slot)" % os.path.basename(ov.split()[0])
 
     return {

@@ -1,7 +1,8 @@
 //! Echo server: every text and binary message goes back to its sender.
 //! Autobahn and the benchmarks run it.
 //!
-//! Usage: `cargo run --release --example echo [ADDR]` (default 127.0.0.1:9001).
+//! Usage: `cargo run --release --example echo [ADDR]` (default 127.0.0.1:9001);
+//! `WSMIO_BUSY_POLL_US=N` turns on busy polling ([`Config::busy_poll`]).
 
 use wsmio::{Config, ConnId, Ctx, Handler, Message, Server};
 
@@ -21,9 +22,26 @@ fn main() -> std::io::Result<()> {
         std::io::Error::new(std::io::ErrorKind::InvalidInput, format!("{addr}: {e}"))
     })?;
     // Benchmarks hold 10,000+ connections; Autobahn sends 16 MiB messages.
-    let config = Config::default().with_max_connections(100_000);
+    let config = Config::default()
+        .with_max_connections(100_000)
+        .with_busy_poll(busy_poll()?);
     let server = Server::bind(addr, config)?;
     eprintln!("echo server listening on ws://{}", server.local_addr());
     server.run(Echo)?;
     Ok(())
+}
+
+/// `WSMIO_BUSY_POLL_US` (microseconds, 0 or unset = off), as for `wsmio serve`.
+fn busy_poll() -> std::io::Result<Option<std::time::Duration>> {
+    match std::env::var("WSMIO_BUSY_POLL_US") {
+        Err(_) => Ok(None),
+        Ok(v) => match v.parse::<u64>() {
+            Ok(0) => Ok(None),
+            Ok(us) => Ok(Some(std::time::Duration::from_micros(us))),
+            Err(e) => Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                format!("WSMIO_BUSY_POLL_US={v}: {e}"),
+            )),
+        },
+    }
 }

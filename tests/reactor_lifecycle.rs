@@ -83,6 +83,45 @@ fn a_peer_that_answers_pings_stays_open() {
     stop(&handle, join);
 }
 
+/// Busy polling still serves messages and never spins past a timer: with a
+/// busy-poll setting far longer than the idle timeout (clamped to
+/// `MAX_BUSY_POLL` and cut at the next deadline) the heartbeat ping comes on
+/// time, and a graceful shutdown through the `Handle` ends the loop.
+#[test]
+fn busy_polling_serves_and_keeps_timers() {
+    for spin in [Duration::from_micros(200), Duration::from_secs(3600)] {
+        let (echo, events) = Echo::new();
+        let cfg = config()
+            .with_busy_poll(Some(spin))
+            .with_idle_timeout(Some(Duration::from_millis(300)))
+            .with_pong_timeout(Duration::from_millis(300));
+        let (addr, handle, join) = start(echo, cfg);
+        let mut c = Client::connect(addr);
+        wait_open(&events);
+        for i in 0..100 {
+            let t = format!("message {i}");
+            c.send_text(&t);
+            assert_eq!(c.expect_text(), t);
+        }
+        let quiet = Instant::now();
+        assert_eq!(
+            c.next_within(Duration::from_secs(2)),
+            Some(Ev::Ping(vec![])),
+            "busy poll {spin:?}"
+        );
+        let waited = quiet.elapsed();
+        assert!(
+            waited >= Duration::from_millis(250) && waited < Duration::from_millis(1000),
+            "heartbeat after {waited:?} with busy poll {spin:?}"
+        );
+        c.pong(b"");
+        let t0 = Instant::now();
+        stop(&handle, join);
+        assert!(t0.elapsed() < Duration::from_secs(3), "{:?}", t0.elapsed());
+        assert_eq!(c.expect_close(), Some(1001));
+    }
+}
+
 #[test]
 fn close_handshake_started_by_the_server() {
     let (echo, events) = Echo::new();

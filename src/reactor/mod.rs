@@ -21,7 +21,7 @@ pub mod tls;
 pub mod write_queue;
 
 pub use self::core::{Ctx, DIRECT_WRITE_THRESHOLD};
-pub use config::{Config, FullQueuePolicy};
+pub use config::{Config, FullQueuePolicy, MAX_BUSY_POLL};
 pub use handle::{Call, Handle, HandleError};
 pub use handler::{CloseInfo, Frame, Handler, HttpResponse, SendStatus, Upgrade};
 pub use id::ConnId;

@@ -5,12 +5,12 @@ use std::io::{self, Read, Write};
 use std::net::SocketAddr;
 use std::sync::mpsc::{self, Receiver as CmdReceiver};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use mio::net::TcpListener;
 use mio::{Events, Interest, Poll, Token};
 
-use super::config::Config;
+use super::config::{Config, MAX_BUSY_POLL};
 use super::conn::{Conn, Phase};
 use super::core::{slot, Core, Ctx};
 use super::handle::{run_commands, Command, Handle};
@@ -89,12 +89,7 @@ impl Server {
     pub fn run<H: Handler>(mut self, mut handler: H) -> io::Result<H> {
         let mut events = Events::with_capacity(EVENTS_PER_POLL);
         loop {
-            let timeout = self.poll_timeout();
-            match self.poll.poll(&mut events, timeout) {
-                Ok(()) => {}
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(e),
-            }
+            self.wait(&mut events)?;
             self.core.now = Core::millis(self.core.start.elapsed());
             for ev in events.iter() {
                 match ev.token() {
@@ -141,6 +136,34 @@ impl Server {
             key: k as u32,
             gen: c.gen,
         })
+    }
+
+    /// Wait for readiness events: spin first if [`Config::busy_poll`] asks
+    /// for it, then sleep until an event or the next timer.
+    fn wait(&mut self, events: &mut Events) -> io::Result<()> {
+        let timeout = self.poll_timeout();
+        let spin = match self.core.config.busy_poll {
+            // never spin past a due timer or a pending flush
+            Some(spin) => timeout.map_or(spin, |t| t.min(spin)).min(MAX_BUSY_POLL),
+            None => Duration::ZERO,
+        };
+        if spin.is_zero() {
+            return poll_once(&mut self.poll, events, timeout);
+        }
+        let until = Instant::now() + spin;
+        loop {
+            poll_once(&mut self.poll, events, Some(Duration::ZERO))?;
+            if !events.is_empty() {
+                return Ok(());
+            }
+            if Instant::now() >= until {
+                break;
+            }
+            std::hint::spin_loop();
+        }
+        // Nothing came while spinning: sleep for what is left until a timer.
+        let timeout = self.poll_timeout();
+        poll_once(&mut self.poll, events, timeout)
     }
 
     fn poll_timeout(&self) -> Option<Duration> {
@@ -692,5 +715,18 @@ fn feed<H: Handler>(core: &mut Core, handler: &mut H, id: ConnId, data: &mut [u8
     }
     if let Err(e) = result {
         core.fail(id, e);
+    }
+}
+
+/// One `epoll_wait`; a signal's interruption is an empty wake-up, not an
+/// error.
+fn poll_once(poll: &mut Poll, events: &mut Events, timeout: Option<Duration>) -> io::Result<()> {
+    match poll.poll(events, timeout) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::Interrupted => {
+            events.clear();
+            Ok(())
+        }
+        Err(e) => Err(e),
     }
 }
