@@ -535,3 +535,67 @@ fn metrics_count_connections_messages_closes_and_rejections() {
     bob.close();
     srv.stop();
 }
+
+/// Small pipelined publishes reach each subscriber as one batch per read;
+/// under the drop policy a slow subscriber loses whole batches, and its
+/// gap events still name exactly the deliveries it lost (the drop counter
+/// counts deliveries, not batches).
+#[test]
+fn dropped_batches_are_reported_delivery_by_delivery() {
+    const BURST: u64 = 40;
+    let srv = serve(hub_config(), slow_config(FullQueuePolicy::Drop));
+    let mut slow = connect(srv.addr, None);
+    slow.sub("burst");
+    let mut p = connect(srv.addr, None);
+    p.sub("burst");
+    slow.expect("join");
+    let mut sent = 0u64;
+    while metric(&metrics(srv.addr), DROPS) == 0 {
+        let mut wire = Vec::new();
+        for _ in 0..BURST {
+            sent += 1;
+            let v = json!({"op":"pub","topic":"burst","data":{"i":sent,"pad":"x".repeat(200)}});
+            let f =
+                p.c.frame_bytes(wsmio::proto::OpCode::Text, true, v.to_string().as_bytes());
+            wire.extend_from_slice(&f);
+        }
+        p.c.send_raw(&wire);
+        // The publisher reads its own copies.
+        while p.skip_to("msg")["seq"] != sent {}
+        assert!(sent < 20_000, "no drop after {sent} deliveries");
+    }
+    let dropped = metric(&metrics(srv.addr), DROPS);
+    let mut delivered = BTreeSet::new();
+    let mut missing = BTreeSet::new();
+    let mut widest = 0;
+    while (delivered.len() + missing.len()) < sent as usize {
+        let v = slow.recv();
+        match v["type"].as_str().unwrap() {
+            "msg" => {
+                let seq = v["seq"].as_u64().unwrap();
+                assert_eq!(v["data"]["i"], seq, "{v}");
+                assert!(delivered.last().map_or(true, |&l| l < seq), "order");
+                delivered.insert(seq);
+            }
+            "gap" => {
+                let (from, to) = (v["from"].as_u64().unwrap(), v["to"].as_u64().unwrap());
+                assert!(from <= to && to <= sent, "{v}");
+                widest = widest.max(to - from + 1);
+                for s in from..=to {
+                    assert!(!delivered.contains(&s), "gap {v} covers delivered {s}");
+                    assert!(missing.insert(s), "gap {v} reported twice");
+                }
+            }
+            t => panic!("unexpected {t}: {v}"),
+        }
+    }
+    assert_eq!(
+        missing.len() as u64,
+        dropped,
+        "every dropped delivery is in a gap"
+    );
+    assert!(widest > 1, "deliveries were lost in a row, not one by one");
+    slow.close();
+    p.close();
+    srv.stop();
+}

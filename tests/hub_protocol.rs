@@ -500,3 +500,74 @@ impl QuietExceptJoins for Hc {
         assert!(got.iter().all(|v| v["type"] == "join"), "{got:?}");
     }
 }
+
+/// Publishes without an id, pipelined in one write, are held and queued to
+/// each subscriber together (src/pubsub/batch.rs). Every delivery still
+/// arrives as its own frame, in order, and anything else in the same read
+/// (an acked publish, a presence request) lands exactly where it would
+/// without the batching.
+#[test]
+fn pipelined_publishes_arrive_whole_and_in_order_around_other_replies() {
+    const BURST: u64 = 100;
+    let srv = serve_hub(hub_config());
+    let mut subs: Vec<Hc> = (0..2).map(|_| connect(srv.addr, None)).collect();
+    for s in &mut subs {
+        s.sub_ack("burst");
+    }
+    let mut p = connect(srv.addr, None);
+    p.sub_ack("burst");
+    let pubreq = |i: u64| json!({"op":"pub","topic":"burst","data":{"i":i}});
+    let mut wire = Vec::new();
+    let mut frame = |p: &mut Hc, v: Value| {
+        let f =
+            p.c.frame_bytes(wsmio::proto::OpCode::Text, true, v.to_string().as_bytes());
+        wire.extend_from_slice(&f);
+    };
+    for i in 1..=BURST {
+        frame(&mut p, pubreq(i));
+    }
+    let mut acked = pubreq(BURST + 1);
+    acked["id"] = json!(7);
+    frame(&mut p, acked);
+    for i in BURST + 2..=2 * BURST + 1 {
+        frame(&mut p, pubreq(i));
+    }
+    frame(&mut p, json!({"op":"presence","topic":"burst","id":8}));
+    p.c.send_raw(&wire);
+
+    // Subscribers: deliveries 1..=2*BURST+1, consecutive, each intact.
+    for s in &mut subs {
+        for seq in 1..=2 * BURST + 1 {
+            let m = s.skip_to("msg");
+            assert_eq!(
+                (&m["seq"], &m["data"]["i"]),
+                (&json!(seq), &json!(seq)),
+                "{m}"
+            );
+            assert_eq!(m["topic"], "burst");
+        }
+    }
+    // The publisher: its copies before the ack, the ack before its own copy
+    // of the acked publish, the presence reply after the last delivery.
+    let mut order = Vec::new();
+    while order.last().map(String::as_str) != Some("presence") {
+        let v = p.recv();
+        match v["type"].as_str().unwrap() {
+            "msg" => order.push(format!("msg {}", v["seq"])),
+            "ack" => order.push(format!("ack {} seq {}", v["id"], v["seq"])),
+            "presence" => order.push("presence".into()),
+            "join" => {}
+            t => panic!("unexpected {t}: {v}"),
+        }
+    }
+    let mut want: Vec<String> = (1..=BURST).map(|s| format!("msg {s}")).collect();
+    want.push(format!("ack 7 seq {}", BURST + 1));
+    want.extend((BURST + 1..=2 * BURST + 1).map(|s| format!("msg {s}")));
+    want.push("presence".into());
+    assert_eq!(order, want);
+    p.close();
+    for s in subs {
+        s.close();
+    }
+    srv.stop();
+}

@@ -14,6 +14,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use serde_json::json;
 
 use super::auth::{inbox_topic, verify_jwt, Identity, OriginPolicy, TokenError};
+use super::batch::Batch;
 use super::history::{History, Stored};
 use super::metrics::Metrics;
 use super::protocol::{self, Delivery, ErrorCode, Request, Since};
@@ -93,6 +94,8 @@ pub struct Hub {
     pending: HashMap<ConnId, Identity>,
     metrics: Metrics,
     anon_counter: u64,
+    /// Deliveries of the current read not yet queued; empty between reads.
+    batch: Batch,
 }
 
 /// The topic `name`, created (with an empty history) if needed. When the
@@ -148,6 +151,7 @@ impl Hub {
             pending: HashMap::new(),
             metrics: Metrics::default(),
             anon_counter: 0,
+            batch: Batch::default(),
         }
     }
 
@@ -162,6 +166,7 @@ impl Hub {
     }
 
     fn send(&mut self, ctx: &mut Ctx<'_>, id: ConnId, text: &str) -> SendStatus {
+        self.flush_batch(ctx);
         let s = ctx.send_text(id, text);
         if matches!(s, SendStatus::Sent | SendStatus::Backpressured) {
             self.metrics.out(text.len());
@@ -217,6 +222,44 @@ impl Hub {
         frame: &Frame,
         exclude: Option<ConnId>,
     ) {
+        self.flush_batch(ctx);
+        self.deliver(ctx, topic, (seq, seq, 1), frame, exclude);
+    }
+
+    /// Hold delivery `seq` of `topic` until the read is done (see
+    /// [`super::batch`]); what is held already goes first if it cannot join.
+    fn fan_out_batched(&mut self, ctx: &mut Ctx<'_>, topic: &str, seq: u64, frame: Frame) {
+        if !self.batch.fits(topic, seq, frame.as_bytes().len()) {
+            self.flush_batch(ctx);
+        }
+        self.batch.push(topic, seq, frame);
+    }
+
+    /// Queue the held deliveries to every subscriber of their topic. Called
+    /// before the hub sends or changes anything else, so order is as if
+    /// each had been queued at once.
+    fn flush_batch(&mut self, ctx: &mut Ctx<'_>) {
+        if self.batch.is_empty() {
+            return;
+        }
+        let n = self.batch.len() as u64;
+        let frame = self.batch.take();
+        let topic = std::mem::take(&mut self.batch.topic);
+        let range = (self.batch.first, self.batch.last, n);
+        self.deliver(ctx, &topic, range, &frame, None);
+        self.batch.topic = topic;
+    }
+
+    /// Queue `frame`, deliveries `first..=last` (`n` of them) of `topic`, to
+    /// every local subscriber but `exclude`.
+    fn deliver(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        topic: &str,
+        (first, last, n): (u64, u64, u64),
+        frame: &Frame,
+        exclude: Option<ConnId>,
+    ) {
         let Some(t) = self.topics.get(topic) else {
             return;
         };
@@ -227,40 +270,45 @@ impl Hub {
             }
             match ctx.send_frame(sub, frame) {
                 SendStatus::Sent => {
-                    self.metrics.fanout_deliveries += 1;
-                    self.metrics.out(len);
+                    self.metrics.fanout_deliveries += n;
+                    self.metrics.out_n(n, len);
                 }
                 SendStatus::Backpressured => {
-                    self.metrics.fanout_deliveries += 1;
-                    self.metrics.out(len);
+                    self.metrics.fanout_deliveries += n;
+                    self.metrics.out_n(n, len);
                     let q = ctx.queued_bytes(sub).unwrap_or(0) as u64;
                     self.metrics.queue_high_water = self.metrics.queue_high_water.max(q);
                 }
-                SendStatus::Dropped => {
-                    Self::dropped(&mut self.metrics, &mut self.clients, sub, topic, seq)
-                }
+                SendStatus::Dropped => Self::dropped(
+                    &mut self.metrics,
+                    &mut self.clients,
+                    sub,
+                    topic,
+                    (first, last, n),
+                ),
                 SendStatus::Closed => {}
             }
         }
     }
 
-    /// A delivery of `seq` on `topic` did not fit in `id`'s queue: count it
-    /// and remember the gap (reported by a `gap` event once the queue drains).
+    /// Deliveries `first..=last` (`n`) of `topic` did not fit in `id`'s
+    /// queue: count them and remember the gap (reported by a `gap` event
+    /// once the queue drains).
     fn dropped(
         metrics: &mut Metrics,
         clients: &mut HashMap<ConnId, Client>,
         id: ConnId,
         topic: &str,
-        seq: u64,
+        (first, last, n): (u64, u64, u64),
     ) {
-        metrics.drop("slow_consumer");
+        metrics.drop_n("slow_consumer", n);
         if let Some(c) = clients.get_mut(&id) {
             match c.gaps.iter_mut().find(|g| g.0 == topic) {
                 Some(g) => {
-                    g.1 = g.1.min(seq);
-                    g.2 = g.2.max(seq);
+                    g.1 = g.1.min(first);
+                    g.2 = g.2.max(last);
                 }
-                None => c.gaps.push((topic.to_string(), seq, seq)),
+                None => c.gaps.push((topic.to_string(), first, last)),
             }
         }
     }
@@ -348,9 +396,13 @@ impl Hub {
                 SendStatus::Sent | SendStatus::Backpressured => {
                     self.metrics.out(f.as_bytes().len())
                 }
-                SendStatus::Dropped => {
-                    Self::dropped(&mut self.metrics, &mut self.clients, id, topic, *seq)
-                }
+                SendStatus::Dropped => Self::dropped(
+                    &mut self.metrics,
+                    &mut self.clients,
+                    id,
+                    topic,
+                    (*seq, *seq, 1),
+                ),
                 SendStatus::Closed => {}
             }
         }
@@ -362,6 +414,7 @@ impl Hub {
 
     /// Send a presence event to every subscriber of `topic`.
     fn notify(&mut self, ctx: &mut Ctx<'_>, topic: &str, text: &str) {
+        self.flush_batch(ctx);
         let Some(t) = self.topics.get(topic) else {
             return;
         };
@@ -405,6 +458,18 @@ impl Hub {
             Ok(r) => r,
             Err(e) => return self.error(ctx, id, e.id, ErrorCode::BadRequest, &e.message),
         };
+        // Only a publish without ack or exclusion can join the held
+        // deliveries; anything else may change or observe the order.
+        if !matches!(
+            req,
+            Request::Pub {
+                id: None,
+                exclude_self: false,
+                ..
+            }
+        ) {
+            self.flush_batch(ctx);
+        }
         let Some(c) = self.clients.get(&id) else {
             return;
         };
@@ -457,8 +522,12 @@ impl Hub {
                     );
                     self.send(ctx, id, &a);
                 }
-                let exclude = exclude_self.then_some(id);
-                self.fan_out(ctx, &topic, seq, &frame, exclude);
+                if rid.is_none() && !exclude_self {
+                    self.fan_out_batched(ctx, &topic, seq, frame);
+                } else {
+                    let exclude = exclude_self.then_some(id);
+                    self.fan_out(ctx, &topic, seq, &frame, exclude);
+                }
             }
             Request::Dm { id: rid, to, data } => {
                 if !super::auth::valid_user_id(&to) {
@@ -595,6 +664,7 @@ impl Handler for Hub {
     }
 
     fn open(&mut self, ctx: &mut Ctx<'_>, id: ConnId) {
+        self.flush_batch(ctx);
         let Some(who) = self.pending.remove(&id) else {
             ctx.close(id, CloseCode::INTERNAL, "no identity");
             return;
@@ -634,6 +704,7 @@ impl Handler for Hub {
             c.violations += 1;
             self.metrics.drop("rate_limited");
             if c.violations >= self.config.rate_violation_limit {
+                self.flush_batch(ctx);
                 ctx.close(id, CloseCode::POLICY, "rate limit exceeded");
             } else {
                 // The request is dropped unread, but its id is echoed so the
@@ -657,12 +728,18 @@ impl Handler for Hub {
             Message::Text(t) => self.handle_request(ctx, id, t),
             // RFC 6455 §7.4.1: 1003 for a data type the endpoint cannot accept.
             Message::Binary(_) => {
+                self.flush_batch(ctx);
                 ctx.close(id, CloseCode::UNSUPPORTED, "the hub protocol is JSON text")
             }
         }
     }
 
+    fn read_done(&mut self, ctx: &mut Ctx<'_>, _id: ConnId) {
+        self.flush_batch(ctx);
+    }
+
     fn drain(&mut self, ctx: &mut Ctx<'_>, id: ConnId) {
+        self.flush_batch(ctx);
         // Tell a client that caught up which deliveries it lost.
         let Some(c) = self.clients.get_mut(&id) else {
             return;
@@ -676,6 +753,7 @@ impl Handler for Hub {
     }
 
     fn close(&mut self, ctx: &mut Ctx<'_>, id: ConnId, info: CloseInfo) {
+        self.flush_batch(ctx);
         self.metrics.close(info.code.0);
         self.pending.remove(&id);
         let Some(c) = self.clients.get(&id) else {

@@ -40,7 +40,12 @@ pub struct Metrics {
 impl Metrics {
     /// Count a drop.
     pub fn drop(&mut self, reason: &'static str) {
-        *self.drops.entry(reason).or_default() += 1;
+        self.drop_n(reason, 1);
+    }
+
+    /// Count `n` drops for `reason`.
+    pub fn drop_n(&mut self, reason: &'static str, n: u64) {
+        *self.drops.entry(reason).or_default() += n;
     }
 
     /// Count a handshake rejection.
@@ -62,7 +67,12 @@ impl Metrics {
 
     /// Count a message queued to a client.
     pub fn out(&mut self, bytes: usize) {
-        self.messages_out += 1;
+        self.out_n(1, bytes);
+    }
+
+    /// Count `n` messages of `bytes` in all sent.
+    pub fn out_n(&mut self, n: u64, bytes: usize) {
+        self.messages_out += n;
         self.bytes_out += bytes as u64;
     }
 

@@ -3,9 +3,10 @@
 //! metrics. Its wire protocol is in `docs/PROTOCOL.md`.
 //!
 //! Reading order: [`protocol`] (the messages), [`hub`] (the handler),
-//! [`topic`] and [`history`], then [`auth`], [`ratelimit`], [`metrics`].
+//! [`topic`], [`history`] and [`batch`], then [`auth`], [`ratelimit`], [`metrics`].
 
 pub mod auth;
+pub mod batch;
 pub mod history;
 pub mod hub;
 pub mod metrics;

@@ -160,7 +160,23 @@ impl Frame {
         Frame::new(Message::Binary(b))
     }
 
-    /// The encoded frame.
+    /// Several framed messages as one unit, sent back to back: a queue
+    /// takes them with one reference instead of one copy per message (how
+    /// the hub queues a burst of deliveries to each subscriber). The bytes
+    /// are copied once here.
+    pub fn batch(frames: &[Frame]) -> Self {
+        if let [one] = frames {
+            return one.clone();
+        }
+        let len = frames.iter().map(|f| f.bytes.len()).sum();
+        let mut v = Vec::with_capacity(len);
+        for f in frames {
+            v.extend_from_slice(&f.bytes);
+        }
+        Frame { bytes: v.into() }
+    }
+
+    /// The encoded frame (or frames, for a [`Frame::batch`]).
     pub fn as_bytes(&self) -> &[u8] {
         &self.bytes
     }
@@ -202,6 +218,13 @@ pub trait Handler {
     /// A complete message ([`crate::proto::Delivery::Messages`]). The payload
     /// borrows the loop's buffer: copy what must outlive the call.
     fn message(&mut self, ctx: &mut Ctx<'_>, id: ConnId, msg: Message<'_>);
+
+    /// Every message of one read from `id` has been handled; its replies
+    /// are written next. The place to send what was batched over those
+    /// messages (default: nothing).
+    fn read_done(&mut self, ctx: &mut Ctx<'_>, id: ConnId) {
+        let _ = (ctx, id);
+    }
 
     /// A message chunk ([`crate::proto::Delivery::Chunks`]).
     fn chunk(&mut self, ctx: &mut Ctx<'_>, id: ConnId, chunk: Chunk<'_>) {

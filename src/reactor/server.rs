@@ -290,6 +290,12 @@ impl Server {
         // on the turn's flush list: it is flushed right below.
         let outer = self.core.reading.replace(id);
         self.read_socket(id, closed_hint, handler);
+        handler.read_done(
+            &mut Ctx {
+                core: &mut self.core,
+            },
+            id,
+        );
         self.core.reading = outer;
         self.flush_conn(id, handler);
     }
