@@ -2,9 +2,11 @@
 //! Autobahn and the benchmarks run it.
 //!
 //! Usage: `cargo run --release --example echo [ADDR]` (default 127.0.0.1:9001);
-//! `WSMIO_BUSY_POLL_US=N` turns on busy polling ([`Config::busy_poll`]).
+//! `WSMIO_BUSY_POLL_US=N` turns on busy polling ([`wsmio::Config::busy_poll`]).
 
-use wsmio::{Config, ConnId, Ctx, Handler, Message, Server};
+mod common;
+
+use wsmio::{ConnId, Ctx, Handler, Message, Server};
 
 struct Echo;
 
@@ -15,33 +17,11 @@ impl Handler for Echo {
 }
 
 fn main() -> std::io::Result<()> {
-    let addr = std::env::args()
-        .nth(1)
-        .unwrap_or_else(|| "127.0.0.1:9001".into());
-    let addr = addr.parse().map_err(|e| {
-        std::io::Error::new(std::io::ErrorKind::InvalidInput, format!("{addr}: {e}"))
-    })?;
-    // Benchmarks hold 10,000+ connections; Autobahn sends 16 MiB messages.
-    let config = Config::default()
-        .with_max_connections(100_000)
-        .with_busy_poll(busy_poll()?);
+    let addr = common::listen_addr()?;
+    // Autobahn sends 16 MiB messages (the default limit).
+    let config = common::config()?;
     let server = Server::bind(addr, config)?;
     eprintln!("echo server listening on ws://{}", server.local_addr());
     server.run(Echo)?;
     Ok(())
-}
-
-/// `WSMIO_BUSY_POLL_US` (microseconds, 0 or unset = off), as for `wsmio serve`.
-fn busy_poll() -> std::io::Result<Option<std::time::Duration>> {
-    match std::env::var("WSMIO_BUSY_POLL_US") {
-        Err(_) => Ok(None),
-        Ok(v) => match v.parse::<u64>() {
-            Ok(0) => Ok(None),
-            Ok(us) => Ok(Some(std::time::Duration::from_micros(us))),
-            Err(e) => Err(std::io::Error::new(
-                std::io::ErrorKind::InvalidInput,
-                format!("WSMIO_BUSY_POLL_US={v}: {e}"),
-            )),
-        },
-    }
 }
