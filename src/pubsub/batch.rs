@@ -39,11 +39,6 @@ impl Batch {
         self.frames.is_empty()
     }
 
-    /// Number of held deliveries.
-    pub fn len(&self) -> usize {
-        self.frames.len()
-    }
-
     /// Whether delivery `seq` of `topic` (`len` bytes) can join: same topic,
     /// next sequence number, within [`MAX_BATCH_BYTES`]. Always true when
     /// nothing is held.
@@ -89,7 +84,7 @@ mod tests {
         assert!(!b.fits("a", 9, 3), "not the next sequence number");
         assert!(!b.fits("a", 8, MAX_BATCH_BYTES), "over the byte bound");
         b.push("a", 8, Frame::text("yz"));
-        assert_eq!((b.len(), b.first, b.last), (2, 7, 8));
+        assert_eq!((b.first, b.last), (7, 8));
         // Two frames back to back, in order, each with its own header.
         assert_eq!(b.take().as_bytes(), b"\x81\x01x\x81\x02yz");
         assert!(b.is_empty());

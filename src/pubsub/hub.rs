@@ -9,6 +9,7 @@
 //! other nodes, whose hubs fan it out to their own subscribers.
 
 use std::collections::HashMap;
+use std::ops::RangeInclusive;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde_json::json;
@@ -223,7 +224,7 @@ impl Hub {
         exclude: Option<ConnId>,
     ) {
         self.flush_batch(ctx);
-        self.deliver(ctx, topic, (seq, seq, 1), frame, exclude);
+        self.deliver(ctx, topic, seq..=seq, frame, exclude);
     }
 
     /// Hold delivery `seq` of `topic` until the read is done (see
@@ -242,21 +243,20 @@ impl Hub {
         if self.batch.is_empty() {
             return;
         }
-        let n = self.batch.len() as u64;
         let frame = self.batch.take();
         let topic = std::mem::take(&mut self.batch.topic);
-        let range = (self.batch.first, self.batch.last, n);
-        self.deliver(ctx, &topic, range, &frame, None);
+        let seqs = self.batch.first..=self.batch.last;
+        self.deliver(ctx, &topic, seqs, &frame, None);
         self.batch.topic = topic;
     }
 
-    /// Queue `frame`, deliveries `first..=last` (`n` of them) of `topic`, to
+    /// Queue `frame`, the deliveries `seqs` (consecutive) of `topic`, to
     /// every local subscriber but `exclude`.
     fn deliver(
         &mut self,
         ctx: &mut Ctx<'_>,
         topic: &str,
-        (first, last, n): (u64, u64, u64),
+        seqs: RangeInclusive<u64>,
         frame: &Frame,
         exclude: Option<ConnId>,
     ) {
@@ -264,6 +264,7 @@ impl Hub {
             return;
         };
         let len = frame.as_bytes().len();
+        let n = seqs.end() - seqs.start() + 1;
         for &sub in t.subscribers() {
             if Some(sub) == exclude {
                 continue;
@@ -279,29 +280,26 @@ impl Hub {
                     let q = ctx.queued_bytes(sub).unwrap_or(0) as u64;
                     self.metrics.queue_high_water = self.metrics.queue_high_water.max(q);
                 }
-                SendStatus::Dropped => Self::dropped(
-                    &mut self.metrics,
-                    &mut self.clients,
-                    sub,
-                    topic,
-                    (first, last, n),
-                ),
+                SendStatus::Dropped => {
+                    Self::dropped(&mut self.metrics, &mut self.clients, sub, topic, &seqs)
+                }
                 SendStatus::Closed => {}
             }
         }
     }
 
-    /// Deliveries `first..=last` (`n`) of `topic` did not fit in `id`'s
-    /// queue: count them and remember the gap (reported by a `gap` event
-    /// once the queue drains).
+    /// The deliveries `seqs` of `topic` did not fit in `id`'s queue: count
+    /// them and remember the gap (reported by a `gap` event once the queue
+    /// drains).
     fn dropped(
         metrics: &mut Metrics,
         clients: &mut HashMap<ConnId, Client>,
         id: ConnId,
         topic: &str,
-        (first, last, n): (u64, u64, u64),
+        seqs: &RangeInclusive<u64>,
     ) {
-        metrics.drop_n("slow_consumer", n);
+        let (first, last) = (*seqs.start(), *seqs.end());
+        metrics.drop_n("slow_consumer", last - first + 1);
         if let Some(c) = clients.get_mut(&id) {
             match c.gaps.iter_mut().find(|g| g.0 == topic) {
                 Some(g) => {
@@ -401,7 +399,7 @@ impl Hub {
                     &mut self.clients,
                     id,
                     topic,
-                    (*seq, *seq, 1),
+                    &(*seq..=*seq),
                 ),
                 SendStatus::Closed => {}
             }

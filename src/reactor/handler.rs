@@ -163,7 +163,8 @@ impl Frame {
     /// Several framed messages as one unit, sent back to back: a queue
     /// takes them with one reference instead of one copy per message (how
     /// the hub queues a burst of deliveries to each subscriber). The bytes
-    /// are copied once here.
+    /// are copied once here; one frame is returned as itself, none gives an
+    /// empty unit that sends nothing.
     pub fn batch(frames: &[Frame]) -> Self {
         if let [one] = frames {
             return one.clone();
