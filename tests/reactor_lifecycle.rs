@@ -171,6 +171,59 @@ fn close_handshake_started_by_the_server() {
     stop(&handle, join);
 }
 
+/// RFC 6455 §7.1.1: once both close frames have crossed, the server closes
+/// TCP first — at once, not after the peer's FIN. The close timeout here is
+/// far longer than `wait_close` waits, and each client keeps its socket open
+/// until the server has reported the close.
+#[test]
+fn the_server_closes_tcp_as_soon_as_both_close_frames_crossed() {
+    let (echo, events) = Echo::new();
+    let cfg = config().with_close_timeout(Duration::from_secs(60));
+    let (addr, handle, join) = start(echo, cfg);
+
+    // The peer closes: our close frame, then our FIN.
+    let mut c = Client::connect(addr);
+    let id = wait_open(&events);
+    c.close(1000, "done");
+    c.expect_close_then_eof(1000);
+    let (gone, info) = wait_close(&events);
+    assert_eq!(gone, id);
+    assert_eq!(
+        info,
+        CloseInfo {
+            code: CloseCode::NORMAL,
+            clean: true,
+            by_peer: true
+        }
+    );
+    drop(c);
+
+    // The server closes: the same once the peer's reply arrives.
+    let mut c = Client::connect(addr);
+    let id = wait_open(&events);
+    handle.close(id, CloseCode(4001), "").unwrap();
+    assert_eq!(c.expect_close(), Some(4001));
+    c.close(4001, "");
+    c.expect_eof();
+    let (gone, info) = wait_close(&events);
+    assert_eq!(gone, id);
+    assert!(info.clean && !info.by_peer, "{info:?}");
+    drop(c);
+
+    // Bytes after the peer's close frame in the same write are discarded
+    // (§5.5.1), and the connection still ends with FIN, not a reset.
+    let mut c = Client::connect(addr);
+    wait_open(&events);
+    let mut bytes = close_frame(1000, b"");
+    bytes.extend(masked(0x81, b"too late"));
+    c.send_raw(&bytes);
+    c.expect_close_then_eof(1000);
+    assert!(wait_close(&events).1.clean);
+    drop(c);
+
+    stop(&handle, join);
+}
+
 /// Sends a large message on open; echoes.
 struct Greeter {
     big: Vec<u8>,

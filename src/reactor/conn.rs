@@ -18,9 +18,10 @@ pub(crate) enum Phase {
     /// Its data is still delivered.
     Closing,
     /// Nothing more to exchange (close frames crossed, the connection
-    /// failed, or an HTTP response is on its way): flush the queue, shut
-    /// down our side, then wait for the peer's TCP close (§7.1.1: the
-    /// server closes first) up to the close timeout.
+    /// failed, or an HTTP response is on its way): flush the queue, then
+    /// close TCP first (§7.1.1) — at once after a complete close handshake
+    /// with nothing left unread, otherwise by shutting down our side and
+    /// waiting for the peer's TCP close up to the close timeout.
     Finishing,
 }
 

@@ -125,7 +125,7 @@ impl Core {
         }
     }
 
-    /// Enter `Finishing`: flush, shut down our side, wait for TCP close.
+    /// Enter `Finishing`: flush, then close TCP (see [`Phase::Finishing`]).
     pub fn finish(&mut self, id: ConnId) {
         let close_ms = Self::millis(self.config.close_timeout);
         let now = self.now;

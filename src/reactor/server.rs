@@ -22,7 +22,7 @@ use crate::proto::handshake::{
     accept_response, find_head_end, parse_request, rejection_response, validate_upgrade,
     HeadBuffer, Rejection,
 };
-use crate::proto::{Chunk, CloseCode, Message, Receiver, Role, Sender};
+use crate::proto::{Chunk, CloseCode, CloseState, Message, Receiver, Role, Sender};
 
 /// Readiness events taken from one `epoll_wait`.
 const EVENTS_PER_POLL: usize = 4096;
@@ -623,6 +623,15 @@ impl Server {
             if c.peer_eof {
                 // The peer already closed its side.
                 self.remove(id, handler);
+            } else if c.tx.close_state() == CloseState::Closed
+                && !c.stream.is_tls()
+                && nothing_unread(&mut c.stream, &mut self.read_buf)
+            {
+                // RFC 6455 §7.1.1: both close frames have crossed, so the
+                // server closes the TCP connection first. Closing now frees
+                // the socket a round trip sooner than waiting for the
+                // peer's FIN; the kernel sends our FIN after the close frame.
+                self.remove(id, handler);
             } else if !c.write_shut {
                 // RFC 6455 §7.1.1: the server closes the TCP connection
                 // first; the peer's FIN ends it.
@@ -642,7 +651,7 @@ impl Server {
         c.wq.clear(&mut self.core.pool);
         if c.opened {
             self.core.open_count -= 1;
-            let clean = c.tx.close_state() == crate::proto::CloseState::Closed && !c.abort;
+            let clean = c.tx.close_state() == CloseState::Closed && !c.abort;
             let code = if c.close_code == 0 {
                 CloseCode::ABNORMAL
             } else {
@@ -659,6 +668,22 @@ impl Server {
             handler.close(&mut ctx, id, info);
         }
         drop(c);
+    }
+}
+
+/// May the socket be closed without a reset? Closing a socket with unread
+/// input makes the kernel answer with RST instead of FIN, and a reset can
+/// destroy the peer's unread copy of our close frame. One read tells: `true`
+/// when nothing is waiting (or the peer already sent its FIN). Input that is
+/// waiting — a peer still sending after its close frame, which RFC 6455
+/// §5.5.1 forbids — is discarded, and the caller falls back to shutting down
+/// its side and waiting for the peer's FIN. TLS streams always take that
+/// path, so that their close_notify alerts can cross.
+fn nothing_unread(stream: &mut Stream, buf: &mut [u8]) -> bool {
+    match stream.read(buf) {
+        Ok(0) => true,
+        Ok(_) => false,
+        Err(e) => e.kind() == io::ErrorKind::WouldBlock,
     }
 }
 
@@ -734,5 +759,33 @@ fn poll_once(poll: &mut Poll, events: &mut Events, timeout: Option<Duration>) ->
             Ok(())
         }
         Err(e) => Err(e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn nothing_unread_sees_waiting_input() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let mut peer = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (sock, _) = listener.accept().unwrap();
+        sock.set_nonblocking(true).unwrap();
+        let mut stream = Stream::new(mio::net::TcpStream::from_std(sock), None).unwrap();
+        let mut buf = [0u8; 64];
+        // Nothing sent: closing now would send FIN.
+        assert!(nothing_unread(&mut stream, &mut buf));
+        // Input waiting: closing now would send RST.
+        peer.write_all(b"after close").unwrap();
+        let deadline = Instant::now() + Duration::from_secs(2);
+        while nothing_unread(&mut stream, &mut buf) {
+            assert!(Instant::now() < deadline, "the peer's bytes never arrived");
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        // That read took it; the peer's FIN alone is no reason to wait.
+        peer.shutdown(std::net::Shutdown::Write).unwrap();
+        assert!(nothing_unread(&mut stream, &mut buf));
     }
 }
