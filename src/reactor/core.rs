@@ -8,7 +8,7 @@ use slab::Slab;
 
 use super::config::{Config, FullQueuePolicy};
 use super::conn::{Conn, Phase};
-use super::handler::{Frame, SendStatus};
+use super::frame::{Frame, SendStatus};
 use super::id::ConnId;
 use super::timer::{Millis, TimerHeap};
 use super::write_queue::BufPool;

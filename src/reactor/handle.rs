@@ -4,7 +4,7 @@ use std::sync::mpsc::{Receiver, SyncSender, TrySendError};
 use std::sync::Arc;
 
 use super::core::Ctx;
-use super::handler::Frame;
+use super::frame::Frame;
 use super::id::ConnId;
 use crate::proto::CloseCode;
 

@@ -1,8 +1,9 @@
 //! The `mio` reactor: one thread, one `Poll`, a slab of connections.
 //!
 //! Reading order: [`Config`] (every limit), [`Handler`] (what an application
-//! implements), then `server.rs` (the loop), `core.rs` (what a callback can
-//! do), `write_queue.rs` (corked, copy-free output) and `timer.rs`.
+//! implements) and [`Frame`] (what goes out), then `server.rs` (the loop),
+//! `core.rs` (what a callback can do), `write_queue.rs` (corked, copy-free
+//! output) and `timer.rs`.
 //!
 //! Per loop turn: poll; read every readable connection into one shared
 //! buffer and run the protocol over it (messages are delivered straight
@@ -12,6 +13,7 @@
 mod config;
 mod conn;
 mod core;
+mod frame;
 mod handle;
 mod handler;
 mod id;
@@ -22,7 +24,8 @@ pub mod write_queue;
 
 pub use self::core::{Ctx, DIRECT_WRITE_THRESHOLD};
 pub use config::{Config, FullQueuePolicy, MAX_BUSY_POLL};
+pub use frame::{Frame, SendStatus};
 pub use handle::{Call, Handle, HandleError};
-pub use handler::{CloseInfo, Frame, Handler, HttpResponse, SendStatus, Upgrade};
+pub use handler::{CloseInfo, Handler, HttpResponse, Upgrade};
 pub use id::ConnId;
 pub use server::Server;
