@@ -31,6 +31,9 @@
 #   ECHO_PEERS ["tt-ct fastws ws"]  FAN_PEERS ["tt-batch tt fastws-bcast"]
 #   OUT [/tmp/wsmio-compare-<timestamp>]  BENCH_MD [<repo>/BENCHMARKS.md] (BENCH_MD=none: don't write)
 #   SKIP_BUILD [0]  PORT_BASE [19500]  CARGO_TARGET_DIR [<repo>/target]
+#   IDLE_WAIT [180/0] s: before measuring, wait up to this long for the 1-minute load
+#       average to fall to IDLE_LOAD [0.5] (a build just before leaves it high); a run
+#       that starts above 0.5 anyway is flagged in the report
 # The wsmio slots (defaults: target/release/examples/echo, .../examples/broadcast,
 # target/release/wsmio; each takes IP:PORT as its first argument, the hub as
 # `wsmio serve --listen IP:PORT`, driven with its JSON protocol: loadgen --hub) can be
@@ -283,6 +286,20 @@ echo_args() {
     *) return 1 ;;
   esac
 }
+
+# ------------------------------------------------------------------ settle
+# The 1-minute load average decays with a 1-minute time constant, so after a
+# build it takes a minute or two to say "idle" again.
+IDLE_WAIT=${IDLE_WAIT:-$([ "$QUICK" = 1 ] && echo 0 || echo 180)}
+IDLE_LOAD=${IDLE_LOAD:-0.5}
+load1() { cut -d' ' -f1 /proc/loadavg; }
+waited=0
+while [ "$waited" -lt "$IDLE_WAIT" ] && awk -v l="$(load1)" -v m="$IDLE_LOAD" 'BEGIN { exit !(l > m) }'; do
+  [ "$waited" = 0 ] && echo "compare.sh: waiting up to ${IDLE_WAIT}s for the 1-min load average ($(load1)) to fall to $IDLE_LOAD"
+  sleep 5
+  waited=$((waited + 5))
+done
+[ "$waited" -gt 0 ] && echo "compare.sh: load average $(load1) after ${waited}s"
 
 # ------------------------------------------------------------------ machine
 {
