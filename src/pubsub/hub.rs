@@ -458,14 +458,15 @@ impl Hub {
         };
         // Only a publish without ack or exclusion can join the held
         // deliveries; anything else may change or observe the order.
-        if !matches!(
+        let batchable = matches!(
             req,
             Request::Pub {
                 id: None,
                 exclude_self: false,
                 ..
             }
-        ) {
+        );
+        if !batchable {
             self.flush_batch(ctx);
         }
         let Some(c) = self.clients.get(&id) else {
@@ -520,7 +521,7 @@ impl Hub {
                     );
                     self.send(ctx, id, &a);
                 }
-                if rid.is_none() && !exclude_self {
+                if batchable {
                     self.fan_out_batched(ctx, &topic, seq, frame);
                 } else {
                     let exclude = exclude_self.then_some(id);

@@ -21,8 +21,10 @@ pub enum SendStatus {
     Closed,
 }
 
-/// A message framed once and shared: every recipient's queue references the
-/// same bytes (no per-recipient copy or re-framing).
+/// A message framed once and shared: no recipient re-frames it. A queue
+/// references the bytes, or copies them into its buffer when the frame is at
+/// most [`COPY_SHARED_MAX`](super::write_queue::COPY_SHARED_MAX) bytes
+/// (cheaper than a reference for small frames).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Frame {
     pub(crate) bytes: Arc<[u8]>,
