@@ -281,12 +281,19 @@ pub fn accept_response(
     r
 }
 
+/// Append `name: value` to a head. The strings come from the embedding
+/// application, not the peer; still, never let one break the head: a name
+/// keeps only token characters (RFC 7230 §3.2.6) and a value loses CR and LF.
 fn push_header(r: &mut Vec<u8>, name: &str, value: &str) {
-    r.extend_from_slice(name.as_bytes());
+    r.extend(name.bytes().filter(|&b| is_tchar(b)));
     r.extend_from_slice(b": ");
-    // Never let a value break the head: drop CR and LF.
     r.extend(value.bytes().filter(|&b| b != b'\r' && b != b'\n'));
     r.extend_from_slice(b"\r\n");
+}
+
+/// RFC 7230 §3.2.6 `tchar`: the characters of a header name.
+fn is_tchar(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
 }
 
 /// The standard reason phrase of the statuses this crate sends.
@@ -372,7 +379,18 @@ impl ClientHandshake {
     /// `path`, plus any extra headers (e.g. `Origin`).
     pub fn request(&self, host: &str, path: &str, extra_headers: &[(&str, &str)]) -> Vec<u8> {
         let mut r = Vec::with_capacity(256);
-        r.extend_from_slice(format!("GET {path} HTTP/1.1\r\n").as_bytes());
+        r.extend_from_slice(b"GET ");
+        // The request target has no spaces or controls (RFC 7230 §3.1.1,
+        // §5.3): percent-encode any the caller left in, so a path cannot
+        // break the request line.
+        for b in path.bytes() {
+            if b <= b' ' || b == 0x7f {
+                r.extend_from_slice(format!("%{b:02X}").as_bytes());
+            } else {
+                r.push(b);
+            }
+        }
+        r.extend_from_slice(b" HTTP/1.1\r\n");
         push_header(&mut r, "Host", host);
         push_header(&mut r, "Upgrade", "websocket");
         push_header(&mut r, "Connection", "Upgrade");
@@ -559,5 +577,30 @@ mod tests {
         assert!(c.validate_response(&bad, &HeadLimits::default()).is_err());
         let other = accept_response(key, Some("other"), &[]);
         assert!(c.validate_response(&other, &HeadLimits::default()).is_err());
+    }
+
+    /// Strings from the application cannot add lines to a head: a path
+    /// with spaces or CR LF is percent-encoded, a header name keeps only
+    /// token characters, a value loses CR and LF.
+    #[test]
+    fn heads_cannot_be_split() {
+        let c = ClientHandshake::new([7; 16], &[]);
+        let head = c.request(
+            "h\r\nX-Host: 1",
+            "/a b HTTP/1.1\r\nX-Path: 1",
+            &[("X-N\r\nX-Name: 1", "v\r\nX-Value: 1")],
+        );
+        let r = req(std::str::from_utf8(&head).unwrap());
+        assert_eq!(r.path, "/a%20b%20HTTP/1.1%0D%0AX-Path:%201");
+        assert!(r.header("X-Host").is_none() && r.header("X-Path").is_none());
+        assert!(r.header("X-Name").is_none() && r.header("X-Value").is_none());
+        assert_eq!(r.header("X-NX-Name1"), Some("vX-Value: 1"));
+        let resp = accept_response("k", None, &[("A\r\nB", "c\nD: e")]);
+        let text = std::str::from_utf8(&resp).unwrap();
+        assert!(text.ends_with("\r\nAB: cD: e\r\n\r\n"), "{text}");
+        let resp = http_response(400, "text/plain", b"no", &[("A:B", "x")]);
+        assert!(std::str::from_utf8(&resp)
+            .unwrap()
+            .contains("\r\nAB: x\r\n"));
     }
 }
