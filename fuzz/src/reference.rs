@@ -160,9 +160,10 @@ fn reference_inner(
                         1 => return Err(Error::InvalidClosePayload),
                         _ => Some(CloseCode(u16::from_be_bytes([payload[0], payload[1]]))),
                     };
-                    // §7.4.1, §7.4.2: defined codes, library and private ranges.
+                    // §7.4.1, §7.4.2: defined codes (and IANA's 1012-1014),
+                    // library and private ranges.
                     let allowed =
-                        |c: CloseCode| matches!(c.0, 1000..=1003 | 1007..=1011 | 3000..=4999);
+                        |c: CloseCode| matches!(c.0, 1000..=1003 | 1007..=1014 | 3000..=4999);
                     if code.is_some_and(|c| !allowed(c)) {
                         return Err(Error::InvalidClosePayload);
                     }

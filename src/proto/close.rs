@@ -30,15 +30,23 @@ impl CloseCode {
     pub const EXTENSION: CloseCode = CloseCode(1010);
     /// 1011: (server) unexpected internal condition.
     pub const INTERNAL: CloseCode = CloseCode(1011);
+    /// 1012: (server) restarting; the client may reconnect (IANA registry).
+    pub const SERVICE_RESTART: CloseCode = CloseCode(1012);
+    /// 1013: (server) overloaded; try again later (IANA registry).
+    pub const TRY_AGAIN_LATER: CloseCode = CloseCode(1013);
+    /// 1014: (gateway) the upstream server sent an invalid response (IANA
+    /// registry).
+    pub const BAD_GATEWAY: CloseCode = CloseCode(1014);
 
     /// May this code appear in a close frame on the wire?
     ///
     /// RFC 6455 §7.4.1/§7.4.2 and the IANA registry: 1000–1003 and 1007–1011
-    /// are defined; 1004 is reserved; 1005, 1006 and 1015 MUST NOT be sent;
-    /// 0–999 and other codes below 3000 are not in use; 3000–3999 are
-    /// registered by libraries and 4000–4999 are private.
+    /// are defined by the RFC and 1012–1014 were registered since; 1004 is
+    /// reserved; 1005, 1006 and 1015 MUST NOT be sent; 0–999 and other codes
+    /// below 3000 are not in use; 3000–3999 are registered by libraries and
+    /// 4000–4999 are private.
     pub fn is_valid_on_wire(self) -> bool {
-        matches!(self.0, 1000..=1003 | 1007..=1011 | 3000..=4999)
+        matches!(self.0, 1000..=1003 | 1007..=1014 | 3000..=4999)
     }
 }
 
@@ -125,12 +133,17 @@ mod tests {
         for c in 0..=6000u16 {
             let valid = CloseCode(c).is_valid_on_wire();
             let expect = (1000..=1003).contains(&c)
-                || (1007..=1011).contains(&c)
+                || (1007..=1014).contains(&c)
                 || (3000..=4999).contains(&c);
             assert_eq!(valid, expect, "{c}");
         }
         for c in [1004, 1005, 1006, 1015, 0, 999, 1016, 2999, 5000, 65535] {
             assert!(!CloseCode(c).is_valid_on_wire());
+        }
+        // Registered with IANA after the RFC: Service Restart, Try Again
+        // Later, Bad Gateway.
+        for c in [1012, 1013, 1014] {
+            assert!(CloseCode(c).is_valid_on_wire());
         }
     }
 

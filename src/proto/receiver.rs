@@ -11,7 +11,7 @@
 
 use super::close::{parse_close_payload, BadClose, CloseCode};
 use super::error::Error;
-use super::frame::{self, FrameHeader, OpCode, Role, MAX_HEADER_LEN};
+use super::frame::{self, FrameHeader, OpCode, Role, MAX_CONTROL_PAYLOAD, MAX_HEADER_LEN};
 use super::limits::{Delivery, Limits};
 use super::mask::apply_mask;
 use super::utf8::Utf8Validator;
@@ -220,7 +220,7 @@ impl Receiver {
                     input = &mut input[used..];
                     if self.stage == Stage::Payload && self.remaining == 0 {
                         // An empty frame ends where it starts.
-                        if let Err(e) = self.end_frame(&mut [], true, limits.delivery, h) {
+                        if let Err(e) = self.end_frame(&mut [], true, limits, h) {
                             return Err(self.fail(e));
                         }
                     }
@@ -229,7 +229,7 @@ impl Receiver {
                     let n = self.remaining.min(input.len() as u64) as usize;
                     let (chunk, rest) = std::mem::take(&mut input).split_at_mut(n);
                     input = rest;
-                    if let Err(e) = self.payload(chunk, limits.delivery, h) {
+                    if let Err(e) = self.payload(chunk, limits, h) {
                         return Err(self.fail(e));
                     }
                 }
@@ -369,7 +369,7 @@ impl Receiver {
     fn payload<H: Handler>(
         &mut self,
         chunk: &mut [u8],
-        delivery: Delivery,
+        limits: &Limits,
         h: &mut H,
     ) -> Result<(), Error> {
         // The frame's whole payload is in this chunk.
@@ -386,10 +386,10 @@ impl Receiver {
                 .as_ref()
                 .is_some_and(|p| p.buf.len() > p.data_len);
             if !frame_done || started {
-                self.partial().buf.extend_from_slice(chunk);
+                append_bounded(&mut self.partial().buf, chunk, limits);
             }
             if frame_done {
-                self.end_frame(chunk, whole_frame, delivery, h)?;
+                self.end_frame(chunk, whole_frame, limits, h)?;
             }
             return Ok(());
         }
@@ -401,7 +401,7 @@ impl Receiver {
         if message_done && text {
             self.utf8.finish().map_err(|_| Error::InvalidUtf8)?;
         }
-        match delivery {
+        match limits.delivery {
             Delivery::Chunks => {
                 // The first chunk of the message (empty fragments included).
                 let first = !self.chunk_sent;
@@ -426,7 +426,7 @@ impl Receiver {
                     deliver(h, text, chunk);
                 } else {
                     let p = self.partial();
-                    p.buf.extend_from_slice(chunk);
+                    append_bounded(&mut p.buf, chunk, limits);
                     p.data_len = p.buf.len();
                     if message_done {
                         self.message = None;
@@ -452,13 +452,13 @@ impl Receiver {
         &mut self,
         chunk: &mut [u8],
         whole_frame: bool,
-        delivery: Delivery,
+        limits: &Limits,
         h: &mut H,
     ) -> Result<(), Error> {
         self.stage = Stage::Header;
         if !self.opcode.is_control() {
             // An empty data frame: route through the normal path.
-            return self.payload(chunk, delivery, h);
+            return self.payload(chunk, limits, h);
         }
         let buffered = self
             .partial
@@ -491,6 +491,23 @@ impl Receiver {
         }
         Ok(())
     }
+}
+
+/// Append `bytes` to the reassembly buffer, doubling its capacity as `Vec`
+/// does but never past what the limits allow it to hold (a whole message
+/// plus one control frame split across reads, §5.5), so a connection at
+/// [`Limits::max_message_size`] takes that much memory, not twice it.
+fn append_bounded(buf: &mut Vec<u8>, bytes: &[u8], limits: &Limits) {
+    let need = buf.len() + bytes.len();
+    if need > buf.capacity() {
+        let most = usize::try_from(limits.max_message_size)
+            .unwrap_or(usize::MAX)
+            .saturating_add(MAX_CONTROL_PAYLOAD)
+            .max(need);
+        let target = buf.capacity().saturating_mul(2).clamp(need, most);
+        buf.reserve_exact(target - buf.len());
+    }
+    buf.extend_from_slice(bytes);
 }
 
 fn deliver<H: Handler>(h: &mut H, text: bool, bytes: &[u8]) {
