@@ -778,3 +778,93 @@ fn a_stale_id_never_reaches_the_connection_in_its_slot() {
     drop(b);
     stop(&handle, join);
 }
+
+/// Replies to each message with its first 5,000 bytes.
+struct Shrink;
+
+impl Handler for Shrink {
+    fn message(&mut self, ctx: &mut Ctx<'_>, id: ConnId, msg: Message<'_>) {
+        let b = msg.as_bytes();
+        ctx.send(id, Message::Binary(&b[..b.len().min(5000)]));
+    }
+}
+
+/// A read whose last reply leaves the queue over `max_queued_bytes`
+/// pauses reading with input still unread in the socket. When the flush
+/// right after that read writes everything (no `WouldBlock`, so no writable
+/// event follows, and the client sends nothing more), reading must still
+/// resume: every request is answered without waiting for a timer.
+#[test]
+fn reading_resumes_when_the_reads_own_flush_drains_the_queue() {
+    let (addr, handle, join) = start(Shrink, config().with_max_queued_bytes(4096));
+    let mut c = Client::connect(addr);
+    // 40 requests of 16 KiB in one write: more than one 256 KiB read.
+    let mut burst = Vec::new();
+    for i in 0..40u8 {
+        burst.extend(c.frame_bytes(wsmio::proto::OpCode::Binary, true, &[i; 16 * 1024]));
+    }
+    c.send_raw(&burst);
+    for i in 0..40u8 {
+        assert_eq!(c.expect_binary(), vec![i; 5000], "reply {i}");
+    }
+    stop(&handle, join);
+}
+
+/// Counts binary messages; answers a text message with that count. The
+/// first binary message blocks the loop until the test opens the gate.
+struct Counter {
+    gate: Option<mpsc::Receiver<()>>,
+    binary: usize,
+}
+
+impl Handler for Counter {
+    fn message(&mut self, ctx: &mut Ctx<'_>, id: ConnId, msg: Message<'_>) {
+        match msg {
+            Message::Text(_) => {
+                ctx.send(id, Message::Text(&self.binary.to_string()));
+            }
+            Message::Binary(_) => {
+                self.binary += 1;
+                if let Some(gate) = self.gate.take() {
+                    let _ = gate.recv_timeout(TIMEOUT);
+                }
+            }
+        }
+    }
+}
+
+/// A peer whose socket holds a lot of input gets `reads_per_turn` reads
+/// per turn, not the loop until its socket is drained: another
+/// connection's message waiting meanwhile is handled after a few of the
+/// flooder's messages, not after all of them.
+#[test]
+fn a_flooding_peer_does_not_starve_the_others() {
+    let (open_gate, gate) = mpsc::channel();
+    let handler = Counter {
+        gate: Some(gate),
+        binary: 0,
+    };
+    let cfg = config().with_read_buffer_size(4096).with_reads_per_turn(2);
+    let (addr, handle, join) = start(handler, cfg);
+    let mut flooder = Client::connect(addr);
+    let mut other = Client::connect(addr);
+    // 4 KiB frames: about one per 4 KiB read.
+    let mut flood = Vec::new();
+    for _ in 0..64 {
+        flood.extend(flooder.frame_bytes(wsmio::proto::OpCode::Binary, true, &[7; 4096]));
+    }
+    // The first frame stops the loop in the handler; meanwhile 256 KiB
+    // more wait in the flooder's socket and a text in the other's.
+    flooder.send_raw(&flood[..4104]);
+    std::thread::sleep(Duration::from_millis(100));
+    flooder.send_raw(&flood[4104..]);
+    other.send_text("count?");
+    std::thread::sleep(Duration::from_millis(100));
+    open_gate.send(()).unwrap();
+    let seen: usize = other.expect_text().parse().unwrap();
+    assert!(
+        seen <= 8,
+        "the other connection waited for {seen} of the flooder's 64 messages"
+    );
+    stop(&handle, join);
+}

@@ -77,6 +77,11 @@ pub struct Config {
     /// Bytes read per `read` call into the loop's shared buffer (default
     /// 256 KiB; one buffer per loop, not per connection).
     pub read_buffer_size: usize,
+    /// Reads of one connection per readiness event (default 4, so up to
+    /// 1 MiB with the default buffer). A peer that keeps its socket full
+    /// gets this many, then waits for the other connections and the timers
+    /// of the turn; its input is read again next turn. At least 1.
+    pub reads_per_turn: usize,
     /// Busy polling (default off). Before the loop sleeps in `epoll_wait` it
     /// keeps polling without sleeping for up to this long (at most
     /// [`MAX_BUSY_POLL`], never past the next timer), so bytes that arrive
@@ -113,6 +118,7 @@ impl Default for Config {
             command_queue: 4096,
             shutdown_timeout: Duration::from_secs(5),
             read_buffer_size: 256 * 1024,
+            reads_per_turn: 4,
             busy_poll: None,
             shutdown_reason: "server shutting down".into(),
             tls: None,
@@ -169,6 +175,8 @@ with! {
     with_shutdown_timeout: shutdown_timeout: Duration,
     /// Set [`Config::read_buffer_size`].
     with_read_buffer_size: read_buffer_size: usize,
+    /// Set [`Config::reads_per_turn`].
+    with_reads_per_turn: reads_per_turn: usize,
     /// Set [`Config::busy_poll`].
     with_busy_poll: busy_poll: Option<Duration>,
 }

@@ -41,6 +41,10 @@ pub struct Server {
     commands: CmdReceiver<Command>,
     handle: Handle,
     read_buf: Vec<u8>,
+    /// Connections that used up [`Config::reads_per_turn`] with input
+    /// possibly left in the socket: read again next turn (edge-triggered
+    /// readiness will not report that input again).
+    unread: Vec<ConnId>,
 }
 
 impl Server {
@@ -72,6 +76,7 @@ impl Server {
             commands: rx,
             handle: Handle::new(tx, waker),
             read_buf,
+            unread: Vec::new(),
         })
     }
 
@@ -91,6 +96,9 @@ impl Server {
         loop {
             self.wait(&mut events)?;
             self.core.now = Core::millis(self.core.start.elapsed());
+            // Left over from last turn's read budgets; read after this
+            // turn's events, so every ready connection goes first.
+            let unread = std::mem::take(&mut self.unread);
             for ev in events.iter() {
                 match ev.token() {
                     LISTENER => self.accept(&mut handler),
@@ -110,6 +118,9 @@ impl Server {
                         }
                     }
                 }
+            }
+            for id in unread {
+                self.read(id, false, &mut handler);
             }
             self.run_timers(&mut handler);
             if self.core.shutdown_requested && self.core.shutdown_at.is_none() {
@@ -172,7 +183,7 @@ impl Server {
         if let Some(at) = self.core.shutdown_at {
             next = Some(next.map_or(at, |n| n.min(at)));
         }
-        if !self.core.dirty.is_empty() {
+        if !self.core.dirty.is_empty() || !self.unread.is_empty() {
             return Some(Duration::ZERO);
         }
         // +1 ms: never wake a hair before a deadline and spin.
@@ -298,16 +309,32 @@ impl Server {
         );
         self.core.reading = outer;
         self.flush_conn(id, handler);
+        // If that flush drained a queue that paused reading, no writable
+        // event may ever follow: list the connection so `flush_all` resumes
+        // it this turn (input may be waiting in the socket).
+        let hard = self.core.config.max_queued_bytes;
+        if self.core.get(id).is_some_and(|c| may_resume(c, hard)) {
+            self.core.mark_dirty(id);
+        }
     }
 
-    /// Read until the socket is drained (edge-triggered) or reading must
-    /// pause, feeding every chunk through the protocol.
+    /// Read until the socket is drained (edge-triggered), reading must
+    /// pause, or the turn's read budget is spent, feeding every chunk
+    /// through the protocol.
     fn read_socket<H: Handler>(&mut self, id: ConnId, closed_hint: bool, handler: &mut H) {
+        let budget = self.core.config.reads_per_turn.max(1);
+        let mut reads = 0;
         loop {
             let Some(c) = slot(&mut self.core.conns, id) else {
                 return;
             };
             if c.read_paused || c.abort || c.peer_eof {
+                return;
+            }
+            if reads == budget {
+                // Fairness: the others and the timers go first; the rest
+                // of this input is read next turn.
+                self.unread.push(id);
                 return;
             }
             let tls = c.stream.is_tls();
@@ -317,6 +344,7 @@ impl Server {
                     return;
                 }
                 Ok(n) => {
+                    reads += 1;
                     c.last_read = self.core.now;
                     c.ping_sent = false;
                     self.process(id, n, handler);
@@ -574,7 +602,7 @@ impl Server {
                 let Some(c) = self.core.get_mut(id) else {
                     continue;
                 };
-                if c.read_paused && c.wq.len() <= hard / 2 && !matches!(c.phase, Phase::Finishing) {
+                if may_resume(c, hard) {
                     c.read_paused = false;
                     self.read(id, true, handler);
                 }
@@ -747,6 +775,12 @@ fn feed<H: Handler>(core: &mut Core, handler: &mut H, id: ConnId, data: &mut [u8
     if let Err(e) = result {
         core.fail(id, e);
     }
+}
+
+/// Reading from `c` was paused for a full queue that has drained to half
+/// of `max_queued` (hysteresis), so reading may go on.
+fn may_resume(c: &Conn, max_queued: usize) -> bool {
+    c.read_paused && c.wq.len() <= max_queued / 2 && !matches!(c.phase, Phase::Finishing)
 }
 
 /// One `epoll_wait`; a signal's interruption is an empty wake-up, not an
