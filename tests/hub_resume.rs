@@ -226,3 +226,116 @@ fn dm_to_an_offline_user_is_in_the_inbox_on_resume() {
     d.close();
     srv.stop();
 }
+
+/// A topic dropped at the node's topic limit and created again numbers
+/// from 1 in a new epoch: a client resuming from the old numbers is told
+/// the epoch changed, and gets the new deliveries, instead of "recovered,
+/// nothing lost" (the old seq 3 is beyond the new topic's seq 2).
+#[test]
+fn a_dropped_and_recreated_topic_is_a_new_epoch() {
+    let srv = serve_hub(HubConfig {
+        max_topics: 4,
+        ..hub_config_auth()
+    });
+    let mut p = connect_as(srv.addr, "pub");
+    let mut a = connect_as(srv.addr, "alice");
+    a.sub("room");
+    for n in 1..=3 {
+        p.publish("room", json!(n));
+        a.expect("msg");
+    }
+    let node_epoch = a.epoch.clone();
+    drop(a);
+    presence_until(&mut p, "room", |v| v["connections"] == 0);
+    // New topics push the node to its limit; "room", unsubscribed and
+    // published to longest ago, is dropped first.
+    for t in ["t1", "t2", "t3"] {
+        p.publish(t, json!("x"));
+    }
+    // Recreated (and kept: subscribed, so not dropped again).
+    p.sub("room");
+    let acks: Vec<Value> = (1..=2)
+        .map(|n| {
+            let ack = p.publish("room", json!(n));
+            p.expect("msg");
+            ack
+        })
+        .collect();
+    assert_eq!(seqs(&acks), [1, 2]);
+    let new_epoch = acks[0]["epoch"].as_str().unwrap().to_string();
+    assert!(
+        new_epoch.starts_with(&format!("{node_epoch}.")),
+        "{new_epoch} after {node_epoch}"
+    );
+
+    let mut a = connect_as(srv.addr, "alice");
+    let (ack, replay) = resume(&mut a, "room", &node_epoch, 3);
+    assert_eq!(
+        (
+            &ack["epoch"],
+            &ack["seq"],
+            &ack["epoch_changed"],
+            &ack["recovered"]
+        ),
+        (&json!(new_epoch), &json!(2), &json!(true), &json!(false)),
+        "{ack}"
+    );
+    assert_eq!(seqs(&replay), [1, 2]);
+    assert!(replay.iter().all(|m| m["epoch"] == json!(new_epoch)));
+    a.close();
+    p.close();
+    srv.stop();
+}
+
+/// At the topic limit with no topic that can go (all subscribed), a new
+/// topic is refused with `too_many_topics`; existing ones work on.
+#[test]
+fn a_full_node_refuses_new_topics() {
+    let srv = serve_hub(HubConfig {
+        max_topics: 2,
+        ..hub_config()
+    });
+    // The inbox is one topic, "a" the other.
+    let mut p = connect(srv.addr, None);
+    p.sub("a");
+    p.expect_error(json!({"op":"pub","topic":"b","data":1}), "too_many_topics");
+    p.expect_error(json!({"op":"sub","topic":"c"}), "too_many_topics");
+    p.publish("a", json!(1));
+    assert_eq!(p.expect("msg")["seq"], 1);
+    p.close();
+    srv.stop();
+}
+
+/// All histories together stay within `max_history_bytes`: the topics
+/// published to longest ago lose their history first, and a resume there
+/// reports the loss; the newest topic keeps all of its history.
+#[test]
+fn history_is_bounded_in_bytes_across_topics() {
+    let srv = serve_hub(HubConfig {
+        max_history_bytes: 1500,
+        ..hub_config()
+    });
+    let mut p = connect(srv.addr, None);
+    let data = "d".repeat(100);
+    for t in ["a", "b", "c"] {
+        for _ in 0..5 {
+            p.publish(t, json!(data));
+        }
+    }
+    let epoch = p.epoch.clone();
+    let mut r = connect(srv.addr, None);
+    let (ack, replay) = resume(&mut r, "a", &epoch, 0);
+    assert_eq!(
+        (&ack["recovered"], &ack["lost"], &ack["seq"]),
+        (&json!(false), &json!(5), &json!(5)),
+        "{ack}"
+    );
+    assert!(replay.is_empty());
+    r.expect("join");
+    let (ack, replay) = resume(&mut r, "c", &epoch, 0);
+    assert_eq!((&ack["recovered"], &ack["lost"]), (&json!(true), &json!(0)));
+    assert_eq!(seqs(&replay), [1, 2, 3, 4, 5]);
+    r.close();
+    p.close();
+    srv.stop();
+}

@@ -78,9 +78,15 @@ struct ServeArgs {
     /// Seconds a delivery is kept for resume.
     #[arg(long, env = "WSMIO_HISTORY_AGE", default_value_t = 600)]
     history_age: u64,
+    /// Bytes of history kept in all topics together.
+    #[arg(long, env = "WSMIO_MAX_HISTORY_BYTES", default_value_t = 64 << 20)]
+    max_history_bytes: usize,
     /// Subscriptions per connection.
     #[arg(long, env = "WSMIO_MAX_TOPICS_PER_CONN", default_value_t = 100)]
     max_topics_per_conn: usize,
+    /// Topics on this node.
+    #[arg(long, env = "WSMIO_MAX_TOPICS", default_value_t = 100_000)]
+    max_topics: usize,
     /// Sustained requests per second per connection.
     #[arg(long, env = "WSMIO_RATE", default_value_t = 50.0)]
     rate: f64,
@@ -179,7 +185,9 @@ fn serve(a: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
         origins: OriginPolicy::parse(&a.allowed_origins),
         history_len: a.history_len,
         history_age: Duration::from_secs(a.history_age),
+        max_history_bytes: a.max_history_bytes,
         max_topics_per_conn: a.max_topics_per_conn,
+        max_topics: a.max_topics,
         rate_per_sec: a.rate,
         rate_burst: a.burst,
         index_html: Some(DEMO_PAGE),

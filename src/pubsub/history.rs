@@ -32,6 +32,8 @@ pub struct Replay<'a> {
 #[derive(Debug)]
 pub struct History {
     items: VecDeque<Stored>,
+    /// Frame bytes held (for the node's history budget).
+    bytes: usize,
     max_len: usize,
     max_age_ms: u64,
 }
@@ -42,31 +44,62 @@ impl History {
     pub fn new(max_len: usize, max_age_ms: u64) -> Self {
         History {
             items: VecDeque::new(),
+            bytes: 0,
             max_len,
             max_age_ms,
         }
     }
 
-    /// Append a delivery (sequence numbers must increase).
-    pub fn push(&mut self, item: Stored) {
+    /// Append a delivery (sequence numbers must increase). Returns the
+    /// frame bytes it held before minus after, i.e. the change in
+    /// [`History::bytes`] (older items may go to make room).
+    pub fn push(&mut self, item: Stored) -> isize {
         if self.max_len == 0 {
-            return;
+            return 0;
         }
+        let before = self.bytes;
         while self.items.len() >= self.max_len {
-            self.items.pop_front();
+            self.pop();
         }
+        self.bytes += item.frame.as_bytes().len();
         self.items.push_back(item);
+        self.bytes as isize - before as isize
     }
 
-    /// Forget items older than the age limit.
-    pub fn trim(&mut self, now_ms: u64) {
+    /// Forget items older than the age limit. Returns the bytes freed.
+    pub fn trim(&mut self, now_ms: u64) -> usize {
+        let before = self.bytes;
         while let Some(front) = self.items.front() {
             if now_ms.saturating_sub(front.ts) > self.max_age_ms {
-                self.items.pop_front();
+                self.pop();
             } else {
                 break;
             }
         }
+        before - self.bytes
+    }
+
+    /// Forget everything (the topic's sequence numbers go on). Returns the
+    /// bytes freed.
+    pub fn clear(&mut self) -> usize {
+        self.items.clear();
+        std::mem::take(&mut self.bytes)
+    }
+
+    fn pop(&mut self) {
+        if let Some(old) = self.items.pop_front() {
+            self.bytes -= old.frame.as_bytes().len();
+        }
+    }
+
+    /// Frame bytes held.
+    pub fn bytes(&self) -> usize {
+        self.bytes
+    }
+
+    /// Server time of the newest item.
+    pub fn last_ts(&self) -> Option<u64> {
+        self.items.back().map(|s| s.ts)
     }
 
     /// Items stored.
@@ -117,6 +150,7 @@ mod tests {
             h.push(item(s, s * 100));
         }
         assert_eq!(h.len(), 3);
+        assert_eq!(h.bytes(), 9); // 2-byte header + 1 digit each
         let r = h.since(1, 5);
         assert_eq!(r.items.iter().map(|s| s.seq).collect::<Vec<_>>(), [3, 4, 5]);
         assert!(!r.complete);
@@ -124,7 +158,10 @@ mod tests {
         let r = h.since(3, 5);
         assert!(r.complete);
         assert_eq!(r.items.len(), 2);
-        h.trim(1450);
+        assert_eq!(h.trim(1450), 6);
         assert_eq!(h.len(), 1);
+        assert_eq!((h.bytes(), h.last_ts()), (3, Some(500)));
+        assert_eq!(h.clear(), 3);
+        assert!(h.is_empty() && h.bytes() == 0);
     }
 }

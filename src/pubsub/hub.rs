@@ -16,11 +16,11 @@ use serde_json::json;
 
 use super::auth::{inbox_topic, verify_jwt, Identity, OriginPolicy, TokenError};
 use super::batch::Batch;
-use super::history::{History, Stored};
+use super::history::Stored;
 use super::metrics::Metrics;
 use super::protocol::{self, Delivery, ErrorCode, Request, Since};
 use super::ratelimit::TokenBucket;
-use super::topic::Topic;
+use super::topics::{TopicLimits, Topics};
 use crate::proto::handshake::Request as HttpRequest;
 use crate::reactor::{CloseInfo, ConnId, Ctx, Frame, Handler, HttpResponse, SendStatus, Upgrade};
 use crate::{CloseCode, Message};
@@ -43,8 +43,16 @@ pub struct HubConfig {
     pub history_age: Duration,
     /// Subscriptions per connection (default 100).
     pub max_topics_per_conn: usize,
-    /// Topics on this node (default 100,000); idle ones are evicted first.
+    /// Topics on this node (default 100,000). At the limit, topics with
+    /// nothing in them are dropped, then those without subscribers whose
+    /// last delivery is oldest; if none can go, a new topic is refused
+    /// (`too_many_topics`).
     pub max_topics: usize,
+    /// Frame bytes kept in all topics' histories together (default
+    /// 64 MiB). Over it, the histories of the topics published to longest
+    /// ago are cleared; their sequence numbers go on, so a resume reports
+    /// the loss.
+    pub max_history_bytes: usize,
     /// Sustained requests per second per connection (default 50).
     pub rate_per_sec: f64,
     /// Burst of requests per connection (default 100).
@@ -67,6 +75,7 @@ impl Default for HubConfig {
             history_age: Duration::from_secs(600),
             max_topics_per_conn: 100,
             max_topics: 100_000,
+            max_history_bytes: 64 << 20,
             rate_per_sec: 50.0,
             rate_burst: 100,
             rate_violation_limit: 50,
@@ -90,7 +99,7 @@ struct Client {
 pub struct Hub {
     config: HubConfig,
     epoch: String,
-    topics: HashMap<String, Topic>,
+    topics: Topics,
     clients: HashMap<ConnId, Client>,
     pending: HashMap<ConnId, Identity>,
     metrics: Metrics,
@@ -99,34 +108,8 @@ pub struct Hub {
     batch: Batch,
 }
 
-/// The topic `name`, created (with an empty history) if needed. When the
-/// node is at `max_topics`, idle topics are dropped first, then the one
-/// without subscribers whose last delivery is oldest.
-fn topic_entry<'a>(
-    topics: &'a mut HashMap<String, Topic>,
-    config: &HubConfig,
-    name: &str,
-) -> &'a mut Topic {
-    if !topics.contains_key(name) {
-        if topics.len() >= config.max_topics {
-            topics.retain(|_, t| !t.is_idle());
-        }
-        if topics.len() >= config.max_topics {
-            let victim = topics
-                .iter()
-                .filter(|(_, t)| t.subscribers().is_empty())
-                .min_by_key(|(_, t)| t.history.all().last().map_or(0, |s| s.ts))
-                .map(|(k, _)| k.clone());
-            if let Some(v) = victim {
-                topics.remove(&v);
-            }
-        }
-        let history = History::new(config.history_len, config.history_age.as_millis() as u64);
-        topics.insert(name.to_string(), Topic::new(history));
-    }
-    // Inserted just above if it was missing.
-    topics.get_mut(name).expect("topic present")
-}
+/// The error text when a new topic does not fit on the node.
+const NODE_FULL: &str = "topic limit of this node reached";
 
 /// Wall-clock milliseconds since the Unix epoch (delivery timestamps).
 fn wall_ms() -> u64 {
@@ -144,10 +127,11 @@ fn random_hex(bytes: usize) -> String {
 impl Hub {
     /// A hub with a fresh random epoch.
     pub fn new(config: HubConfig) -> Self {
+        let epoch = random_hex(6);
         Hub {
             config,
-            epoch: random_hex(6),
-            topics: HashMap::new(),
+            topics: Topics::new(epoch.clone()),
+            epoch,
             clients: HashMap::new(),
             pending: HashMap::new(),
             metrics: Metrics::default(),
@@ -157,8 +141,24 @@ impl Hub {
     }
 
     /// This hub's epoch: sequence numbers are only comparable within it.
+    /// A topic created after topics were dropped has an epoch of its own
+    /// that starts with this one ([`Hub::topic_epoch`]).
     pub fn epoch(&self) -> &str {
         &self.epoch
+    }
+
+    /// The epoch of `topic`'s sequence numbers, if the topic exists.
+    pub fn topic_epoch(&self, topic: &str) -> Option<&str> {
+        self.topics.get(topic).map(|t| t.epoch.as_str())
+    }
+
+    fn limits(&self) -> TopicLimits {
+        TopicLimits {
+            max_topics: self.config.max_topics,
+            max_history_bytes: self.config.max_history_bytes,
+            history_len: self.config.history_len,
+            history_age_ms: self.config.history_age.as_millis() as u64,
+        }
     }
 
     /// Current metrics.
@@ -188,15 +188,18 @@ impl Hub {
     }
 
     /// Give the next sequence number of `topic` to a message and frame the
-    /// delivery once. Returns the frame (also stored in history).
-    pub fn sequence(&mut self, topic: &str, from: &str, data: &str) -> (u64, Frame) {
+    /// delivery once. Returns the frame (also stored in history), or `None`
+    /// if the node is at its topic limit and `topic` is new.
+    pub fn sequence(&mut self, topic: &str, from: &str, data: &str) -> Option<(u64, Frame)> {
         let now = wall_ms();
-        let t = topic_entry(&mut self.topics, &self.config, topic);
+        let limits = self.limits();
+        let t = self.topics.entry(topic, &limits, now)?;
         t.seq += 1;
+        let seq = t.seq;
         let text = Delivery {
             topic,
-            seq: t.seq,
-            epoch: &self.epoch,
+            seq,
+            epoch: &t.epoch,
             node: &self.config.node,
             from,
             ts: now,
@@ -204,13 +207,13 @@ impl Hub {
         }
         .encode();
         let frame = Frame::text(&text);
-        t.history.trim(now);
-        t.history.push(Stored {
-            seq: t.seq,
+        let item = Stored {
+            seq,
             ts: now,
             frame: frame.clone(),
-        });
-        (t.seq, frame)
+        };
+        self.topics.record(topic, item, &limits);
+        Some((seq, frame))
     }
 
     /// Queue `frame` (a delivery of `seq` on `topic`) to every local
@@ -335,9 +338,11 @@ impl Hub {
             );
         }
         let already = c.topics.iter().any(|t| t == topic);
-        // The automatic inbox subscription does not count.
-        let own = c.topics.iter().filter(|t| !t.starts_with('@')).count();
-        if !already && !topic.starts_with('@') && own >= self.config.max_topics_per_conn {
+        // The automatic inbox subscription does not count; other users'
+        // inboxes (a token may allow `@*`) do.
+        let inbox = inbox_topic(&c.who.user);
+        let own = c.topics.iter().filter(|t| **t != inbox).count();
+        if !already && topic != inbox && own >= self.config.max_topics_per_conn {
             return self.error(
                 ctx,
                 id,
@@ -347,9 +352,16 @@ impl Hub {
             );
         }
         let user = c.who.user.clone();
-        let t = topic_entry(&mut self.topics, &self.config, topic);
+        let limits = self.limits();
+        let now = wall_ms();
+        let Some(t) = self.topics.entry(topic, &limits, now) else {
+            return self.error(ctx, id, req, ErrorCode::TooManyTopics, NODE_FULL);
+        };
         let joined = !already && t.add(id, &user);
-        t.history.trim(wall_ms());
+        self.topics.trim(topic, now);
+        let Some(t) = self.topics.get(topic) else {
+            return;
+        };
         if !already {
             if let Some(c) = self.clients.get_mut(&id) {
                 c.topics.push(topic.to_string());
@@ -360,15 +372,17 @@ impl Hub {
         let current = t.seq;
         let (replay, recovered, lost, epoch_changed) = match &since {
             None => (Vec::new(), true, 0, false),
-            Some(s) if s.epoch == self.epoch => {
+            // A seq beyond ours is not one of ours either.
+            Some(s) if s.epoch == t.epoch && s.seq <= current => {
                 let r = t.history.since(s.seq, current);
                 let frames: Vec<(u64, Frame)> =
                     r.items.iter().map(|i| (i.seq, i.frame.clone())).collect();
                 (frames, r.complete, r.lost, false)
             }
             Some(_) => {
-                // Another epoch: our numbers are not theirs. Replay what we
-                // have; recovery is incomplete.
+                // Another epoch (the node restarted or the topic was
+                // dropped and recreated): our numbers are not theirs.
+                // Replay what we have; recovery is incomplete.
                 let frames: Vec<(u64, Frame)> = t
                     .history
                     .all()
@@ -381,7 +395,7 @@ impl Hub {
         let ack = protocol::ack(
             req,
             json!({
-                "op": "sub", "topic": topic, "epoch": self.epoch, "seq": current,
+                "op": "sub", "topic": topic, "epoch": t.epoch, "seq": current,
                 "resumed": since.is_some(), "recovered": recovered, "lost": lost,
                 "epoch_changed": epoch_changed, "replayed": replay.len(),
             }),
@@ -437,13 +451,7 @@ impl Hub {
         c.topics.swap_remove(pos);
         let user = c.who.user.clone();
         self.metrics.subscriptions = self.metrics.subscriptions.saturating_sub(1);
-        let mut left = false;
-        if let Some(t) = self.topics.get_mut(topic) {
-            left = t.remove(id, &user);
-            if t.is_idle() {
-                self.topics.remove(topic);
-            }
-        }
+        let left = self.topics.unsubscribe(topic, id, &user);
         if left && !topic.starts_with('@') {
             let ev = json!({"type":"leave","topic":topic,"user":user,"ts":wall_ms()}).to_string();
             self.notify(ctx, topic, &ev);
@@ -511,13 +519,16 @@ impl Hub {
                         "not allowed to publish on this topic",
                     );
                 }
-                let (seq, frame) = self.sequence(&topic, &user, data.get());
+                let Some((seq, frame)) = self.sequence(&topic, &user, data.get()) else {
+                    return self.error(ctx, id, rid, ErrorCode::TooManyTopics, NODE_FULL);
+                };
                 self.metrics.publishes += 1;
                 // The ack goes before the publisher's own copy of the delivery.
                 if rid.is_some() {
+                    let epoch = self.topic_epoch(&topic).unwrap_or(&self.epoch);
                     let a = protocol::ack(
                         rid,
-                        json!({"op":"pub","topic":topic,"seq":seq,"epoch":self.epoch}),
+                        json!({"op":"pub","topic":topic,"seq":seq,"epoch":epoch}),
                     );
                     self.send(ctx, id, &a);
                 }
@@ -533,12 +544,15 @@ impl Hub {
                     return self.error(ctx, id, rid, ErrorCode::BadTopic, "invalid user id");
                 }
                 let inbox = inbox_topic(&to);
-                let (seq, frame) = self.sequence(&inbox, &user, data.get());
+                let Some((seq, frame)) = self.sequence(&inbox, &user, data.get()) else {
+                    return self.error(ctx, id, rid, ErrorCode::TooManyTopics, NODE_FULL);
+                };
                 self.metrics.publishes += 1;
                 if rid.is_some() {
+                    let epoch = self.topic_epoch(&inbox).unwrap_or(&self.epoch);
                     let a = protocol::ack(
                         rid,
-                        json!({"op":"dm","to":to,"topic":inbox,"seq":seq,"epoch":self.epoch}),
+                        json!({"op":"dm","to":to,"topic":inbox,"seq":seq,"epoch":epoch}),
                     );
                     self.send(ctx, id, &a);
                 }
@@ -745,8 +759,9 @@ impl Handler for Hub {
         };
         let gaps = std::mem::take(&mut c.gaps);
         for (topic, from, to) in gaps {
-            let ev = json!({"type":"gap","topic":topic,"from":from,"to":to,"epoch":self.epoch})
-                .to_string();
+            let epoch = self.topic_epoch(&topic).unwrap_or(&self.epoch);
+            let ev =
+                json!({"type":"gap","topic":topic,"from":from,"to":to,"epoch":epoch}).to_string();
             self.send(ctx, id, &ev);
         }
     }

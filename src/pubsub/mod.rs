@@ -3,7 +3,7 @@
 //! metrics. Its wire protocol is in `docs/PROTOCOL.md`.
 //!
 //! Reading order: [`protocol`] (the messages), [`hub`] (the handler),
-//! [`topic`], [`history`] and [`batch`], then [`auth`], [`ratelimit`], [`metrics`].
+//! [`topics`], [`topic`], [`history`] and [`batch`], then [`auth`], [`ratelimit`], [`metrics`].
 
 pub mod auth;
 pub mod batch;
@@ -13,6 +13,7 @@ pub mod metrics;
 pub mod protocol;
 pub mod ratelimit;
 pub mod topic;
+pub mod topics;
 
 pub use auth::{Identity, OriginPolicy};
 pub use hub::{Hub, HubConfig};

@@ -9,6 +9,10 @@ use crate::reactor::ConnId;
 /// One topic on this node.
 #[derive(Debug)]
 pub struct Topic {
+    /// The epoch its sequence numbers belong to: the node's, with a suffix
+    /// if topics were dropped before this one was created (see
+    /// [`super::topics`]).
+    pub epoch: String,
     /// Last sequence number given out in this epoch (0: none yet).
     pub seq: u64,
     /// Local subscribers, in a vector for fast fan-out; `index` finds a
@@ -22,9 +26,10 @@ pub struct Topic {
 }
 
 impl Topic {
-    /// An empty topic.
-    pub fn new(history: History) -> Self {
+    /// An empty topic numbering its deliveries in `epoch`.
+    pub fn new(history: History, epoch: String) -> Self {
         Topic {
+            epoch,
             seq: 0,
             subs: Vec::new(),
             index: HashMap::new(),
@@ -98,7 +103,7 @@ mod tests {
 
     #[test]
     fn membership_and_removal() {
-        let mut t = Topic::new(History::new(10, 1000));
+        let mut t = Topic::new(History::new(10, 1000), "e".into());
         let a = ConnId::from_u64(1);
         let b = ConnId::from_u64(2);
         let c = ConnId::from_u64(3);

@@ -1,0 +1,190 @@
+//! The node's table of topics and the limits that bound it: how many
+//! topics, and how many bytes of history all of them hold together.
+//!
+//! Dropping a topic forgets its sequence counter. So that a resuming client
+//! can never take a recreated topic's numbers for the old ones, a topic
+//! created after a numbered topic (one that had deliveries) was dropped
+//! numbers its deliveries in an epoch of its own: the node's epoch, `.`,
+//! and how many numbered topics had been dropped.
+
+use std::collections::HashMap;
+
+use super::history::{History, Stored};
+use super::topic::Topic;
+
+/// What bounds the table (from the hub's configuration).
+#[derive(Debug, Clone, Copy)]
+pub struct TopicLimits {
+    /// Most topics; at the limit, idle topics and then those without
+    /// subscribers whose last delivery is oldest are dropped.
+    pub max_topics: usize,
+    /// Most frame bytes in all histories together; over it, the histories
+    /// of the topics published to longest ago are cleared (their sequence
+    /// numbers go on, so a resume reports what was lost).
+    pub max_history_bytes: usize,
+    /// Deliveries kept per topic.
+    pub history_len: usize,
+    /// Oldest delivery kept, in ms.
+    pub history_age_ms: u64,
+}
+
+/// After a pass that could not make room for a new topic, refuse new
+/// topics for this long rather than scan the table again for each.
+const FULL_BACKOFF_MS: u64 = 1000;
+
+/// The topics of this node.
+#[derive(Debug)]
+pub struct Topics {
+    map: HashMap<String, Topic>,
+    node_epoch: String,
+    /// Numbered topics dropped so far (names the epoch of topics created
+    /// after).
+    dropped: u64,
+    /// Frame bytes in all histories.
+    history_bytes: usize,
+    /// No new topic before this time (ms): the last pass found no room.
+    full_until_ms: u64,
+}
+
+impl Topics {
+    /// An empty table on a node with epoch `node_epoch`.
+    pub fn new(node_epoch: String) -> Self {
+        Topics {
+            map: HashMap::new(),
+            node_epoch,
+            dropped: 0,
+            history_bytes: 0,
+            full_until_ms: 0,
+        }
+    }
+
+    /// Topics on this node.
+    pub fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    /// No topics.
+    pub fn is_empty(&self) -> bool {
+        self.map.is_empty()
+    }
+
+    /// Frame bytes held in all histories.
+    pub fn history_bytes(&self) -> usize {
+        self.history_bytes
+    }
+
+    /// The topic `name`, if it exists.
+    pub fn get(&self, name: &str) -> Option<&Topic> {
+        self.map.get(name)
+    }
+
+    /// The topic `name`, created if needed. `None` when the node is at
+    /// [`TopicLimits::max_topics`] and no topic can be dropped to make room.
+    pub fn entry(&mut self, name: &str, limits: &TopicLimits, now_ms: u64) -> Option<&mut Topic> {
+        if !self.map.contains_key(name) {
+            if self.map.len() >= limits.max_topics && !self.make_room(limits, now_ms) {
+                return None;
+            }
+            let epoch = match self.dropped {
+                0 => self.node_epoch.clone(),
+                n => format!("{}.{n}", self.node_epoch),
+            };
+            let history = History::new(limits.history_len, limits.history_age_ms);
+            self.map
+                .insert(name.to_string(), Topic::new(history, epoch));
+        }
+        self.map.get_mut(name)
+    }
+
+    /// Drop topics until there is room for one more (and some to spare, so
+    /// the pass, O(n log n), runs once per `max_topics / 16` new topics).
+    fn make_room(&mut self, limits: &TopicLimits, now_ms: u64) -> bool {
+        if now_ms < self.full_until_ms {
+            return false;
+        }
+        let mut dropped = 0;
+        self.map.retain(|_, t| {
+            let idle = t.is_idle();
+            dropped += u64::from(idle && t.seq > 0);
+            !idle
+        });
+        let target = limits.max_topics - (limits.max_topics / 16).max(1).min(limits.max_topics);
+        if self.map.len() > target {
+            let mut old: Vec<(u64, String)> = self
+                .map
+                .iter()
+                .filter(|(_, t)| t.subscribers().is_empty())
+                .map(|(k, t)| (t.history.last_ts().unwrap_or(0), k.clone()))
+                .collect();
+            old.sort_unstable();
+            let excess = self.map.len() - target;
+            for (_, name) in old.into_iter().take(excess) {
+                if let Some(t) = self.map.remove(&name) {
+                    self.history_bytes -= t.history.bytes();
+                    dropped += u64::from(t.seq > 0);
+                }
+            }
+        }
+        self.dropped += dropped;
+        let room = self.map.len() < limits.max_topics;
+        if !room {
+            self.full_until_ms = now_ms + FULL_BACKOFF_MS;
+        }
+        room
+    }
+
+    /// Add a delivery to `name`'s history (forgetting what is too old),
+    /// then keep all histories within [`TopicLimits::max_history_bytes`].
+    pub fn record(&mut self, name: &str, item: Stored, limits: &TopicLimits) {
+        let now = item.ts;
+        let Some(t) = self.map.get_mut(name) else {
+            return;
+        };
+        let freed = t.history.trim(now);
+        let grown = t.history.push(item);
+        self.history_bytes = (self.history_bytes - freed).saturating_add_signed(grown);
+        if self.history_bytes > limits.max_history_bytes {
+            self.shed(limits.max_history_bytes);
+        }
+    }
+
+    /// Forget what is too old in `name`'s history.
+    pub fn trim(&mut self, name: &str, now_ms: u64) {
+        if let Some(t) = self.map.get_mut(name) {
+            self.history_bytes -= t.history.trim(now_ms);
+        }
+    }
+
+    /// Clear the histories published to longest ago until all of them hold
+    /// at most three quarters of `budget` (so this O(n log n) pass is rare).
+    fn shed(&mut self, budget: usize) {
+        let mut old: Vec<(u64, String)> = self
+            .map
+            .iter()
+            .filter_map(|(k, t)| Some((t.history.last_ts()?, k.clone())))
+            .collect();
+        old.sort_unstable();
+        for (_, name) in old {
+            if self.history_bytes <= budget / 4 * 3 {
+                break;
+            }
+            if let Some(t) = self.map.get_mut(&name) {
+                self.history_bytes -= t.history.clear();
+            }
+        }
+    }
+
+    /// Remove `id`'s subscription to `name` (see [`Topic::remove`]) and drop
+    /// the topic if nothing is left in it. Returns true if the user left.
+    pub fn unsubscribe(&mut self, name: &str, id: crate::reactor::ConnId, user: &str) -> bool {
+        let Some(t) = self.map.get_mut(name) else {
+            return false;
+        };
+        let left = t.remove(id, user);
+        if t.is_idle() {
+            self.dropped += u64::from(t.seq > 0);
+            self.map.remove(name);
+        }
+        left
+    }
+}
