@@ -403,3 +403,37 @@ fn max_connections_refuses_with_503() {
     drop((b, c));
     stop(&handle, join);
 }
+
+/// Pings during the handshake; records what `Ctx::ping` said.
+struct PingEarly(std::sync::mpsc::Sender<bool>);
+
+impl Handler for PingEarly {
+    fn upgrade(&mut self, ctx: &mut Ctx<'_>, id: ConnId, _req: &Request) -> Upgrade {
+        let _ = self.0.send(ctx.ping(id, b"early").is_ok());
+        Upgrade::accept()
+    }
+
+    fn open(&mut self, ctx: &mut Ctx<'_>, id: ConnId) {
+        let _ = self.0.send(ctx.ping(id, b"open").is_ok());
+    }
+
+    fn message(&mut self, _ctx: &mut Ctx<'_>, _id: ConnId, _msg: Message<'_>) {}
+}
+
+/// RFC 6455 §5.5.2: a ping goes on an established connection. Before the
+/// 101 is written `Ctx::ping` refuses, so no frame bytes can land in the
+/// HTTP response; once open it works.
+#[test]
+fn ping_is_refused_before_the_upgrade() {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let (addr, handle, join) = start(PingEarly(tx), config());
+    let mut c = Client::connect(addr);
+    assert!(c.response.starts_with("HTTP/1.1 101 "), "{}", c.response);
+    assert_eq!(rx.recv_timeout(TIMEOUT), Ok(false), "ping during handshake");
+    assert_eq!(rx.recv_timeout(TIMEOUT), Ok(true), "ping once open");
+    match c.next() {
+        Ev::Ping(p) => assert_eq!(p, b"open"),
+        other => panic!("expected the ping, got {other:?}"),
+    }
+    stop(&handle, join);
+}

@@ -450,9 +450,15 @@ impl Ctx<'_> {
             })
     }
 
-    /// Send a ping (e.g. an application-level heartbeat).
+    /// Send a ping (e.g. an application-level heartbeat). `AlreadyClosed`
+    /// if `id` is gone, closing, or not upgraded yet (RFC 6455 §5.5.2: a
+    /// ping goes on an established connection; during the handshake its
+    /// bytes would land in the HTTP response).
     pub fn ping(&mut self, id: ConnId, payload: &[u8]) -> Result<(), Error> {
         let c = self.core.get_mut(id).ok_or(Error::AlreadyClosed)?;
+        if !matches!(c.phase, Phase::Open) {
+            return Err(Error::AlreadyClosed);
+        }
         let f = c.tx.ping(payload)?;
         self.core.push_control(id, f.as_bytes());
         Ok(())
