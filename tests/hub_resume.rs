@@ -339,3 +339,55 @@ fn history_is_bounded_in_bytes_across_topics() {
     p.close();
     srv.stop();
 }
+
+/// A replay larger than the client's queue (and the sockets' buffers) is
+/// paced by it, with the default slow-consumer policy (`close`): the client
+/// is not closed, and gets every missed delivery and then the live ones,
+/// each once, in order.
+#[test]
+fn a_replay_larger_than_the_queue_is_paced() {
+    let cfg = common::config()
+        .with_max_queued_bytes(16 * 1024)
+        .with_backpressure_limit(8 * 1024);
+    let srv = serve(
+        HubConfig {
+            history_len: 300,
+            ..hub_config()
+        },
+        cfg,
+    );
+    let mut p = connect(srv.addr, None);
+    // 200 x 50 KB: 10 MB to replay, more than the sockets' buffers hold.
+    let data = "x".repeat(50_000);
+    for _ in 0..200 {
+        p.publish("big", json!(data));
+    }
+    let epoch = p.epoch.clone();
+    let mut a = connect(srv.addr, None);
+    a.request(json!({"op":"sub","topic":"big","since":{"epoch":epoch,"seq":0}}));
+    // Live deliveries while the replay is under way.
+    for _ in 0..5 {
+        p.publish("big", json!(data));
+    }
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    let ack = a.expect("ack");
+    assert_eq!(
+        (&ack["recovered"], &ack["lost"]),
+        (&json!(true), &json!(0)),
+        "{ack}"
+    );
+    let mut got = Vec::new();
+    while got.len() < 205 {
+        let v = a.recv();
+        match v["type"].as_str() {
+            Some("msg") => got.push(v["seq"].as_u64().unwrap()),
+            Some("join") => {}
+            _ => panic!("unexpected {v}"),
+        }
+    }
+    assert_eq!(got, (1..=205).collect::<Vec<u64>>());
+    a.assert_quiet();
+    a.close();
+    p.close();
+    srv.stop();
+}

@@ -93,6 +93,9 @@ struct Client {
     violations: u32,
     /// Deliveries dropped for a full queue: (topic, first seq, last seq).
     gaps: Vec<(String, u64, u64)>,
+    /// Resume replays not finished for a full queue: (topic, next seq to
+    /// send). Continued when the queue drains; at most one per subscription.
+    catch_up: Vec<(String, u64)>,
 }
 
 /// The pub/sub hub.
@@ -268,8 +271,10 @@ impl Hub {
         };
         let len = frame.as_bytes().len();
         let n = seqs.end() - seqs.start() + 1;
+        // Subscribers catching up from history get these from there.
+        let held = t.held();
         for &sub in t.subscribers() {
-            if Some(sub) == exclude {
+            if Some(sub) == exclude || (!held.is_empty() && held.contains(&sub)) {
                 continue;
             }
             match ctx.send_frame(sub, frame) {
@@ -370,26 +375,21 @@ impl Hub {
         }
         // Resume: replay what the client missed and say whether that is all.
         let current = t.seq;
+        // What to replay: the first seq and how many.
         let (replay, recovered, lost, epoch_changed) = match &since {
-            None => (Vec::new(), true, 0, false),
+            None => ((None, 0), true, 0, false),
             // A seq beyond ours is not one of ours either.
             Some(s) if s.epoch == t.epoch && s.seq <= current => {
                 let r = t.history.since(s.seq, current);
-                let frames: Vec<(u64, Frame)> =
-                    r.items.iter().map(|i| (i.seq, i.frame.clone())).collect();
-                (frames, r.complete, r.lost, false)
+                let first = r.items.first().map(|i| i.seq);
+                ((first, r.items.len()), r.complete, r.lost, false)
             }
             Some(_) => {
                 // Another epoch (the node restarted or the topic was
                 // dropped and recreated): our numbers are not theirs.
                 // Replay what we have; recovery is incomplete.
-                let frames: Vec<(u64, Frame)> = t
-                    .history
-                    .all()
-                    .iter()
-                    .map(|i| (i.seq, i.frame.clone()))
-                    .collect();
-                (frames, false, 0, true)
+                let all = t.history.all();
+                ((all.first().map(|i| i.seq), all.len()), false, 0, true)
             }
         };
         let ack = protocol::ack(
@@ -397,30 +397,79 @@ impl Hub {
             json!({
                 "op": "sub", "topic": topic, "epoch": t.epoch, "seq": current,
                 "resumed": since.is_some(), "recovered": recovered, "lost": lost,
-                "epoch_changed": epoch_changed, "replayed": replay.len(),
+                "epoch_changed": epoch_changed, "replayed": replay.1,
             }),
         );
         self.send(ctx, id, &ack);
-        for (seq, f) in &replay {
-            // A replay can be larger than the queue: what does not fit is a
-            // gap like any other (reported once the queue drains).
-            match ctx.send_frame(id, f) {
-                SendStatus::Sent | SendStatus::Backpressured => {
-                    self.metrics.out(f.as_bytes().len())
-                }
-                SendStatus::Dropped => Self::dropped(
-                    &mut self.metrics,
-                    &mut self.clients,
-                    id,
-                    topic,
-                    &(*seq..=*seq),
-                ),
-                SendStatus::Closed => {}
-            }
-        }
+        // The replay is paced by the client's queue: what does not fit now
+        // follows as the queue drains, before any live delivery of the topic.
+        let pending = replay
+            .0
+            .and_then(|first| self.replay(ctx, id, topic, first));
+        self.set_catch_up(id, topic, pending);
         if joined && !topic.starts_with('@') {
             let ev = json!({"type":"join","topic":topic,"user":user,"ts":wall_ms()}).to_string();
             self.notify(ctx, topic, &ev);
+        }
+    }
+
+    /// Send `id` the deliveries of `topic` from seq `next` on, out of
+    /// history, until its queue passes the soft limit. Returns the next seq
+    /// still to send, or `None` once caught up. Deliveries that left history
+    /// meanwhile are reported as a `gap`.
+    fn replay(&mut self, ctx: &mut Ctx<'_>, id: ConnId, topic: &str, next: u64) -> Option<u64> {
+        let t = self.topics.get(topic)?;
+        let current = t.seq;
+        let epoch = t.epoch.clone();
+        let items: Vec<(u64, Frame)> = t
+            .history
+            .since(next.saturating_sub(1), current)
+            .items
+            .iter()
+            .map(|i| (i.seq, i.frame.clone()))
+            .collect();
+        let first = items.first().map_or(current + 1, |i| i.0);
+        if first > next {
+            let ev = json!({"type":"gap","topic":topic,"from":next,"to":first - 1,"epoch":epoch})
+                .to_string();
+            self.send(ctx, id, &ev);
+        }
+        let hard = ctx.config().max_queued_bytes;
+        for (seq, f) in items {
+            // Never push a full queue (its policy could close the client):
+            // the drain event continues from here.
+            if ctx.queued_bytes(id).unwrap_or(0) >= hard {
+                return Some(seq);
+            }
+            match ctx.send_frame(id, &f) {
+                SendStatus::Sent => self.metrics.out(f.as_bytes().len()),
+                SendStatus::Backpressured => {
+                    self.metrics.out(f.as_bytes().len());
+                    return Some(seq + 1);
+                }
+                SendStatus::Dropped => return Some(seq),
+                SendStatus::Closed => return None,
+            }
+        }
+        None
+    }
+
+    /// Record where `id`'s replay of `topic` stands: live fan-out skips it
+    /// while `pending` (the next seq to send) is set.
+    fn set_catch_up(&mut self, id: ConnId, topic: &str, pending: Option<u64>) {
+        let Some(c) = self.clients.get_mut(&id) else {
+            return;
+        };
+        c.catch_up.retain(|(t, _)| t != topic);
+        let Some(t) = self.topics.get_mut(topic) else {
+            return;
+        };
+        match pending {
+            Some(next) => {
+                c.catch_up.push((topic.to_string(), next));
+                t.hold(id);
+            }
+            None => t.release(id),
         }
     }
 
@@ -449,6 +498,7 @@ impl Hub {
             return false;
         };
         c.topics.swap_remove(pos);
+        c.catch_up.retain(|(t, _)| t != topic);
         let user = c.who.user.clone();
         self.metrics.subscriptions = self.metrics.subscriptions.saturating_sub(1);
         let left = self.topics.unsubscribe(topic, id, &user);
@@ -699,6 +749,7 @@ impl Handler for Hub {
                 bucket: TokenBucket::new(self.config.rate_per_sec, self.config.rate_burst, now),
                 violations: 0,
                 gaps: Vec::new(),
+                catch_up: Vec::new(),
             },
         );
         self.send(ctx, id, &welcome);
@@ -758,11 +809,17 @@ impl Handler for Hub {
             return;
         };
         let gaps = std::mem::take(&mut c.gaps);
+        let catch_up = std::mem::take(&mut c.catch_up);
         for (topic, from, to) in gaps {
             let epoch = self.topic_epoch(&topic).unwrap_or(&self.epoch);
             let ev =
                 json!({"type":"gap","topic":topic,"from":from,"to":to,"epoch":epoch}).to_string();
             self.send(ctx, id, &ev);
+        }
+        // Go on with unfinished resume replays.
+        for (topic, next) in catch_up {
+            let pending = self.replay(ctx, id, &topic, next);
+            self.set_catch_up(id, &topic, pending);
         }
     }
 

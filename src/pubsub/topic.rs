@@ -19,6 +19,10 @@ pub struct Topic {
     /// subscriber's position for O(1) removal.
     subs: Vec<ConnId>,
     index: HashMap<ConnId, usize>,
+    /// Subscribers still being sent their resume replay from history:
+    /// live fan-out skips them until they are caught up, so what they get
+    /// stays in sequence order. Usually empty.
+    held: Vec<ConnId>,
     /// Distinct users subscribed, with their number of connections.
     members: HashMap<String, u32>,
     /// Recent deliveries for resume.
@@ -33,6 +37,7 @@ impl Topic {
             seq: 0,
             subs: Vec::new(),
             index: HashMap::new(),
+            held: Vec::new(),
             members: HashMap::new(),
             history,
         }
@@ -41,6 +46,23 @@ impl Topic {
     /// Subscribers, for fan-out.
     pub fn subscribers(&self) -> &[ConnId] {
         &self.subs
+    }
+
+    /// Subscribers that live fan-out skips (catching up from history).
+    pub fn held(&self) -> &[ConnId] {
+        &self.held
+    }
+
+    /// Skip subscriber `id` in live fan-out until [`Topic::release`].
+    pub fn hold(&mut self, id: ConnId) {
+        if self.has(id) && !self.held.contains(&id) {
+            self.held.push(id);
+        }
+    }
+
+    /// Live fan-out reaches `id` again.
+    pub fn release(&mut self, id: ConnId) {
+        self.held.retain(|&h| h != id);
     }
 
     /// Is `id` subscribed?
@@ -67,6 +89,7 @@ impl Topic {
         let Some(pos) = self.index.remove(&id) else {
             return false;
         };
+        self.release(id);
         self.subs.swap_remove(pos);
         if let Some(&moved) = self.subs.get(pos) {
             self.index.insert(moved, pos);
@@ -113,7 +136,11 @@ mod tests {
         assert_eq!(t.members(), ["alice", "bob"]);
         assert!(!t.remove(a, "alice"));
         assert!(t.has(b) && t.has(c) && !t.has(a));
+        t.hold(b);
+        t.hold(b);
+        assert_eq!(t.held(), [b]);
         assert!(t.remove(b, "alice"));
+        assert!(t.held().is_empty());
         assert_eq!(t.subscribers(), [c]);
         assert_eq!(t.members(), ["bob"]);
     }

@@ -78,6 +78,13 @@ impl Topics {
         self.map.get(name)
     }
 
+    /// The topic `name`, if it exists, to change its subscribers (its
+    /// history changes only through [`Topics::record`] and
+    /// [`Topics::trim`], which keep the byte count).
+    pub fn get_mut(&mut self, name: &str) -> Option<&mut Topic> {
+        self.map.get_mut(name)
+    }
+
     /// The topic `name`, created if needed. `None` when the node is at
     /// [`TopicLimits::max_topics`] and no topic can be dropped to make room.
     pub fn entry(&mut self, name: &str, limits: &TopicLimits, now_ms: u64) -> Option<&mut Topic> {
