@@ -111,6 +111,25 @@ pub struct Hub {
     batch: Batch,
 }
 
+/// Separate `gap` reports kept per topic until the client's queue drains.
+const MAX_GAPS_PER_TOPIC: usize = 16;
+
+/// Note that deliveries `first..=last` of `topic` were dropped. They join
+/// the topic's latest gap if they continue it; else they make a new gap, so
+/// deliveries that got through in between are not reported lost. Past
+/// [`MAX_GAPS_PER_TOPIC`] the latest gap is widened instead (bounded memory;
+/// the report may then include delivered seqs).
+fn record_gap(gaps: &mut Vec<(String, u64, u64)>, topic: &str, first: u64, last: u64) {
+    let count = gaps.iter().filter(|g| g.0 == topic).count();
+    match gaps.iter_mut().rev().find(|g| g.0 == topic) {
+        Some(g) if first <= g.2 + 1 || count >= MAX_GAPS_PER_TOPIC => {
+            g.1 = g.1.min(first);
+            g.2 = g.2.max(last);
+        }
+        _ => gaps.push((topic.to_string(), first, last)),
+    }
+}
+
 /// The error text when a new topic does not fit on the node.
 const NODE_FULL: &str = "topic limit of this node reached";
 
@@ -309,13 +328,7 @@ impl Hub {
         let (first, last) = (*seqs.start(), *seqs.end());
         metrics.drop_n("slow_consumer", last - first + 1);
         if let Some(c) = clients.get_mut(&id) {
-            match c.gaps.iter_mut().find(|g| g.0 == topic) {
-                Some(g) => {
-                    g.1 = g.1.min(first);
-                    g.2 = g.2.max(last);
-                }
-                None => c.gaps.push((topic.to_string(), first, last)),
-            }
+            record_gap(&mut c.gaps, topic, first, last);
         }
     }
 
@@ -836,5 +849,34 @@ impl Handler for Hub {
         }
         self.clients.remove(&id);
         self.metrics.connections_current = self.metrics.connections_current.saturating_sub(1);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gaps_join_only_when_they_continue() {
+        let mut g = Vec::new();
+        record_gap(&mut g, "t", 5, 5);
+        record_gap(&mut g, "t", 6, 7); // continues 5
+        record_gap(&mut g, "u", 1, 1);
+        record_gap(&mut g, "t", 10, 10); // 8 and 9 were delivered
+        let t = |v: &[(String, u64, u64)]| -> Vec<(u64, u64)> {
+            v.iter()
+                .filter(|x| x.0 == "t")
+                .map(|x| (x.1, x.2))
+                .collect()
+        };
+        assert_eq!(t(&g), [(5, 7), (10, 10)]);
+        // Bounded: past the cap the latest gap widens.
+        for s in 0..2 * MAX_GAPS_PER_TOPIC as u64 {
+            record_gap(&mut g, "t", 20 + 2 * s, 20 + 2 * s);
+        }
+        assert_eq!(t(&g).len(), MAX_GAPS_PER_TOPIC);
+        let last = *t(&g).last().unwrap();
+        assert_eq!(last.1, 20 + 2 * (2 * MAX_GAPS_PER_TOPIC as u64 - 1));
+        assert_eq!(g.iter().filter(|x| x.0 == "u").count(), 1);
     }
 }
