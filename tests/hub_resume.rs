@@ -391,3 +391,55 @@ fn a_replay_larger_than_the_queue_is_paced() {
     p.close();
     srv.stop();
 }
+
+/// While a paced replay is under way: a `sub` without `since` to the same
+/// topic leaves it running, and the client's own publish with
+/// `exclude_self` is not replayed to it. Everything else arrives once, in
+/// order.
+#[test]
+fn a_paced_replay_survives_resubscribing_and_honours_exclude_self() {
+    let cfg = common::config()
+        .with_max_queued_bytes(16 * 1024)
+        .with_backpressure_limit(8 * 1024);
+    let srv = serve(
+        HubConfig {
+            history_len: 300,
+            ..hub_config()
+        },
+        cfg,
+    );
+    let mut p = connect(srv.addr, None);
+    let data = "x".repeat(50_000);
+    for _ in 0..200 {
+        p.publish("big", json!(data));
+    }
+    let epoch = p.epoch.clone();
+    let mut a = connect(srv.addr, None);
+    a.request(json!({"op":"sub","topic":"big","since":{"epoch":epoch,"seq":0}}));
+    a.request(json!({"op":"sub","topic":"big"}));
+    a.request(json!({"op":"pub","topic":"big","data":"mine","exclude_self":true}));
+    std::thread::sleep(std::time::Duration::from_millis(100));
+    for _ in 0..3 {
+        p.publish("big", json!("live"));
+    }
+    let mut got = Vec::new();
+    let mut acks = 0;
+    while got.len() < 203 || acks < 3 {
+        let v = a.recv();
+        match v["type"].as_str() {
+            Some("msg") => {
+                assert_ne!(v["data"], "mine", "own exclude_self publish replayed");
+                got.push(v["seq"].as_u64().unwrap());
+            }
+            Some("ack") => acks += 1,
+            Some("join") => {}
+            _ => panic!("unexpected {v}"),
+        }
+    }
+    let expect: Vec<u64> = (1..=200).chain(202..=204).collect();
+    assert_eq!(got, expect);
+    a.assert_quiet();
+    a.close();
+    p.close();
+    srv.stop();
+}

@@ -868,3 +868,25 @@ fn a_flooding_peer_does_not_starve_the_others() {
     );
     stop(&handle, join);
 }
+
+/// A peer that sends more than one turn's read budget and then closes its
+/// side: the rest of its input is read on the next turn, and so is its FIN
+/// (whose readiness edge was already reported), so the connection ends
+/// now, not at the idle timeout.
+#[test]
+fn eof_after_a_budgeted_read_is_not_missed() {
+    let (echo, events) = Echo::new();
+    let cfg = config().with_read_buffer_size(4096).with_reads_per_turn(1);
+    let (addr, handle, join) = start(echo, cfg);
+    let mut c = Client::connect(addr);
+    wait_open(&events);
+    let mut wire = Vec::new();
+    for i in 0..3u8 {
+        wire.extend(c.frame_bytes(wsmio::proto::OpCode::Binary, true, &[i; 5000]));
+    }
+    c.send_raw(&wire);
+    c.stream.shutdown(std::net::Shutdown::Write).unwrap();
+    let (_, info) = wait_close(&events);
+    assert_eq!(info.code, CloseCode::ABNORMAL, "{info:?}");
+    stop(&handle, join);
+}

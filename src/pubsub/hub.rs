@@ -91,11 +91,32 @@ struct Client {
     topics: Vec<String>,
     bucket: TokenBucket,
     violations: u32,
-    /// Deliveries dropped for a full queue: (topic, first seq, last seq).
-    gaps: Vec<(String, u64, u64)>,
-    /// Resume replays not finished for a full queue: (topic, next seq to
-    /// send). Continued when the queue drains; at most one per subscription.
-    catch_up: Vec<(String, u64)>,
+    /// Deliveries dropped for a full queue, reported when it drains.
+    gaps: Vec<Gap>,
+    /// Resume replays not finished for a full queue. Continued when the
+    /// queue drains; at most one per subscription.
+    catch_up: Vec<CatchUp>,
+}
+
+/// Deliveries `first..=last` of `topic` (numbered in `epoch`) dropped for a
+/// full queue: a `gap` event once the queue drains.
+#[derive(Debug)]
+struct Gap {
+    topic: String,
+    epoch: String,
+    first: u64,
+    last: u64,
+}
+
+/// A resume replay of `topic` that stopped at a full queue.
+#[derive(Debug)]
+struct CatchUp {
+    topic: String,
+    /// The next seq to send from history.
+    next: u64,
+    /// This client's own publishes with `exclude_self` made meanwhile: not
+    /// replayed to it (at most [`MAX_SKIP`]).
+    skip: Vec<u64>,
 }
 
 /// The pub/sub hub.
@@ -119,16 +140,26 @@ const MAX_GAPS_PER_TOPIC: usize = 16;
 /// deliveries that got through in between are not reported lost. Past
 /// [`MAX_GAPS_PER_TOPIC`] the latest gap is widened instead (bounded memory;
 /// the report may then include delivered seqs).
-fn record_gap(gaps: &mut Vec<(String, u64, u64)>, topic: &str, first: u64, last: u64) {
-    let count = gaps.iter().filter(|g| g.0 == topic).count();
-    match gaps.iter_mut().rev().find(|g| g.0 == topic) {
-        Some(g) if first <= g.2 + 1 || count >= MAX_GAPS_PER_TOPIC => {
-            g.1 = g.1.min(first);
-            g.2 = g.2.max(last);
+fn record_gap(gaps: &mut Vec<Gap>, topic: &str, epoch: &str, first: u64, last: u64) {
+    let same = |g: &Gap| g.topic == topic && g.epoch == epoch;
+    let count = gaps.iter().filter(|g| same(g)).count();
+    match gaps.iter_mut().rev().find(|g| same(g)) {
+        Some(g) if first <= g.last + 1 || count >= MAX_GAPS_PER_TOPIC => {
+            g.first = g.first.min(first);
+            g.last = g.last.max(last);
         }
-        _ => gaps.push((topic.to_string(), first, last)),
+        _ => gaps.push(Gap {
+            topic: topic.to_string(),
+            epoch: epoch.to_string(),
+            first,
+            last,
+        }),
     }
 }
+
+/// Own `exclude_self` publishes remembered per unfinished replay; past
+/// this many the publisher gets its own copies in the replay.
+const MAX_SKIP: usize = 256;
 
 /// The error text when a new topic does not fit on the node.
 const NODE_FULL: &str = "topic limit of this node reached";
@@ -215,7 +246,7 @@ impl Hub {
     pub fn sequence(&mut self, topic: &str, from: &str, data: &str) -> Option<(u64, Frame)> {
         let now = wall_ms();
         let limits = self.limits();
-        let t = self.topics.entry(topic, &limits, now)?;
+        let t = self.topics.entry(topic, &limits)?;
         t.seq += 1;
         let seq = t.seq;
         let text = Delivery {
@@ -307,9 +338,13 @@ impl Hub {
                     let q = ctx.queued_bytes(sub).unwrap_or(0) as u64;
                     self.metrics.queue_high_water = self.metrics.queue_high_water.max(q);
                 }
-                SendStatus::Dropped => {
-                    Self::dropped(&mut self.metrics, &mut self.clients, sub, topic, &seqs)
-                }
+                SendStatus::Dropped => Self::dropped(
+                    &mut self.metrics,
+                    &mut self.clients,
+                    sub,
+                    (topic, &t.epoch),
+                    &seqs,
+                ),
                 SendStatus::Closed => {}
             }
         }
@@ -322,13 +357,13 @@ impl Hub {
         metrics: &mut Metrics,
         clients: &mut HashMap<ConnId, Client>,
         id: ConnId,
-        topic: &str,
+        (topic, epoch): (&str, &str),
         seqs: &RangeInclusive<u64>,
     ) {
         let (first, last) = (*seqs.start(), *seqs.end());
         metrics.drop_n("slow_consumer", last - first + 1);
         if let Some(c) = clients.get_mut(&id) {
-            record_gap(&mut c.gaps, topic, first, last);
+            record_gap(&mut c.gaps, topic, epoch, first, last);
         }
     }
 
@@ -372,7 +407,7 @@ impl Hub {
         let user = c.who.user.clone();
         let limits = self.limits();
         let now = wall_ms();
-        let Some(t) = self.topics.entry(topic, &limits, now) else {
+        let Some(t) = self.topics.entry(topic, &limits) else {
             return self.error(ctx, id, req, ErrorCode::TooManyTopics, NODE_FULL);
         };
         let joined = !already && t.add(id, &user);
@@ -416,73 +451,111 @@ impl Hub {
         self.send(ctx, id, &ack);
         // The replay is paced by the client's queue: what does not fit now
         // follows as the queue drains, before any live delivery of the topic.
-        let pending = replay
-            .0
-            .and_then(|first| self.replay(ctx, id, topic, first));
-        self.set_catch_up(id, topic, pending);
+        // (A `sub` without `since` leaves an unfinished replay as it is.)
+        if since.is_some() {
+            let pending = replay.0.and_then(|next| {
+                let cu = CatchUp {
+                    topic: topic.to_string(),
+                    next,
+                    skip: Vec::new(),
+                };
+                self.replay(ctx, id, cu)
+            });
+            self.set_catch_up(id, topic, pending);
+        }
         if joined && !topic.starts_with('@') {
             let ev = json!({"type":"join","topic":topic,"user":user,"ts":wall_ms()}).to_string();
             self.notify(ctx, topic, &ev);
         }
     }
 
-    /// Send `id` the deliveries of `topic` from seq `next` on, out of
-    /// history, until its queue passes the soft limit. Returns the next seq
-    /// still to send, or `None` once caught up. Deliveries that left history
-    /// meanwhile are reported as a `gap`.
-    fn replay(&mut self, ctx: &mut Ctx<'_>, id: ConnId, topic: &str, next: u64) -> Option<u64> {
-        let t = self.topics.get(topic)?;
+    /// Send `id` the deliveries of `cu.topic` from seq `cu.next` on, out of
+    /// history, until its queue passes the soft limit. Returns what is left
+    /// (a drain event will continue it), or `None` once caught up.
+    /// Deliveries that left history meanwhile are reported as a `gap`.
+    fn replay(&mut self, ctx: &mut Ctx<'_>, id: ConnId, mut cu: CatchUp) -> Option<CatchUp> {
+        let t = self.topics.get(&cu.topic)?;
         let current = t.seq;
         let epoch = t.epoch.clone();
         let items: Vec<(u64, Frame)> = t
             .history
-            .since(next.saturating_sub(1), current)
+            .since(cu.next.saturating_sub(1), current)
             .items
             .iter()
             .map(|i| (i.seq, i.frame.clone()))
             .collect();
         let first = items.first().map_or(current + 1, |i| i.0);
-        if first > next {
-            let ev = json!({"type":"gap","topic":topic,"from":next,"to":first - 1,"epoch":epoch})
-                .to_string();
+        if first > cu.next {
+            let ev =
+                json!({"type":"gap","topic":cu.topic,"from":cu.next,"to":first - 1,"epoch":epoch})
+                    .to_string();
             self.send(ctx, id, &ev);
         }
         let hard = ctx.config().max_queued_bytes;
+        let mut more = false;
         for (seq, f) in items {
-            // Never push a full queue (its policy could close the client):
-            // the drain event continues from here.
+            cu.next = seq;
+            if cu.skip.contains(&seq) {
+                continue;
+            }
+            // Never push a full queue (its policy could close the client).
             if ctx.queued_bytes(id).unwrap_or(0) >= hard {
-                return Some(seq);
+                more = true;
+                break;
             }
             match ctx.send_frame(id, &f) {
                 SendStatus::Sent => self.metrics.out(f.as_bytes().len()),
                 SendStatus::Backpressured => {
                     self.metrics.out(f.as_bytes().len());
-                    return Some(seq + 1);
+                    cu.next = seq + 1;
+                    more = seq < current;
+                    break;
                 }
-                SendStatus::Dropped => return Some(seq),
+                SendStatus::Dropped => {
+                    more = true;
+                    break;
+                }
                 SendStatus::Closed => return None,
             }
         }
-        None
+        if !more {
+            return None;
+        }
+        cu.skip.retain(|&s| s >= cu.next);
+        // Continue once the queue is below its soft limit.
+        ctx.want_drain(id);
+        Some(cu)
     }
 
     /// Record where `id`'s replay of `topic` stands: live fan-out skips it
-    /// while `pending` (the next seq to send) is set.
-    fn set_catch_up(&mut self, id: ConnId, topic: &str, pending: Option<u64>) {
+    /// while `pending` is set.
+    fn set_catch_up(&mut self, id: ConnId, topic: &str, pending: Option<CatchUp>) {
         let Some(c) = self.clients.get_mut(&id) else {
             return;
         };
-        c.catch_up.retain(|(t, _)| t != topic);
+        c.catch_up.retain(|cu| cu.topic != topic);
         let Some(t) = self.topics.get_mut(topic) else {
             return;
         };
         match pending {
-            Some(next) => {
-                c.catch_up.push((topic.to_string(), next));
+            Some(cu) => {
+                c.catch_up.push(cu);
                 t.hold(id);
             }
             None => t.release(id),
+        }
+    }
+
+    /// `id`, catching up on `topic`, published `seq` with `exclude_self`:
+    /// its replay must not bring it back.
+    fn skip_in_replay(&mut self, id: ConnId, topic: &str, seq: u64) {
+        let Some(c) = self.clients.get_mut(&id) else {
+            return;
+        };
+        if let Some(cu) = c.catch_up.iter_mut().find(|cu| cu.topic == topic) {
+            if cu.skip.len() < MAX_SKIP {
+                cu.skip.push(seq);
+            }
         }
     }
 
@@ -511,7 +584,8 @@ impl Hub {
             return false;
         };
         c.topics.swap_remove(pos);
-        c.catch_up.retain(|(t, _)| t != topic);
+        c.catch_up.retain(|cu| cu.topic != topic);
+        c.gaps.retain(|g| g.topic != topic);
         let user = c.who.user.clone();
         self.metrics.subscriptions = self.metrics.subscriptions.saturating_sub(1);
         let left = self.topics.unsubscribe(topic, id, &user);
@@ -600,6 +674,9 @@ impl Hub {
                 } else {
                     let exclude = exclude_self.then_some(id);
                     self.fan_out(ctx, &topic, seq, &frame, exclude);
+                    if exclude_self {
+                        self.skip_in_replay(id, &topic, seq);
+                    }
                 }
             }
             Request::Dm { id: rid, to, data } => {
@@ -823,15 +900,16 @@ impl Handler for Hub {
         };
         let gaps = std::mem::take(&mut c.gaps);
         let catch_up = std::mem::take(&mut c.catch_up);
-        for (topic, from, to) in gaps {
-            let epoch = self.topic_epoch(&topic).unwrap_or(&self.epoch);
+        for g in gaps {
             let ev =
-                json!({"type":"gap","topic":topic,"from":from,"to":to,"epoch":epoch}).to_string();
+                json!({"type":"gap","topic":g.topic,"from":g.first,"to":g.last,"epoch":g.epoch})
+                    .to_string();
             self.send(ctx, id, &ev);
         }
         // Go on with unfinished resume replays.
-        for (topic, next) in catch_up {
-            let pending = self.replay(ctx, id, &topic, next);
+        for cu in catch_up {
+            let topic = cu.topic.clone();
+            let pending = self.replay(ctx, id, cu);
             self.set_catch_up(id, &topic, pending);
         }
     }
@@ -859,24 +937,26 @@ mod tests {
     #[test]
     fn gaps_join_only_when_they_continue() {
         let mut g = Vec::new();
-        record_gap(&mut g, "t", 5, 5);
-        record_gap(&mut g, "t", 6, 7); // continues 5
-        record_gap(&mut g, "u", 1, 1);
-        record_gap(&mut g, "t", 10, 10); // 8 and 9 were delivered
-        let t = |v: &[(String, u64, u64)]| -> Vec<(u64, u64)> {
+        record_gap(&mut g, "t", "e", 5, 5);
+        record_gap(&mut g, "t", "e", 6, 7); // continues 5
+        record_gap(&mut g, "u", "e", 1, 1);
+        record_gap(&mut g, "t", "e", 10, 10); // 8 and 9 were delivered
+        record_gap(&mut g, "t", "e.1", 11, 11); // another epoch's 11
+        let t = |v: &[Gap], e: &str| -> Vec<(u64, u64)> {
             v.iter()
-                .filter(|x| x.0 == "t")
-                .map(|x| (x.1, x.2))
+                .filter(|x| x.topic == "t" && x.epoch == e)
+                .map(|x| (x.first, x.last))
                 .collect()
         };
-        assert_eq!(t(&g), [(5, 7), (10, 10)]);
+        assert_eq!(t(&g, "e"), [(5, 7), (10, 10)]);
+        assert_eq!(t(&g, "e.1"), [(11, 11)]);
         // Bounded: past the cap the latest gap widens.
         for s in 0..2 * MAX_GAPS_PER_TOPIC as u64 {
-            record_gap(&mut g, "t", 20 + 2 * s, 20 + 2 * s);
+            record_gap(&mut g, "t", "e", 20 + 2 * s, 20 + 2 * s);
         }
-        assert_eq!(t(&g).len(), MAX_GAPS_PER_TOPIC);
-        let last = *t(&g).last().unwrap();
+        assert_eq!(t(&g, "e").len(), MAX_GAPS_PER_TOPIC);
+        let last = *t(&g, "e").last().unwrap();
         assert_eq!(last.1, 20 + 2 * (2 * MAX_GAPS_PER_TOPIC as u64 - 1));
-        assert_eq!(g.iter().filter(|x| x.0 == "u").count(), 1);
+        assert_eq!(g.iter().filter(|x| x.topic == "u").count(), 1);
     }
 }

@@ -8,6 +8,7 @@
 //! and how many numbered topics had been dropped.
 
 use std::collections::HashMap;
+use std::time::{Duration, Instant};
 
 use super::history::{History, Stored};
 use super::topic::Topic;
@@ -30,7 +31,7 @@ pub struct TopicLimits {
 
 /// After a pass that could not make room for a new topic, refuse new
 /// topics for this long rather than scan the table again for each.
-const FULL_BACKOFF_MS: u64 = 1000;
+const FULL_BACKOFF: Duration = Duration::from_secs(1);
 
 /// The topics of this node.
 #[derive(Debug)]
@@ -42,8 +43,9 @@ pub struct Topics {
     dropped: u64,
     /// Frame bytes in all histories.
     history_bytes: usize,
-    /// No new topic before this time (ms): the last pass found no room.
-    full_until_ms: u64,
+    /// No new topic before this time: the last pass found no room
+    /// (monotonic, so a wall-clock step cannot stretch it).
+    full_until: Option<Instant>,
 }
 
 impl Topics {
@@ -54,7 +56,7 @@ impl Topics {
             node_epoch,
             dropped: 0,
             history_bytes: 0,
-            full_until_ms: 0,
+            full_until: None,
         }
     }
 
@@ -86,10 +88,11 @@ impl Topics {
     }
 
     /// The topic `name`, created if needed. `None` when the node is at
-    /// [`TopicLimits::max_topics`] and no topic can be dropped to make room.
-    pub fn entry(&mut self, name: &str, limits: &TopicLimits, now_ms: u64) -> Option<&mut Topic> {
+    /// [`TopicLimits::max_topics`] and no topic can be dropped to make room
+    /// (then, for a second, new topics are refused without another pass).
+    pub fn entry(&mut self, name: &str, limits: &TopicLimits) -> Option<&mut Topic> {
         if !self.map.contains_key(name) {
-            if self.map.len() >= limits.max_topics && !self.make_room(limits, now_ms) {
+            if self.map.len() >= limits.max_topics && !self.make_room(limits) {
                 return None;
             }
             let epoch = match self.dropped {
@@ -105,8 +108,9 @@ impl Topics {
 
     /// Drop topics until there is room for one more (and some to spare, so
     /// the pass, O(n log n), runs once per `max_topics / 16` new topics).
-    fn make_room(&mut self, limits: &TopicLimits, now_ms: u64) -> bool {
-        if now_ms < self.full_until_ms {
+    fn make_room(&mut self, limits: &TopicLimits) -> bool {
+        let now = Instant::now();
+        if self.full_until.is_some_and(|until| now < until) {
             return false;
         }
         let mut dropped = 0;
@@ -134,9 +138,7 @@ impl Topics {
         }
         self.dropped += dropped;
         let room = self.map.len() < limits.max_topics;
-        if !room {
-            self.full_until_ms = now_ms + FULL_BACKOFF_MS;
-        }
+        self.full_until = (!room).then(|| now + FULL_BACKOFF);
         room
     }
 

@@ -56,6 +56,9 @@ pub(crate) struct Conn {
     pub backpressured: bool,
     /// Reading stopped because the queue is over its limit.
     pub read_paused: bool,
+    /// On the loop's list of connections to read again next turn (their
+    /// read budget ran out).
+    pub unread: bool,
     /// Our write side is shut down (Finishing, queue flushed).
     pub write_shut: bool,
     /// The peer closed its side of TCP while we were still flushing.

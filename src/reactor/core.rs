@@ -469,6 +469,17 @@ impl Ctx<'_> {
         self.core.close(id, code, reason);
     }
 
+    /// Ask for a [`Handler::drain`](super::Handler::drain) call for `id`
+    /// once its queue is below the soft limit (at the end of this turn if
+    /// it already is), as after a send that reported backpressure. For a
+    /// handler that stopped sending on its own, e.g. before a full queue.
+    pub fn want_drain(&mut self, id: ConnId) {
+        if let Some(c) = self.core.get_mut(id) {
+            c.backpressured = true;
+        }
+        self.core.mark_dirty(id);
+    }
+
     /// Bytes queued for `id`, if it exists.
     pub fn queued_bytes(&self, id: ConnId) -> Option<usize> {
         self.core.get(id).map(|c| c.wq.len())

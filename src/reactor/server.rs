@@ -120,7 +120,12 @@ impl Server {
                 }
             }
             for id in unread {
-                self.read(id, false, &mut handler);
+                if let Some(c) = self.core.get_mut(id) {
+                    c.unread = false;
+                    // `true`: read on past a short read, so that a FIN
+                    // whose edge was already reported is not missed.
+                    self.read(id, true, &mut handler);
+                }
             }
             self.run_timers(&mut handler);
             if self.core.shutdown_requested && self.core.shutdown_at.is_none() {
@@ -285,6 +290,7 @@ impl Server {
                 dirty: false,
                 backpressured: false,
                 read_paused: false,
+                unread: false,
                 write_shut: false,
                 peer_eof: false,
                 abort: false,
@@ -333,8 +339,11 @@ impl Server {
             }
             if reads == budget {
                 // Fairness: the others and the timers go first; the rest
-                // of this input is read next turn.
-                self.unread.push(id);
+                // of this input is read next turn (listed once).
+                if !c.unread {
+                    c.unread = true;
+                    self.unread.push(id);
+                }
                 return;
             }
             let tls = c.stream.is_tls();
