@@ -157,6 +157,23 @@ fn record_gap(gaps: &mut Vec<Gap>, topic: &str, epoch: &str, first: u64, last: u
     }
 }
 
+/// The seqs `next..first` (exclusive) without those in `skip` (increasing),
+/// as inclusive ranges.
+fn lost_ranges(next: u64, first: u64, skip: &[u64]) -> Vec<(u64, u64)> {
+    let mut from = next;
+    let mut ranges = Vec::new();
+    for &s in skip.iter().filter(|&&s| s >= next && s < first) {
+        if s > from {
+            ranges.push((from, s - 1));
+        }
+        from = s + 1;
+    }
+    if from < first {
+        ranges.push((from, first - 1));
+    }
+    ranges
+}
+
 /// Own `exclude_self` publishes remembered per unfinished replay; past
 /// this many the publisher gets its own copies in the replay.
 const MAX_SKIP: usize = 256;
@@ -453,6 +470,11 @@ impl Hub {
         // follows as the queue drains, before any live delivery of the topic.
         // (A `sub` without `since` leaves an unfinished replay as it is.)
         if since.is_some() {
+            // The resume supersedes gaps still to be reported for the
+            // topic: the ack's `lost` and the replay say it all.
+            if let Some(c) = self.clients.get_mut(&id) {
+                c.gaps.retain(|g| g.topic != topic);
+            }
             let pending = replay.0.and_then(|next| {
                 let cu = CatchUp {
                     topic: topic.to_string(),
@@ -485,13 +507,22 @@ impl Hub {
             .map(|i| (i.seq, i.frame.clone()))
             .collect();
         let first = items.first().map_or(current + 1, |i| i.0);
-        if first > cu.next {
-            let ev =
-                json!({"type":"gap","topic":cu.topic,"from":cu.next,"to":first - 1,"epoch":epoch})
-                    .to_string();
-            self.send(ctx, id, &ev);
-        }
         let hard = ctx.config().max_queued_bytes;
+        if first > cu.next {
+            if ctx.queued_bytes(id).unwrap_or(0) >= hard {
+                // Not even the gap event fits: wait for the drain.
+                ctx.want_drain(id);
+                return Some(cu);
+            }
+            // What left history before its turn, except the client's own
+            // `exclude_self` publishes (never owed to it).
+            let ranges = lost_ranges(cu.next, first, &cu.skip);
+            for (a, b) in ranges {
+                let ev = json!({"type":"gap","topic":cu.topic,"from":a,"to":b,"epoch":epoch})
+                    .to_string();
+                self.send(ctx, id, &ev);
+            }
+        }
         let mut more = false;
         for (seq, f) in items {
             cu.next = seq;
@@ -933,6 +964,14 @@ impl Handler for Hub {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn lost_ranges_leave_out_own_publishes() {
+        assert_eq!(lost_ranges(5, 10, &[]), [(5, 9)]);
+        assert_eq!(lost_ranges(5, 10, &[3, 5, 7, 8, 12]), [(6, 6), (9, 9)]);
+        assert_eq!(lost_ranges(5, 10, &[5, 6, 7, 8, 9]), []);
+        assert_eq!(lost_ranges(5, 5, &[]), []);
+    }
 
     #[test]
     fn gaps_join_only_when_they_continue() {
