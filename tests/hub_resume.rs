@@ -340,12 +340,10 @@ fn history_is_bounded_in_bytes_across_topics() {
     srv.stop();
 }
 
-/// A replay larger than the client's queue (and the sockets' buffers) is
-/// paced by it, with the default slow-consumer policy (`close`): the client
-/// is not closed, and gets every missed delivery and then the live ones,
-/// each once, in order.
-#[test]
-fn a_replay_larger_than_the_queue_is_paced() {
+/// A hub whose clients have a 16 KiB queue, and a publisher that put 200
+/// deliveries of 50 KB on topic "big": 10 MB to replay, more than the
+/// queue and the sockets' buffers hold. Returns the payload too.
+fn big_history() -> (Srv, Hc, String) {
     let cfg = common::config()
         .with_max_queued_bytes(16 * 1024)
         .with_backpressure_limit(8 * 1024);
@@ -357,11 +355,20 @@ fn a_replay_larger_than_the_queue_is_paced() {
         cfg,
     );
     let mut p = connect(srv.addr, None);
-    // 200 x 50 KB: 10 MB to replay, more than the sockets' buffers hold.
     let data = "x".repeat(50_000);
     for _ in 0..200 {
         p.publish("big", json!(data));
     }
+    (srv, p, data)
+}
+
+/// A replay larger than the client's queue (and the sockets' buffers) is
+/// paced by it, with the default slow-consumer policy (`close`): the client
+/// is not closed, and gets every missed delivery and then the live ones,
+/// each once, in order.
+#[test]
+fn a_replay_larger_than_the_queue_is_paced() {
+    let (srv, mut p, data) = big_history();
     let epoch = p.epoch.clone();
     let mut a = connect(srv.addr, None);
     a.request(json!({"op":"sub","topic":"big","since":{"epoch":epoch,"seq":0}}));
@@ -398,21 +405,7 @@ fn a_replay_larger_than_the_queue_is_paced() {
 /// order.
 #[test]
 fn a_paced_replay_survives_resubscribing_and_honours_exclude_self() {
-    let cfg = common::config()
-        .with_max_queued_bytes(16 * 1024)
-        .with_backpressure_limit(8 * 1024);
-    let srv = serve(
-        HubConfig {
-            history_len: 300,
-            ..hub_config()
-        },
-        cfg,
-    );
-    let mut p = connect(srv.addr, None);
-    let data = "x".repeat(50_000);
-    for _ in 0..200 {
-        p.publish("big", json!(data));
-    }
+    let (srv, mut p, _) = big_history();
     let epoch = p.epoch.clone();
     let mut a = connect(srv.addr, None);
     a.request(json!({"op":"sub","topic":"big","since":{"epoch":epoch,"seq":0}}));
