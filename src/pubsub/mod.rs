@@ -3,13 +3,15 @@
 //! metrics. Its wire protocol is in `docs/PROTOCOL.md`.
 //!
 //! Reading order: [`protocol`] (the messages), [`hub`] (the handler),
-//! [`topics`], [`topic`], [`history`] and [`batch`], then [`auth`], [`ratelimit`], [`metrics`].
+//! [`topics`], [`topic`], [`history`], `missed` and [`batch`], then
+//! [`auth`], [`ratelimit`], [`metrics`].
 
 pub mod auth;
 pub mod batch;
 pub mod history;
 pub mod hub;
 pub mod metrics;
+mod missed;
 pub mod protocol;
 pub mod ratelimit;
 pub mod topic;
