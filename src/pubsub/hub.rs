@@ -16,7 +16,6 @@ use serde_json::json;
 
 use super::auth::{inbox_topic, verify_jwt, Identity, OriginPolicy, TokenError};
 use super::batch::Batch;
-use super::history::Stored;
 use super::metrics::Metrics;
 use super::missed::{lost_ranges, record_gap, CatchUp, Gap, MAX_SKIP};
 use super::protocol::{self, Delivery, ErrorCode, Request, Since};
@@ -197,27 +196,20 @@ impl Hub {
     pub fn sequence(&mut self, topic: &str, from: &str, data: &str) -> Option<(u64, Frame)> {
         let now = wall_ms();
         let limits = self.limits();
-        let t = self.topics.entry(topic, &limits)?;
-        t.seq += 1;
-        let seq = t.seq;
-        let text = Delivery {
-            topic,
-            seq,
-            epoch: &t.epoch,
-            node: &self.config.node,
-            from,
-            ts: now,
-            data,
-        }
-        .encode();
-        let frame = Frame::text(&text);
-        let item = Stored {
-            seq,
-            ts: now,
-            frame: frame.clone(),
-        };
-        self.topics.record(topic, item, &limits);
-        Some((seq, frame))
+        let node = &self.config.node;
+        self.topics.publish(topic, &limits, now, |epoch, seq| {
+            let text = Delivery {
+                topic,
+                seq,
+                epoch,
+                node,
+                from,
+                ts: now,
+                data,
+            }
+            .encode();
+            Frame::text(&text)
+        })
     }
 
     /// Queue `frame` (a delivery of `seq` on `topic`) to every local

@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use super::history::{History, Stored};
 use super::topic::Topic;
+use crate::reactor::Frame;
 
 /// What bounds the table (from the hub's configuration).
 #[derive(Debug, Clone, Copy)]
@@ -142,19 +143,35 @@ impl Topics {
         room
     }
 
-    /// Add a delivery to `name`'s history (forgetting what is too old),
-    /// then keep all histories within [`TopicLimits::max_history_bytes`].
-    pub fn record(&mut self, name: &str, item: Stored, limits: &TopicLimits) {
-        let now = item.ts;
-        let Some(t) = self.map.get_mut(name) else {
-            return;
-        };
-        let freed = t.history.trim(now);
-        let grown = t.history.push(item);
+    /// Give the next sequence number of `name` (created if needed; `None`
+    /// as for [`Topics::entry`]) to a delivery, framed by
+    /// `frame(topic's epoch, seq)` at server time `now_ms`; keep it in the
+    /// topic's history (forgetting what is too old there) and all histories
+    /// within [`TopicLimits::max_history_bytes`]. Returns the seq and frame.
+    pub fn publish(
+        &mut self,
+        name: &str,
+        limits: &TopicLimits,
+        now_ms: u64,
+        frame: impl FnOnce(&str, u64) -> Frame,
+    ) -> Option<(u64, Frame)> {
+        // The history is reached through `entry`'s borrow: no further hash
+        // lookup of the name per publish.
+        let t = self.entry(name, limits)?;
+        t.seq += 1;
+        let seq = t.seq;
+        let f = frame(&t.epoch, seq);
+        let freed = t.history.trim(now_ms);
+        let grown = t.history.push(Stored {
+            seq,
+            ts: now_ms,
+            frame: f.clone(),
+        });
         self.history_bytes = (self.history_bytes - freed).saturating_add_signed(grown);
         if self.history_bytes > limits.max_history_bytes {
             self.shed(limits.max_history_bytes);
         }
+        Some((seq, f))
     }
 
     /// Forget what is too old in `name`'s history.

@@ -213,8 +213,9 @@ impl WriteQueue {
     }
 
     /// Append a shared frame: by reference, or copied if it is at most
-    /// [`COPY_SHARED_MAX`] bytes.
-    #[inline]
+    /// [`COPY_SHARED_MAX`] bytes. Always inlined into the fan-out loops
+    /// (see `Core::send_shared`).
+    #[inline(always)]
     pub fn push_shared(&mut self, bytes: &SharedBytes, pool: &mut BufPool) {
         if bytes.len() <= COPY_SHARED_MAX {
             // A whole frame, copied like any small frame.
