@@ -323,6 +323,10 @@ fn history_is_bounded_in_bytes_across_topics() {
         }
     }
     let epoch = p.epoch.clone();
+    // What is left (c's five deliveries, some of b's at most) is within
+    // the budget, and the gauge says so.
+    let held = metric(&metrics(srv.addr), "wsmio_history_bytes");
+    assert!((1..=1500).contains(&held), "history bytes {held}");
     let mut r = connect(srv.addr, None);
     let (ack, replay) = resume(&mut r, "a", &epoch, 0);
     assert_eq!(

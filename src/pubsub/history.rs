@@ -50,25 +50,20 @@ impl History {
         }
     }
 
-    /// Append a delivery (sequence numbers must increase). Returns the
-    /// frame bytes it held before minus after, i.e. the change in
-    /// [`History::bytes`] (older items may go to make room).
-    pub fn push(&mut self, item: Stored) -> isize {
+    /// Append a delivery (sequence numbers must increase).
+    pub fn push(&mut self, item: Stored) {
         if self.max_len == 0 {
-            return 0;
+            return;
         }
-        let before = self.bytes;
         while self.items.len() >= self.max_len {
             self.pop();
         }
         self.bytes += item.frame.as_bytes().len();
         self.items.push_back(item);
-        self.bytes as isize - before as isize
     }
 
-    /// Forget items older than the age limit. Returns the bytes freed.
-    pub fn trim(&mut self, now_ms: u64) -> usize {
-        let before = self.bytes;
+    /// Forget items older than the age limit.
+    pub fn trim(&mut self, now_ms: u64) {
         while let Some(front) = self.items.front() {
             if now_ms.saturating_sub(front.ts) > self.max_age_ms {
                 self.pop();
@@ -76,14 +71,12 @@ impl History {
                 break;
             }
         }
-        before - self.bytes
     }
 
-    /// Forget everything (the topic's sequence numbers go on). Returns the
-    /// bytes freed.
-    pub fn clear(&mut self) -> usize {
+    /// Forget everything (the topic's sequence numbers go on).
+    pub fn clear(&mut self) {
         self.items.clear();
-        std::mem::take(&mut self.bytes)
+        self.bytes = 0;
     }
 
     fn pop(&mut self) {
@@ -158,10 +151,10 @@ mod tests {
         let r = h.since(3, 5);
         assert!(r.complete);
         assert_eq!(r.items.len(), 2);
-        assert_eq!(h.trim(1450), 6);
+        h.trim(1450);
         assert_eq!(h.len(), 1);
         assert_eq!((h.bytes(), h.last_ts()), (3, Some(500)));
-        assert_eq!(h.clear(), 3);
+        h.clear();
         assert!(h.is_empty() && h.bytes() == 0);
     }
 }

@@ -131,9 +131,15 @@ impl Hub {
     /// A hub with a fresh random epoch.
     pub fn new(config: HubConfig) -> Self {
         let epoch = random_hex(6);
+        let limits = TopicLimits {
+            max_topics: config.max_topics,
+            max_history_bytes: config.max_history_bytes,
+            history_len: config.history_len,
+            history_age_ms: config.history_age.as_millis() as u64,
+        };
         Hub {
             config,
-            topics: Topics::new(epoch.clone()),
+            topics: Topics::new(epoch.clone(), limits),
             epoch,
             clients: HashMap::new(),
             pending: HashMap::new(),
@@ -153,15 +159,6 @@ impl Hub {
     /// The epoch of `topic`'s sequence numbers, if the topic exists.
     pub fn topic_epoch(&self, topic: &str) -> Option<&str> {
         self.topics.get(topic).map(|t| t.epoch.as_str())
-    }
-
-    fn limits(&self) -> TopicLimits {
-        TopicLimits {
-            max_topics: self.config.max_topics,
-            max_history_bytes: self.config.max_history_bytes,
-            history_len: self.config.history_len,
-            history_age_ms: self.config.history_age.as_millis() as u64,
-        }
     }
 
     /// Current metrics.
@@ -195,9 +192,8 @@ impl Hub {
     /// if the node is at its topic limit and `topic` is new.
     pub fn sequence(&mut self, topic: &str, from: &str, data: &str) -> Option<(u64, Frame)> {
         let now = wall_ms();
-        let limits = self.limits();
         let node = &self.config.node;
-        self.topics.publish(topic, &limits, now, |epoch, seq| {
+        self.topics.publish(topic, now, |epoch, seq| {
             let text = Delivery {
                 topic,
                 seq,
@@ -285,7 +281,8 @@ impl Hub {
                     &mut self.metrics,
                     &mut self.clients,
                     sub,
-                    (topic, &t.epoch),
+                    topic,
+                    &t.epoch,
                     &seqs,
                 ),
                 SendStatus::Closed => {}
@@ -300,7 +297,8 @@ impl Hub {
         metrics: &mut Metrics,
         clients: &mut HashMap<ConnId, Client>,
         id: ConnId,
-        (topic, epoch): (&str, &str),
+        topic: &str,
+        epoch: &str,
         seqs: &RangeInclusive<u64>,
     ) {
         let (first, last) = (*seqs.start(), *seqs.end());
@@ -348,9 +346,8 @@ impl Hub {
             );
         }
         let user = c.who.user.clone();
-        let limits = self.limits();
         let now = wall_ms();
-        let Some(t) = self.topics.entry(topic, &limits) else {
+        let Some(t) = self.topics.entry(topic) else {
             return self.error(ctx, id, req, ErrorCode::TooManyTopics, NODE_FULL);
         };
         let joined = !already && t.add(id, &user);
@@ -424,17 +421,15 @@ impl Hub {
     fn replay(&mut self, ctx: &mut Ctx<'_>, id: ConnId, mut cu: CatchUp) -> Option<CatchUp> {
         let t = self.topics.get(&cu.topic)?;
         let current = t.seq;
-        let epoch = t.epoch.clone();
-        let items: Vec<(u64, Frame)> = t
+        let first = t
             .history
             .since(cu.next.saturating_sub(1), current)
             .items
-            .iter()
-            .map(|i| (i.seq, i.frame.clone()))
-            .collect();
-        let first = items.first().map_or(current + 1, |i| i.0);
+            .first()
+            .map_or(current + 1, |i| i.seq);
         let hard = ctx.config().max_queued_bytes;
         if first > cu.next {
+            let epoch = t.epoch.clone();
             if ctx.queued_bytes(id).unwrap_or(0) >= hard {
                 // Not even the gap event fits: wait for the drain.
                 ctx.want_drain(id);
@@ -449,8 +444,12 @@ impl Hub {
                 self.send(ctx, id, &ev);
             }
         }
+        // Sent straight out of history (the frames are shared, not copied);
+        // only the topic table is borrowed meanwhile.
+        let t = self.topics.get(&cu.topic)?;
         let mut more = false;
-        for (seq, f) in items {
+        for s in t.history.since(cu.next.saturating_sub(1), current).items {
+            let (seq, f) = (s.seq, &s.frame);
             cu.next = seq;
             if cu.skip.contains(&seq) {
                 continue;
@@ -460,7 +459,7 @@ impl Hub {
                 more = true;
                 break;
             }
-            match ctx.send_frame(id, &f) {
+            match ctx.send_frame(id, f) {
                 SendStatus::Sent => self.metrics.out(f.as_bytes().len()),
                 SendStatus::Backpressured => {
                     self.metrics.out(f.as_bytes().len());
@@ -746,6 +745,7 @@ impl Handler for Hub {
             "/healthz" => HttpResponse::text(200, "ok"),
             "/metrics" => {
                 self.metrics.topics = self.topics.len() as u64;
+                self.metrics.history_bytes = self.topics.history_bytes() as u64;
                 HttpResponse::new(
                     200,
                     "text/plain; version=0.0.4",

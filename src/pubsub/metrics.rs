@@ -33,6 +33,9 @@ pub struct Metrics {
     pub rejections: BTreeMap<&'static str, u64>,
     /// Topics that exist.
     pub topics: u64,
+    /// Frame bytes kept in all topics' histories (bounded by
+    /// `HubConfig::max_history_bytes`).
+    pub history_bytes: u64,
     /// Subscriptions across all topics.
     pub subscriptions: u64,
 }
@@ -137,6 +140,12 @@ impl Metrics {
             self.queue_high_water,
         );
         metric("wsmio_topics", "gauge", "Topics that exist.", self.topics);
+        metric(
+            "wsmio_history_bytes",
+            "gauge",
+            "Frame bytes kept in all topics' histories.",
+            self.history_bytes,
+        );
         metric(
             "wsmio_subscriptions",
             "gauge",

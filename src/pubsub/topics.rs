@@ -38,6 +38,7 @@ const FULL_BACKOFF: Duration = Duration::from_secs(1);
 #[derive(Debug)]
 pub struct Topics {
     map: HashMap<String, Topic>,
+    limits: TopicLimits,
     node_epoch: String,
     /// Numbered topics dropped so far (names the epoch of topics created
     /// after).
@@ -50,10 +51,11 @@ pub struct Topics {
 }
 
 impl Topics {
-    /// An empty table on a node with epoch `node_epoch`.
-    pub fn new(node_epoch: String) -> Self {
+    /// An empty table on a node with epoch `node_epoch`, bounded by `limits`.
+    pub fn new(node_epoch: String, limits: TopicLimits) -> Self {
         Topics {
             map: HashMap::new(),
+            limits,
             node_epoch,
             dropped: 0,
             history_bytes: 0,
@@ -82,7 +84,7 @@ impl Topics {
     }
 
     /// The topic `name`, if it exists, to change its subscribers (its
-    /// history changes only through [`Topics::record`] and
+    /// history changes only through [`Topics::publish`] and
     /// [`Topics::trim`], which keep the byte count).
     pub fn get_mut(&mut self, name: &str) -> Option<&mut Topic> {
         self.map.get_mut(name)
@@ -91,9 +93,10 @@ impl Topics {
     /// The topic `name`, created if needed. `None` when the node is at
     /// [`TopicLimits::max_topics`] and no topic can be dropped to make room
     /// (then, for a second, new topics are refused without another pass).
-    pub fn entry(&mut self, name: &str, limits: &TopicLimits) -> Option<&mut Topic> {
+    pub fn entry(&mut self, name: &str) -> Option<&mut Topic> {
         if !self.map.contains_key(name) {
-            if self.map.len() >= limits.max_topics && !self.make_room(limits) {
+            let limits = self.limits;
+            if self.map.len() >= limits.max_topics && !self.make_room() {
                 return None;
             }
             let epoch = match self.dropped {
@@ -109,7 +112,8 @@ impl Topics {
 
     /// Drop topics until there is room for one more (and some to spare, so
     /// the pass, O(n log n), runs once per `max_topics / 16` new topics).
-    fn make_room(&mut self, limits: &TopicLimits) -> bool {
+    fn make_room(&mut self) -> bool {
+        let max = self.limits.max_topics;
         let now = Instant::now();
         if self.full_until.is_some_and(|until| now < until) {
             return false;
@@ -120,7 +124,7 @@ impl Topics {
             dropped += u64::from(idle && t.seq > 0);
             !idle
         });
-        let target = limits.max_topics - (limits.max_topics / 16).max(1).min(limits.max_topics);
+        let target = max.saturating_sub((max / 16).max(1));
         if self.map.len() > target {
             let mut old: Vec<(u64, String)> = self
                 .map
@@ -138,7 +142,7 @@ impl Topics {
             }
         }
         self.dropped += dropped;
-        let room = self.map.len() < limits.max_topics;
+        let room = self.map.len() < max;
         self.full_until = (!room).then(|| now + FULL_BACKOFF);
         room
     }
@@ -151,25 +155,26 @@ impl Topics {
     pub fn publish(
         &mut self,
         name: &str,
-        limits: &TopicLimits,
         now_ms: u64,
         frame: impl FnOnce(&str, u64) -> Frame,
     ) -> Option<(u64, Frame)> {
         // The history is reached through `entry`'s borrow: no further hash
         // lookup of the name per publish.
-        let t = self.entry(name, limits)?;
+        let t = self.entry(name)?;
         t.seq += 1;
         let seq = t.seq;
         let f = frame(&t.epoch, seq);
-        let freed = t.history.trim(now_ms);
-        let grown = t.history.push(Stored {
+        let before = t.history.bytes();
+        t.history.trim(now_ms);
+        t.history.push(Stored {
             seq,
             ts: now_ms,
             frame: f.clone(),
         });
-        self.history_bytes = (self.history_bytes - freed).saturating_add_signed(grown);
-        if self.history_bytes > limits.max_history_bytes {
-            self.shed(limits.max_history_bytes);
+        let after = t.history.bytes();
+        self.history_bytes = self.history_bytes - before + after;
+        if self.history_bytes > self.limits.max_history_bytes {
+            self.shed();
         }
         Some((seq, f))
     }
@@ -177,13 +182,17 @@ impl Topics {
     /// Forget what is too old in `name`'s history.
     pub fn trim(&mut self, name: &str, now_ms: u64) {
         if let Some(t) = self.map.get_mut(name) {
-            self.history_bytes -= t.history.trim(now_ms);
+            let before = t.history.bytes();
+            t.history.trim(now_ms);
+            self.history_bytes = self.history_bytes - before + t.history.bytes();
         }
     }
 
     /// Clear the histories published to longest ago until all of them hold
-    /// at most three quarters of `budget` (so this O(n log n) pass is rare).
-    fn shed(&mut self, budget: usize) {
+    /// at most three quarters of the budget (so this O(n log n) pass is
+    /// rare).
+    fn shed(&mut self) {
+        let budget = self.limits.max_history_bytes;
         let mut old: Vec<(u64, String)> = self
             .map
             .iter()
@@ -195,7 +204,8 @@ impl Topics {
                 break;
             }
             if let Some(t) = self.map.get_mut(&name) {
-                self.history_bytes -= t.history.clear();
+                self.history_bytes -= t.history.bytes();
+                t.history.clear();
             }
         }
     }
