@@ -890,3 +890,83 @@ fn eof_after_a_budgeted_read_is_not_missed() {
     assert_eq!(info.code, CloseCode::ABNORMAL, "{info:?}");
     stop(&handle, join);
 }
+
+/// RFC 6455 §7.4.1: 1005, 1006 and 1015 must never be sent. An application
+/// that asks to close with one still gets its connection closed, with 1011.
+#[test]
+fn closing_with_a_code_that_may_not_be_sent_uses_1011() {
+    let (echo, events) = Echo::new();
+    let (addr, handle, join) = start(echo, config());
+    for bad in [1005, 1006, 1015, 999, 5000] {
+        let mut c = Client::connect(addr);
+        let id = wait_open(&events);
+        handle.close(id, CloseCode(bad), "bye").unwrap();
+        assert_eq!(c.next(), Ev::Close(Some(1011), "bye".into()), "code {bad}");
+        c.close(1011, "");
+        c.expect_eof();
+        let (gone, info) = wait_close(&events);
+        assert_eq!((gone, info.code), (id, CloseCode::INTERNAL));
+    }
+    stop(&handle, join);
+}
+
+/// During a graceful shutdown a connection is given up at the shutdown
+/// deadline, not at the (shorter) close timeout: a slow reader may still be
+/// draining its queue.
+#[test]
+fn shutdown_waits_for_its_own_deadline_not_the_close_timeout() {
+    let (echo, events) = Echo::new();
+    let cfg = config()
+        .with_close_timeout(Duration::from_millis(200))
+        .with_shutdown_timeout(Duration::from_millis(1200));
+    let (addr, handle, join) = start(echo, cfg);
+    let mut c = Client::connect(addr);
+    wait_open(&events);
+    let t0 = Instant::now();
+    handle.shutdown().unwrap();
+    assert_eq!(c.expect_close(), Some(1001));
+    // We never answer: the server keeps the connection until its shutdown
+    // deadline.
+    c.expect_eof();
+    let took = t0.elapsed();
+    assert!(took >= Duration::from_millis(1000), "{took:?}");
+    join_within(join, Duration::from_secs(5));
+}
+
+/// A thread that keeps the command channel full (here: closures that each
+/// take 20 µs) does not keep the loop from accepting and upgrading others.
+#[test]
+fn a_busy_handle_producer_does_not_starve_the_loop() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    let (echo, events) = Echo::new();
+    let cfg = config().with_command_queue(64);
+    let (addr, handle, join) = start(echo, cfg);
+    let stop_flag = Arc::new(AtomicBool::new(false));
+    let producer = {
+        let (h, stop_flag) = (handle.clone(), stop_flag.clone());
+        std::thread::spawn(move || {
+            while !stop_flag.load(Ordering::Relaxed) {
+                let _ = h.call(|_ctx| {
+                    let t = Instant::now();
+                    while t.elapsed() < Duration::from_micros(20) {
+                        std::hint::spin_loop();
+                    }
+                });
+            }
+        })
+    };
+    std::thread::sleep(Duration::from_millis(100));
+    let t0 = Instant::now();
+    let mut c = Client::connect(addr);
+    wait_open(&events);
+    c.send_text("still here?");
+    assert_eq!(c.expect_text(), "still here?");
+    let took = t0.elapsed();
+    stop_flag.store(true, Ordering::Relaxed);
+    producer.join().unwrap();
+    assert!(took < Duration::from_secs(2), "{took:?}");
+    // Let the loop run what is still queued, so the shutdown command fits.
+    std::thread::sleep(Duration::from_millis(200));
+    stop(&handle, join);
+}

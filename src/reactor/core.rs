@@ -125,13 +125,20 @@ impl Core {
         }
     }
 
+    /// When a connection that starts closing now is given up: after
+    /// `close_timeout`, or during a graceful shutdown at its deadline if
+    /// that is later (a queue may drain to a slow reader until then).
+    fn close_deadline(&self) -> u64 {
+        let at = self.now + Self::millis(self.config.close_timeout);
+        self.shutdown_at.map_or(at, |s| s.max(at))
+    }
+
     /// Enter `Finishing`: flush, then close TCP (see [`Phase::Finishing`]).
     pub fn finish(&mut self, id: ConnId) {
-        let close_ms = Self::millis(self.config.close_timeout);
-        let now = self.now;
+        let deadline = self.close_deadline();
         if let Some(c) = self.get_mut(id) {
             c.phase = Phase::Finishing;
-            c.deadline = now + close_ms;
+            c.deadline = deadline;
         }
         self.arm_timer(id);
         self.mark_dirty(id);
@@ -147,7 +154,7 @@ impl Core {
         };
         // Counted from where a whole data message may have taken the queue
         // past `max_queued_bytes`: a peer that reads is never cut off for it.
-        let cap = max.max(c.data_mark) + reserve;
+        let cap = max.max(c.data_mark).saturating_add(reserve);
         if c.wq.len() + bytes.len() > cap {
             log::debug!("conn {id}: peer not reading, control reserve exhausted");
             c.abort = true;
@@ -191,8 +198,7 @@ impl Core {
 
     /// Start the close handshake from our side.
     pub fn close(&mut self, id: ConnId, code: CloseCode, reason: &str) {
-        let close_ms = Self::millis(self.config.close_timeout);
-        let now = self.now;
+        let deadline = self.close_deadline();
         let Some(c) = self.get_mut(id) else { return };
         match c.phase {
             Phase::Open => {}
@@ -203,14 +209,32 @@ impl Core {
             }
             _ => return,
         }
-        let Ok(f) = c.tx.close(Some(code), reason) else {
+        // RFC 6455 §7.4.1: 1005, 1006 and 1015 (and codes outside
+        // 1000–4999) must not be sent; an application that asks for one
+        // still gets its connection closed, with 1011.
+        let f = match c.tx.close(Some(code), reason) {
+            Err(Error::InvalidCloseCode) => {
+                log::warn!(
+                    "conn {id}: close code {} may not be sent; using 1011",
+                    code.0
+                );
+                c.tx.close(Some(CloseCode::INTERNAL), reason)
+            }
+            f => f,
+        };
+        let Ok(f) = f else {
             return;
+        };
+        let code = if code.is_valid_on_wire() {
+            code
+        } else {
+            CloseCode::INTERNAL
         };
         if c.close_code == 0 {
             c.close_code = code.0;
         }
         c.phase = Phase::Closing;
-        c.deadline = now + close_ms;
+        c.deadline = deadline;
         self.push_control(id, f.as_bytes());
         self.arm_timer(id);
     }

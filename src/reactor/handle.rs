@@ -96,9 +96,14 @@ impl Handle {
     }
 }
 
-/// Run every queued command.
-pub(crate) fn run_commands(rx: &Receiver<Command>, ctx: &mut Ctx<'_>) {
-    while let Ok(c) = rx.try_recv() {
+/// Run queued commands, at most `budget` of them, so that producers that
+/// keep the channel full cannot hold the loop away from sockets and timers.
+/// Returns whether the budget ran out (more may be waiting).
+pub(crate) fn run_commands(rx: &Receiver<Command>, ctx: &mut Ctx<'_>, budget: usize) -> bool {
+    for _ in 0..budget {
+        let Ok(c) = rx.try_recv() else {
+            return false;
+        };
         match c {
             Command::Send(id, f) => {
                 ctx.send_frame(id, &f);
@@ -111,4 +116,5 @@ pub(crate) fn run_commands(rx: &Receiver<Command>, ctx: &mut Ctx<'_>) {
             Command::Shutdown => ctx.shutdown(),
         }
     }
+    true
 }

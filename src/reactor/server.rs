@@ -7,7 +7,7 @@ use std::sync::mpsc::{self, Receiver as CmdReceiver};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use mio::net::TcpListener;
+use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token};
 
 use super::config::{Config, MAX_BUSY_POLL};
@@ -16,6 +16,7 @@ use super::core::{slot, Core, Ctx};
 use super::handle::{run_commands, Command, Handle};
 use super::handler::{CloseInfo, Handler, Upgrade};
 use super::id::ConnId;
+use super::timer::Millis;
 use super::tls::Stream;
 use super::write_queue::WriteQueue;
 use crate::proto::handshake::{
@@ -45,6 +46,26 @@ pub struct Server {
     /// possibly left in the socket: read again next turn (edge-triggered
     /// readiness will not report that input again).
     unread: Vec<ConnId>,
+    /// Commands may be waiting from [`Handle`]s (the waker fired, or the
+    /// last turn's budget ran out).
+    more_commands: bool,
+    /// A descriptor held in reserve: when `accept` fails for lack of file
+    /// descriptors, it is released to accept one waiting connection and
+    /// refuse it with `503`, so that clients get an answer instead of
+    /// hanging in the backlog.
+    spare_fd: Option<std::fs::File>,
+    /// When to try `accept` again after it failed with no descriptor to
+    /// spare (edge-triggered readiness will not report the backlog again).
+    accept_retry_at: Option<Millis>,
+    /// `accept` is failing (its warning was logged once).
+    accept_failing: bool,
+}
+
+/// Delay before retrying `accept` after it failed for lack of descriptors.
+const ACCEPT_RETRY_MS: Millis = 100;
+
+fn spare_fd() -> Option<std::fs::File> {
+    std::fs::File::open("/dev/null").ok()
 }
 
 impl Server {
@@ -77,6 +98,10 @@ impl Server {
             handle: Handle::new(tx, waker),
             read_buf,
             unread: Vec::new(),
+            more_commands: false,
+            spare_fd: spare_fd(),
+            accept_retry_at: None,
+            accept_failing: false,
         })
     }
 
@@ -102,12 +127,7 @@ impl Server {
             for ev in events.iter() {
                 match ev.token() {
                     LISTENER => self.accept(&mut handler),
-                    WAKER => {
-                        let mut ctx = Ctx {
-                            core: &mut self.core,
-                        };
-                        run_commands(&self.commands, &mut ctx);
-                    }
+                    WAKER => self.more_commands = true,
                     t => {
                         let id = ConnId::from_token(t);
                         if ev.is_readable() || ev.is_read_closed() || ev.is_error() {
@@ -119,6 +139,15 @@ impl Server {
                     }
                 }
             }
+            if self.more_commands {
+                // One channel's worth per turn (commands queued meanwhile
+                // wait for the next turn, after the sockets).
+                let budget = self.core.config.command_queue.max(1);
+                let mut ctx = Ctx {
+                    core: &mut self.core,
+                };
+                self.more_commands = run_commands(&self.commands, &mut ctx, budget);
+            }
             for id in unread {
                 if let Some(c) = self.core.get_mut(id) {
                     c.unread = false;
@@ -126,6 +155,10 @@ impl Server {
                     // whose edge was already reported is not missed.
                     self.read(id, true, &mut handler);
                 }
+            }
+            if self.accept_retry_at.is_some_and(|at| self.core.now >= at) {
+                self.accept_retry_at = None;
+                self.accept(&mut handler);
             }
             self.run_timers(&mut handler);
             if self.core.shutdown_requested && self.core.shutdown_at.is_none() {
@@ -185,10 +218,13 @@ impl Server {
     fn poll_timeout(&self) -> Option<Duration> {
         let now = Core::millis(self.core.start.elapsed());
         let mut next = self.core.timers.next_deadline();
-        if let Some(at) = self.core.shutdown_at {
+        for at in [self.core.shutdown_at, self.accept_retry_at]
+            .into_iter()
+            .flatten()
+        {
             next = Some(next.map_or(at, |n| n.min(at)));
         }
-        if !self.core.dirty.is_empty() || !self.unread.is_empty() {
+        if !self.core.dirty.is_empty() || !self.unread.is_empty() || self.more_commands {
             return Some(Duration::ZERO);
         }
         // +1 ms: never wake a hair before a deadline and spin.
@@ -215,34 +251,45 @@ impl Server {
                 Ok(s) => s,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) if is_out_of_fds(&e) => {
+                    // Release the spare descriptor to take one waiting
+                    // connection and refuse it; without a spare, retry
+                    // shortly (the backlog raises no new readiness edge).
+                    // (Linux reports EMFILE before it looks at the backlog,
+                    // so an empty backlog shows only once a descriptor is
+                    // free.)
+                    if self.spare_fd.take().is_some() {
+                        let accepted = listener.accept();
+                        if let Ok((stream, addr)) = accepted {
+                            log::warn!("refusing {addr}: out of file descriptors ({e})");
+                            self.refuse(stream, "server out of file descriptors", handler);
+                            // Its descriptor is free again (the stream is closed).
+                            self.spare_fd = spare_fd();
+                            if self.spare_fd.is_some() {
+                                continue;
+                            }
+                        } else {
+                            self.spare_fd = spare_fd();
+                            if matches!(&accepted, Err(e) if e.kind() == io::ErrorKind::WouldBlock)
+                            {
+                                return;
+                            }
+                        }
+                    }
+                    self.accept_failed(&e);
+                    return;
+                }
+                // That connection is gone already; take the next.
+                Err(e) if e.kind() == io::ErrorKind::ConnectionAborted => continue,
                 Err(e) => {
-                    // E.g. EMFILE: the next connection attempt retries.
-                    log::warn!("accept: {e}");
+                    self.accept_failed(&e);
                     return;
                 }
             };
+            self.accept_failing = false;
             if self.core.conns.len() >= self.core.config.max_connections {
                 log::warn!("refusing {addr}: connection limit reached");
-                let rej = Rejection {
-                    status: 503,
-                    reason: "connection limit reached",
-                };
-                let mut ctx = Ctx {
-                    core: &mut self.core,
-                };
-                handler.rejected(&mut ctx, rej.status, rej.reason);
-                let resp = rejection_response(&rej);
-                let _ = stream.write(&resp);
-                // Read what already arrived so that closing sends FIN, not a
-                // reset that could destroy the 503 in flight.
-                let _ = stream.shutdown(std::net::Shutdown::Write);
-                // Bounded: a client that keeps sending does not hold the loop.
-                let mut sink = [0u8; 4096];
-                for _ in 0..16 {
-                    if !matches!(stream.read(&mut sink), Ok(n) if n > 0) {
-                        break;
-                    }
-                }
+                self.refuse(stream, "connection limit reached", handler);
                 continue;
             }
             // Small frames must not wait for Nagle's algorithm.
@@ -399,7 +446,11 @@ impl Server {
         };
         match c.phase {
             // Our side is done too: the exchange is complete.
-            Phase::Finishing if c.write_shut || c.wq.is_empty() => self.remove(id, handler),
+            // (TLS: records may still wait inside rustls; let the flush
+            // finish them, then it removes the connection.)
+            Phase::Finishing if c.write_shut || (c.wq.is_empty() && !c.stream.is_tls()) => {
+                self.remove(id, handler)
+            }
             // Still flushing: finish writing, then close.
             Phase::Finishing => c.peer_eof = true,
             _ => self.remove(id, handler),
@@ -678,6 +729,41 @@ impl Server {
         }
     }
 
+    /// `accept` failed with `e`: try again shortly (logged once per spell).
+    fn accept_failed(&mut self, e: &io::Error) {
+        if !self.accept_failing {
+            log::warn!("accept: {e}; retrying every {ACCEPT_RETRY_MS} ms");
+            self.accept_failing = true;
+        }
+        self.accept_retry_at = Some(self.core.now + ACCEPT_RETRY_MS);
+    }
+
+    /// Refuse a just-accepted connection with `503 reason` (over TLS, which
+    /// has no handshake yet, just close it) and tell the handler.
+    fn refuse<H: Handler>(&mut self, mut stream: TcpStream, reason: &'static str, handler: &mut H) {
+        let rej = Rejection {
+            status: 503,
+            reason,
+        };
+        let mut ctx = Ctx {
+            core: &mut self.core,
+        };
+        handler.rejected(&mut ctx, rej.status, rej.reason);
+        if self.core.config.tls.is_none() {
+            let _ = stream.write(&rejection_response(&rej));
+        }
+        // Read what already arrived so that closing sends FIN, not a
+        // reset that could destroy the 503 in flight.
+        let _ = stream.shutdown(std::net::Shutdown::Write);
+        // Bounded: a client that keeps sending does not hold the loop.
+        let mut sink = [0u8; 4096];
+        for _ in 0..16 {
+            if !matches!(stream.read(&mut sink), Ok(n) if n > 0) {
+                break;
+            }
+        }
+    }
+
     /// Drop a connection now and tell the handler if it was upgraded.
     fn remove<H: Handler>(&mut self, id: ConnId, handler: &mut H) {
         if self.core.get(id).is_none() {
@@ -803,6 +889,13 @@ fn poll_once(poll: &mut Poll, events: &mut Events, timeout: Option<Duration>) ->
         }
         Err(e) => Err(e),
     }
+}
+
+/// `accept` failed because this process (EMFILE) or the system (ENFILE)
+/// has no file descriptor left.
+fn is_out_of_fds(e: &io::Error) -> bool {
+    // Linux/BSD errno values: EMFILE 24, ENFILE 23.
+    matches!(e.raw_os_error(), Some(23 | 24))
 }
 
 #[cfg(test)]
