@@ -105,6 +105,10 @@ fn token_refusals_are_401_with_a_reason() {
     let c2 = try_ws(a, "/ws", &[("Authorization", &auth)]).expect("bearer accepted");
     let c2 = Hc::opened(c2);
     assert_eq!(c2.user, "alice");
+    // RFC 9110 §11.1: the scheme name is case-insensitive.
+    let auth = format!("BEARER {good}");
+    let c3 = try_ws(a, "/ws", &[("Authorization", &auth)]).expect("BEARER accepted");
+    assert_eq!(Hc::opened(c3).user, "alice");
 
     let m = metrics(a);
     for (reason, n) in [
@@ -259,11 +263,22 @@ fn token_patterns_limit_topics() {
     assert_eq!(ack["seq"], 0, "forbidden pub did not sequence anything");
     assert_eq!(a.expect("join")["user"], "bob");
 
-    // A token with no lists may only read its inbox; dms are allowed.
+    // A token with no lists may only read its inbox: no direct messages
+    // either (each DM to a new user creates an inbox with history).
     let bare = sign_jwt(&json!({"sub":"carol","exp": now_secs() + 60}), SECRET);
     let mut c = connect(srv.addr, Some(&bare));
     c.expect_error(json!({"op":"sub","topic":"room.1"}), "forbidden");
     c.expect_error(json!({"op":"pub","topic":"room.1","data":1}), "forbidden");
+    let e = c.expect_error(json!({"op":"dm","to":"alice","data":"no"}), "forbidden");
+    assert!(e["message"].as_str().unwrap().contains("message"), "{e}");
+    c.close();
+    // The `dm` claim names whom the user may message.
+    let carol = sign_jwt(
+        &json!({"sub":"carol","exp": now_secs() + 60, "dm":["al*"]}),
+        SECRET,
+    );
+    let mut c = connect(srv.addr, Some(&carol));
+    c.expect_error(json!({"op":"dm","to":"bob","data":"no"}), "forbidden");
     let id = c.request(json!({"op":"dm","to":"alice","data":"hello"}));
     assert_eq!(c.expect("ack")["id"], id);
     check_msg(

@@ -354,6 +354,37 @@ fn rate_limited_requests_get_errors_then_a_1008_close() {
     srv.stop();
 }
 
+/// At the default limits, a client that reconnects and at once resumes
+/// every topic it may hold (`max_topics_per_conn`) and asks who is there
+/// is not rate-limited.
+#[test]
+fn a_full_resubscribe_fits_the_default_burst() {
+    let d = HubConfig::default();
+    let srv = serve_hub(HubConfig {
+        rate_per_sec: d.rate_per_sec,
+        rate_burst: d.rate_burst,
+        rate_violation_limit: d.rate_violation_limit,
+        ..hub_config()
+    });
+    let mut a = connect(srv.addr, None);
+    let epoch = a.epoch.clone();
+    let n = d.max_topics_per_conn;
+    for i in 0..n {
+        let topic = format!("room.{i}");
+        a.send(&json!({"op":"sub","topic":topic,"since":{"epoch":epoch,"seq":0},"id":2 * i}));
+        a.send(&json!({"op":"presence","topic":topic,"id":2 * i + 1}));
+    }
+    let mut answered = 0;
+    while answered < 2 * n {
+        let v = a.recv();
+        assert_ne!(v["type"], "error", "{v}");
+        if v["type"] == "ack" || v["type"] == "presence" {
+            answered += 1;
+        }
+    }
+    srv.stop();
+}
+
 #[test]
 fn rate_limit_refills_and_forgives() {
     let srv = serve_hub(HubConfig {

@@ -367,6 +367,14 @@ fn errors_carry_the_request_id_and_a_code() {
     a.expect_error(json!({"op":"pub","topic":"","data":1}), "bad_topic");
     a.expect_error(json!({"op":"pub","topic":"a\nb","data":1}), "bad_topic");
     a.expect_error(json!({"op":"dm","to":"","data":1}), "bad_topic");
+    a.expect_error(json!({"op":"presence","topic":"a b"}), "bad_topic");
+    // Invisible characters would make two names look the same.
+    a.expect_error(json!({"op":"sub","topic":"lob\u{200b}by"}), "bad_topic");
+    a.expect_error(json!({"op":"sub","topic":"lobby\u{a0}"}), "bad_topic");
+    // A payload nested deeper than subscribers' parsers accept.
+    let deep: Value =
+        serde_json::from_str(&format!("{}{}", "[".repeat(65), "]".repeat(65))).unwrap();
+    a.expect_error(json!({"op":"pub","topic":"t","data":deep}), "bad_request");
     // 128 bytes is still fine.
     a.sub("y".repeat(128).as_str());
     // Unsubscribing from something we are not in.

@@ -88,6 +88,18 @@ pub struct FrameHeader {
     pub payload_len: u64,
 }
 
+/// Bytes on the wire of an unmasked (server) frame carrying `payload_len`
+/// bytes: RFC 6455 §5.2, a 2-byte header, plus 2 bytes of length from 126
+/// bytes on and 8 from 65,536 on.
+pub fn unmasked_frame_len(payload_len: usize) -> usize {
+    let ext = match payload_len {
+        0..=125 => 0,
+        126..=65_535 => 2,
+        _ => 8,
+    };
+    2 + ext + payload_len
+}
+
 /// How many header bytes a frame needs, known from its first two bytes.
 #[inline]
 pub fn header_len(second_byte: u8) -> usize {

@@ -17,6 +17,8 @@ pub struct Identity {
     pub subscribe: Vec<String>,
     /// Topic patterns the user may publish on.
     pub publish: Vec<String>,
+    /// User-id patterns the user may send direct messages to (`*` = anyone).
+    pub dm: Vec<String>,
     /// True for a generated anonymous identity.
     pub anonymous: bool,
 }
@@ -40,6 +42,13 @@ impl Identity {
     /// messages only.)
     pub fn may_publish(&self, topic: &str) -> bool {
         !topic.starts_with('@') && self.publish.iter().any(|p| matches(p, topic))
+    }
+
+    /// May this user send a direct message to user `to`? Each DM to a new
+    /// user creates an inbox topic with history, so it is a right the
+    /// token grants (the `dm` claim), not one everybody has.
+    pub fn may_dm(&self, to: &str) -> bool {
+        self.dm.iter().any(|p| matches(p, to))
     }
 }
 
@@ -130,12 +139,15 @@ struct Claims {
     subscribe: Vec<String>,
     #[serde(default)]
     publish: Vec<String>,
+    #[serde(default)]
+    dm: Vec<String>,
 }
 
 /// Verify an HS256 JWT (RFC 7519 / RFC 7515) with `secret` at `now_secs`.
 ///
 /// Claims used: `sub` (user id, required), `exp` (required), `nbf`
-/// (optional), `subscribe` and `publish` (topic patterns; absent = none).
+/// (optional), `subscribe` and `publish` (topic patterns), `dm` (patterns
+/// of user ids that may be sent direct messages); absent lists grant none.
 pub fn verify_jwt(token: &str, secret: &[u8], now_secs: u64) -> Result<Identity, TokenError> {
     let mut parts = token.split('.');
     let (Some(h), Some(p), Some(s), None) =
@@ -176,6 +188,7 @@ pub fn verify_jwt(token: &str, secret: &[u8], now_secs: u64) -> Result<Identity,
         user,
         subscribe: claims.subscribe,
         publish: claims.publish,
+        dm: claims.dm,
         anonymous: false,
     })
 }
@@ -274,6 +287,11 @@ mod tests {
         };
         assert!(moderator.may_subscribe("@bob") && !moderator.may_subscribe("room.1"));
         assert!(id.may_publish("room.1") && !id.may_publish("room.2"));
+        // No `dm` claim: no direct messages; with one, to whom it names.
+        assert!(!id.may_dm("bob"));
+        let t2 = sign_jwt(&json!({"sub":"al","exp":2000,"dm":["support.*"]}), secret);
+        let helpdesk = verify_jwt(&t2, secret, 1000).unwrap();
+        assert!(helpdesk.may_dm("support.1") && !helpdesk.may_dm("bob"));
         assert_eq!(verify_jwt(&t, secret, 3000), Err(TokenError::Expired));
         assert_eq!(verify_jwt(&t, b"other", 1000), Err(TokenError::Signature));
         assert_eq!(verify_jwt("a.b", secret, 1000), Err(TokenError::Malformed));

@@ -10,7 +10,7 @@
 
 use std::collections::HashMap;
 use std::ops::RangeInclusive;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde_json::json;
 
@@ -21,6 +21,7 @@ use super::missed::{lost_ranges, record_gap, CatchUp, Gap, MAX_SKIP};
 use super::protocol::{self, Delivery, ErrorCode, Request, Since};
 use super::ratelimit::TokenBucket;
 use super::topics::{TopicLimits, Topics};
+use crate::proto::frame::unmasked_frame_len;
 use crate::proto::handshake::Request as HttpRequest;
 use crate::reactor::{CloseInfo, ConnId, Ctx, Frame, Handler, HttpResponse, SendStatus, Upgrade};
 use crate::{CloseCode, Message};
@@ -55,7 +56,8 @@ pub struct HubConfig {
     pub max_history_bytes: usize,
     /// Sustained requests per second per connection (default 50).
     pub rate_per_sec: f64,
-    /// Burst of requests per connection (default 100).
+    /// Burst of requests per connection (default [`DEFAULT_RATE_BURST`],
+    /// 256).
     pub rate_burst: u32,
     /// Consecutive rate-limited requests after which the connection is
     /// closed with 1008 (default 50).
@@ -77,7 +79,7 @@ impl Default for HubConfig {
             max_topics: 100_000,
             max_history_bytes: 64 << 20,
             rate_per_sec: 50.0,
-            rate_burst: 100,
+            rate_burst: DEFAULT_RATE_BURST,
             rate_violation_limit: 50,
             index_html: None,
         }
@@ -109,7 +111,15 @@ pub struct Hub {
     anon_counter: u64,
     /// Deliveries of the current read not yet queued; empty between reads.
     batch: Batch,
+    /// Origin of the monotonic milliseconds the rate limiter is fed (a
+    /// wall-clock step must not starve or flood the buckets).
+    clock0: Instant,
 }
+
+/// Default request burst: a reconnecting client that resubscribes (with
+/// `since`) and asks `presence` for each of its allowed
+/// `max_topics_per_conn` (100) topics must not be rate-limited.
+pub const DEFAULT_RATE_BURST: u32 = 256;
 
 /// The error text when a new topic does not fit on the node.
 const NODE_FULL: &str = "topic limit of this node reached";
@@ -146,6 +156,7 @@ impl Hub {
             metrics: Metrics::default(),
             anon_counter: 0,
             batch: Batch::default(),
+            clock0: Instant::now(),
         }
     }
 
@@ -161,6 +172,11 @@ impl Hub {
         self.topics.get(topic).map(|t| t.epoch.as_str())
     }
 
+    /// Monotonic milliseconds for the rate limiter, from the loop's clock.
+    fn mono_ms(&self, ctx: &Ctx<'_>) -> u64 {
+        ctx.now().saturating_duration_since(self.clock0).as_millis() as u64
+    }
+
     /// Current metrics.
     pub fn metrics(&self) -> &Metrics {
         &self.metrics
@@ -169,10 +185,22 @@ impl Hub {
     fn send(&mut self, ctx: &mut Ctx<'_>, id: ConnId, text: &str) -> SendStatus {
         self.flush_batch(ctx);
         let s = ctx.send_text(id, text);
-        if matches!(s, SendStatus::Sent | SendStatus::Backpressured) {
-            self.metrics.out(text.len());
+        match s {
+            SendStatus::Sent => self.metrics.out(unmasked_frame_len(text.len())),
+            SendStatus::Backpressured => {
+                self.metrics.out(unmasked_frame_len(text.len()));
+                self.note_queue(ctx, id);
+            }
+            _ => {}
         }
         s
+    }
+
+    /// Keep the high-water mark of outbound queues up to date after a
+    /// send that reported backpressure.
+    fn note_queue(&mut self, ctx: &Ctx<'_>, id: ConnId) {
+        let q = ctx.queued_bytes(id).unwrap_or(0) as u64;
+        self.metrics.queue_high_water = self.metrics.queue_high_water.max(q);
     }
 
     fn error(
@@ -463,6 +491,8 @@ impl Hub {
                 SendStatus::Sent => self.metrics.out(f.as_bytes().len()),
                 SendStatus::Backpressured => {
                     self.metrics.out(f.as_bytes().len());
+                    let q = ctx.queued_bytes(id).unwrap_or(0) as u64;
+                    self.metrics.queue_high_water = self.metrics.queue_high_water.max(q);
                     cu.next = seq + 1;
                     more = seq < current;
                     break;
@@ -523,11 +553,14 @@ impl Hub {
         };
         let frame = Frame::text(text);
         for &sub in t.subscribers() {
-            if matches!(
-                ctx.send_frame(sub, &frame),
-                SendStatus::Sent | SendStatus::Backpressured
-            ) {
-                self.metrics.out(text.len());
+            match ctx.send_frame(sub, &frame) {
+                SendStatus::Sent => self.metrics.out(frame.as_bytes().len()),
+                SendStatus::Backpressured => {
+                    self.metrics.out(frame.as_bytes().len());
+                    let q = ctx.queued_bytes(sub).unwrap_or(0) as u64;
+                    self.metrics.queue_high_water = self.metrics.queue_high_water.max(q);
+                }
+                _ => {}
             }
         }
     }
@@ -639,6 +672,15 @@ impl Hub {
                 if !super::auth::valid_user_id(&to) {
                     return self.error(ctx, id, rid, ErrorCode::BadTopic, "invalid user id");
                 }
+                if !c.who.may_dm(&to) {
+                    return self.error(
+                        ctx,
+                        id,
+                        rid,
+                        ErrorCode::Forbidden,
+                        "not allowed to message this user",
+                    );
+                }
                 let inbox = inbox_topic(&to);
                 let Some((seq, frame)) = self.sequence(&inbox, &user, data.get()) else {
                     return self.error(ctx, id, rid, ErrorCode::TooManyTopics, NODE_FULL);
@@ -655,6 +697,9 @@ impl Hub {
                 self.fan_out(ctx, &inbox, seq, &frame, None);
             }
             Request::Presence { id: rid, topic } => {
+                if !protocol::valid_topic(&topic) {
+                    return self.error(ctx, id, rid, ErrorCode::BadTopic, "invalid topic name");
+                }
                 if !c.who.may_subscribe(&topic) {
                     return self.error(
                         ctx,
@@ -683,14 +728,16 @@ impl Hub {
                 user,
                 subscribe: vec!["*".into()],
                 publish: vec!["*".into()],
+                dm: vec!["*".into()],
                 anonymous: true,
             });
         };
+        // RFC 9110 §11.1: the auth scheme name is case-insensitive.
         let bearer = req
             .header("authorization")
             .and_then(|h| {
-                h.strip_prefix("Bearer ")
-                    .or_else(|| h.strip_prefix("bearer "))
+                let (scheme, rest) = h.trim_start().split_once(' ')?;
+                scheme.eq_ignore_ascii_case("bearer").then_some(rest)
             })
             .map(str::trim);
         let token = bearer
@@ -781,7 +828,7 @@ impl Handler for Hub {
         };
         self.metrics.connections_current += 1;
         self.metrics.connections_total += 1;
-        let now = wall_ms();
+        let now = self.mono_ms(ctx);
         let inbox = inbox_topic(&who.user);
         let welcome = json!({
             "type":"welcome","user":who.user,"anonymous":who.anonymous,"node":self.config.node,
@@ -807,7 +854,7 @@ impl Handler for Hub {
     fn message(&mut self, ctx: &mut Ctx<'_>, id: ConnId, msg: Message<'_>) {
         self.metrics.messages_in += 1;
         self.metrics.bytes_in += msg.as_bytes().len() as u64;
-        let now = wall_ms();
+        let now = self.mono_ms(ctx);
         let Some(c) = self.clients.get_mut(&id) else {
             return;
         };

@@ -118,7 +118,7 @@ impl Metrics {
         metric(
             "wsmio_bytes_out_total",
             "counter",
-            "Message bytes queued to clients.",
+            "Frame bytes (headers included) queued to clients.",
             self.bytes_out,
         );
         metric(

@@ -111,13 +111,21 @@ impl<'a> Request<'a> {
             // E.g. no `op`, or a field of the wrong type: the id may still
             // be readable.
             id: request_id(text),
-            message: format!("invalid request: {e}"),
+            message: truncated(format!("invalid request: {e}")),
         })?;
         let id = w.id;
         let missing = |field: &str| BadRequest {
             id,
-            message: format!("'{}' needs '{field}'", w.op),
+            message: truncated(format!("'{}' needs '{field}'", w.op)),
         };
+        if let Some(d) = w.data {
+            if json_depth(d.get()) > MAX_DATA_DEPTH {
+                return Err(BadRequest {
+                    id,
+                    message: format!("'data' is nested deeper than {MAX_DATA_DEPTH} levels"),
+                });
+            }
+        }
         Ok(match w.op.as_str() {
             "sub" => Request::Sub {
                 id,
@@ -146,11 +154,27 @@ impl<'a> Request<'a> {
             other => {
                 return Err(BadRequest {
                     id,
-                    message: format!("unknown op '{other}'"),
+                    message: truncated(format!("unknown op '{other}'")),
                 })
             }
         })
     }
+}
+
+/// Longest error message text: parser messages quote the offending
+/// value, which must not come back at its own size.
+const MAX_ERROR_MESSAGE: usize = 160;
+
+fn truncated(mut m: String) -> String {
+    if m.len() > MAX_ERROR_MESSAGE {
+        let mut end = MAX_ERROR_MESSAGE;
+        while !m.is_char_boundary(end) {
+            end -= 1;
+        }
+        m.truncate(end);
+        m.push('…');
+    }
+    m
 }
 
 /// Error codes of `{"type":"error"}` replies.
@@ -187,13 +211,65 @@ impl ErrorCode {
 /// Longest topic name.
 pub const MAX_TOPIC_LEN: usize = 128;
 
-/// A topic name is 1–128 printable characters without spaces; names that
-/// start with `@` are user inboxes.
+/// A topic name is 1–128 bytes of visible characters: no spaces of any
+/// kind, no control characters, and no invisible format characters (zero
+/// widths, bidi controls) that would let two names look the same. Names
+/// that start with `@` are user inboxes.
 pub fn valid_topic(t: &str) -> bool {
-    !t.is_empty()
-        && t.len() <= MAX_TOPIC_LEN
-        && t.chars()
-            .all(|c| c.is_ascii_graphic() || (!c.is_ascii() && !c.is_control()))
+    !t.is_empty() && t.len() <= MAX_TOPIC_LEN && t.chars().all(visible)
+}
+
+/// A character that shows: ASCII graphic, or non-ASCII that is neither
+/// whitespace, control, nor an invisible format character.
+fn visible(c: char) -> bool {
+    if c.is_ascii() {
+        return c.is_ascii_graphic();
+    }
+    !(c.is_whitespace() || c.is_control() || invisible_format(c))
+}
+
+/// Unicode format characters (category Cf) that render as nothing:
+/// soft hyphen, zero widths and joiners, bidi marks, embeddings and
+/// isolates, word joiner and invisible operators, the BOM, tag characters.
+fn invisible_format(c: char) -> bool {
+    matches!(c,
+        '\u{00AD}' | '\u{034F}' | '\u{061C}' | '\u{115F}' | '\u{1160}' | '\u{17B4}'
+        | '\u{17B5}' | '\u{180B}'..='\u{180F}' | '\u{200B}'..='\u{200F}'
+        | '\u{202A}'..='\u{202E}' | '\u{2060}'..='\u{206F}' | '\u{3164}'
+        | '\u{FE00}'..='\u{FE0F}' | '\u{FEFF}' | '\u{FFA0}' | '\u{FFF0}'..='\u{FFF8}'
+        | '\u{E0000}'..='\u{E0FFF}')
+}
+
+/// Deepest nesting of arrays and objects allowed in a payload (`data`).
+/// Many JSON parsers (serde_json's default limit is 128) refuse deeper
+/// documents, so relaying one would break its subscribers.
+pub const MAX_DATA_DEPTH: usize = 64;
+
+/// The nesting depth of a JSON text already known to be valid: the most
+/// `[`/`{` open at once, outside strings.
+pub fn json_depth(json: &str) -> usize {
+    let (mut depth, mut max, mut in_str, mut escaped) = (0usize, 0usize, false, false);
+    for &b in json.as_bytes() {
+        if in_str {
+            match b {
+                _ if escaped => escaped = false,
+                b'\\' => escaped = true,
+                b'"' => in_str = false,
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_str = true,
+            b'[' | b'{' => {
+                depth += 1;
+                max = max.max(depth);
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    max
 }
 
 /// A delivery of a message on a topic, as sent to every subscriber.
@@ -335,6 +411,68 @@ mod tests {
         assert_eq!(v["topic"], "r\"1");
         assert_eq!(v["data"][0], 1);
         assert!(!valid_topic("") && !valid_topic("a b") && valid_topic("room.1"));
+    }
+
+    #[test]
+    fn topic_names_are_visible_characters() {
+        for ok in [
+            "room.1",
+            "caf\u{e9}",
+            "\u{1f600}",
+            "\u{65e5}\u{672c}",
+            "a-b_c/d:e",
+        ] {
+            assert!(valid_topic(ok), "{ok:?}");
+        }
+        for bad in [
+            "a b",
+            "a\u{a0}b",
+            "a\u{3000}b",
+            "a\u{200b}b",
+            "a\u{202e}b",
+            "a\u{2028}b",
+            "a\u{feff}",
+            "a\tb",
+            "a\u{85}b",
+            "a\u{e0041}",
+        ] {
+            assert!(!valid_topic(bad), "{bad:?}");
+        }
+        assert!(valid_topic(&"x".repeat(MAX_TOPIC_LEN)));
+        assert!(!valid_topic(&"x".repeat(MAX_TOPIC_LEN + 1)));
+    }
+
+    #[test]
+    fn data_nesting_is_bounded() {
+        assert_eq!(json_depth(r#"{"a":[1,{"b":"[[[{"}],"c":"\\\"]"}"#), 3);
+        assert_eq!(json_depth("7"), 0);
+        let deep = |n: usize| format!("{}{}", "[".repeat(n), "]".repeat(n));
+        let req = |n: usize| format!(r#"{{"op":"pub","topic":"t","id":3,"data":{}}}"#, deep(n));
+        assert!(Request::parse(&req(MAX_DATA_DEPTH)).is_ok());
+        let e = Request::parse(&req(MAX_DATA_DEPTH + 1)).unwrap_err();
+        assert_eq!(e.id, Some(3));
+        assert!(e.message.contains("nested"), "{}", e.message);
+        // Far deeper than any recursive parser allows: still answered.
+        assert!(Request::parse(&req(100_000)).is_err());
+        let dm = format!(
+            r#"{{"op":"dm","to":"u","data":{}}}"#,
+            deep(MAX_DATA_DEPTH + 1)
+        );
+        assert!(Request::parse(&dm).is_err());
+    }
+
+    #[test]
+    fn error_messages_do_not_echo_large_input() {
+        let big = "x".repeat(100_000);
+        let e = Request::parse(&format!(r#"{{"op":"sub","topic":7,"id":"{big}"}}"#)).unwrap_err();
+        assert!(
+            e.message.len() <= MAX_ERROR_MESSAGE + 3,
+            "{}",
+            e.message.len()
+        );
+        let e = Request::parse(&format!(r#"{{"op":"{big}"}}"#)).unwrap_err();
+        assert!(e.message.len() <= MAX_ERROR_MESSAGE + 3);
+        assert!(e.message.starts_with("unknown op"));
     }
 
     /// The hand-assembled encoding is byte for byte what formatting each

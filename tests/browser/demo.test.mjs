@@ -357,6 +357,26 @@ describe('demo page in headless Chromium', { timeout: FILE_TIMEOUT }, () => {
     }
   });
 
+  step('a page that lost its connection before any message gets what was sent meanwhile', async () => {
+    // B has seen no message in the room yet: it resumes from the position
+    // the subscribe ack gave it.
+    await b.page.evaluate(() => ws.close());
+    await b.page.waitForFunction(
+      () => document.getElementById('status').textContent.startsWith('disconnected'),
+      null,
+      { timeout: STEP },
+    );
+    // Published while B is away (it reconnects after 250-500 ms).
+    const text = `while you were away ${Date.now()}`;
+    await a.page.evaluate((text) => send({ op: 'pub', id: nextId++, topic: room, data: { text } }), text);
+    await waitConnected(b);
+    const got = await waitMessage(b, a.user, text);
+    assert.match(got.seq, /^#\d+$/);
+    await waitSystemLine(b, 'resumed: 1 missed message(s) recovered');
+    // B is a new anonymous user now: both pages show the new membership.
+    await Promise.all([waitMembers(a, [a.user, b.user]), waitMembers(b, [a.user, b.user])]);
+  });
+
   step('a message typed in A appears in B and in A', async () => {
     // HTML-ish text and non-ASCII: the page must show it as text, not markup.
     const text = `hello <b>e2e</b> & "friends" ✓ ${process.pid}-${Date.now()}`;

@@ -102,11 +102,12 @@ pub fn now_ms() -> u64 {
         .as_millis() as u64
 }
 
-/// A token for `user` signed with [`SECRET`], valid for an hour.
+/// A token for `user` signed with [`SECRET`], valid for an hour, that may
+/// send direct messages to anyone.
 pub fn token(user: &str, subscribe: &[&str], publish: &[&str]) -> String {
     sign_jwt(
         &json!({"sub": user, "exp": now_secs() + 3600,
-                "subscribe": subscribe, "publish": publish}),
+                "subscribe": subscribe, "publish": publish, "dm": ["*"]}),
         SECRET,
     )
 }
