@@ -42,32 +42,41 @@ struct ServeArgs {
     /// Address to listen on.
     #[arg(long, env = "WSMIO_LISTEN", default_value = "127.0.0.1:9001")]
     listen: SocketAddr,
-    /// Most simultaneous connections.
-    #[arg(long, env = "WSMIO_MAX_CONNECTIONS", default_value_t = 10_000)]
-    max_connections: usize,
+    /// Most simultaneous connections (more get 503). The open-file limit is
+    /// raised to fit if the hard limit allows.
+    #[arg(long, env = "WSMIO_MAX_CONNECTIONS", default_value_t = 10_000,
+          value_parser = clap::value_parser!(u64).range(1..=10_000_000))]
+    max_connections: u64,
     /// Largest message a client may send, in bytes (close 1009 above it).
-    #[arg(long, env = "WSMIO_MAX_MESSAGE_SIZE", default_value_t = 64 * 1024)]
+    #[arg(long, env = "WSMIO_MAX_MESSAGE_SIZE", default_value_t = 64 * 1024,
+          value_parser = clap::value_parser!(u64).range(1..))]
     max_message_size: u64,
-    /// Seconds of silence before the server pings a client.
+    /// Seconds of silence before the server pings a client (0: no heartbeat).
     #[arg(long, env = "WSMIO_IDLE_TIMEOUT", default_value_t = 30)]
     idle_timeout: u64,
-    /// Seconds a client has to answer that ping before it is closed.
-    #[arg(long, env = "WSMIO_PONG_TIMEOUT", default_value_t = 30)]
+    /// Seconds a client has to answer that ping before it is closed (≥ 1).
+    #[arg(long, env = "WSMIO_PONG_TIMEOUT", default_value_t = 30,
+          value_parser = clap::value_parser!(u64).range(1..))]
     pong_timeout: u64,
-    /// Seconds allowed to send the HTTP upgrade request.
-    #[arg(long, env = "WSMIO_HANDSHAKE_TIMEOUT", default_value_t = 5)]
+    /// Seconds allowed to send the HTTP upgrade request (≥ 1).
+    #[arg(long, env = "WSMIO_HANDSHAKE_TIMEOUT", default_value_t = 5,
+          value_parser = clap::value_parser!(u64).range(1..))]
     handshake_timeout: u64,
-    /// Outbound queue per connection, in bytes, before the slow-consumer policy applies.
-    #[arg(long, env = "WSMIO_MAX_QUEUED_BYTES", default_value_t = 1024 * 1024)]
-    max_queued_bytes: usize,
+    /// Outbound queue per connection, in bytes, before the slow-consumer
+    /// policy applies (≥ 1024; drain events come below a quarter of it).
+    #[arg(long, env = "WSMIO_MAX_QUEUED_BYTES", default_value_t = 1024 * 1024,
+          value_parser = clap::value_parser!(u64).range(1024..(1 << 48)))]
+    max_queued_bytes: u64,
     /// What to do with a client whose queue is full.
     #[arg(long, env = "WSMIO_SLOW_CONSUMER", value_enum, default_value = "close")]
     slow_consumer: SlowConsumer,
-    /// Seconds a graceful shutdown waits for clients to close.
+    /// Seconds a graceful shutdown waits for clients to read what is queued
+    /// and close (a second SIGINT/SIGTERM exits at once).
     #[arg(long, env = "WSMIO_SHUTDOWN_TIMEOUT", default_value_t = 5)]
     shutdown_timeout: u64,
-    /// HS256 secret for client tokens; without it, anonymous users are admitted.
-    #[arg(long, env = "WSMIO_AUTH_SECRET", hide_env_values = true)]
+    /// HS256 secret for client tokens; without it, anonymous users are
+    /// admitted. Must not be empty; use at least 32 random bytes.
+    #[arg(long, env = "WSMIO_AUTH_SECRET", hide_env_values = true, value_parser = secret)]
     auth_secret: Option<String>,
     /// Allowed browser origins, comma-separated; `*` allows any; empty: same host only.
     #[arg(long, env = "WSMIO_ALLOWED_ORIGINS", default_value = "")]
@@ -87,11 +96,13 @@ struct ServeArgs {
     /// Topics on this node.
     #[arg(long, env = "WSMIO_MAX_TOPICS", default_value_t = 100_000)]
     max_topics: usize,
-    /// Sustained requests per second per connection.
-    #[arg(long, env = "WSMIO_RATE", default_value_t = 50.0)]
+    /// Sustained requests per second per connection (> 0).
+    #[arg(long, env = "WSMIO_RATE", default_value_t = 50.0, value_parser = positive_rate)]
     rate: f64,
-    /// Request burst per connection.
-    #[arg(long, env = "WSMIO_BURST", default_value_t = 100)]
+    /// Request burst per connection (≥ 1; the default lets a reconnecting
+    /// client resubscribe and ask presence on 100 topics at once).
+    #[arg(long, env = "WSMIO_BURST", default_value_t = wsmio::pubsub::hub::DEFAULT_RATE_BURST,
+          value_parser = clap::value_parser!(u32).range(1..))]
     burst: u32,
     /// This node's name in deliveries.
     #[arg(long, env = "WSMIO_NODE", default_value = "local")]
@@ -112,7 +123,7 @@ struct ServeArgs {
 #[derive(clap::Args)]
 struct TokenArgs {
     /// The HS256 secret (the server's --auth-secret).
-    #[arg(long, env = "WSMIO_AUTH_SECRET", hide_env_values = true)]
+    #[arg(long, env = "WSMIO_AUTH_SECRET", hide_env_values = true, value_parser = secret)]
     secret: String,
     /// User id.
     #[arg(long)]
@@ -123,9 +134,40 @@ struct TokenArgs {
     /// Topic patterns the user may publish on (repeatable).
     #[arg(long = "publish", default_value = "*")]
     publish: Vec<String>,
+    /// User-id patterns the user may send direct messages to (repeatable).
+    #[arg(long = "dm", default_value = "*")]
+    dm: Vec<String>,
     /// Seconds until the token expires.
     #[arg(long, default_value_t = 3600)]
     ttl: u64,
+}
+
+/// Shortest secret accepted without a warning: RFC 7518 §3.2 wants an
+/// HS256 key of at least 256 bits.
+const MIN_SECRET_LEN: usize = 32;
+
+/// An auth secret: an empty one (e.g. `WSMIO_AUTH_SECRET=` from an unset
+/// variable) would turn on auth with a key anyone can sign with.
+fn secret(s: &str) -> Result<String, String> {
+    if s.is_empty() {
+        return Err("the auth secret is empty: anyone could sign tokens with it".into());
+    }
+    if s.len() < MIN_SECRET_LEN {
+        log::warn!(
+            "the auth secret is {} bytes; RFC 7518 asks for at least {MIN_SECRET_LEN} random bytes for HS256",
+            s.len()
+        );
+    }
+    Ok(s.to_string())
+}
+
+/// A request rate: finite and above zero.
+fn positive_rate(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(r) if r.is_finite() && r > 0.0 => Ok(r),
+        Ok(_) => Err("must be a number above 0".into()),
+        Err(e) => Err(e.to_string()),
+    }
 }
 
 fn main() {
@@ -150,7 +192,7 @@ fn token(a: TokenArgs) {
         .map_or(0, |d| d.as_secs());
     let claims = serde_json::json!({
         "sub": a.user, "exp": now + a.ttl, "iat": now,
-        "subscribe": a.subscribe, "publish": a.publish,
+        "subscribe": a.subscribe, "publish": a.publish, "dm": a.dm,
     });
     println!(
         "{}",
@@ -159,15 +201,18 @@ fn token(a: TokenArgs) {
 }
 
 fn serve(a: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
+    let max_connections = a.max_connections as usize;
+    fit_open_file_limit(max_connections);
+    let max_queued_bytes = a.max_queued_bytes as usize;
     let mut config = Config::default()
-        .with_max_connections(a.max_connections)
+        .with_max_connections(max_connections)
         .with_max_message_size(a.max_message_size)
         .with_max_frame_size(a.max_message_size)
-        .with_idle_timeout(Some(Duration::from_secs(a.idle_timeout.max(1))))
-        .with_pong_timeout(Duration::from_secs(a.pong_timeout.max(1)))
-        .with_handshake_timeout(Duration::from_secs(a.handshake_timeout.max(1)))
-        .with_max_queued_bytes(a.max_queued_bytes)
-        .with_backpressure_limit(a.max_queued_bytes / 4)
+        .with_idle_timeout((a.idle_timeout > 0).then(|| Duration::from_secs(a.idle_timeout)))
+        .with_pong_timeout(Duration::from_secs(a.pong_timeout))
+        .with_handshake_timeout(Duration::from_secs(a.handshake_timeout))
+        .with_max_queued_bytes(max_queued_bytes)
+        .with_backpressure_limit(max_queued_bytes / 4)
         .with_full_queue_policy(match a.slow_consumer {
             SlowConsumer::Close => FullQueuePolicy::Close,
             SlowConsumer::Drop => FullQueuePolicy::Drop,
@@ -213,9 +258,15 @@ fn serve(a: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
         signal_hook::consts::SIGTERM,
     ])?;
     std::thread::spawn(move || {
-        if let Some(sig) = signals.forever().next() {
-            log::info!("signal {sig}: shutting down");
+        let mut signals = signals.forever();
+        if let Some(sig) = signals.next() {
+            log::info!("signal {sig}: shutting down (again to exit at once)");
             let _ = handle.shutdown();
+        }
+        // Keep the handlers installed: a second signal ends the wait.
+        if let Some(sig) = signals.next() {
+            log::warn!("signal {sig} again: exiting without waiting for clients");
+            std::process::exit(130);
         }
     });
     let hub = server.run(Hub::new(hub_config))?;
@@ -225,4 +276,41 @@ fn serve(a: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
         hub.metrics().publishes
     );
     Ok(())
+}
+
+/// File descriptors needed besides the connections: std streams, epoll,
+/// waker, listener, the spare accept descriptor, signal pipe, TLS files.
+const FD_HEADROOM: libc::rlim_t = 64;
+
+/// Raise the soft open-file limit (often 1024) towards the hard limit so
+/// that `max_connections` fit; warn if they cannot (connections past the
+/// limit are refused with 503).
+fn fit_open_file_limit(max_connections: usize) {
+    let want = (max_connections as libc::rlim_t).saturating_add(FD_HEADROOM);
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit only read and write the struct passed.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
+        return;
+    }
+    if lim.rlim_cur < want {
+        let raised = libc::rlimit {
+            rlim_cur: want.min(lim.rlim_max),
+            rlim_max: lim.rlim_max,
+        };
+        // SAFETY: as above.
+        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) } == 0 {
+            lim.rlim_cur = raised.rlim_cur;
+        }
+    }
+    if lim.rlim_cur < want {
+        log::warn!(
+            "open-file limit {} (hard {}) is below --max-connections {max_connections} + {FD_HEADROOM}: \
+             connections past it are refused with 503",
+            lim.rlim_cur,
+            lim.rlim_max
+        );
+    }
 }

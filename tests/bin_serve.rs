@@ -1,0 +1,246 @@
+//! The `wsmio` binary as an operator runs it: settings it must refuse,
+//! running out of file descriptors, and a second signal during a graceful
+//! shutdown. Each test starts its own server process on an ephemeral
+//! 127.0.0.1 port and kills it (by PID) if it is still running at the end.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_wsmio");
+
+/// The server process; killed when dropped.
+struct Proc {
+    child: Child,
+    addr: SocketAddr,
+    log: mpsc::Receiver<String>,
+    /// What it logged up to its listening line.
+    early: Vec<String>,
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Proc {
+    /// Start `cmd` (which runs `wsmio serve --listen 127.0.0.1:0 ...`) and
+    /// wait for the address it logs.
+    fn start(mut cmd: Command) -> Proc {
+        cmd.env("RUST_LOG", "info")
+            .env_remove("WSMIO_AUTH_SECRET")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        let mut child = cmd.spawn().expect("spawn wsmio");
+        let stderr = child.stderr.take();
+        let (tx, log) = mpsc::channel();
+        // From here on, a panic kills the process (Drop).
+        let mut p = Proc {
+            child,
+            addr: SocketAddr::from(([0, 0, 0, 0], 0)),
+            log,
+            early: Vec::new(),
+        };
+        let stderr = stderr.expect("stderr");
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let Ok(line) = p.log.recv_timeout(left) else {
+                panic!("no listening line; log: {:#?}", p.early);
+            };
+            let addr = line
+                .split("ws://")
+                .nth(1)
+                .and_then(|rest| rest.split('/').next());
+            if let Some(addr) = addr {
+                p.addr = addr.parse().expect("listening address");
+                p.early.push(line);
+                return p;
+            }
+            p.early.push(line);
+        }
+    }
+
+    /// Whether a line containing `what` was logged (waiting up to `within`).
+    fn logged(&self, within: Duration, what: &str) -> bool {
+        if self.early.iter().any(|l| l.contains(what)) {
+            return true;
+        }
+        let deadline = Instant::now() + within;
+        while let Ok(l) = self
+            .log
+            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+        {
+            if l.contains(what) {
+                return true;
+            }
+        }
+        false
+    }
+
+    fn signal(&self, sig: &str) {
+        let ok = Command::new("kill")
+            .args([sig, &self.child.id().to_string()])
+            .status()
+            .expect("kill")
+            .success();
+        assert!(ok);
+    }
+
+    fn wait_exit(&mut self, within: Duration) -> Option<i32> {
+        let deadline = Instant::now() + within;
+        loop {
+            if let Some(st) = self.child.try_wait().expect("try_wait") {
+                return Some(st.code().unwrap_or(-1));
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+fn serve() -> Command {
+    let mut c = Command::new(BIN);
+    c.args(["serve", "--listen", "127.0.0.1:0"]);
+    c
+}
+
+/// Run `wsmio serve` with `args`; it must refuse to start: exit status and
+/// what it printed.
+fn refused(args: &[&str], env: &[(&str, &str)]) -> (i32, String) {
+    let mut c = serve();
+    c.args(args).env_remove("WSMIO_AUTH_SECRET");
+    for (k, v) in env {
+        c.env(k, v);
+    }
+    let out = c.stdin(Stdio::null()).output().expect("run wsmio");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn settings_that_cannot_work_are_refused_at_startup() {
+    // An empty secret would turn on auth with a key anyone can sign with
+    // (e.g. `WSMIO_AUTH_SECRET=${SECRET}` with SECRET unset).
+    let (code, err) = refused(&["--auth-secret="], &[]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("auth secret is empty"), "{err}");
+    let (code, err) = refused(&[], &[("WSMIO_AUTH_SECRET", "")]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("auth secret is empty"), "{err}");
+    for (flag, value) in [
+        ("--rate", "0"),
+        ("--rate", "-5"),
+        ("--rate", "NaN"),
+        ("--burst", "0"),
+        ("--max-connections", "0"),
+        ("--max-message-size", "0"),
+        ("--max-queued-bytes", "0"),
+        ("--max-queued-bytes", "18446744073709551615"),
+        ("--pong-timeout", "0"),
+        ("--handshake-timeout", "0"),
+    ] {
+        let (code, err) = refused(&[&format!("{flag}={value}")], &[]);
+        assert_eq!(code, 2, "{flag} {value}: {err}");
+        assert!(err.contains(flag), "{flag} {value}: {err}");
+    }
+    // The token helper refuses an empty secret too.
+    let out = Command::new(BIN)
+        .args(["token", "--secret", "", "--user", "mallory"])
+        .env_remove("WSMIO_AUTH_SECRET")
+        .output()
+        .expect("run wsmio token");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(out.stdout.is_empty());
+}
+
+/// Send an upgrade request and return the status line of the answer, or
+/// `None` if nothing came within `limit`.
+fn upgrade_status(addr: SocketAddr, limit: Duration) -> (Option<String>, TcpStream) {
+    let mut s = TcpStream::connect(addr).expect("connect");
+    s.set_read_timeout(Some(limit)).unwrap();
+    let req = format!(
+        "GET /ws HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    );
+    s.write_all(req.as_bytes()).unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 1024];
+    while !got.windows(4).any(|w| w == b"\r\n\r\n") {
+        match s.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+        }
+    }
+    let text = String::from_utf8_lossy(&got).into_owned();
+    let line = text.lines().next().map(str::to_string);
+    (line.filter(|l| !l.is_empty()), s)
+}
+
+/// With the open-file limit far below `--max-connections`, the server says
+/// so at startup, and every connection past the limit gets a `503` at once
+/// instead of hanging in the listen backlog.
+#[test]
+fn connections_past_the_open_file_limit_get_503() {
+    let mut cmd = Command::new("sh");
+    cmd.args([
+        "-c",
+        "ulimit -n 40 && exec \"$0\" serve --listen 127.0.0.1:0 --max-connections 100",
+        BIN,
+    ]);
+    let p = Proc::start(cmd);
+    let mut kept = Vec::new();
+    let (mut upgraded, mut refused) = (0, 0);
+    for i in 0..48 {
+        let (status, s) = upgrade_status(p.addr, Duration::from_secs(5));
+        match status.as_deref() {
+            Some(l) if l.contains(" 101 ") => upgraded += 1,
+            Some(l) if l.contains(" 503 ") => refused += 1,
+            other => panic!("connection {i}: no answer ({other:?})"),
+        }
+        kept.push(s);
+    }
+    assert!(upgraded >= 20, "{upgraded} upgraded, {refused} refused");
+    assert!(refused >= 8, "{upgraded} upgraded, {refused} refused");
+    assert!(p.logged(Duration::from_secs(2), "open-file limit"));
+    // Descriptors freed by clients that leave are used again.
+    kept.clear();
+    std::thread::sleep(Duration::from_millis(300));
+    let (status, _s) = upgrade_status(p.addr, Duration::from_secs(5));
+    assert!(status.is_some_and(|l| l.contains(" 101 ")));
+}
+
+/// SIGINT starts a graceful shutdown that waits for clients (here one that
+/// never answers the 1001); a second SIGINT ends the process at once.
+#[test]
+fn a_second_signal_exits_at_once() {
+    let mut cmd = serve();
+    cmd.args(["--shutdown-timeout", "30"]);
+    let mut p = Proc::start(cmd);
+    let (status, _silent) = upgrade_status(p.addr, Duration::from_secs(5));
+    assert!(status.is_some_and(|l| l.contains(" 101 ")));
+    p.signal("-INT");
+    assert!(p.logged(Duration::from_secs(5), "shutting down"));
+    assert_eq!(
+        p.wait_exit(Duration::from_millis(500)),
+        None,
+        "exited early"
+    );
+    p.signal("-INT");
+    assert_eq!(p.wait_exit(Duration::from_secs(5)), Some(130));
+}
