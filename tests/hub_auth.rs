@@ -334,3 +334,58 @@ fn anonymous_mode_without_a_secret() {
     b.close();
     srv.stop();
 }
+
+/// A connection does not outlive its token: the first request after `exp`,
+/// or the first heartbeat pong of a client that sends nothing else, closes
+/// it with 1008 "token expired".
+#[test]
+fn a_connection_ends_when_its_token_expires() {
+    use common::Ev;
+    use std::time::{Duration, Instant};
+    let cfg = common::config().with_idle_timeout(Some(Duration::from_millis(300)));
+    let srv = hub_support::serve(hub_config_auth(), cfg);
+    let short = |user: &str| {
+        sign_jwt(
+            &json!({"sub": user, "exp": now_secs() + 2, "subscribe":["*"], "publish":["*"]}),
+            SECRET,
+        )
+    };
+    let (t1, t2) = (short("alice"), short("bob"));
+    let t0 = Instant::now();
+    let mut active = connect(srv.addr, Some(&t1));
+    let mut silent = connect(srv.addr, Some(&t2));
+    // Before expiry, requests are served.
+    active.sub("room");
+    // The silent client only answers the server's heartbeat pings.
+    let deadline = t0 + Duration::from_secs(6);
+    let mut pongs = 0;
+    let silent_close = loop {
+        assert!(
+            Instant::now() < deadline,
+            "the silent client was not closed ({pongs} pongs)"
+        );
+        match silent.c.next_within(Duration::from_millis(500)) {
+            Some(Ev::Ping(p)) => {
+                silent.c.pong(&p);
+                pongs += 1;
+            }
+            Some(Ev::Close(code, reason)) => break (code, reason),
+            Some(Ev::Text(_)) | None => {}
+            Some(other) => panic!("unexpected {other:?}"),
+        }
+    };
+    assert_eq!(silent_close, (Some(1008), "token expired".to_string()));
+    assert!(pongs >= 2, "closed after {pongs} pongs");
+    assert!(t0.elapsed() >= Duration::from_secs(1), "{:?}", t0.elapsed());
+    // The active client's next request meets the expiry.
+    active.send(&json!({"op":"pub","topic":"room","data":1,"id":9}));
+    let closed = loop {
+        match active.c.next() {
+            Ev::Close(code, reason) => break (code, reason),
+            Ev::Ping(p) => active.c.pong(&p),
+            _ => {}
+        }
+    };
+    assert_eq!(closed, (Some(1008), "token expired".to_string()));
+    srv.stop();
+}

@@ -21,6 +21,9 @@ pub struct Identity {
     pub dm: Vec<String>,
     /// True for a generated anonymous identity.
     pub anonymous: bool,
+    /// When the token expires (`exp`, seconds since the Unix epoch); the
+    /// hub closes the connection then. `None` for anonymous users.
+    pub expires: Option<u64>,
 }
 
 impl Identity {
@@ -169,10 +172,10 @@ pub fn verify_jwt(token: &str, secret: &[u8], now_secs: u64) -> Result<Identity,
     // Constant-time comparison.
     mac.verify_slice(&sig).map_err(|_| TokenError::Signature)?;
     let claims: Claims = decode_json(p)?;
-    match claims.exp {
-        Some(exp) if exp > now_secs => {}
+    let exp = match claims.exp {
+        Some(exp) if exp > now_secs => exp,
         _ => return Err(TokenError::Expired),
-    }
+    };
     if claims.nbf.is_some_and(|nbf| nbf > now_secs) {
         return Err(TokenError::NotYetValid);
     }
@@ -190,6 +193,7 @@ pub fn verify_jwt(token: &str, secret: &[u8], now_secs: u64) -> Result<Identity,
         publish: claims.publish,
         dm: claims.dm,
         anonymous: false,
+        expires: Some(exp),
     })
 }
 

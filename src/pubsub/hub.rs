@@ -92,6 +92,8 @@ struct Client {
     who: Identity,
     topics: Vec<String>,
     bucket: TokenBucket,
+    /// When the token expires, on the rate limiter's monotonic clock.
+    expires_ms: Option<u64>,
     violations: u32,
     /// Deliveries dropped for a full queue, reported when it drains.
     gaps: Vec<Gap>,
@@ -170,6 +172,23 @@ impl Hub {
     /// The epoch of `topic`'s sequence numbers, if the topic exists.
     pub fn topic_epoch(&self, topic: &str) -> Option<&str> {
         self.topics.get(topic).map(|t| t.epoch.as_str())
+    }
+
+    /// Close `id` with 1008 if its token has expired (checked on every
+    /// request and every heartbeat pong, so a silent client is closed
+    /// within the idle timeout).
+    fn expired(&mut self, ctx: &mut Ctx<'_>, id: ConnId, now: u64) -> bool {
+        let due = self
+            .clients
+            .get(&id)
+            .and_then(|c| c.expires_ms)
+            .is_some_and(|at| now >= at);
+        if due {
+            self.metrics.drop("token_expired");
+            self.flush_batch(ctx);
+            ctx.close(id, CloseCode::POLICY, "token expired");
+        }
+        due
     }
 
     /// Monotonic milliseconds for the rate limiter, from the loop's clock.
@@ -730,6 +749,7 @@ impl Hub {
                 publish: vec!["*".into()],
                 dm: vec!["*".into()],
                 anonymous: true,
+                expires: None,
             });
         };
         // RFC 9110 §11.1: the auth scheme name is case-insensitive.
@@ -829,6 +849,10 @@ impl Handler for Hub {
         self.metrics.connections_current += 1;
         self.metrics.connections_total += 1;
         let now = self.mono_ms(ctx);
+        let wall = wall_ms();
+        let expires_ms = who
+            .expires
+            .map(|exp| now.saturating_add(exp.saturating_mul(1000).saturating_sub(wall)));
         let inbox = inbox_topic(&who.user);
         let welcome = json!({
             "type":"welcome","user":who.user,"anonymous":who.anonymous,"node":self.config.node,
@@ -841,6 +865,7 @@ impl Handler for Hub {
                 who,
                 topics: Vec::new(),
                 bucket: TokenBucket::new(self.config.rate_per_sec, self.config.rate_burst, now),
+                expires_ms,
                 violations: 0,
                 gaps: Vec::new(),
                 catch_up: Vec::new(),
@@ -855,6 +880,9 @@ impl Handler for Hub {
         self.metrics.messages_in += 1;
         self.metrics.bytes_in += msg.as_bytes().len() as u64;
         let now = self.mono_ms(ctx);
+        if self.expired(ctx, id, now) {
+            return;
+        }
         let Some(c) = self.clients.get_mut(&id) else {
             return;
         };
@@ -916,6 +944,11 @@ impl Handler for Hub {
             let pending = self.replay(ctx, id, cu);
             self.set_catch_up(id, &topic, pending);
         }
+    }
+
+    fn pong(&mut self, ctx: &mut Ctx<'_>, id: ConnId, _payload: &[u8]) {
+        let now = self.mono_ms(ctx);
+        self.expired(ctx, id, now);
     }
 
     fn close(&mut self, ctx: &mut Ctx<'_>, id: ConnId, info: CloseInfo) {

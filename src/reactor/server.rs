@@ -402,7 +402,11 @@ impl Server {
                 Ok(n) => {
                     reads += 1;
                     c.last_read = self.core.now;
-                    c.ping_sent = false;
+                    if std::mem::take(&mut c.ping_sent) {
+                        // The timer entry is at the pong deadline; the next
+                        // idle ping may be due before it.
+                        self.core.arm_timer(id);
+                    }
                     self.process(id, n, handler);
                     self.maybe_pause(id);
                     // A short read took everything the kernel had; new data
@@ -723,8 +727,7 @@ impl Server {
             } else if !c.write_shut {
                 // RFC 6455 §7.1.1: the server closes the TCP connection
                 // first; the peer's FIN ends it.
-                c.write_shut = true;
-                c.stream.shutdown_write();
+                c.write_shut = c.stream.shutdown_write();
             }
         }
     }

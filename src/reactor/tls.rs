@@ -104,12 +104,18 @@ impl Stream {
     }
 
     /// Shut down our sending side (TLS: after a close_notify alert).
-    pub fn shutdown_write(&mut self) {
+    /// `false` if the alert is still waiting for room in the socket: call
+    /// again when it is writable (shutting down now would cut it off).
+    pub fn shutdown_write(&mut self) -> bool {
         if let Stream::Tls(t) = self {
+            // Idempotent: the alert is queued once.
             t.tls.send_close_notify();
-            let _ = t.write_records();
+            if matches!(t.write_records(), Ok(false)) {
+                return false;
+            }
         }
         let _ = self.socket().shutdown(Shutdown::Write);
+        true
     }
 }
 
