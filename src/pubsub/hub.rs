@@ -184,11 +184,16 @@ impl Hub {
             .and_then(|c| c.expires_ms)
             .is_some_and(|at| now >= at);
         if due {
-            self.metrics.drop("token_expired");
-            self.flush_batch(ctx);
-            ctx.close(id, CloseCode::POLICY, "token expired");
+            self.close_expired(ctx, id);
         }
         due
+    }
+
+    #[cold]
+    fn close_expired(&mut self, ctx: &mut Ctx<'_>, id: ConnId) {
+        self.metrics.drop("token_expired");
+        self.flush_batch(ctx);
+        ctx.close(id, CloseCode::POLICY, "token expired");
     }
 
     /// Monotonic milliseconds for the rate limiter, from the loop's clock.
@@ -880,12 +885,13 @@ impl Handler for Hub {
         self.metrics.messages_in += 1;
         self.metrics.bytes_in += msg.as_bytes().len() as u64;
         let now = self.mono_ms(ctx);
-        if self.expired(ctx, id, now) {
-            return;
-        }
         let Some(c) = self.clients.get_mut(&id) else {
             return;
         };
+        if c.expires_ms.is_some_and(|at| now >= at) {
+            self.close_expired(ctx, id);
+            return;
+        }
         if !c.bucket.try_take(now) {
             c.violations += 1;
             self.metrics.drop("rate_limited");

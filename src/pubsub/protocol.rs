@@ -119,7 +119,7 @@ impl<'a> Request<'a> {
             message: truncated(format!("'{}' needs '{field}'", w.op)),
         };
         if let Some(d) = w.data {
-            if json_depth(d.get()) > MAX_DATA_DEPTH {
+            if json_depth_exceeds(d.get(), MAX_DATA_DEPTH) {
                 return Err(BadRequest {
                     id,
                     message: format!("'data' is nested deeper than {MAX_DATA_DEPTH} levels"),
@@ -244,6 +244,27 @@ fn invisible_format(c: char) -> bool {
 /// Many JSON parsers (serde_json's default limit is 128) refuse deeper
 /// documents, so relaying one would break its subscribers.
 pub const MAX_DATA_DEPTH: usize = 64;
+
+/// Whether a valid JSON text nests deeper than `max`. Each level takes an
+/// opening and a closing bracket, so a text shorter than `2 * (max + 1)`
+/// cannot; the depth cannot exceed the number of `[` and `{` bytes either,
+/// and counting those is a vectorized pass. The exact scan runs only for
+/// texts with more of them.
+pub fn json_depth_exceeds(json: &str, max: usize) -> bool {
+    if json.len() < 2 * (max + 1) {
+        return false;
+    }
+    let mut opens = 0usize;
+    for chunk in json.as_bytes().chunks(255) {
+        // `[` is 0x5B and `{` 0x7B: one compare after setting bit 5. Byte
+        // lanes, so the loop vectorizes; 255 per chunk cannot overflow.
+        let n = chunk
+            .iter()
+            .fold(0u8, |n, &b| n + u8::from(b | 0x20 == b'{'));
+        opens += usize::from(n);
+    }
+    opens > max && json_depth(json) > max
+}
 
 /// The nesting depth of a JSON text already known to be valid: the most
 /// `[`/`{` open at once, outside strings.
@@ -446,6 +467,12 @@ mod tests {
     fn data_nesting_is_bounded() {
         assert_eq!(json_depth(r#"{"a":[1,{"b":"[[[{"}],"c":"\\\"]"}"#), 3);
         assert_eq!(json_depth("7"), 0);
+        // Many brackets, little depth; and brackets inside strings.
+        let wide = format!("[{}0]", "[0],".repeat(200));
+        assert_eq!(json_depth(&wide), 2);
+        assert!(!json_depth_exceeds(&wide, 2) && json_depth_exceeds(&wide, 1));
+        let quoted = format!(r#"["{}"]"#, "[".repeat(100));
+        assert!(!json_depth_exceeds(&quoted, 1));
         let deep = |n: usize| format!("{}{}", "[".repeat(n), "]".repeat(n));
         let req = |n: usize| format!(r#"{{"op":"pub","topic":"t","id":3,"data":{}}}"#, deep(n));
         assert!(Request::parse(&req(MAX_DATA_DEPTH)).is_ok());
