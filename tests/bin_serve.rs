@@ -149,6 +149,7 @@ fn settings_that_cannot_work_are_refused_at_startup() {
         ("--rate", "NaN"),
         ("--burst", "0"),
         ("--max-connections", "0"),
+        ("--max-topics", "0"),
         ("--max-message-size", "0"),
         ("--max-queued-bytes", "0"),
         ("--max-queued-bytes", "18446744073709551615"),

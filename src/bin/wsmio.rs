@@ -93,9 +93,10 @@ struct ServeArgs {
     /// Subscriptions per connection.
     #[arg(long, env = "WSMIO_MAX_TOPICS_PER_CONN", default_value_t = 100)]
     max_topics_per_conn: usize,
-    /// Topics on this node.
-    #[arg(long, env = "WSMIO_MAX_TOPICS", default_value_t = 100_000)]
-    max_topics: usize,
+    /// Topics on this node (≥ 1; every user's inbox is a topic).
+    #[arg(long, env = "WSMIO_MAX_TOPICS", default_value_t = 100_000,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    max_topics: u64,
     /// Sustained requests per second per connection (> 0).
     #[arg(long, env = "WSMIO_RATE", default_value_t = 50.0, value_parser = positive_rate)]
     rate: f64,
@@ -232,7 +233,7 @@ fn serve(a: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
         history_age: Duration::from_secs(a.history_age),
         max_history_bytes: a.max_history_bytes,
         max_topics_per_conn: a.max_topics_per_conn,
-        max_topics: a.max_topics,
+        max_topics: a.max_topics as usize,
         rate_per_sec: a.rate,
         rate_burst: a.burst,
         index_html: Some(DEMO_PAGE),

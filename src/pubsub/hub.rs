@@ -102,6 +102,13 @@ struct Client {
     catch_up: Vec<CatchUp>,
 }
 
+impl Client {
+    /// Its token's `exp` has passed (`now` on the hub's monotonic clock).
+    fn token_expired(&self, now: u64) -> bool {
+        self.expires_ms.is_some_and(|at| now >= at)
+    }
+}
+
 /// The pub/sub hub.
 pub struct Hub {
     config: HubConfig,
@@ -174,21 +181,9 @@ impl Hub {
         self.topics.get(topic).map(|t| t.epoch.as_str())
     }
 
-    /// Close `id` with 1008 if its token has expired (checked on every
+    /// Close `id`, whose token has expired, with 1008 (checked on every
     /// request and every heartbeat pong, so a silent client is closed
     /// within the idle timeout).
-    fn expired(&mut self, ctx: &mut Ctx<'_>, id: ConnId, now: u64) -> bool {
-        let due = self
-            .clients
-            .get(&id)
-            .and_then(|c| c.expires_ms)
-            .is_some_and(|at| now >= at);
-        if due {
-            self.close_expired(ctx, id);
-        }
-        due
-    }
-
     #[cold]
     fn close_expired(&mut self, ctx: &mut Ctx<'_>, id: ConnId) {
         self.metrics.drop("token_expired");
@@ -213,18 +208,11 @@ impl Hub {
             SendStatus::Sent => self.metrics.out(unmasked_frame_len(text.len())),
             SendStatus::Backpressured => {
                 self.metrics.out(unmasked_frame_len(text.len()));
-                self.note_queue(ctx, id);
+                self.metrics.queued(ctx.queued_bytes(id));
             }
             _ => {}
         }
         s
-    }
-
-    /// Keep the high-water mark of outbound queues up to date after a
-    /// send that reported backpressure.
-    fn note_queue(&mut self, ctx: &Ctx<'_>, id: ConnId) {
-        let q = ctx.queued_bytes(id).unwrap_or(0) as u64;
-        self.metrics.queue_high_water = self.metrics.queue_high_water.max(q);
     }
 
     fn error(
@@ -326,8 +314,7 @@ impl Hub {
                 SendStatus::Backpressured => {
                     self.metrics.fanout_deliveries += n;
                     self.metrics.out_n(n, len);
-                    let q = ctx.queued_bytes(sub).unwrap_or(0) as u64;
-                    self.metrics.queue_high_water = self.metrics.queue_high_water.max(q);
+                    self.metrics.queued(ctx.queued_bytes(sub));
                 }
                 SendStatus::Dropped => Self::dropped(
                     &mut self.metrics,
@@ -515,8 +502,7 @@ impl Hub {
                 SendStatus::Sent => self.metrics.out(f.as_bytes().len()),
                 SendStatus::Backpressured => {
                     self.metrics.out(f.as_bytes().len());
-                    let q = ctx.queued_bytes(id).unwrap_or(0) as u64;
-                    self.metrics.queue_high_water = self.metrics.queue_high_water.max(q);
+                    self.metrics.queued(ctx.queued_bytes(id));
                     cu.next = seq + 1;
                     more = seq < current;
                     break;
@@ -581,8 +567,7 @@ impl Hub {
                 SendStatus::Sent => self.metrics.out(frame.as_bytes().len()),
                 SendStatus::Backpressured => {
                     self.metrics.out(frame.as_bytes().len());
-                    let q = ctx.queued_bytes(sub).unwrap_or(0) as u64;
-                    self.metrics.queue_high_water = self.metrics.queue_high_water.max(q);
+                    self.metrics.queued(ctx.queued_bytes(sub));
                 }
                 _ => {}
             }
@@ -888,7 +873,7 @@ impl Handler for Hub {
         let Some(c) = self.clients.get_mut(&id) else {
             return;
         };
-        if c.expires_ms.is_some_and(|at| now >= at) {
+        if c.token_expired(now) {
             self.close_expired(ctx, id);
             return;
         }
@@ -954,7 +939,9 @@ impl Handler for Hub {
 
     fn pong(&mut self, ctx: &mut Ctx<'_>, id: ConnId, _payload: &[u8]) {
         let now = self.mono_ms(ctx);
-        self.expired(ctx, id, now);
+        if self.clients.get(&id).is_some_and(|c| c.token_expired(now)) {
+            self.close_expired(ctx, id);
+        }
     }
 
     fn close(&mut self, ctx: &mut Ctx<'_>, id: ConnId, info: CloseInfo) {

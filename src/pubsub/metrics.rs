@@ -68,6 +68,13 @@ impl Metrics {
         *self.closes.entry(bucket).or_default() += 1;
     }
 
+    /// Note a client's outbound queue length (after a send reported
+    /// backpressure) for the high-water mark.
+    pub fn queued(&mut self, bytes: Option<usize>) {
+        let q = bytes.unwrap_or(0) as u64;
+        self.queue_high_water = self.queue_high_water.max(q);
+    }
+
     /// Count a message queued to a client.
     pub fn out(&mut self, bytes: usize) {
         self.out_n(1, bytes);
