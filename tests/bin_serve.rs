@@ -173,11 +173,22 @@ fn settings_that_cannot_work_are_refused_at_startup() {
 /// Send an upgrade request and return the status line of the answer, or
 /// `None` if nothing came within `limit`.
 fn upgrade_status(addr: SocketAddr, limit: Duration) -> (Option<String>, TcpStream) {
+    upgrade_status_as(addr, &addr.to_string(), "", limit)
+}
+
+/// [`upgrade_status`] for `target` (path and query) with `Host: host` and
+/// `extra` header lines (each ending in CRLF).
+fn upgrade_status_as(
+    addr: SocketAddr,
+    host: &str,
+    extra: &str,
+    limit: Duration,
+) -> (Option<String>, TcpStream) {
     let mut s = TcpStream::connect(addr).expect("connect");
     s.set_read_timeout(Some(limit)).unwrap();
     let req = format!(
-        "GET /ws HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+        "GET /ws HTTP/1.1\r\nHost: {host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n{extra}\r\n"
     );
     s.write_all(req.as_bytes()).unwrap();
     let mut got = Vec::new();
@@ -244,4 +255,85 @@ fn a_second_signal_exits_at_once() {
     );
     p.signal("-INT");
     assert_eq!(p.wait_exit(Duration::from_secs(5)), Some(130));
+}
+
+/// On a loopback address the binary admits only local `Host` names by
+/// default: a DNS-rebinding page (its own name re-pointed at 127.0.0.1, so
+/// `Origin` and `Host` agree) is refused, the page's own local origin is
+/// not, and `--allowed-hosts '*'` turns the check off.
+#[test]
+fn the_default_host_check_stops_dns_rebinding() {
+    let limit = Duration::from_secs(5);
+    let p = Proc::start(serve());
+    let port = p.addr.port();
+    let rebound = format!("rebind.example:{port}");
+    let origin = format!("Origin: http://{rebound}\r\n");
+    let (status, _) = upgrade_status_as(p.addr, &rebound, &origin, limit);
+    assert_eq!(status.as_deref(), Some("HTTP/1.1 403 Forbidden"));
+    for host in [format!("localhost:{port}"), p.addr.to_string()] {
+        let origin = format!("Origin: http://{host}\r\n");
+        let (status, _) = upgrade_status_as(p.addr, &host, &origin, limit);
+        assert_eq!(
+            status.as_deref(),
+            Some("HTTP/1.1 101 Switching Protocols"),
+            "{host}"
+        );
+    }
+    drop(p);
+
+    let mut any = serve();
+    any.args(["--allowed-hosts", "*"]);
+    let p = Proc::start(any);
+    let rebound = format!("rebind.example:{}", p.addr.port());
+    let origin = format!("Origin: http://{rebound}\r\n");
+    let (status, _) = upgrade_status_as(p.addr, &rebound, &origin, limit);
+    assert_eq!(status.as_deref(), Some("HTTP/1.1 101 Switching Protocols"));
+}
+
+/// `wsmio token --audience/--issuer` mints what `serve --token-audience/
+/// --token-issuer` requires; a token without them is refused with 401.
+#[test]
+fn token_audience_and_issuer_from_the_command_line() {
+    let secret = "a secret of at least thirty-two bytes";
+    let mint = |extra: &[&str]| {
+        let out = Command::new(BIN)
+            .args(["token", "--secret", secret, "--user", "u1"])
+            .args(extra)
+            .env_remove("WSMIO_AUTH_SECRET")
+            .output()
+            .expect("wsmio token");
+        assert!(out.status.success());
+        String::from_utf8(out.stdout).unwrap().trim().to_string()
+    };
+    let mut c = serve();
+    c.args([
+        "--auth-secret",
+        secret,
+        "--token-audience",
+        "chat",
+        "--token-issuer",
+        "idp",
+    ]);
+    let p = Proc::start(c);
+    let limit = Duration::from_secs(5);
+    let host = p.addr.to_string();
+    let try_token = |t: &str| {
+        let auth = format!("Authorization: Bearer {t}\r\n");
+        upgrade_status_as(p.addr, &host, &auth, limit).0
+    };
+    let good = mint(&["--audience", "chat", "--issuer", "idp"]);
+    assert_eq!(
+        try_token(&good).as_deref(),
+        Some("HTTP/1.1 101 Switching Protocols")
+    );
+    for bad in [
+        mint(&[]),
+        mint(&["--audience", "other", "--issuer", "idp"]),
+        mint(&["--audience", "chat", "--issuer", "other"]),
+    ] {
+        assert_eq!(
+            try_token(&bad).as_deref(),
+            Some("HTTP/1.1 401 Unauthorized")
+        );
+    }
 }

@@ -8,8 +8,10 @@ mod hub_support;
 use common::{has_header, status_line};
 use hub_support::*;
 use serde_json::json;
+use wsmio::proto::handshake::ClientHandshake;
 use wsmio::pubsub::auth::sign_jwt;
-use wsmio::pubsub::{HubConfig, OriginPolicy};
+use wsmio::pubsub::auth::TokenRules;
+use wsmio::pubsub::{HostPolicy, HubConfig, OriginPolicy};
 
 /// The upgrade on `path` is refused with `status` and `reason` as body.
 fn assert_refused(addr: std::net::SocketAddr, path: &str, extra: &[(&str, &str)], status: &str) {
@@ -91,6 +93,23 @@ fn token_refusals_are_401_with_a_reason() {
         got,
         (unauthorized.into(), "token algorithm must be HS256".into())
     );
+    // RFC 7515 §4.1.11: a `crit` header this server cannot honour.
+    let claims = json!({"sub":"alice","exp": now_secs() + 60});
+    let crit = sign_with_header(r#"{"alg":"HS256","crit":["exp"]}"#, &claims);
+    let got = refusal(a, &format!("/ws?token={crit}"), &[]);
+    let why = "token has crit header parameters this server does not support";
+    assert_eq!(got, (unauthorized.into(), why.into()));
+    // RFC 7519 §4.1.3: an `aud` that does not name this server (which has
+    // no audience configured, so names none).
+    let aud = sign_jwt(
+        &json!({"sub":"alice","exp": now_secs() + 60,"aud":"x"}),
+        SECRET,
+    );
+    let got = refusal(a, &format!("/ws?token={aud}"), &[]);
+    assert_eq!(
+        got,
+        (unauthorized.into(), "token audience does not match".into())
+    );
     // Garbage.
     let got = refusal(a, "/ws?token=abc.def", &[]);
     assert_eq!(got, (unauthorized.into(), "malformed token".into()));
@@ -119,6 +138,8 @@ fn token_refusals_are_401_with_a_reason() {
         ("token_sub", 1),
         ("token_alg", 1),
         ("token_malformed", 1),
+        ("token_crit", 1),
+        ("token_aud", 1),
     ] {
         let key = format!("wsmio_handshake_rejections_total{{reason=\"{reason}\"}}");
         assert_eq!(metric(&m, &key), n, "{key}");
@@ -128,9 +149,118 @@ fn token_refusals_are_401_with_a_reason() {
     srv.stop();
 }
 
+/// An HS256 token for `claims` under the header JSON `header`.
+fn sign_with_header(header: &str, claims: &serde_json::Value) -> String {
+    use base64::Engine as _;
+    use hmac::{Hmac, Mac};
+    let signing_input = format!("{}.{}", base64_url(header), base64_url(&claims.to_string()));
+    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(SECRET).unwrap();
+    mac.update(signing_input.as_bytes());
+    let sig = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes());
+    format!("{signing_input}.{sig}")
+}
+
 fn base64_url(s: &str) -> String {
     use base64::Engine as _;
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(s)
+}
+
+/// A hub with an audience, an issuer and a clock-skew allowance: tokens
+/// must name both, and tokens a few seconds past `exp` or before `nbf` are
+/// still let in.
+#[test]
+fn token_rules_audience_issuer_and_leeway() {
+    let srv = serve_hub(HubConfig {
+        token_rules: TokenRules {
+            audience: Some("chat".into()),
+            issuer: Some("https://id.example".into()),
+            leeway_secs: 30,
+        },
+        ..hub_config_auth()
+    });
+    let a = srv.addr;
+    let unauthorized = "HTTP/1.1 401 Unauthorized";
+    let iss = "https://id.example";
+    let with = |claims: serde_json::Value| format!("/ws?token={}", sign_jwt(&claims, SECRET));
+    let exp = now_secs() + 60;
+    for (claims, why) in [
+        (
+            json!({"sub":"a","exp":exp,"iss":iss}),
+            "token audience does not match",
+        ),
+        (
+            json!({"sub":"a","exp":exp,"iss":iss,"aud":["mail"]}),
+            "token audience does not match",
+        ),
+        (
+            json!({"sub":"a","exp":exp,"aud":"chat"}),
+            "token issuer does not match",
+        ),
+        (
+            json!({"sub":"a","exp":exp,"aud":"chat","iss":"https://evil.example"}),
+            "token issuer does not match",
+        ),
+        (
+            json!({"sub":"a","exp":now_secs() - 40,"aud":"chat","iss":iss}),
+            "token expired",
+        ),
+        (
+            json!({"sub":"a","exp":exp,"nbf":now_secs() + 40,"aud":"chat","iss":iss}),
+            "token not yet valid",
+        ),
+    ] {
+        assert_eq!(
+            refusal(a, &with(claims), &[]),
+            (unauthorized.into(), why.into())
+        );
+    }
+    // Within the leeway on both ends; `aud` as an array; fractional dates.
+    let late = json!({"sub":"late","exp":now_secs() as f64 - 5.5,"aud":["mail","chat"],"iss":iss,
+                      "subscribe":["*"],"publish":["*"]});
+    let early = json!({"sub":"early","exp":exp,"nbf":now_secs() + 20,"aud":"chat","iss":iss});
+    for claims in [late, early] {
+        let c = try_ws(a, &with(claims.clone()), &[]).expect("within the leeway");
+        assert_eq!(Hc::opened(c).user, claims["sub"].as_str().unwrap());
+    }
+    srv.stop();
+}
+
+/// DNS rebinding: a page whose own name was re-pointed at the server sends
+/// an `Origin` that matches `Host`, so only the `Host` check can refuse it.
+#[test]
+fn host_allowlist_refuses_rebound_names() {
+    let srv = serve_hub(HubConfig {
+        hosts: HostPolicy::Local,
+        ..hub_config()
+    });
+    let a = srv.addr;
+    let rebound = format!("rebind.example:{}", a.port());
+    let (req, _) = hs_for_host(&rebound, &[("Origin", &format!("http://{rebound}"))]);
+    let resp = common::http_exchange(a, &req);
+    assert_eq!(status_line(&resp), "HTTP/1.1 403 Forbidden", "{resp}");
+    assert_eq!(body(&resp).trim_end(), "host not allowed");
+    // Plain HTTP (the demo page, metrics) is refused the same way.
+    let get = format!("GET /metrics HTTP/1.1\r\nHost: {rebound}\r\n\r\n");
+    let resp = common::http_exchange(a, get.as_bytes());
+    assert_eq!(status_line(&resp), "HTTP/1.1 403 Forbidden", "{resp}");
+    // Local names and IP literals, with their own origin, are let in.
+    for host in [format!("localhost:{}", a.port()), a.to_string()] {
+        let (req, hs) = hs_for_host(&host, &[("Origin", &format!("http://{host}"))]);
+        let c = common::Client::handshake(common::tcp(a), &req, &hs, 0).expect("local host");
+        Hc::opened(c).close();
+    }
+    let m = metrics(a);
+    assert_eq!(
+        metric(&m, "wsmio_handshake_rejections_total{reason=\"host\"}"),
+        1
+    );
+    srv.stop();
+}
+
+/// An upgrade request for `/ws` naming `host` in its `Host` header.
+fn hs_for_host(host: &str, extra: &[(&str, &str)]) -> (Vec<u8>, ClientHandshake) {
+    let hs = ClientHandshake::new(*b"host check key..", &[]);
+    (hs.request(host, "/ws", extra), hs)
 }
 
 #[test]

@@ -8,7 +8,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand, ValueEnum};
-use wsmio::pubsub::{Hub, HubConfig, OriginPolicy};
+use wsmio::pubsub::auth::TokenRules;
+use wsmio::pubsub::{HostPolicy, Hub, HubConfig, OriginPolicy};
 use wsmio::{Config, FullQueuePolicy, Server};
 
 /// The demo chat page served at `/`.
@@ -78,9 +79,26 @@ struct ServeArgs {
     /// admitted. Must not be empty; use at least 32 random bytes.
     #[arg(long, env = "WSMIO_AUTH_SECRET", hide_env_values = true, value_parser = secret)]
     auth_secret: Option<String>,
+    /// This server's name as a token audience: tokens must carry it in
+    /// `aud`. Without it, tokens that have an `aud` are refused.
+    #[arg(long, env = "WSMIO_TOKEN_AUDIENCE")]
+    token_audience: Option<String>,
+    /// Issuer tokens must name in `iss` (default: not checked).
+    #[arg(long, env = "WSMIO_TOKEN_ISSUER")]
+    token_issuer: Option<String>,
+    /// Seconds of clock skew allowed on a token's `exp` and `nbf`.
+    #[arg(long, env = "WSMIO_TOKEN_LEEWAY", default_value_t = 0,
+          value_parser = clap::value_parser!(u64).range(0..=3600))]
+    token_leeway: u64,
     /// Allowed browser origins, comma-separated; `*` allows any; empty: same host only.
     #[arg(long, env = "WSMIO_ALLOWED_ORIGINS", default_value = "")]
     allowed_origins: String,
+    /// Allowed `Host` names, comma-separated (`.example.com` also admits
+    /// subdomains; IP literals always pass); `*` allows any. `auto`: only
+    /// `localhost` names when listening on loopback, against DNS rebinding;
+    /// any name otherwise.
+    #[arg(long, env = "WSMIO_ALLOWED_HOSTS", default_value = "auto")]
+    allowed_hosts: String,
     /// Deliveries kept per topic for resume.
     #[arg(long, env = "WSMIO_HISTORY_LEN", default_value_t = 100)]
     history_len: usize,
@@ -141,6 +159,12 @@ struct TokenArgs {
     /// Seconds until the token expires.
     #[arg(long, default_value_t = 3600)]
     ttl: u64,
+    /// Audience (`aud`): the server's --token-audience.
+    #[arg(long)]
+    audience: Option<String>,
+    /// Issuer (`iss`): the server's --token-issuer.
+    #[arg(long)]
+    issuer: Option<String>,
 }
 
 /// Shortest secret accepted without a warning: RFC 7518 §3.2 wants an
@@ -191,10 +215,16 @@ fn token(a: TokenArgs) {
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
-    let claims = serde_json::json!({
+    let mut claims = serde_json::json!({
         "sub": a.user, "exp": now + a.ttl, "iat": now,
         "subscribe": a.subscribe, "publish": a.publish, "dm": a.dm,
     });
+    if let Some(aud) = a.audience {
+        claims["aud"] = aud.into();
+    }
+    if let Some(iss) = a.issuer {
+        claims["iss"] = iss.into();
+    }
     println!(
         "{}",
         wsmio::pubsub::auth::sign_jwt(&claims, a.secret.as_bytes())
@@ -228,7 +258,13 @@ fn serve(a: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
     let hub_config = HubConfig {
         node: a.node,
         auth_secret: a.auth_secret.map(String::into_bytes),
+        token_rules: TokenRules {
+            audience: a.token_audience,
+            issuer: a.token_issuer,
+            leeway_secs: a.token_leeway,
+        },
         origins: OriginPolicy::parse(&a.allowed_origins),
+        hosts: HostPolicy::parse(&a.allowed_hosts, a.listen.ip().is_loopback()),
         history_len: a.history_len,
         history_age: Duration::from_secs(a.history_age),
         max_history_bytes: a.max_history_bytes,
@@ -241,6 +277,9 @@ fn serve(a: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
     };
     if hub_config.auth_secret.is_none() {
         log::warn!("no --auth-secret: admitting anonymous users with generated ids (embedded in-memory default)");
+        if hub_config.hosts == HostPolicy::Any {
+            log::warn!("anonymous users and any Host name: a DNS-rebinding page can reach this hub; name the hosts with --allowed-hosts");
+        }
     }
     let server = Server::bind(a.listen, config)?;
     let (ws, http) = if tls {

@@ -1,6 +1,6 @@
-//! Who may connect and what they may do: HS256 JWT verification, topic
-//! patterns, and the Origin allowlist. All checked at the upgrade, before
-//! any WebSocket frame.
+//! Who may connect and what they may do: HS256 JWT verification (RFC 7519,
+//! RFC 7515) and topic patterns, checked at the upgrade before any
+//! WebSocket frame. Which browser pages may connect is [`super::browser`].
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
@@ -21,9 +21,10 @@ pub struct Identity {
     pub dm: Vec<String>,
     /// True for a generated anonymous identity.
     pub anonymous: bool,
-    /// When the token expires (`exp`, seconds since the Unix epoch); the
-    /// hub closes the connection then. `None` for anonymous users.
-    pub expires: Option<u64>,
+    /// When the token expires: `exp` plus the allowed clock skew
+    /// ([`TokenRules::leeway_secs`]), in milliseconds since the Unix epoch;
+    /// the hub closes the connection then. `None` for anonymous users.
+    pub expires_ms: Option<u64>,
 }
 
 impl Identity {
@@ -86,12 +87,20 @@ pub enum TokenError {
     Malformed,
     /// `alg` is not HS256.
     Algorithm,
+    /// The header has `crit`: RFC 7515 §4.1.11 makes the token invalid
+    /// unless every listed extension is understood, and none are here.
+    Critical,
     /// The signature does not verify.
     Signature,
     /// `exp` is in the past (or missing).
     Expired,
     /// `nbf` is in the future.
     NotYetValid,
+    /// `aud` does not name this server, or is missing when it must
+    /// ([`TokenRules::audience`]).
+    Audience,
+    /// `iss` is not the required issuer ([`TokenRules::issuer`]).
+    Issuer,
     /// No `sub` claim.
     NoSubject,
     /// A `sub` that cannot name an inbox topic (see [`valid_user_id`]).
@@ -105,9 +114,12 @@ impl TokenError {
             TokenError::Missing => "missing token",
             TokenError::Malformed => "malformed token",
             TokenError::Algorithm => "token algorithm must be HS256",
+            TokenError::Critical => "token has crit header parameters this server does not support",
             TokenError::Signature => "bad token signature",
             TokenError::Expired => "token expired",
             TokenError::NotYetValid => "token not yet valid",
+            TokenError::Audience => "token audience does not match",
+            TokenError::Issuer => "token issuer does not match",
             TokenError::NoSubject => "token has no sub",
             TokenError::BadSubject => "token sub is not a valid user id",
         }
@@ -119,25 +131,63 @@ impl TokenError {
             TokenError::Missing => "token_missing",
             TokenError::Malformed => "token_malformed",
             TokenError::Algorithm => "token_alg",
+            TokenError::Critical => "token_crit",
             TokenError::Signature => "token_signature",
             TokenError::Expired => "token_expired",
             TokenError::NotYetValid => "token_nbf",
+            TokenError::Audience => "token_aud",
+            TokenError::Issuer => "token_iss",
             TokenError::NoSubject => "token_sub",
             TokenError::BadSubject => "token_bad_sub",
         }
     }
 }
 
+/// What a token must satisfy besides its signature (RFC 7519 §4.1).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TokenRules {
+    /// This server's name as a token audience. RFC 7519 §4.1.3: a token
+    /// whose `aud` does not contain it MUST be refused; so with `None`
+    /// (the default) every token that has an `aud` is refused, and with a
+    /// name, every token without one.
+    pub audience: Option<String>,
+    /// The issuer `iss` must equal (`None`, the default: not checked).
+    pub issuer: Option<String>,
+    /// Clock skew allowed on `exp` and `nbf`, in seconds (default 0).
+    pub leeway_secs: u64,
+}
+
 #[derive(Deserialize)]
 struct Header {
     alg: String,
+    crit: Option<serde_json::Value>,
+}
+
+/// RFC 7519 §4.1.3: `aud` is one string or an array of them.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum Audience {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl Audience {
+    fn contains(&self, name: &str) -> bool {
+        match self {
+            Audience::One(a) => a == name,
+            Audience::Many(list) => list.iter().any(|a| a == name),
+        }
+    }
 }
 
 #[derive(Deserialize)]
 struct Claims {
     sub: Option<String>,
-    exp: Option<u64>,
-    nbf: Option<u64>,
+    // RFC 7519 §2: a NumericDate may have a fraction.
+    exp: Option<f64>,
+    nbf: Option<f64>,
+    aud: Option<Audience>,
+    iss: Option<String>,
     #[serde(default)]
     subscribe: Vec<String>,
     #[serde(default)]
@@ -146,12 +196,25 @@ struct Claims {
     dm: Vec<String>,
 }
 
-/// Verify an HS256 JWT (RFC 7519 / RFC 7515) with `secret` at `now_secs`.
+/// A NumericDate in milliseconds (negative or huge values saturate).
+fn numeric_date_ms(secs: f64) -> u64 {
+    // Float-to-int `as` saturates (and maps NaN, which JSON cannot carry, to 0).
+    (secs * 1000.0) as u64
+}
+
+/// Verify an HS256 JWT (RFC 7519 / RFC 7515) with `secret` under `rules`
+/// at `now_ms` (milliseconds since the Unix epoch).
 ///
-/// Claims used: `sub` (user id, required), `exp` (required), `nbf`
-/// (optional), `subscribe` and `publish` (topic patterns), `dm` (patterns
-/// of user ids that may be sent direct messages); absent lists grant none.
-pub fn verify_jwt(token: &str, secret: &[u8], now_secs: u64) -> Result<Identity, TokenError> {
+/// Claims used: `sub` (user id, required), `exp` (required), `nbf`, `aud`
+/// and `iss` (see [`TokenRules`]), `subscribe` and `publish` (topic
+/// patterns), `dm` (patterns of user ids that may be sent direct
+/// messages); absent lists grant none.
+pub fn verify_jwt(
+    token: &str,
+    secret: &[u8],
+    rules: &TokenRules,
+    now_ms: u64,
+) -> Result<Identity, TokenError> {
     let mut parts = token.split('.');
     let (Some(h), Some(p), Some(s), None) =
         (parts.next(), parts.next(), parts.next(), parts.next())
@@ -159,8 +222,15 @@ pub fn verify_jwt(token: &str, secret: &[u8], now_secs: u64) -> Result<Identity,
         return Err(TokenError::Malformed);
     };
     let header: Header = decode_json(h)?;
+    // RFC 7518 §3.1 names the algorithms; only HS256 is accepted, so a
+    // token cannot choose `none` or a key type of its own.
     if header.alg != "HS256" {
         return Err(TokenError::Algorithm);
+    }
+    // RFC 7515 §4.1.11: unknown critical extensions make the JWS invalid
+    // (and an empty list is not allowed either).
+    if header.crit.is_some() {
+        return Err(TokenError::Critical);
     }
     let sig = URL_SAFE_NO_PAD
         .decode(s)
@@ -172,12 +242,31 @@ pub fn verify_jwt(token: &str, secret: &[u8], now_secs: u64) -> Result<Identity,
     // Constant-time comparison.
     mac.verify_slice(&sig).map_err(|_| TokenError::Signature)?;
     let claims: Claims = decode_json(p)?;
-    let exp = match claims.exp {
-        Some(exp) if exp > now_secs => exp,
-        _ => return Err(TokenError::Expired),
+    let leeway_ms = rules.leeway_secs.saturating_mul(1000);
+    // RFC 7519 §4.1.4: not accepted on or after `exp`.
+    let expires_ms = match claims.exp {
+        Some(exp) => numeric_date_ms(exp).saturating_add(leeway_ms),
+        None => return Err(TokenError::Expired),
     };
-    if claims.nbf.is_some_and(|nbf| nbf > now_secs) {
+    if now_ms >= expires_ms {
+        return Err(TokenError::Expired);
+    }
+    // RFC 7519 §4.1.5: not accepted before `nbf`.
+    if claims
+        .nbf
+        .is_some_and(|nbf| numeric_date_ms(nbf) > now_ms.saturating_add(leeway_ms))
+    {
         return Err(TokenError::NotYetValid);
+    }
+    match (&rules.audience, &claims.aud) {
+        (None, None) => {}
+        (Some(ours), Some(aud)) if aud.contains(ours) => {}
+        _ => return Err(TokenError::Audience),
+    }
+    if let Some(issuer) = &rules.issuer {
+        if claims.iss.as_deref() != Some(issuer.as_str()) {
+            return Err(TokenError::Issuer);
+        }
     }
     let user = claims
         .sub
@@ -193,7 +282,7 @@ pub fn verify_jwt(token: &str, secret: &[u8], now_secs: u64) -> Result<Identity,
         publish: claims.publish,
         dm: claims.dm,
         anonymous: false,
-        expires: Some(exp),
+        expires_ms: Some(expires_ms),
     })
 }
 
@@ -216,56 +305,29 @@ pub fn sign_jwt(claims: &serde_json::Value, secret: &[u8]) -> String {
     format!("{h}.{p}.{s}")
 }
 
-/// Which browser origins may open a WebSocket.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub enum OriginPolicy {
-    /// The Origin's host must equal the request's Host (the default).
-    #[default]
-    SameHost,
-    /// Any origin (must be configured explicitly with `*`).
-    Any,
-    /// Exactly these origins (e.g. `https://chat.example.com`).
-    List(Vec<String>),
-}
-
-impl OriginPolicy {
-    /// Parse a comma-separated allowlist; empty means same host only.
-    pub fn parse(s: &str) -> Self {
-        let items: Vec<String> = s
-            .split(',')
-            .map(|o| o.trim().trim_end_matches('/').to_string())
-            .filter(|o| !o.is_empty())
-            .collect();
-        if items.is_empty() {
-            OriginPolicy::SameHost
-        } else if items.iter().any(|o| o == "*") {
-            OriginPolicy::Any
-        } else {
-            OriginPolicy::List(items)
-        }
-    }
-
-    /// May a request with this `Origin` (absent for non-browser clients,
-    /// which Origin checks cannot constrain anyway) and `Host` connect?
-    pub fn allows(&self, origin: Option<&str>, host: Option<&str>) -> bool {
-        let Some(origin) = origin.map(|o| o.trim().trim_end_matches('/')) else {
-            return true;
-        };
-        match self {
-            OriginPolicy::Any => true,
-            OriginPolicy::List(list) => list.iter().any(|o| o.eq_ignore_ascii_case(origin)),
-            OriginPolicy::SameHost => {
-                let origin_host = origin.split_once("://").map_or(origin, |(_, h)| h);
-                host.is_some_and(|h| h.trim().eq_ignore_ascii_case(origin_host))
-            }
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use serde_json::json;
+
+    /// Verify with the default rules at `now` seconds.
+    fn verify(token: &str, secret: &[u8], now: u64) -> Result<Identity, TokenError> {
+        verify_jwt(token, secret, &TokenRules::default(), now * 1000)
+    }
+
+    /// Sign `claims` under a header of our choosing.
+    fn sign_with_header(
+        header: &serde_json::Value,
+        claims: &serde_json::Value,
+        secret: &[u8],
+    ) -> String {
+        let h = URL_SAFE_NO_PAD.encode(header.to_string());
+        let p = URL_SAFE_NO_PAD.encode(claims.to_string());
+        let mut mac = Hmac::<Sha256>::new_from_slice(secret).unwrap();
+        mac.update(format!("{h}.{p}").as_bytes());
+        let s = URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes());
+        format!("{h}.{p}.{s}")
+    }
 
     #[test]
     fn jwt_round_trip_and_failures() {
@@ -274,7 +336,7 @@ mod tests {
             &json!({"sub":"alice","exp":2000,"subscribe":["room.*"],"publish":["room.1"]}),
             secret,
         );
-        let id = verify_jwt(&t, secret, 1000).unwrap();
+        let id = verify(&t, secret, 1000).unwrap();
         assert_eq!(id.user, "alice");
         assert!(id.may_subscribe("room.7") && !id.may_subscribe("admin"));
         assert!(id.may_subscribe("@alice") && !id.may_subscribe("@bob"));
@@ -294,30 +356,119 @@ mod tests {
         // No `dm` claim: no direct messages; with one, to whom it names.
         assert!(!id.may_dm("bob"));
         let t2 = sign_jwt(&json!({"sub":"al","exp":2000,"dm":["support.*"]}), secret);
-        let helpdesk = verify_jwt(&t2, secret, 1000).unwrap();
+        let helpdesk = verify(&t2, secret, 1000).unwrap();
         assert!(helpdesk.may_dm("support.1") && !helpdesk.may_dm("bob"));
-        assert_eq!(verify_jwt(&t, secret, 3000), Err(TokenError::Expired));
-        assert_eq!(verify_jwt(&t, b"other", 1000), Err(TokenError::Signature));
-        assert_eq!(verify_jwt("a.b", secret, 1000), Err(TokenError::Malformed));
+        assert_eq!(verify(&t, secret, 3000), Err(TokenError::Expired));
+        assert_eq!(verify(&t, b"other", 1000), Err(TokenError::Signature));
+        assert_eq!(verify("a.b", secret, 1000), Err(TokenError::Malformed));
         let mut tampered = t.clone();
         tampered.insert(tampered.find('.').unwrap() + 2, 'x');
-        assert!(verify_jwt(&tampered, secret, 1000).is_err());
+        assert!(verify(&tampered, secret, 1000).is_err());
         let no_sub = sign_jwt(&json!({"exp":2000}), secret);
-        assert_eq!(
-            verify_jwt(&no_sub, secret, 1000),
-            Err(TokenError::NoSubject)
-        );
+        assert_eq!(verify(&no_sub, secret, 1000), Err(TokenError::NoSubject));
     }
 
     #[test]
-    fn origins() {
-        let same = OriginPolicy::parse("");
-        assert!(same.allows(Some("http://localhost:9001"), Some("localhost:9001")));
-        assert!(!same.allows(Some("http://evil.example"), Some("localhost:9001")));
-        assert!(same.allows(None, Some("localhost:9001")));
-        let list = OriginPolicy::parse("https://a.example, https://b.example/");
-        assert!(list.allows(Some("https://b.example"), None));
-        assert!(!list.allows(Some("https://c.example"), None));
-        assert_eq!(OriginPolicy::parse("*"), OriginPolicy::Any);
+    fn jwt_registered_claims() {
+        let secret = b"s3cret";
+        let at = |claims: serde_json::Value, rules: &TokenRules, now_ms: u64| {
+            verify_jwt(&sign_jwt(&claims, secret), secret, rules, now_ms)
+        };
+        let plain = TokenRules::default();
+        // RFC 7519 §2: fractional NumericDates; valid strictly before `exp`.
+        let t = json!({"sub":"a","exp":1000.5});
+        assert_eq!(
+            at(t.clone(), &plain, 1_000_499).unwrap().expires_ms,
+            Some(1_000_500)
+        );
+        assert_eq!(at(t, &plain, 1_000_500), Err(TokenError::Expired));
+        assert_eq!(
+            at(json!({"sub":"a","exp":-1}), &plain, 0),
+            Err(TokenError::Expired)
+        );
+        assert_eq!(
+            at(json!({"sub":"a","exp":"2000"}), &plain, 0),
+            Err(TokenError::Malformed)
+        );
+        assert_eq!(at(json!({"sub":"a"}), &plain, 0), Err(TokenError::Expired));
+        let nbf = json!({"sub":"a","exp":2000,"nbf":1000.25});
+        assert_eq!(
+            at(nbf.clone(), &plain, 1_000_249),
+            Err(TokenError::NotYetValid)
+        );
+        assert!(at(nbf.clone(), &plain, 1_000_250).is_ok());
+        // Leeway stretches both ends, and the expiry the hub enforces.
+        let skew = TokenRules {
+            leeway_secs: 30,
+            ..TokenRules::default()
+        };
+        assert!(at(nbf, &skew, 970_250).is_ok());
+        let late = at(json!({"sub":"a","exp":2000}), &skew, 2_029_999).unwrap();
+        assert_eq!(late.expires_ms, Some(2_030_000));
+        assert_eq!(
+            at(json!({"sub":"a","exp":2000}), &skew, 2_030_000),
+            Err(TokenError::Expired)
+        );
+
+        // RFC 7519 §4.1.3: an `aud` must name us; with no audience of our
+        // own, every token with an `aud` is refused.
+        let aud = TokenRules {
+            audience: Some("wsmio".into()),
+            ..TokenRules::default()
+        };
+        assert!(at(json!({"sub":"a","exp":2000,"aud":"wsmio"}), &aud, 0).is_ok());
+        assert!(at(json!({"sub":"a","exp":2000,"aud":["x","wsmio"]}), &aud, 0).is_ok());
+        for bad in [json!("other"), json!(["x", "y"]), json!([]), json!(7)] {
+            let r = at(json!({"sub":"a","exp":2000,"aud":bad}), &aud, 0);
+            assert!(
+                matches!(r, Err(TokenError::Audience | TokenError::Malformed)),
+                "{bad}"
+            );
+        }
+        assert_eq!(
+            at(json!({"sub":"a","exp":2000}), &aud, 0),
+            Err(TokenError::Audience)
+        );
+        assert_eq!(
+            at(json!({"sub":"a","exp":2000,"aud":"wsmio"}), &plain, 0),
+            Err(TokenError::Audience)
+        );
+        // `iss`, when required, must match exactly.
+        let iss = TokenRules {
+            issuer: Some("https://id.example".into()),
+            ..TokenRules::default()
+        };
+        assert!(at(
+            json!({"sub":"a","exp":2000,"iss":"https://id.example"}),
+            &iss,
+            0
+        )
+        .is_ok());
+        assert_eq!(
+            at(
+                json!({"sub":"a","exp":2000,"iss":"https://id.example/"}),
+                &iss,
+                0
+            ),
+            Err(TokenError::Issuer)
+        );
+        assert_eq!(
+            at(json!({"sub":"a","exp":2000}), &iss, 0),
+            Err(TokenError::Issuer)
+        );
+        assert!(at(json!({"sub":"a","exp":2000,"iss":"anyone"}), &plain, 0).is_ok());
+
+        // RFC 7515 §4.1.11: `crit` invalidates the token; `alg` must be HS256.
+        let claims = json!({"sub":"a","exp":2000});
+        let crit = sign_with_header(
+            &json!({"alg":"HS256","crit":["b64"],"b64":false}),
+            &claims,
+            secret,
+        );
+        assert_eq!(verify(&crit, secret, 0), Err(TokenError::Critical));
+        let none = sign_with_header(&json!({"alg":"none"}), &claims, secret);
+        assert_eq!(verify(&none, secret, 0), Err(TokenError::Algorithm));
+        let ok = sign_with_header(&json!({"alg":"HS256"}), &claims, secret);
+        assert!(verify(&ok, secret, 0).is_ok());
     }
 }

@@ -14,8 +14,9 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde_json::json;
 
-use super::auth::{inbox_topic, verify_jwt, Identity, OriginPolicy, TokenError};
+use super::auth::{inbox_topic, verify_jwt, Identity, TokenError, TokenRules};
 use super::batch::Batch;
+use super::browser::{HostPolicy, OriginPolicy};
 use super::metrics::Metrics;
 use super::missed::{lost_ranges, record_gap, CatchUp, Gap, MAX_SKIP};
 use super::protocol::{self, Delivery, ErrorCode, Request, Since};
@@ -34,8 +35,15 @@ pub struct HubConfig {
     /// HS256 secret for tokens. `None` (default): anonymous users with
     /// generated ids may do anything.
     pub auth_secret: Option<Vec<u8>>,
+    /// What tokens must satisfy besides their signature: audience, issuer,
+    /// clock skew (default: no `aud` allowed, any `iss`, no skew).
+    pub token_rules: TokenRules,
     /// Allowed browser origins (default: same host only).
     pub origins: OriginPolicy,
+    /// Allowed `Host` names, checked on every request (default: any; the
+    /// binary admits only local names when it listens on loopback). The
+    /// defence against DNS rebinding: see [`super::browser`].
+    pub hosts: HostPolicy,
     /// Path of the WebSocket endpoint (default `/ws`).
     pub ws_path: String,
     /// Deliveries kept per topic for resume (default 100).
@@ -71,7 +79,9 @@ impl Default for HubConfig {
         HubConfig {
             node: "local".into(),
             auth_secret: None,
+            token_rules: TokenRules::default(),
             origins: OriginPolicy::SameHost,
+            hosts: HostPolicy::Any,
             ws_path: "/ws".into(),
             history_len: 100,
             history_age: Duration::from_secs(600),
@@ -739,7 +749,7 @@ impl Hub {
                 publish: vec!["*".into()],
                 dm: vec!["*".into()],
                 anonymous: true,
-                expires: None,
+                expires_ms: None,
             });
         };
         // RFC 9110 §11.1: the auth scheme name is case-insensitive.
@@ -753,10 +763,7 @@ impl Hub {
         let token = bearer
             .or_else(|| req.query_param("token"))
             .ok_or(TokenError::Missing)?;
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs());
-        verify_jwt(token, secret, now)
+        verify_jwt(token, secret, &self.config.token_rules, wall_ms())
     }
 }
 
@@ -765,6 +772,10 @@ impl Handler for Hub {
         if req.path_only() != self.config.ws_path {
             self.metrics.reject("path");
             return Upgrade::reject(404, "no WebSocket endpoint at this path");
+        }
+        if !self.config.hosts.allows(req.header("host")) {
+            self.metrics.reject("host");
+            return Upgrade::reject(403, "host not allowed");
         }
         if !self
             .config
@@ -791,6 +802,9 @@ impl Handler for Hub {
     fn http(&mut self, _ctx: &mut Ctx<'_>, _id: ConnId, req: &HttpRequest) -> HttpResponse {
         if req.method != "GET" && req.method != "HEAD" {
             return HttpResponse::text(405, "method not allowed").with_header("Allow", "GET");
+        }
+        if !self.config.hosts.allows(req.header("host")) {
+            return HttpResponse::text(403, "host not allowed");
         }
         match req.path_only() {
             "/" => match self.config.index_html {
@@ -841,8 +855,8 @@ impl Handler for Hub {
         let now = self.mono_ms(ctx);
         let wall = wall_ms();
         let expires_ms = who
-            .expires
-            .map(|exp| now.saturating_add(exp.saturating_mul(1000).saturating_sub(wall)));
+            .expires_ms
+            .map(|exp| now.saturating_add(exp.saturating_sub(wall)));
         let inbox = inbox_topic(&who.user);
         let welcome = json!({
             "type":"welcome","user":who.user,"anonymous":who.anonymous,"node":self.config.node,

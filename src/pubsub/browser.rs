@@ -1,0 +1,229 @@
+//! Which browser pages may reach the hub: the `Origin` allowlist and the
+//! `Host` allowlist. Both are checked before the upgrade and answered with
+//! `403`; neither constrains non-browser clients, which tokens do.
+//!
+//! Why both: a page on another site is told apart by its `Origin`
+//! (RFC 6455 §10.2). A DNS-rebinding page is not: its attacker re-points
+//! its own name at this server's address, so the browser sends
+//! `Origin: http://evil.example` *and* `Host: evil.example`, and the
+//! same-host Origin rule passes. Only a check of the `Host` name itself
+//! stops it, which is why a server on a loopback address admits only local
+//! names by default.
+
+use std::net::{Ipv4Addr, Ipv6Addr};
+
+/// Which browser origins may open a WebSocket.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum OriginPolicy {
+    /// The Origin's host must equal the request's Host (the default).
+    #[default]
+    SameHost,
+    /// Any origin (must be configured explicitly with `*`).
+    Any,
+    /// Exactly these origins (e.g. `https://chat.example.com`).
+    List(Vec<String>),
+}
+
+impl OriginPolicy {
+    /// Parse a comma-separated allowlist; empty means same host only.
+    pub fn parse(s: &str) -> Self {
+        let items: Vec<String> = s
+            .split(',')
+            .map(|o| o.trim().trim_end_matches('/').to_string())
+            .filter(|o| !o.is_empty())
+            .collect();
+        if items.is_empty() {
+            OriginPolicy::SameHost
+        } else if items.iter().any(|o| o == "*") {
+            OriginPolicy::Any
+        } else {
+            OriginPolicy::List(items)
+        }
+    }
+
+    /// May a request with this `Origin` (absent for non-browser clients,
+    /// which Origin checks cannot constrain anyway) and `Host` connect?
+    pub fn allows(&self, origin: Option<&str>, host: Option<&str>) -> bool {
+        let Some(origin) = origin.map(|o| o.trim().trim_end_matches('/')) else {
+            return true;
+        };
+        match self {
+            OriginPolicy::Any => true,
+            OriginPolicy::List(list) => list.iter().any(|o| o.eq_ignore_ascii_case(origin)),
+            OriginPolicy::SameHost => {
+                let origin_host = origin.split_once("://").map_or(origin, |(_, h)| h);
+                host.is_some_and(|h| h.trim().eq_ignore_ascii_case(origin_host))
+            }
+        }
+    }
+}
+
+/// Which `Host` names requests may carry (the DNS-rebinding defence, see
+/// the module docs). IP literals are always allowed: a browser sends one
+/// only for a page loaded from that address, never for a rebound name.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum HostPolicy {
+    /// Any name (the library default; the `wsmio` binary's default when it
+    /// listens on an address that is not loopback).
+    #[default]
+    Any,
+    /// `localhost` and names under `.localhost` (RFC 6761 §6.3 reserves
+    /// them for loopback), and IP literals: the binary's default on a
+    /// loopback address.
+    Local,
+    /// Exactly these names (a leading `.` also admits any subdomain:
+    /// `.example.com`), and IP literals.
+    List(Vec<String>),
+}
+
+impl HostPolicy {
+    /// Parse `--allowed-hosts`: `*` allows any name; `auto` or empty gives
+    /// [`HostPolicy::Local`] when `listen_is_loopback` and
+    /// [`HostPolicy::Any`] otherwise; anything else is a comma-separated
+    /// list of names (ports are ignored, case does not matter).
+    pub fn parse(s: &str, listen_is_loopback: bool) -> Self {
+        let items: Vec<String> = s
+            .split(',')
+            .map(|h| h.trim().trim_end_matches('.').to_ascii_lowercase())
+            .filter(|h| !h.is_empty())
+            .collect();
+        if items.iter().any(|h| h == "*") {
+            HostPolicy::Any
+        } else if items.is_empty() || items == ["auto"] {
+            if listen_is_loopback {
+                HostPolicy::Local
+            } else {
+                HostPolicy::Any
+            }
+        } else {
+            HostPolicy::List(items)
+        }
+    }
+
+    /// May a request with this `Host` header be served? A request without
+    /// one (HTTP/1.0; never a browser) is not constrained.
+    pub fn allows(&self, host: Option<&str>) -> bool {
+        let Some(host) = host else {
+            return true;
+        };
+        if *self == HostPolicy::Any {
+            return true;
+        }
+        let Some(name) = host_name(host) else {
+            return false;
+        };
+        if is_ip_literal(name) {
+            return true;
+        }
+        let name = name.trim_end_matches('.').to_ascii_lowercase();
+        match self {
+            HostPolicy::Any => true,
+            HostPolicy::Local => name == "localhost" || name.ends_with(".localhost"),
+            HostPolicy::List(list) => list.iter().any(|h| match h.strip_prefix('.') {
+                Some(domain) => {
+                    name == domain
+                        || name
+                            .strip_suffix(domain)
+                            .is_some_and(|sub| sub.ends_with('.'))
+                }
+                None => *h == name,
+            }),
+        }
+    }
+}
+
+/// The name in a `Host` header without its port (RFC 9110 §7.2:
+/// `uri-host [ ":" port ]`); an IPv6 literal keeps its brackets. `None`
+/// for a malformed value.
+fn host_name(host: &str) -> Option<&str> {
+    let host = host.trim();
+    let (name, port) = if host.starts_with('[') {
+        let end = host.find(']')?;
+        let rest = &host[end + 1..];
+        (&host[..=end], rest.strip_prefix(':').unwrap_or(rest))
+    } else {
+        match host.rsplit_once(':') {
+            Some((name, port)) => (name, port),
+            None => (host, ""),
+        }
+    };
+    let ok = !name.is_empty() && port.bytes().all(|b| b.is_ascii_digit());
+    ok.then_some(name)
+}
+
+/// An IPv4 address or a bracketed IPv6 address.
+fn is_ip_literal(name: &str) -> bool {
+    match name.strip_prefix('[').and_then(|n| n.strip_suffix(']')) {
+        Some(v6) => v6.parse::<Ipv6Addr>().is_ok(),
+        None => name.parse::<Ipv4Addr>().is_ok(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn origins() {
+        let same = OriginPolicy::parse("");
+        assert!(same.allows(Some("http://localhost:9001"), Some("localhost:9001")));
+        assert!(!same.allows(Some("http://evil.example"), Some("localhost:9001")));
+        assert!(same.allows(None, Some("localhost:9001")));
+        let list = OriginPolicy::parse("https://a.example, https://b.example/");
+        assert!(list.allows(Some("https://b.example"), None));
+        assert!(!list.allows(Some("https://c.example"), None));
+        assert_eq!(OriginPolicy::parse("*"), OriginPolicy::Any);
+    }
+
+    #[test]
+    fn hosts() {
+        let local = HostPolicy::parse("auto", true);
+        assert_eq!(local, HostPolicy::Local);
+        assert_eq!(HostPolicy::parse("", false), HostPolicy::Any);
+        assert_eq!(HostPolicy::parse("a.example, *", true), HostPolicy::Any);
+        for ok in [
+            "localhost",
+            "localhost:9001",
+            "LocalHost.:9001",
+            "app.localhost:80",
+            "127.0.0.1:9001",
+            "10.1.2.3",
+            "[::1]:9001",
+            "[::1]",
+        ] {
+            assert!(local.allows(Some(ok)), "{ok}");
+        }
+        for bad in [
+            "evil.example:9001",
+            "localhost.evil.example",
+            "notlocalhost",
+            "127.0.0.1.nip.io",
+            "[::1",
+            "localhost:90x1",
+            ":9001",
+            "",
+        ] {
+            assert!(!local.allows(Some(bad)), "{bad}");
+        }
+        assert!(local.allows(None));
+
+        let list = HostPolicy::parse("chat.example.com, .corp.example", false);
+        for ok in [
+            "chat.example.com:443",
+            "CHAT.example.com",
+            "corp.example",
+            "a.b.corp.example",
+            "192.0.2.1",
+        ] {
+            assert!(list.allows(Some(ok)), "{ok}");
+        }
+        for bad in [
+            "example.com",
+            "evilcorp.example",
+            "chat.example.com.evil.net",
+            "localhost",
+        ] {
+            assert!(!list.allows(Some(bad)), "{bad}");
+        }
+    }
+}
