@@ -123,6 +123,41 @@ fn resume_with_a_gap_reports_what_was_lost() {
     srv.stop();
 }
 
+/// `history_age` drops deliveries by their age on the hub's monotonic
+/// clock; what a delivery carries as `ts` is still wall-clock time.
+#[test]
+fn history_forgets_deliveries_older_than_its_age() {
+    let srv = serve_hub(HubConfig {
+        history_age: std::time::Duration::from_millis(300),
+        ..hub_config()
+    });
+    let mut p = connect(srv.addr, None);
+    let mut a = connect(srv.addr, None);
+    a.sub("aged");
+    let before = now_ms();
+    p.publish("aged", json!(1));
+    let first = a.expect("msg");
+    let ts = first["ts"].as_u64().unwrap();
+    assert!(ts >= before && ts <= now_ms(), "{first}");
+    let epoch = a.epoch.clone();
+    a.close();
+    p.publish("aged", json!(2));
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    p.publish("aged", json!(3));
+    // 1 and 2 are older than 300 ms by now: only 3 can be replayed.
+    let mut a = connect(srv.addr, None);
+    let (ack, missed) = resume(&mut a, "aged", &epoch, 0);
+    assert_eq!(
+        (&ack["recovered"], &ack["lost"], &ack["replayed"]),
+        (&json!(false), &json!(2), &json!(1)),
+        "{ack}"
+    );
+    assert_eq!(seqs(&missed), [3]);
+    a.close();
+    p.close();
+    srv.stop();
+}
+
 #[test]
 fn resume_across_a_restart_says_the_epoch_changed() {
     // The first server's life: the client sees seq 1 and 2.

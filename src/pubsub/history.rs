@@ -5,13 +5,14 @@ use std::collections::VecDeque;
 
 use crate::reactor::Frame;
 
-/// One stored delivery: its sequence number, server time, and the encoded
-/// frame as it was sent (shared with the live fan-out, not copied).
+/// One stored delivery: its sequence number, when it was stored, and the
+/// encoded frame as it was sent (shared with the live fan-out, not copied).
 #[derive(Debug, Clone)]
 pub struct Stored {
     /// Sequence number within the topic and epoch.
     pub seq: u64,
-    /// Server timestamp (ms since the Unix epoch).
+    /// When it was stored, in ms on the hub's monotonic clock (the age
+    /// limit's clock; the frame carries the wall-clock `ts`).
     pub ts: u64,
     /// The delivery frame.
     pub frame: Frame,

@@ -201,8 +201,9 @@ impl Hub {
         ctx.close(id, CloseCode::POLICY, "token expired");
     }
 
-    /// Monotonic milliseconds for the rate limiter, from the loop's clock.
-    fn mono_ms(&self, ctx: &Ctx<'_>) -> u64 {
+    /// Monotonic milliseconds since the hub was made, from the loop's clock:
+    /// what the rate limiter, token expiry and the history's age run on.
+    pub fn mono_ms(&self, ctx: &Ctx<'_>) -> u64 {
         ctx.now().saturating_duration_since(self.clock0).as_millis() as u64
     }
 
@@ -238,19 +239,28 @@ impl Hub {
     }
 
     /// Give the next sequence number of `topic` to a message and frame the
-    /// delivery once. Returns the frame (also stored in history), or `None`
-    /// if the node is at its topic limit and `topic` is new.
-    pub fn sequence(&mut self, topic: &str, from: &str, data: &str) -> Option<(u64, Frame)> {
-        let now = wall_ms();
+    /// delivery once (its `ts` is wall-clock time). Returns the frame (also
+    /// stored in history), or `None` if the node is at its topic limit and
+    /// `topic` is new. `now_ms` is the hub's monotonic clock
+    /// ([`Hub::mono_ms`]), which the history's age limit runs on, so a
+    /// wall-clock step neither keeps nor drops history early.
+    pub fn sequence(
+        &mut self,
+        topic: &str,
+        from: &str,
+        data: &str,
+        now_ms: u64,
+    ) -> Option<(u64, Frame)> {
+        let wall = wall_ms();
         let node = &self.config.node;
-        self.topics.publish(topic, now, |epoch, seq| {
+        self.topics.publish(topic, now_ms, |epoch, seq| {
             let text = Delivery {
                 topic,
                 seq,
                 epoch,
                 node,
                 from,
-                ts: now,
+                ts: wall,
                 data,
             }
             .encode();
@@ -395,7 +405,7 @@ impl Hub {
             );
         }
         let user = c.who.user.clone();
-        let now = wall_ms();
+        let now = self.mono_ms(ctx);
         let Some(t) = self.topics.entry(topic) else {
             return self.error(ctx, id, req, ErrorCode::TooManyTopics, NODE_FULL);
         };
@@ -664,7 +674,9 @@ impl Hub {
                         "not allowed to publish on this topic",
                     );
                 }
-                let Some((seq, frame)) = self.sequence(&topic, &user, data.get()) else {
+                let Some((seq, frame)) =
+                    self.sequence(&topic, &user, data.get(), self.mono_ms(ctx))
+                else {
                     return self.error(ctx, id, rid, ErrorCode::TooManyTopics, NODE_FULL);
                 };
                 self.metrics.publishes += 1;
@@ -701,7 +713,9 @@ impl Hub {
                     );
                 }
                 let inbox = inbox_topic(&to);
-                let Some((seq, frame)) = self.sequence(&inbox, &user, data.get()) else {
+                let Some((seq, frame)) =
+                    self.sequence(&inbox, &user, data.get(), self.mono_ms(ctx))
+                else {
                     return self.error(ctx, id, rid, ErrorCode::TooManyTopics, NODE_FULL);
                 };
                 self.metrics.publishes += 1;
