@@ -229,6 +229,38 @@ fn pub_sub_over_wss() {
     srv.stop();
 }
 
+/// Many TLS records waiting at once (40 pipelined publishes of ≈ 20 KiB,
+/// ≈ 800 KiB of records written in one go): the server reads them as
+/// whole buffers of plaintext across records, and every message arrives
+/// intact and in order.
+#[test]
+fn pipelined_records_over_wss_arrive_whole_and_in_order() {
+    let (server_tls, client_tls, _) = certs();
+    let srv = serve_tls(hub_config(), server_tls);
+    let mut a = Wss::connect(srv.addr, &client_tls, "/ws").unwrap();
+    a.expect("welcome");
+    a.expect("ack");
+    a.send(&json!({"op":"sub","topic":"bulk","id":1}));
+    a.expect("ack");
+    a.expect("join");
+    let mut burst = Vec::new();
+    for n in 0..40u32 {
+        let data = json!({"n": n, "fill": format!("{n:>5}").repeat(4_000)});
+        let req = json!({"op":"pub","topic":"bulk","data":data});
+        a.tx.encode_data(OpCode::Text, true, req.to_string().as_bytes(), &mut burst)
+            .unwrap();
+    }
+    a.s.write_all(&burst).unwrap();
+    a.s.flush().unwrap();
+    for n in 0..40u32 {
+        let m = a.expect("msg");
+        assert_eq!((&m["seq"], &m["data"]["n"]), (&json!(n + 1), &json!(n)));
+        assert_eq!(m["data"]["fill"], format!("{n:>5}").repeat(4_000));
+    }
+    a.close();
+    srv.stop();
+}
+
 /// `GET path` over TLS; the whole response, which must end cleanly.
 fn https_get(addr: SocketAddr, cfg: &Arc<ClientConfig>, path: &str) -> String {
     let mut s = tls_connect(addr, cfg);

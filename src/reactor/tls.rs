@@ -61,6 +61,9 @@ pub(crate) enum Stream {
 pub(crate) struct TlsStream {
     sock: TcpStream,
     tls: ServerConnection,
+    /// An error met after some plaintext was already read: handed over
+    /// with the next `read`, after that plaintext.
+    read_err: Option<io::Error>,
 }
 
 impl Stream {
@@ -70,6 +73,7 @@ impl Stream {
             Some(cfg) => Stream::Tls(Box::new(TlsStream {
                 sock,
                 tls: ServerConnection::new(cfg.clone()).map_err(io::Error::other)?,
+                read_err: None,
             })),
         })
     }
@@ -135,29 +139,66 @@ impl TlsStream {
 }
 
 impl Read for Stream {
+    /// TLS: fills `buf` with as many records' plaintext as the socket has,
+    /// like a plain socket read (so the loop's per-turn read budget means
+    /// the same bytes on both), not one record's worth (at most 16 KiB,
+    /// RFC 8446 §5.1) per call.
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let t = match self {
             Stream::Plain(s) => return s.read(buf),
             Stream::Tls(t) => t,
         };
+        if let Some(e) = t.read_err.take() {
+            return Err(e);
+        }
+        let mut filled = 0;
         loop {
             // Plaintext already decrypted?
-            match t.tls.reader().read(buf) {
-                Ok(n) => return Ok(n),
+            match t.tls.reader().read(&mut buf[filled..]) {
+                // A clean close_notify: end of stream after what we have.
+                Ok(0) => return Ok(filled),
+                Ok(n) => {
+                    filled += n;
+                    if filled == buf.len() {
+                        return Ok(filled);
+                    }
+                }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                Err(e) => return Err(e),
+                // The socket ended without close_notify (seen by an earlier
+                // call): end of stream, as that earlier call reported.
+                Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(filled),
+                Err(e) => return t.hand_over(filled, e),
             }
             // Pull records from the socket (WouldBlock goes to the caller).
-            match t.tls.read_tls(&mut t.sock)? {
-                0 => return Ok(0),
-                _ => {
+            match t.tls.read_tls(&mut t.sock) {
+                Ok(0) => return Ok(filled),
+                Ok(_) => {
                     let state = t.tls.process_new_packets();
                     // Handshake replies and alerts go out now.
                     let _ = t.write_records();
-                    state.map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+                    if let Err(e) = state {
+                        let e = io::Error::new(io::ErrorKind::InvalidData, e);
+                        return t.hand_over(filled, e);
+                    }
                 }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return t.hand_over(filled, e),
             }
         }
+    }
+}
+
+impl TlsStream {
+    /// `filled` bytes of plaintext now, `e` with the next read (or now if
+    /// there is nothing to hand over first).
+    fn hand_over(&mut self, filled: usize, e: io::Error) -> io::Result<usize> {
+        if filled == 0 {
+            return Err(e);
+        }
+        if e.kind() != io::ErrorKind::WouldBlock {
+            self.read_err = Some(e);
+        }
+        Ok(filled)
     }
 }
 
