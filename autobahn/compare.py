@@ -1,9 +1,11 @@
 #!/usr/bin/env python3
-"""Compare an Autobahn fuzzingclient report against the committed expectations.
+"""Compare an Autobahn report against the committed expectations.
 
-Reads reports/servers/index.json (written by wstest) and expected-server.json
-({case: {"behavior": X, "behaviorClose": Y}}), both relative to this directory
-unless given. Exit status: 0 = no regressions, 1 = regressions, 2 = bad input.
+Reads a wstest report (default reports/servers/index.json from server mode;
+run.sh passes reports/clients/index.json and expected-client.json for
+client mode) and the expected file (default expected-server.json,
+{case: {"behavior": X, "behaviorClose": Y}}), both relative to this
+directory unless given. Exit status: 0 = no regressions, 1 = regressions, 2 = bad input.
 
 Outcomes rank OK > NON-STRICT > INFORMATIONAL > UNIMPLEMENTED > FAILED; any
 other label wstest uses (WRONG CODE, UNCLEAN, FAILED BY CLIENT, ...) ranks as
@@ -12,7 +14,7 @@ expected one, when it is INFORMATIONAL but not expected to be, or when an
 expected case is missing from the report. Cases the expectations do not list
 are held to OK/OK. Standard library only.
 
-  --write-expected   rewrite expected-server.json from the current report
+  --write-expected   rewrite the expected file from the current report
 """
 
 import argparse
@@ -115,7 +117,7 @@ def write_expected(path, actual):
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--report", default=DEFAULT_REPORT, help="wstest index.json")
-    ap.add_argument("--expected", default=DEFAULT_EXPECTED, help="expected-server.json")
+    ap.add_argument("--expected", default=DEFAULT_EXPECTED, help="expected file (default expected-server.json)")
     ap.add_argument("--write-expected", action="store_true",
                     help="regenerate the expected file from the report and exit")
     args = ap.parse_args()

@@ -1,24 +1,33 @@
 #!/usr/bin/env bash
-# Run the Autobahn server conformance suite (wstest fuzzingclient) against an
-# echo server on 127.0.0.1:9001 and compare the result with expected-server.json.
+# Run the Autobahn conformance suite in both modes and compare each result
+# with its committed expectations:
+#   server mode: wstest fuzzingclient against an echo server on 127.0.0.1:9001
+#                (examples/echo), compared with expected-server.json;
+#   client mode: wstest fuzzingserver on 127.0.0.1:9002, driven by
+#                examples/autobahn_client (the proto core in the client role),
+#                compared with expected-client.json.
 #
-#   bash autobahn/run.sh
+#   bash autobahn/run.sh [server|client|both]     (default: both)
 #
 # Environment:
 #   WSMIO_SERVER_CMD   simple command (program + args, run via exec so its PID is
 #                      known) that starts the server under test on 127.0.0.1:9001
 #                      (default: build and run `examples/echo 127.0.0.1:9001`)
-#   WSMIO_AUTOBAHN_TIMEOUT  overall wstest time limit in seconds (default 900)
+#   WSMIO_AUTOBAHN_TIMEOUT  time limit for each mode's run, in seconds (default 900)
 #   WSMIO_CACHE        where install.sh keeps the wstest venv (see install.sh)
 #
-# Output: autobahn/reports/ (git-ignored): servers/index.json + per-case
-# reports, server.log, wstest.log. Exits non-zero on any failure or regression.
+# Output: autobahn/reports/ (git-ignored): servers/ and clients/ with
+# index.json + per-case reports, server.log, wstest.log, wstest-server.log,
+# client.log. Exits non-zero on any failure or regression.
 set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 ROOT="$(cd "$HERE/.." && pwd)"
 HOST=127.0.0.1
-PORT=9001
+PORT=9001          # server mode: our echo server
+SUITE_PORT=9002    # client mode: wstest's fuzzingserver (fuzzingserver.json)
+MODE="${1:-both}"
+case "$MODE" in server|client|both) ;; *) echo "usage: $0 [server|client|both]" >&2; exit 2 ;; esac
 SUITE_TIMEOUT="${WSMIO_AUTOBAHN_TIMEOUT:-900}"
 STARTUP_TIMEOUT=30   # seconds for the server to accept connections
 REPORTS="$HERE/reports"
@@ -26,18 +35,26 @@ REPORTS="$HERE/reports"
 die() { echo "autobahn/run.sh: ERROR: $*" >&2; exit 1; }
 log() { echo "==> $*"; }
 
-# True when something accepts TCP connections on $HOST:$PORT.
-port_open() { (exec 3<>"/dev/tcp/$HOST/$PORT") 2>/dev/null; }
+# True when something accepts TCP connections on $HOST:${1:-$PORT}.
+port_open() { (exec 3<>"/dev/tcp/$HOST/${1:-$PORT}") 2>/dev/null; }
 
-# Stop the server we started (by PID only) whenever the script exits.
-SERVER_PID=""
-cleanup() {
-    if [ -n "$SERVER_PID" ] && kill -0 "$SERVER_PID" 2>/dev/null; then
-        kill "$SERVER_PID" 2>/dev/null || true
-        for _ in $(seq 50); do kill -0 "$SERVER_PID" 2>/dev/null || break; sleep 0.1; done
-        kill -9 "$SERVER_PID" 2>/dev/null || true
-        wait "$SERVER_PID" 2>/dev/null || true
+# Stop a process we started (by PID only).
+stop_pid() {
+    local pid=$1
+    if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then
+        kill "$pid" 2>/dev/null || true
+        for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+        kill -9 "$pid" 2>/dev/null || true
+        wait "$pid" 2>/dev/null || true
     fi
+}
+
+# Stop what we started whenever the script exits.
+SERVER_PID=""
+SUITE_PID=""
+cleanup() {
+    stop_pid "$SERVER_PID"
+    stop_pid "$SUITE_PID"
 }
 trap cleanup EXIT
 trap 'exit 130' INT
@@ -48,13 +65,16 @@ WSTEST="$(bash "$HERE/install.sh")" || die "install.sh failed"
 [ -x "$WSTEST" ] || die "install.sh did not yield an executable wstest ($WSTEST)"
 command -v python3 >/dev/null 2>&1 || die "python3 not found (needed for compare.py)"
 
+TARGET_DIR="$(cd "$ROOT" && realpath -m "${CARGO_TARGET_DIR:-target}")"
+
+# ---------------------------------------------------------------- server mode
+server_mode() {
 # 2. The server under test.
 if [ -n "${WSMIO_SERVER_CMD:-}" ]; then
     SERVER_CMD="$WSMIO_SERVER_CMD"
 else
     log "building echo example (cargo build --release --example echo)"
     (cd "$ROOT" && cargo build --release --example echo) || die "cargo build failed"
-    TARGET_DIR="$(cd "$ROOT" && realpath -m "${CARGO_TARGET_DIR:-target}")"
     [ -x "$TARGET_DIR/release/examples/echo" ] || die "no binary at $TARGET_DIR/release/examples/echo"
     SERVER_CMD="$(printf '%q' "$TARGET_DIR/release/examples/echo") $HOST:$PORT"
 fi
@@ -100,4 +120,54 @@ python3 "$HERE/compare.py" --report "$REPORTS/servers/index.json" \
     --expected "$HERE/expected-server.json" || rc=$?
 [ "$server_alive" -eq 1 ] || die "server (pid $SERVER_PID) exited during the suite; see $REPORTS/server.log"
 [ "$rc" -eq 0 ] || die "compare.py reported failure (status $rc); HTML report: $REPORTS/servers/index.html"
-log "autobahn: all cases at or above expectations"
+log "autobahn server mode: all cases at or above expectations"
+stop_pid "$SERVER_PID"
+SERVER_PID=""
+}
+
+# ---------------------------------------------------------------- client mode
+client_mode() {
+log "building the client (cargo build --release --example autobahn_client)"
+(cd "$ROOT" && cargo build --release --example autobahn_client) || die "cargo build failed"
+local client="$TARGET_DIR/release/examples/autobahn_client"
+[ -x "$client" ] || die "no binary at $client"
+port_open "$SUITE_PORT" && die "$HOST:$SUITE_PORT is already in use; stop that process first"
+rm -rf "$REPORTS/clients"
+mkdir -p "$REPORTS"
+log "starting wstest fuzzingserver on $HOST:$SUITE_PORT (log: $REPORTS/wstest-server.log)"
+(cd "$HERE" && exec "$WSTEST" -m fuzzingserver -s fuzzingserver.json) \
+    >"$REPORTS/wstest-server.log" 2>&1 &
+SUITE_PID=$!
+local deadline=$((SECONDS + STARTUP_TIMEOUT))
+until port_open "$SUITE_PORT"; do
+    kill -0 "$SUITE_PID" 2>/dev/null \
+        || { tail -n 30 "$REPORTS/wstest-server.log" >&2; die "wstest fuzzingserver exited before listening"; }
+    [ "$SECONDS" -lt "$deadline" ] \
+        || die "wstest fuzzingserver not listening on $HOST:$SUITE_PORT after ${STARTUP_TIMEOUT}s"
+    sleep 0.2
+done
+log "running examples/autobahn_client (limit ${SUITE_TIMEOUT}s, log: $REPORTS/client.log)"
+local start=$SECONDS rc=0
+timeout "$SUITE_TIMEOUT" "$client" "$HOST:$SUITE_PORT" wsmio >"$REPORTS/client.log" 2>&1 || rc=$?
+if [ "$rc" -ne 0 ]; then
+    tail -n 30 "$REPORTS/client.log" >&2
+    [ "$rc" -eq 124 ] && die "autobahn_client timed out after ${SUITE_TIMEOUT}s"
+    die "autobahn_client exited with status $rc"
+fi
+kill -0 "$SUITE_PID" 2>/dev/null || die "wstest fuzzingserver exited during the run"
+stop_pid "$SUITE_PID"
+SUITE_PID=""
+[ -s "$REPORTS/clients/index.json" ] || die "wstest wrote no $REPORTS/clients/index.json"
+log "client run finished in $((SECONDS - start))s"
+rc=0
+python3 "$HERE/compare.py" --report "$REPORTS/clients/index.json" \
+    --expected "$HERE/expected-client.json" || rc=$?
+[ "$rc" -eq 0 ] || die "compare.py reported failure (status $rc); HTML report: $REPORTS/clients/index.html"
+log "autobahn client mode: all cases at or above expectations"
+}
+
+case "$MODE" in
+    server) server_mode ;;
+    client) client_mode ;;
+    both) server_mode; client_mode ;;
+esac

@@ -6,7 +6,7 @@
 #   bash tests/run-all.sh
 #
 # Steps: format and lint, cargo test (unit, property, real-socket
-# integration), the Autobahn server suite, a smoke run of every fuzz target
+# integration), the Autobahn suite in server and client modes, a smoke run of every fuzz target
 # (FUZZ_SECONDS each, default 30), the headless-Chromium demo test.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -35,7 +35,7 @@ command -v cargo >/dev/null || { echo "cargo not found" >&2; exit 1; }
 step "cargo fmt --check" cargo fmt --all -- --check
 step "cargo clippy" cargo clippy --all-targets -- -D warnings
 step "cargo test" cargo test
-step "autobahn server suite" bash autobahn/run.sh
+step "autobahn suite (server and client modes)" bash autobahn/run.sh both
 step "fuzz smoke" bash fuzz/run.sh
 step "browser demo test" bash tests/browser/run.sh
 

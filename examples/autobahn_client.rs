@@ -1,0 +1,206 @@
+//! Autobahn client mode: the sans-IO core in the *client* role, driven over
+//! a blocking socket against `wstest -m fuzzingserver`. It asks the suite
+//! for its case count, runs every case (echoing each message back, as the
+//! suite expects of a client), then asks it to write its reports.
+//!
+//! Usage: `cargo run --release --example autobahn_client [HOST:PORT] [AGENT]`
+//! (default `127.0.0.1:9002`, agent `wsmio`). `autobahn/run.sh` runs it.
+//!
+//! Everything protocol-related is `wsmio::proto`: the opening handshake
+//! (`ClientHandshake`, RFC 6455 §4.1), the streaming [`Receiver`] (which in
+//! the client role refuses masked server frames, §5.1) and the [`Sender`]
+//! (which masks every frame with a fresh random key, §5.3). This file only
+//! moves bytes and applies the automatic replies, as the reactor does for a
+//! server.
+
+use std::io::{self, Read, Write};
+use std::net::{Shutdown, TcpStream};
+use std::time::{Duration, Instant};
+
+use wsmio::proto::handshake::{find_head_end, ClientHandshake, HeadLimits};
+use wsmio::proto::{CloseCode, Handler, Limits, Message, OpCode, Receiver, Role, Sender};
+
+/// A case that has not ended by then is abandoned (the suite's own
+/// timeouts are shorter, and its longest cases take about a second here;
+/// this only keeps a broken client from hanging the run).
+const CASE_LIMIT: Duration = Duration::from_secs(20);
+/// After the close handshake the server closes TCP first (RFC 6455
+/// §7.1.1); how long the client waits for that before closing itself.
+const CLOSE_WAIT: Duration = Duration::from_secs(2);
+/// Bytes read per `read` call.
+const READ_BUF: usize = 256 * 1024;
+
+fn main() {
+    let mut args = std::env::args().skip(1);
+    let addr = args.next().unwrap_or_else(|| "127.0.0.1:9002".into());
+    let agent = args.next().unwrap_or_else(|| "wsmio".into());
+    if let Err(e) = run(&addr, &agent) {
+        eprintln!("autobahn_client: {e}");
+        std::process::exit(1);
+    }
+}
+
+fn run(addr: &str, agent: &str) -> io::Result<()> {
+    let count = case_count(addr)?;
+    eprintln!("autobahn_client: {count} cases on {addr}");
+    for case in 1..=count {
+        let path = format!("/runCase?case={case}&agent={agent}");
+        if let Err(e) = session(addr, &path, &mut |_| {}) {
+            // A refused or broken case is the suite's to judge; go on.
+            eprintln!("autobahn_client: case {case}: {e}");
+        }
+    }
+    session(addr, &format!("/updateReports?agent={agent}"), &mut |_| {})?;
+    eprintln!("autobahn_client: reports updated");
+    Ok(())
+}
+
+/// `/getCaseCount` answers with one text message: the number of cases.
+fn case_count(addr: &str) -> io::Result<u32> {
+    let mut got = None;
+    session(addr, "/getCaseCount", &mut |text| {
+        got = text.trim().parse().ok()
+    })?;
+    got.ok_or_else(|| io::Error::other("no case count from the suite"))
+}
+
+/// Echoes data messages (reporting texts to `seen`) and applies the
+/// automatic replies: pong for ping (RFC 6455 §5.5.2), the close reply
+/// (§5.5.1).
+struct Echo<'a> {
+    tx: &'a mut Sender,
+    out: &'a mut Vec<u8>,
+    seen: &'a mut dyn FnMut(&str),
+    closed: bool,
+}
+
+impl Handler for Echo<'_> {
+    fn on_message(&mut self, msg: Message<'_>) {
+        let op = match msg {
+            Message::Text(t) => {
+                (self.seen)(t);
+                OpCode::Text
+            }
+            Message::Binary(_) => OpCode::Binary,
+        };
+        // Fails only once our close frame is out; nothing is sent then.
+        let _ = self.tx.encode_data(op, true, msg.as_bytes(), self.out);
+    }
+
+    fn on_ping(&mut self, payload: &[u8]) {
+        if let Some(f) = self.tx.pong(payload) {
+            self.out.extend_from_slice(f.as_bytes());
+        }
+    }
+
+    fn on_close(&mut self, code: Option<CloseCode>, _reason: &str) {
+        if let Some(f) = self.tx.close_reply(code) {
+            self.out.extend_from_slice(f.as_bytes());
+        }
+        self.closed = true;
+    }
+}
+
+/// One WebSocket session on `path`: handshake, echo until the close, then
+/// wait for the server to end TCP.
+fn session(addr: &str, path: &str, seen: &mut dyn FnMut(&str)) -> io::Result<()> {
+    let deadline = Instant::now() + CASE_LIMIT;
+    let mut s = TcpStream::connect(addr)?;
+    s.set_nodelay(true)?;
+
+    // RFC 6455 §4.1: a fresh random 16-byte nonce per connection.
+    let mut nonce = [0u8; 16];
+    getrandom::getrandom(&mut nonce).map_err(|e| io::Error::other(e.to_string()))?;
+    let hs = ClientHandshake::new(nonce, &[]);
+    s.write_all(&hs.request(addr, path, &[]))?;
+    let mut buf = vec![0u8; READ_BUF];
+    let mut head = Vec::new();
+    let end = loop {
+        if let Some(end) = find_head_end(&head, 0) {
+            break end;
+        }
+        if head.len() > HeadLimits::default().max_head_size {
+            return Err(io::Error::other("response head too large"));
+        }
+        let n = read_some(&mut s, &mut buf, deadline)?;
+        if n == 0 {
+            return Err(io::Error::other("EOF before the handshake response"));
+        }
+        head.extend_from_slice(&buf[..n]);
+    };
+    hs.validate_response(&head[..end], &HeadLimits::default())
+        .map_err(|r| io::Error::other(format!("handshake refused: {} {}", r.status, r.reason)))?;
+
+    let mut rx = Receiver::new(Role::Client);
+    let mut tx = Sender::new(Role::Client);
+    // The suite's largest messages are 16 MiB (cases 9.x).
+    let limits = Limits::default();
+    let mut out = Vec::new();
+    let mut input = head.split_off(end);
+    loop {
+        let mut echo = Echo {
+            tx: &mut tx,
+            out: &mut out,
+            seen,
+            closed: false,
+        };
+        let result = rx.receive(&mut input, &limits, &mut echo);
+        let closed = echo.closed;
+        if let Err(e) = result {
+            // RFC 6455 §7.1.7: fail the connection with the error's code.
+            if let Some(f) = tx.fail(e) {
+                out.extend_from_slice(f.as_bytes());
+            }
+            tx.mark_closed();
+        }
+        s.write_all(&out)?;
+        out.clear();
+        if closed || result.is_err() {
+            return wait_for_close(&mut s, &mut buf);
+        }
+        let n = read_some(&mut s, &mut buf, deadline)?;
+        if n == 0 {
+            // The server ended TCP without a close handshake.
+            return Ok(());
+        }
+        input.clear();
+        input.extend_from_slice(&buf[..n]);
+    }
+}
+
+/// RFC 6455 §7.1.1: the server closes TCP first; read (and drop) until it
+/// does, then close our side, or close at once after [`CLOSE_WAIT`].
+fn wait_for_close(s: &mut TcpStream, buf: &mut [u8]) -> io::Result<()> {
+    s.set_read_timeout(Some(CLOSE_WAIT))?;
+    let until = Instant::now() + CLOSE_WAIT;
+    while Instant::now() < until {
+        match s.read(buf) {
+            Ok(0) => break,
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(_) => break,
+        }
+    }
+    let _ = s.shutdown(Shutdown::Both);
+    Ok(())
+}
+
+/// One `read`, retried on EINTR, failing once `deadline` has passed.
+fn read_some(s: &mut TcpStream, buf: &mut [u8], deadline: Instant) -> io::Result<usize> {
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                format!("no end within {} s", CASE_LIMIT.as_secs()),
+            ));
+        }
+        s.set_read_timeout(Some(left))?;
+        match s.read(buf) {
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            // The socket's read timeout: loop to report the deadline.
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+            other => return other,
+        }
+    }
+}
