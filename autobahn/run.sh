@@ -100,7 +100,7 @@ log "server up (pid $SERVER_PID)"
 log "running wstest fuzzingclient (limit ${SUITE_TIMEOUT}s, log: $REPORTS/wstest.log)"
 start=$SECONDS
 rc=0
-(cd "$HERE" && timeout "$SUITE_TIMEOUT" "$WSTEST" -m fuzzingclient -s fuzzingclient.json) \
+(cd "$HERE" && timeout --foreground "$SUITE_TIMEOUT" "$WSTEST" -m fuzzingclient -s fuzzingclient.json) \
     >"$REPORTS/wstest.log" 2>&1 || rc=$?
 if [ "$rc" -ne 0 ]; then
     tail -n 30 "$REPORTS/wstest.log" >&2
@@ -148,7 +148,7 @@ until port_open "$SUITE_PORT"; do
 done
 log "running examples/autobahn_client (limit ${SUITE_TIMEOUT}s, log: $REPORTS/client.log)"
 local start=$SECONDS rc=0
-timeout "$SUITE_TIMEOUT" "$client" "$HOST:$SUITE_PORT" wsmio >"$REPORTS/client.log" 2>&1 || rc=$?
+timeout --foreground "$SUITE_TIMEOUT" "$client" "$HOST:$SUITE_PORT" wsmio >"$REPORTS/client.log" 2>&1 || rc=$?
 if [ "$rc" -ne 0 ]; then
     tail -n 30 "$REPORTS/client.log" >&2
     [ "$rc" -eq 124 ] && die "autobahn_client timed out after ${SUITE_TIMEOUT}s"

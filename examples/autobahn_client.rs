@@ -107,6 +107,7 @@ fn session(addr: &str, path: &str, seen: &mut dyn FnMut(&str)) -> io::Result<()>
     let deadline = Instant::now() + CASE_LIMIT;
     let mut s = TcpStream::connect(addr)?;
     s.set_nodelay(true)?;
+    s.set_write_timeout(Some(CASE_LIMIT))?;
 
     // RFC 6455 §4.1: a fresh random 16-byte nonce per connection.
     let mut nonce = [0u8; 16];

@@ -155,6 +155,8 @@ fn settings_that_cannot_work_are_refused_at_startup() {
         ("--max-queued-bytes", "18446744073709551615"),
         ("--pong-timeout", "0"),
         ("--handshake-timeout", "0"),
+        ("--allowed-hosts", "http://chat.example.com"),
+        ("--allowed-hosts", "auto,chat.example.com"),
     ] {
         let (code, err) = refused(&[&format!("{flag}={value}")], &[]);
         assert_eq!(code, 2, "{flag} {value}: {err}");

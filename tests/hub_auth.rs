@@ -106,10 +106,8 @@ fn token_refusals_are_401_with_a_reason() {
         SECRET,
     );
     let got = refusal(a, &format!("/ws?token={aud}"), &[]);
-    assert_eq!(
-        got,
-        (unauthorized.into(), "token audience does not match".into())
-    );
+    let why = "token has an aud claim but the server names no audience (--token-audience)";
+    assert_eq!(got, (unauthorized.into(), why.into()));
     // Garbage.
     let got = refusal(a, "/ws?token=abc.def", &[]);
     assert_eq!(got, (unauthorized.into(), "malformed token".into()));

@@ -261,6 +261,42 @@ fn pipelined_records_over_wss_arrive_whole_and_in_order() {
     srv.stop();
 }
 
+/// A publish and a corrupt record in one TCP segment: rustls decrypts the
+/// publish, then fails on the bad record. The publish was sent and must be
+/// delivered before the connection is dropped for the bad record.
+#[test]
+fn a_message_before_a_corrupt_record_is_still_delivered() {
+    let (server_tls, client_tls, _) = certs();
+    let srv = serve_tls(hub_config(), server_tls);
+    let mut a = Wss::connect(srv.addr, &client_tls, "/ws").unwrap();
+    a.expect("welcome");
+    a.expect("ack");
+    a.send(&json!({"op":"sub","topic":"last","id":1}));
+    a.expect("ack");
+    a.expect("join");
+    let mut b = Wss::connect(srv.addr, &client_tls, "/ws").unwrap();
+    b.expect("welcome");
+    b.expect("ack");
+    // The publish as TLS records, not yet on the wire.
+    let mut frame = Vec::new();
+    let req = json!({"op":"pub","topic":"last","data":"before the bad record"});
+    b.tx.encode_data(OpCode::Text, true, req.to_string().as_bytes(), &mut frame)
+        .unwrap();
+    b.s.conn.writer().write_all(&frame).unwrap();
+    let mut wire = Vec::new();
+    while b.s.conn.wants_write() {
+        b.s.conn.write_tls(&mut wire).unwrap();
+    }
+    // An application-data record whose AEAD tag cannot verify.
+    wire.extend_from_slice(&[0x17, 0x03, 0x03, 0x00, 0x20]);
+    wire.extend_from_slice(&[0x5a; 0x20]);
+    b.s.sock.write_all(&wire).unwrap();
+    let m = a.expect("msg");
+    assert_eq!(m["data"], "before the bad record", "{m}");
+    a.close();
+    srv.stop();
+}
+
 /// `GET path` over TLS; the whole response, which must end cleanly.
 fn https_get(addr: SocketAddr, cfg: &Arc<ClientConfig>, path: &str) -> String {
     let mut s = tls_connect(addr, cfg);

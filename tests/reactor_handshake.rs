@@ -117,6 +117,25 @@ fn every_rejection_has_its_status_line_and_closes() {
             "HTTP/1.1 400 Bad Request",
         ),
         (
+            // RFC 9112 §3.2: more than one Host is a 400.
+            "two Host headers",
+            g.replace(
+                &format!("Host: {addr}\r\n"),
+                &format!("Host: {addr}\r\nHost: evil.example\r\n"),
+            ),
+            "HTTP/1.1 400 Bad Request",
+        ),
+        (
+            "non-ASCII Host",
+            g.replace(&format!("Host: {addr}"), "Host: b\u{fc}cher.example"),
+            "HTTP/1.1 400 Bad Request",
+        ),
+        (
+            "plain HTTP/1.1 GET without Host",
+            "GET /index.html HTTP/1.1\r\n\r\n".to_string(),
+            "HTTP/1.1 400 Bad Request",
+        ),
+        (
             "bad Upgrade",
             g.replace("Upgrade: websocket", "Upgrade: h2c"),
             "HTTP/1.1 400 Bad Request",
@@ -149,6 +168,12 @@ fn every_rejection_has_its_status_line_and_closes() {
         (
             "missing version",
             g.replace("Sec-WebSocket-Version: 13\r\n", ""),
+            "HTTP/1.1 426 Upgrade Required",
+        ),
+        (
+            // HTTP/1.0 has no Host requirement.
+            "plain HTTP/1.0 GET without Host (default http hook)",
+            "GET /index.html HTTP/1.0\r\n\r\n".to_string(),
             "HTTP/1.1 426 Upgrade Required",
         ),
         (

@@ -97,7 +97,7 @@ struct ServeArgs {
     /// subdomains; IP literals always pass); `*` allows any. `auto`: only
     /// `localhost` names when listening on loopback, against DNS rebinding;
     /// any name otherwise.
-    #[arg(long, env = "WSMIO_ALLOWED_HOSTS", default_value = "auto")]
+    #[arg(long, env = "WSMIO_ALLOWED_HOSTS", default_value = "auto", value_parser = host_list)]
     allowed_hosts: String,
     /// Deliveries kept per topic for resume.
     #[arg(long, env = "WSMIO_HISTORY_LEN", default_value_t = 100)]
@@ -186,6 +186,11 @@ fn secret(s: &str) -> Result<String, String> {
     Ok(s.to_string())
 }
 
+/// An `--allowed-hosts` value whose entries can all match some `Host`.
+fn host_list(s: &str) -> Result<String, String> {
+    HostPolicy::parse(s, true).map(|_| s.to_string())
+}
+
 /// A request rate: finite and above zero.
 fn positive_rate(s: &str) -> Result<f64, String> {
     match s.parse::<f64>() {
@@ -264,7 +269,8 @@ fn serve(a: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
             leeway_secs: a.token_leeway,
         },
         origins: OriginPolicy::parse(&a.allowed_origins),
-        hosts: HostPolicy::parse(&a.allowed_hosts, a.listen.ip().is_loopback()),
+        hosts: HostPolicy::parse(&a.allowed_hosts, a.listen.ip().to_canonical().is_loopback())
+            .map_err(|e| format!("--allowed-hosts: {e}"))?,
         history_len: a.history_len,
         history_age: Duration::from_secs(a.history_age),
         max_history_bytes: a.max_history_bytes,

@@ -198,6 +198,29 @@ pub fn parse_request(head: &[u8], limits: &HeadLimits) -> Result<Request, Reject
         }
         Err(_) => return Err(Rejection::new(400, "malformed request head")),
     }
+    // RFC 9112 §3.2: a server MUST answer 400 to an HTTP/1.1 request
+    // without Host, with more than one Host, or with an invalid one. (The
+    // Host check of the embedder, e.g. against DNS rebinding, relies on
+    // there being exactly one value to check.)
+    let mut hosts = req
+        .headers
+        .iter()
+        .filter(|h| h.name.eq_ignore_ascii_case("host"));
+    match (hosts.next(), hosts.next()) {
+        (Some(_), Some(_)) => return Err(Rejection::new(400, "more than one Host header")),
+        (None, _) if req.version.unwrap_or(0) >= 1 => {
+            return Err(Rejection::new(400, "missing Host header"))
+        }
+        // RFC 9110 §7.2 / RFC 3986 §3.2: host and port are visible ASCII
+        // (international names travel as punycode).
+        (Some(h), None) if h.value.is_empty() => {
+            return Err(Rejection::new(400, "missing Host header"))
+        }
+        (Some(h), None) if h.value.iter().any(|b| !b.is_ascii_graphic()) => {
+            return Err(Rejection::new(400, "invalid Host header"))
+        }
+        _ => {}
+    }
     Ok(Request {
         method: req.method.unwrap_or_default().to_string(),
         path: req.path.unwrap_or_default().to_string(),
@@ -515,11 +538,28 @@ mod tests {
             ("keep-alive, Upgrade", "keep-alive", 400),
             ("Version: 13", "Version: 8", 426),
             ("dGhlIHNhbXBsZSBub25jZQ==", "dGhlIHNhbXBsZQ==", 400),
+            // RFC 9112 §3.2: two Hosts, or an invalid one (refused while
+            // parsing, for every request).
+            (
+                "Host: server.example.com\r\n",
+                "Host: a\r\nHost: b\r\n",
+                400,
+            ),
+            ("Host: server.example.com", "Host: a b", 400),
+            ("Host: server.example.com", "Host: ", 400),
         ];
         for (from, to, status) in cases {
-            let r = req(&GOOD.replace(from, to));
-            assert_eq!(validate_upgrade(&r).unwrap_err().status, *status, "{to}");
+            let head = GOOD.replace(from, to);
+            let got = match parse_request(head.as_bytes(), &HeadLimits::default()) {
+                Err(rej) => rej.status,
+                Ok(r) => validate_upgrade(&r).unwrap_err().status,
+            };
+            assert_eq!(got, *status, "{to}");
         }
+        // HTTP/1.0 may leave Host out; HTTP/1.1 may not.
+        assert!(parse_request(b"GET / HTTP/1.0\r\n\r\n", &HeadLimits::default()).is_ok());
+        let rej = parse_request(b"GET / HTTP/1.1\r\n\r\n", &HeadLimits::default()).unwrap_err();
+        assert_eq!((rej.status, rej.reason), (400, "missing Host header"));
         let resp = rejection_response(&Rejection::new(426, "x"));
         assert!(String::from_utf8(resp)
             .unwrap()
@@ -586,7 +626,7 @@ mod tests {
     fn heads_cannot_be_split() {
         let c = ClientHandshake::new([7; 16], &[]);
         let head = c.request(
-            "h\r\nX-Host: 1",
+            "h\r\nX-Host:1",
             "/a b HTTP/1.1\r\nX-Path: 1",
             &[("X-N\r\nX-Name: 1", "v\r\nX-Value: 1")],
         );

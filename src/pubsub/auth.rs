@@ -99,6 +99,9 @@ pub enum TokenError {
     /// `aud` does not name this server, or is missing when it must
     /// ([`TokenRules::audience`]).
     Audience,
+    /// The token has an `aud` but this server names no audience
+    /// ([`TokenRules::audience`] is `None`), so it cannot be the one meant.
+    UnexpectedAudience,
     /// `iss` is not the required issuer ([`TokenRules::issuer`]).
     Issuer,
     /// No `sub` claim.
@@ -119,6 +122,9 @@ impl TokenError {
             TokenError::Expired => "token expired",
             TokenError::NotYetValid => "token not yet valid",
             TokenError::Audience => "token audience does not match",
+            TokenError::UnexpectedAudience => {
+                "token has an aud claim but the server names no audience (--token-audience)"
+            }
             TokenError::Issuer => "token issuer does not match",
             TokenError::NoSubject => "token has no sub",
             TokenError::BadSubject => "token sub is not a valid user id",
@@ -135,7 +141,7 @@ impl TokenError {
             TokenError::Signature => "token_signature",
             TokenError::Expired => "token_expired",
             TokenError::NotYetValid => "token_nbf",
-            TokenError::Audience => "token_aud",
+            TokenError::Audience | TokenError::UnexpectedAudience => "token_aud",
             TokenError::Issuer => "token_iss",
             TokenError::NoSubject => "token_sub",
             TokenError::BadSubject => "token_bad_sub",
@@ -260,8 +266,9 @@ pub fn verify_jwt(
     }
     match (&rules.audience, &claims.aud) {
         (None, None) => {}
+        (None, Some(_)) => return Err(TokenError::UnexpectedAudience),
         (Some(ours), Some(aud)) if aud.contains(ours) => {}
-        _ => return Err(TokenError::Audience),
+        (Some(_), _) => return Err(TokenError::Audience),
     }
     if let Some(issuer) = &rules.issuer {
         if claims.iss.as_deref() != Some(issuer.as_str()) {
@@ -431,7 +438,7 @@ mod tests {
         );
         assert_eq!(
             at(json!({"sub":"a","exp":2000,"aud":"wsmio"}), &plain, 0),
-            Err(TokenError::Audience)
+            Err(TokenError::UnexpectedAudience)
         );
         // `iss`, when required, must match exactly.
         let iss = TokenRules {

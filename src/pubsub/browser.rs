@@ -80,24 +80,46 @@ impl HostPolicy {
     /// Parse `--allowed-hosts`: `*` allows any name; `auto` or empty gives
     /// [`HostPolicy::Local`] when `listen_is_loopback` and
     /// [`HostPolicy::Any`] otherwise; anything else is a comma-separated
-    /// list of names (ports are ignored, case does not matter).
-    pub fn parse(s: &str, listen_is_loopback: bool) -> Self {
+    /// list of names (a port is dropped, case does not matter, `*.x` means
+    /// `.x`). An entry that could never match a `Host` (a URL, `auto` in a
+    /// list) is an error, not a silent 403 for every request.
+    pub fn parse(s: &str, listen_is_loopback: bool) -> Result<Self, String> {
         let items: Vec<String> = s
             .split(',')
-            .map(|h| h.trim().trim_end_matches('.').to_ascii_lowercase())
+            .map(|h| h.trim().to_ascii_lowercase())
             .filter(|h| !h.is_empty())
             .collect();
         if items.iter().any(|h| h == "*") {
-            HostPolicy::Any
-        } else if items.is_empty() || items == ["auto"] {
-            if listen_is_loopback {
+            return Ok(HostPolicy::Any);
+        }
+        if items.is_empty() || items == ["auto"] {
+            return Ok(if listen_is_loopback {
                 HostPolicy::Local
             } else {
                 HostPolicy::Any
-            }
-        } else {
-            HostPolicy::List(items)
+            });
         }
+        let mut names = Vec::with_capacity(items.len());
+        for item in &items {
+            let (dot, rest) = match item.strip_prefix("*.") {
+                Some(domain) => (".", domain),
+                None => match item.strip_prefix('.') {
+                    Some(domain) => (".", domain),
+                    None => ("", item.as_str()),
+                },
+            };
+            let name = host_name(rest)
+                .map(|n| n.trim_end_matches('.'))
+                .filter(|n| {
+                    !n.is_empty()
+                        && *n != "auto"
+                        && n.bytes()
+                            .all(|b| b.is_ascii_graphic() && !b"/@?#*".contains(&b))
+                })
+                .ok_or_else(|| format!("'{item}' is not a host name"))?;
+            names.push(format!("{dot}{name}"));
+        }
+        Ok(HostPolicy::List(names))
     }
 
     /// May a request with this `Host` header be served? A request without
@@ -177,10 +199,36 @@ mod tests {
 
     #[test]
     fn hosts() {
-        let local = HostPolicy::parse("auto", true);
+        let parse = |s: &str, lo: bool| HostPolicy::parse(s, lo).unwrap();
+        let local = parse("auto", true);
         assert_eq!(local, HostPolicy::Local);
-        assert_eq!(HostPolicy::parse("", false), HostPolicy::Any);
-        assert_eq!(HostPolicy::parse("a.example, *", true), HostPolicy::Any);
+        assert_eq!(parse("", false), HostPolicy::Any);
+        assert_eq!(parse("a.example, *", true), HostPolicy::Any);
+        // Ports dropped, `*.x` is `.x`, trailing dots and case ignored.
+        assert_eq!(
+            parse(
+                "Chat.Example.com.:443, *.corp.example, .b.example, [::1]:80",
+                false
+            ),
+            HostPolicy::List(vec![
+                "chat.example.com".into(),
+                ".corp.example".into(),
+                ".b.example".into(),
+                "[::1]".into()
+            ])
+        );
+        // Entries that could never match are refused.
+        for bad in [
+            "http://x.example",
+            "auto, x.example",
+            "x.example/ws",
+            "a@b",
+            "x:y",
+            ":80",
+            "*x",
+        ] {
+            assert!(HostPolicy::parse(bad, true).is_err(), "{bad}");
+        }
         for ok in [
             "localhost",
             "localhost:9001",
@@ -207,7 +255,7 @@ mod tests {
         }
         assert!(local.allows(None));
 
-        let list = HostPolicy::parse("chat.example.com, .corp.example", false);
+        let list = parse("chat.example.com, *.corp.example", false);
         for ok in [
             "chat.example.com:443",
             "CHAT.example.com",

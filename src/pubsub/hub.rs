@@ -241,16 +241,17 @@ impl Hub {
     /// Give the next sequence number of `topic` to a message and frame the
     /// delivery once (its `ts` is wall-clock time). Returns the frame (also
     /// stored in history), or `None` if the node is at its topic limit and
-    /// `topic` is new. `now_ms` is the hub's monotonic clock
-    /// ([`Hub::mono_ms`]), which the history's age limit runs on, so a
-    /// wall-clock step neither keeps nor drops history early.
-    pub fn sequence(
+    /// `topic` is new. History is stamped with the hub's monotonic clock
+    /// ([`Hub::mono_ms`]), which its age limit runs on, so a wall-clock
+    /// step neither keeps nor drops history early.
+    fn sequence(
         &mut self,
+        ctx: &Ctx<'_>,
         topic: &str,
         from: &str,
         data: &str,
-        now_ms: u64,
     ) -> Option<(u64, Frame)> {
+        let now_ms = self.mono_ms(ctx);
         let wall = wall_ms();
         let node = &self.config.node;
         self.topics.publish(topic, now_ms, |epoch, seq| {
@@ -674,9 +675,7 @@ impl Hub {
                         "not allowed to publish on this topic",
                     );
                 }
-                let Some((seq, frame)) =
-                    self.sequence(&topic, &user, data.get(), self.mono_ms(ctx))
-                else {
+                let Some((seq, frame)) = self.sequence(ctx, &topic, &user, data.get()) else {
                     return self.error(ctx, id, rid, ErrorCode::TooManyTopics, NODE_FULL);
                 };
                 self.metrics.publishes += 1;
@@ -713,9 +712,7 @@ impl Hub {
                     );
                 }
                 let inbox = inbox_topic(&to);
-                let Some((seq, frame)) =
-                    self.sequence(&inbox, &user, data.get(), self.mono_ms(ctx))
-                else {
+                let Some((seq, frame)) = self.sequence(ctx, &inbox, &user, data.get()) else {
                     return self.error(ctx, id, rid, ErrorCode::TooManyTopics, NODE_FULL);
                 };
                 self.metrics.publishes += 1;

@@ -411,7 +411,9 @@ impl Server {
                     self.maybe_pause(id);
                     // A short read took everything the kernel had; new data
                     // raises a new edge, so skip the read that would only say
-                    // WouldBlock — unless the peer also closed its side.
+                    // WouldBlock — unless the peer also closed its side, or
+                    // TLS holds back an error or end of stream for the next
+                    // read (no new edge would report it).
                     if n < self.read_buf.len() && !closed_hint && !tls {
                         return;
                     }

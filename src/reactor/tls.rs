@@ -85,8 +85,9 @@ impl Stream {
         }
     }
 
-    /// True for TLS: a short read does not mean the socket is drained
-    /// (rustls hands out plaintext record by record).
+    /// True for TLS: a short read does not mean nothing more will come
+    /// without a new readiness edge (an error or end of stream met after
+    /// the plaintext is handed over on the next read), so read again.
     pub fn is_tls(&self) -> bool {
         matches!(self, Stream::Tls(_))
     }
@@ -177,6 +178,15 @@ impl Read for Stream {
                     // Handshake replies and alerts go out now.
                     let _ = t.write_records();
                     if let Err(e) = state {
+                        // Records decrypted before the bad one are still
+                        // readable (e.g. a close frame, then a fatal
+                        // alert): hand them over first.
+                        while filled < buf.len() {
+                            match t.tls.reader().read(&mut buf[filled..]) {
+                                Ok(n) if n > 0 => filled += n,
+                                _ => break,
+                            }
+                        }
                         let e = io::Error::new(io::ErrorKind::InvalidData, e);
                         return t.hand_over(filled, e);
                     }
