@@ -10,7 +10,7 @@
 
 use std::collections::HashMap;
 use std::ops::RangeInclusive;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde_json::json;
 
@@ -130,9 +130,6 @@ pub struct Hub {
     anon_counter: u64,
     /// Deliveries of the current read not yet queued; empty between reads.
     batch: Batch,
-    /// Origin of the monotonic milliseconds the rate limiter is fed (a
-    /// wall-clock step must not starve or flood the buckets).
-    clock0: Instant,
 }
 
 /// Default request burst: a reconnecting client that resubscribes (with
@@ -175,7 +172,6 @@ impl Hub {
             metrics: Metrics::default(),
             anon_counter: 0,
             batch: Batch::default(),
-            clock0: Instant::now(),
         }
     }
 
@@ -201,10 +197,11 @@ impl Hub {
         ctx.close(id, CloseCode::POLICY, "token expired");
     }
 
-    /// Monotonic milliseconds since the hub was made, from the loop's clock:
-    /// what the rate limiter, token expiry and the history's age run on.
+    /// Monotonic milliseconds from the loop's clock ([`Ctx::now_ms`]): what
+    /// the rate limiter, token expiry and the history's age run on, so a
+    /// wall-clock step neither starves nor floods them.
     pub fn mono_ms(&self, ctx: &Ctx<'_>) -> u64 {
-        ctx.now().saturating_duration_since(self.clock0).as_millis() as u64
+        ctx.now_ms()
     }
 
     /// Current metrics.

@@ -540,6 +540,13 @@ impl Ctx<'_> {
         self.core.start + Duration::from_millis(self.core.now)
     }
 
+    /// The loop's clock for this turn as milliseconds since the loop
+    /// started: monotonic, and cheaper to read and compare than
+    /// [`Ctx::now`] (no `Instant` arithmetic).
+    pub fn now_ms(&self) -> u64 {
+        self.core.now
+    }
+
     /// Begin a graceful shutdown.
     pub fn shutdown(&mut self) {
         self.core.shutdown_requested = true;
