@@ -137,6 +137,18 @@ impl TlsStream {
         }
         Ok(true)
     }
+
+    /// `filled` bytes of plaintext now, `e` with the next read (or now if
+    /// there is nothing to hand over first).
+    fn hand_over(&mut self, filled: usize, e: io::Error) -> io::Result<usize> {
+        if filled == 0 {
+            return Err(e);
+        }
+        if e.kind() != io::ErrorKind::WouldBlock {
+            self.read_err = Some(e);
+        }
+        Ok(filled)
+    }
 }
 
 impl Read for Stream {
@@ -195,20 +207,6 @@ impl Read for Stream {
                 Err(e) => return t.hand_over(filled, e),
             }
         }
-    }
-}
-
-impl TlsStream {
-    /// `filled` bytes of plaintext now, `e` with the next read (or now if
-    /// there is nothing to hand over first).
-    fn hand_over(&mut self, filled: usize, e: io::Error) -> io::Result<usize> {
-        if filled == 0 {
-            return Err(e);
-        }
-        if e.kind() != io::ErrorKind::WouldBlock {
-            self.read_err = Some(e);
-        }
-        Ok(filled)
     }
 }
 
