@@ -229,6 +229,18 @@ fn pub_sub_over_wss() {
     srv.stop();
 }
 
+/// An anonymous wss client subscribed to `topic` (welcome, inbox ack, sub
+/// ack and its own join event read).
+fn subscribed(addr: SocketAddr, cfg: &Arc<ClientConfig>, topic: &str) -> Wss {
+    let mut c = Wss::connect(addr, cfg, "/ws").unwrap();
+    c.expect("welcome");
+    c.expect("ack");
+    c.send(&json!({"op":"sub","topic":topic,"id":1}));
+    c.expect("ack");
+    c.expect("join");
+    c
+}
+
 /// Many TLS records waiting at once (40 pipelined publishes of ≈ 20 KiB,
 /// ≈ 800 KiB of records written in one go): the server reads them as
 /// whole buffers of plaintext across records, and every message arrives
@@ -237,12 +249,7 @@ fn pub_sub_over_wss() {
 fn pipelined_records_over_wss_arrive_whole_and_in_order() {
     let (server_tls, client_tls, _) = certs();
     let srv = serve_tls(hub_config(), server_tls);
-    let mut a = Wss::connect(srv.addr, &client_tls, "/ws").unwrap();
-    a.expect("welcome");
-    a.expect("ack");
-    a.send(&json!({"op":"sub","topic":"bulk","id":1}));
-    a.expect("ack");
-    a.expect("join");
+    let mut a = subscribed(srv.addr, &client_tls, "bulk");
     let mut burst = Vec::new();
     for n in 0..40u32 {
         let data = json!({"n": n, "fill": format!("{n:>5}").repeat(4_000)});
@@ -268,12 +275,7 @@ fn pipelined_records_over_wss_arrive_whole_and_in_order() {
 fn a_message_before_a_corrupt_record_is_still_delivered() {
     let (server_tls, client_tls, _) = certs();
     let srv = serve_tls(hub_config(), server_tls);
-    let mut a = Wss::connect(srv.addr, &client_tls, "/ws").unwrap();
-    a.expect("welcome");
-    a.expect("ack");
-    a.send(&json!({"op":"sub","topic":"last","id":1}));
-    a.expect("ack");
-    a.expect("join");
+    let mut a = subscribed(srv.addr, &client_tls, "last");
     let mut b = Wss::connect(srv.addr, &client_tls, "/ws").unwrap();
     b.expect("welcome");
     b.expect("ack");
