@@ -166,7 +166,14 @@ pub struct TokenRules {
 #[derive(Deserialize)]
 struct Header {
     alg: String,
+    // Present at all (even `null`) is what counts: see `verify_jwt`.
+    #[serde(default, deserialize_with = "present")]
     crit: Option<serde_json::Value>,
+}
+
+/// `Some` for a member that is there, whatever its value (`null` too).
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<serde_json::Value>, D::Error> {
+    serde_json::Value::deserialize(d).map(Some)
 }
 
 /// RFC 7519 §4.1.3: `aud` is one string or an array of them.
@@ -473,6 +480,8 @@ mod tests {
             secret,
         );
         assert_eq!(verify(&crit, secret, 0), Err(TokenError::Critical));
+        let null = sign_with_header(&json!({"alg":"HS256","crit":null}), &claims, secret);
+        assert_eq!(verify(&null, secret, 0), Err(TokenError::Critical));
         let none = sign_with_header(&json!({"alg":"none"}), &claims, secret);
         assert_eq!(verify(&none, secret, 0), Err(TokenError::Algorithm));
         let ok = sign_with_header(&json!({"alg":"HS256"}), &claims, secret);
