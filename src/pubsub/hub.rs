@@ -8,7 +8,6 @@
 //! nodes can carry a sequenced delivery (topic, origin node, epoch, seq) to
 //! other nodes, whose hubs fan it out to their own subscribers.
 
-use std::collections::HashMap;
 use std::ops::RangeInclusive;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -24,7 +23,9 @@ use super::ratelimit::TokenBucket;
 use super::topics::{TopicLimits, Topics};
 use crate::proto::frame::unmasked_frame_len;
 use crate::proto::handshake::Request as HttpRequest;
-use crate::reactor::{CloseInfo, ConnId, Ctx, Frame, Handler, HttpResponse, SendStatus, Upgrade};
+use crate::reactor::{
+    CloseInfo, ConnId, ConnIdMap, Ctx, Frame, Handler, HttpResponse, SendStatus, Upgrade,
+};
 use crate::{CloseCode, Message};
 
 /// Hub settings; every field has a documented default.
@@ -124,8 +125,8 @@ pub struct Hub {
     config: HubConfig,
     epoch: String,
     topics: Topics,
-    clients: HashMap<ConnId, Client>,
-    pending: HashMap<ConnId, Identity>,
+    clients: ConnIdMap<Client>,
+    pending: ConnIdMap<Identity>,
     metrics: Metrics,
     anon_counter: u64,
     /// Deliveries of the current read not yet queued; empty between reads.
@@ -167,8 +168,8 @@ impl Hub {
             config,
             topics: Topics::new(epoch.clone(), limits),
             epoch,
-            clients: HashMap::new(),
-            pending: HashMap::new(),
+            clients: ConnIdMap::default(),
+            pending: ConnIdMap::default(),
             metrics: Metrics::default(),
             anon_counter: 0,
             batch: Batch::default(),
@@ -352,7 +353,7 @@ impl Hub {
     /// drains).
     fn dropped(
         metrics: &mut Metrics,
-        clients: &mut HashMap<ConnId, Client>,
+        clients: &mut ConnIdMap<Client>,
         id: ConnId,
         topic: &str,
         epoch: &str,

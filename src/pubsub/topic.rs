@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 
 use super::history::History;
-use crate::reactor::ConnId;
+use crate::reactor::{ConnId, ConnIdMap};
 
 /// One topic on this node.
 #[derive(Debug)]
@@ -18,7 +18,7 @@ pub struct Topic {
     /// Local subscribers, in a vector for fast fan-out; `index` finds a
     /// subscriber's position for O(1) removal.
     subs: Vec<ConnId>,
-    index: HashMap<ConnId, usize>,
+    index: ConnIdMap<usize>,
     /// Subscribers still being sent their resume replay from history:
     /// live fan-out skips them until they are caught up, so what they get
     /// stays in sequence order. Usually empty.
@@ -36,7 +36,7 @@ impl Topic {
             epoch,
             seq: 0,
             subs: Vec::new(),
-            index: HashMap::new(),
+            index: ConnIdMap::default(),
             held: Vec::new(),
             members: HashMap::new(),
             history,

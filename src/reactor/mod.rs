@@ -27,5 +27,5 @@ pub use config::{Config, FullQueuePolicy, MAX_BUSY_POLL};
 pub use frame::{Frame, SendStatus};
 pub use handle::{Call, Handle, HandleError};
 pub use handler::{CloseInfo, Handler, HttpResponse, Upgrade};
-pub use id::ConnId;
+pub use id::{ConnId, ConnIdHasher, ConnIdMap};
 pub use server::Server;
