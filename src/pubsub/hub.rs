@@ -3,7 +3,7 @@
 //! Flow of a publish: check rights and rate limit → the topic gives the next
 //! sequence number → the delivery is encoded and framed **once**
 //! ([`Frame`]) → history keeps that frame → every local subscriber's queue
-//! references the same bytes. Sequencing ([`Hub::sequence`]) and local
+//! references the same bytes. Sequencing (`Hub::sequence`) and local
 //! fan-out ([`Hub::fan_out`]) are separate steps, so a later bridge between
 //! nodes can carry a sequenced delivery (topic, origin node, epoch, seq) to
 //! other nodes, whose hubs fan it out to their own subscribers.
@@ -103,7 +103,9 @@ struct Client {
     who: Identity,
     topics: Vec<String>,
     bucket: TokenBucket,
-    /// When the token expires, on the rate limiter's monotonic clock.
+    /// When the token expires, on the loop's monotonic clock
+    /// ([`Ctx::now_ms`], which the rate limiter also runs on: a wall-clock
+    /// step neither starves nor floods it).
     expires_ms: Option<u64>,
     violations: u32,
     /// Deliveries dropped for a full queue, reported when it drains.
@@ -114,7 +116,7 @@ struct Client {
 }
 
 impl Client {
-    /// Its token's `exp` has passed (`now` on the hub's monotonic clock).
+    /// Its token's `exp` has passed (`now` from [`Ctx::now_ms`]).
     fn token_expired(&self, now: u64) -> bool {
         self.expires_ms.is_some_and(|at| now >= at)
     }
@@ -198,13 +200,6 @@ impl Hub {
         ctx.close(id, CloseCode::POLICY, "token expired");
     }
 
-    /// Monotonic milliseconds from the loop's clock ([`Ctx::now_ms`]): what
-    /// the rate limiter, token expiry and the history's age run on, so a
-    /// wall-clock step neither starves nor floods them.
-    pub fn mono_ms(&self, ctx: &Ctx<'_>) -> u64 {
-        ctx.now_ms()
-    }
-
     /// Current metrics.
     pub fn metrics(&self) -> &Metrics {
         &self.metrics
@@ -213,14 +208,8 @@ impl Hub {
     fn send(&mut self, ctx: &mut Ctx<'_>, id: ConnId, text: &str) -> SendStatus {
         self.flush_batch(ctx);
         let s = ctx.send_text(id, text);
-        match s {
-            SendStatus::Sent => self.metrics.out(unmasked_frame_len(text.len())),
-            SendStatus::Backpressured => {
-                self.metrics.out(unmasked_frame_len(text.len()));
-                self.metrics.queued(ctx.queued_bytes(id));
-            }
-            _ => {}
-        }
+        self.metrics
+            .sent(s, unmasked_frame_len(text.len()), || ctx.queued_bytes(id));
         s
     }
 
@@ -239,8 +228,8 @@ impl Hub {
     /// Give the next sequence number of `topic` to a message and frame the
     /// delivery once (its `ts` is wall-clock time). Returns the frame (also
     /// stored in history), or `None` if the node is at its topic limit and
-    /// `topic` is new. History is stamped with the hub's monotonic clock
-    /// ([`Hub::mono_ms`]), which its age limit runs on, so a wall-clock
+    /// `topic` is new. History is stamped with the loop's monotonic clock
+    /// ([`Ctx::now_ms`]), which its age limit runs on, so a wall-clock
     /// step neither keeps nor drops history early.
     fn sequence(
         &mut self,
@@ -249,7 +238,7 @@ impl Hub {
         from: &str,
         data: &str,
     ) -> Option<(u64, Frame)> {
-        let now_ms = self.mono_ms(ctx);
+        let now_ms = ctx.now_ms();
         let wall = wall_ms();
         let node = &self.config.node;
         self.topics.publish(topic, now_ms, |epoch, seq| {
@@ -404,7 +393,7 @@ impl Hub {
             );
         }
         let user = c.who.user.clone();
-        let now = self.mono_ms(ctx);
+        let now = ctx.now_ms();
         let Some(t) = self.topics.entry(topic) else {
             return self.error(ctx, id, req, ErrorCode::TooManyTopics, NODE_FULL);
         };
@@ -517,11 +506,12 @@ impl Hub {
                 more = true;
                 break;
             }
-            match ctx.send_frame(id, f) {
-                SendStatus::Sent => self.metrics.out(f.as_bytes().len()),
+            let s = ctx.send_frame(id, f);
+            self.metrics
+                .sent(s, f.as_bytes().len(), || ctx.queued_bytes(id));
+            match s {
+                SendStatus::Sent => {}
                 SendStatus::Backpressured => {
-                    self.metrics.out(f.as_bytes().len());
-                    self.metrics.queued(ctx.queued_bytes(id));
                     cu.next = seq + 1;
                     more = seq < current;
                     break;
@@ -582,14 +572,9 @@ impl Hub {
         };
         let frame = Frame::text(text);
         for &sub in t.subscribers() {
-            match ctx.send_frame(sub, &frame) {
-                SendStatus::Sent => self.metrics.out(frame.as_bytes().len()),
-                SendStatus::Backpressured => {
-                    self.metrics.out(frame.as_bytes().len());
-                    self.metrics.queued(ctx.queued_bytes(sub));
-                }
-                _ => {}
-            }
+            let s = ctx.send_frame(sub, &frame);
+            self.metrics
+                .sent(s, frame.as_bytes().len(), || ctx.queued_bytes(sub));
         }
     }
 
@@ -861,7 +846,7 @@ impl Handler for Hub {
         };
         self.metrics.connections_current += 1;
         self.metrics.connections_total += 1;
-        let now = self.mono_ms(ctx);
+        let now = ctx.now_ms();
         let wall = wall_ms();
         let expires_ms = who
             .expires_ms
@@ -892,7 +877,7 @@ impl Handler for Hub {
     fn message(&mut self, ctx: &mut Ctx<'_>, id: ConnId, msg: Message<'_>) {
         self.metrics.messages_in += 1;
         self.metrics.bytes_in += msg.as_bytes().len() as u64;
-        let now = self.mono_ms(ctx);
+        let now = ctx.now_ms();
         let Some(c) = self.clients.get_mut(&id) else {
             return;
         };
@@ -961,7 +946,7 @@ impl Handler for Hub {
     }
 
     fn pong(&mut self, ctx: &mut Ctx<'_>, id: ConnId, _payload: &[u8]) {
-        let now = self.mono_ms(ctx);
+        let now = ctx.now_ms();
         if self.clients.get(&id).is_some_and(|c| c.token_expired(now)) {
             self.close_expired(ctx, id);
         }

@@ -4,6 +4,8 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
+use crate::reactor::SendStatus;
+
 /// Counters and gauges of one hub.
 #[derive(Debug, Default, Clone)]
 pub struct Metrics {
@@ -66,6 +68,18 @@ impl Metrics {
             _ => 0,
         };
         *self.closes.entry(bucket).or_default() += 1;
+    }
+
+    /// Count one message of `bytes` frame bytes sent with result `s`; on
+    /// backpressure, also note the client's queue length (`queued`, only
+    /// asked then) for the high-water mark.
+    pub fn sent(&mut self, s: SendStatus, bytes: usize, queued: impl FnOnce() -> Option<usize>) {
+        if matches!(s, SendStatus::Sent | SendStatus::Backpressured) {
+            self.out(bytes);
+        }
+        if s == SendStatus::Backpressured {
+            self.queued(queued());
+        }
     }
 
     /// Note a client's outbound queue length (after a send reported

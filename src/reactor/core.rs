@@ -212,23 +212,14 @@ impl Core {
         // RFC 6455 §7.4.1: 1005, 1006 and 1015 (and codes outside
         // 1000–4999) must not be sent; an application that asks for one
         // still gets its connection closed, with 1011.
-        let f = match c.tx.close(Some(code), reason) {
-            Err(Error::InvalidCloseCode) => {
-                log::warn!(
-                    "conn {id}: close code {} may not be sent; using 1011",
-                    code.0
-                );
-                c.tx.close(Some(CloseCode::INTERNAL), reason)
-            }
-            f => f,
-        };
-        let Ok(f) = f else {
-            return;
-        };
         let code = if code.is_valid_on_wire() {
             code
         } else {
+            log::warn!("conn {id}: close code {code} may not be sent; using 1011");
             CloseCode::INTERNAL
+        };
+        let Ok(f) = c.tx.close(Some(code), reason) else {
+            return;
         };
         if c.close_code == 0 {
             c.close_code = code.0;

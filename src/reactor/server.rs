@@ -899,8 +899,7 @@ fn poll_once(poll: &mut Poll, events: &mut Events, timeout: Option<Duration>) ->
 /// `accept` failed because this process (EMFILE) or the system (ENFILE)
 /// has no file descriptor left.
 fn is_out_of_fds(e: &io::Error) -> bool {
-    // Linux/BSD errno values: EMFILE 24, ENFILE 23.
-    matches!(e.raw_os_error(), Some(23 | 24))
+    matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE))
 }
 
 #[cfg(test)]
