@@ -11,7 +11,9 @@
 # every loadgen run is bounded in time (duration + drain, and a hard `timeout`).
 #
 # Suites and scenarios (see bench/README.md for what each one measures):
-#   echo   servers: wsmio (examples/echo) + ECHO_PEERS (tt-ct fastws ws)
+#   echo   servers: wsmio (examples/echo) + ECHO_PEERS (tt-ct fastws ws floor); floor
+#          (bench/floor) unmasks and echoes with no checks at all: the cost of the
+#          kernel and the generator, which no server goes below on this machine
 #          a1    100 conns x 20 B text, depth 32
 #          c     100 conns x 16 KiB binary, depth 4
 #          bs    1 conn, 20 B text, depth 1, busy-polling generator (p50/p99 latency)
@@ -28,7 +30,7 @@
 #   ROUNDS [3/1]  DUR [5/1] s measured per run  WARMUP [1/0.3]  DRAIN [3/3] (max; ends when all delivered)
 #   SCALE_CONNS [10000/2000]  RSS_CONNS [10000/2000]  RSS_HOLD [6/3]  FAN_BIG [5000/1000]
 #   SUITES ["echo rss fanout"]  SCEN ["a1 c bs e100 eN churn"] (eN = the SCALE_CONNS run)
-#   ECHO_PEERS ["tt-ct fastws ws"]  FAN_PEERS ["tt-batch tt fastws-bcast"]
+#   ECHO_PEERS ["tt-ct fastws ws floor"]  FAN_PEERS ["tt-batch tt fastws-bcast"]
 #   OUT [/tmp/wsmio-compare-<timestamp>]  BENCH_MD [<repo>/BENCHMARKS.md] (BENCH_MD=none: don't write)
 #   SKIP_BUILD [0]  PORT_BASE [19500]  CARGO_TARGET_DIR [<repo>/target]
 #   IDLE_WAIT [180/0] s: before measuring, wait up to this long for the 1-minute load
@@ -82,7 +84,7 @@ else
 fi
 SUITES=${SUITES:-"echo rss fanout"}
 SCEN=${SCEN:-"a1 c bs e100 eN churn"}
-ECHO_PEERS=${ECHO_PEERS:-"tt-ct fastws ws"}
+ECHO_PEERS=${ECHO_PEERS:-"tt-ct fastws ws floor"}
 FAN_PEERS=${FAN_PEERS:-"tt-batch tt fastws-bcast"}
 OUT=${OUT:-${TMPDIR:-/tmp}/wsmio-compare-$(date +%Y%m%d-%H%M%S)}
 BENCH_MD=${BENCH_MD:-$ROOT/BENCHMARKS.md}
@@ -118,7 +120,7 @@ fi
 echo "compare.sh: mode=$([ "$QUICK" = 1 ] && echo quick || echo full) rounds=$ROUNDS dur=${DUR}s warmup=${WARMUP}s suites='$SUITES' out=$OUT"
 
 # ------------------------------------------------------------------ build
-PEER_PKGS="-p loadgen -p tungstenite-echo -p fastws-echo -p tungstenite-bcast -p fastws-bcast"
+PEER_PKGS="-p loadgen -p floor -p tungstenite-echo -p fastws-echo -p tungstenite-bcast -p fastws-bcast"
 if [ "${SKIP_BUILD:-0}" != 1 ]; then
   echo "compare.sh: building loadgen + peers (release)"
   (cd "$ROOT" && cargo build --release -q $PEER_PKGS) || die "build of loadgen/peers failed: cargo build --release $PEER_PKGS"
@@ -173,6 +175,7 @@ cmd_of() { # server port -> command line
     tt-ct)        echo "$REL/tungstenite-echo $p ct" ;;
     fastws)       echo "$REL/fastws-echo $p" ;;
     ws)           echo "$REL/ws-echo $p" ;;
+    floor)        echo "$REL/floor $p" ;;
     tt)           echo "$REL/tungstenite-bcast $p 65536 idiomatic" ;;
     tt-batch)     echo "$REL/tungstenite-bcast $p 65536 batch" ;;
     fastws-bcast) echo "$REL/fastws-bcast $p 65536" ;;

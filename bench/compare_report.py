@@ -64,6 +64,7 @@ def names(root, m):
         "tt-ct": "tokio-tungstenite %s (current-thread)" % tt,
         "fastws": "fastwebsockets %s" % fw,
         "ws": "ws %s (mio 0.6)" % ws,
+        "floor": "floor (bench/floor: unmask and echo, no checks)",
         "tt": "tokio-tungstenite %s bcast, idiomatic" % tt,
         "tt-batch": "tokio-tungstenite %s bcast, batch" % tt,
         "fastws-bcast": "fastwebsockets %s bcast" % fw,
