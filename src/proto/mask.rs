@@ -5,12 +5,13 @@
 //! reads, so the functions here take the *phase* (how many payload bytes were
 //! already processed, modulo 4) and return the phase after the call.
 //!
-//! [`apply_mask`] is the fast path: it rotates the key to the current phase and
-//! XORs 8 bytes per step for small payloads, and 64-byte blocks with a
-//! pattern the compiler turns into vector instructions for larger ones:
-//! SSE2 (the x86-64 baseline, so no `target-cpu` flag is needed), or AVX2
-//! when the CPU has it, detected at run time. [`apply_mask_reference`] is the byte loop from the RFC; tests and
-//! the fuzzer check that both always agree.
+//! [`apply_mask`] is the fast path: it rotates the key to the current phase,
+//! then XORs payloads under 64 bytes 8 bytes per step (then 4), inlined at the
+//! caller, and larger ones out of line in 64-byte blocks with a pattern the
+//! compiler turns into vector instructions: SSE2 (the x86-64 baseline, so no
+//! `target-cpu` flag is needed), or AVX2 when the CPU has it, detected at run
+//! time. [`apply_mask_reference`] is the byte loop from the RFC; tests and the
+//! fuzzer check that both always agree.
 
 /// RFC 6455 §5.3: `transformed[i] = original[i] XOR key[i MOD 4]`.
 ///
@@ -30,21 +31,19 @@ pub fn apply_mask(buf: &mut [u8], key: [u8; 4], phase: usize) -> usize {
     // Rotate the key so that rotated[0] applies to buf[0].
     let k = u32::from_le_bytes(key).rotate_right(8 * (phase as u32 & 3));
     if buf.len() < 64 {
-        // Small payloads (the common chat/echo case): 8 bytes per step.
-        let k8 = (k as u64) | ((k as u64) << 32);
-        let mut chunks = buf.chunks_exact_mut(8);
-        for c in &mut chunks {
-            let mut w = [0u8; 8];
-            w.copy_from_slice(c);
-            c.copy_from_slice(&(u64::from_le_bytes(w) ^ k8).to_le_bytes());
-        }
-        // 8 is a multiple of 4: the tail starts at phase 0 of the rotated key.
-        let kb = k.to_le_bytes();
-        for (i, b) in chunks.into_remainder().iter_mut().enumerate() {
-            *b ^= kb[i & 3];
-        }
-        return end_phase;
+        // Small payloads (the common chat/echo case), inlined at the caller.
+        xor_small(buf, k);
+    } else {
+        xor_large(buf, k);
     }
+    end_phase
+}
+
+/// 64 bytes and more: 64-byte blocks the compiler turns into vector
+/// instructions (AVX2 if this CPU has it, else SSE2). Out of line, so that
+/// the small case stays small where it is inlined.
+#[inline(never)]
+fn xor_large(buf: &mut [u8], k: u32) {
     let k = k.to_le_bytes();
     let mut pattern = [0u8; 64];
     for (i, p) in pattern.iter_mut().enumerate() {
@@ -61,11 +60,36 @@ pub fn apply_mask(buf: &mut [u8], key: [u8; 4], phase: usize) -> usize {
             // proptests and the `unmask` fuzz target run on this path on any
             // AVX2 machine).
             unsafe { xor_pattern_avx2(buf, &pattern) };
-            return end_phase;
+            return;
         }
     }
     xor_pattern(buf, &pattern);
-    end_phase
+}
+
+/// XOR a payload of fewer than 64 bytes with the key `k` (already rotated to
+/// the phase of `buf[0]`): 8 bytes per step, then 4, then single bytes. Both
+/// step sizes are multiples of 4, so every step starts at phase 0 of `k`.
+#[inline(always)]
+fn xor_small(buf: &mut [u8], k: u32) {
+    let k8 = (k as u64) | ((k as u64) << 32);
+    let mut chunks = buf.chunks_exact_mut(8);
+    for c in &mut chunks {
+        let mut w = [0u8; 8];
+        w.copy_from_slice(c);
+        c.copy_from_slice(&(u64::from_le_bytes(w) ^ k8).to_le_bytes());
+    }
+    let mut tail = chunks.into_remainder();
+    if tail.len() >= 4 {
+        let (c, rest) = tail.split_at_mut(4);
+        let mut w = [0u8; 4];
+        w.copy_from_slice(c);
+        c.copy_from_slice(&(u32::from_le_bytes(w) ^ k).to_le_bytes());
+        tail = rest;
+    }
+    let kb = k.to_le_bytes();
+    for (i, b) in tail.iter_mut().enumerate() {
+        *b ^= kb[i & 3];
+    }
 }
 
 /// XOR `buf` with `pattern` repeated (64 is a multiple of 4, so the key's
