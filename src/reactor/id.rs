@@ -80,8 +80,8 @@ impl Hasher for ConnIdHasher {
     }
 }
 
-/// Tokens below this are the listener's and the waker's.
-pub(crate) const TOKEN_BASE: usize = 2;
+/// Tokens below this are the listener's, the waker's and the wake timer's.
+pub(crate) const TOKEN_BASE: usize = 3;
 
 impl std::fmt::Display for ConnId {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

@@ -3,7 +3,7 @@
 //! Reading order: [`Config`] (every limit), [`Handler`] (what an application
 //! implements) and [`Frame`] (what goes out), then `server.rs` (the loop),
 //! `core.rs` (what a callback can do), `write_queue.rs` (corked, copy-free
-//! output) and `timer.rs`.
+//! output), `timer.rs` and `wake_timer.rs`.
 //!
 //! Per loop turn: poll; read every readable connection into one shared
 //! buffer and run the protocol over it (messages are delivered straight
@@ -20,6 +20,7 @@ mod id;
 mod server;
 pub mod timer;
 pub mod tls;
+mod wake_timer;
 pub mod write_queue;
 
 pub use self::core::{Ctx, DIRECT_WRITE_THRESHOLD};

@@ -18,6 +18,7 @@ use super::handler::{CloseInfo, Handler, Upgrade};
 use super::id::ConnId;
 use super::timer::Millis;
 use super::tls::Stream;
+use super::wake_timer::WakeTimer;
 use super::write_queue::WriteQueue;
 use crate::proto::handshake::{
     accept_response, find_head_end, parse_request, rejection_response, validate_upgrade,
@@ -30,6 +31,7 @@ const EVENTS_PER_POLL: usize = 4096;
 
 const LISTENER: Token = Token(0);
 const WAKER: Token = Token(1);
+const TIMER: Token = Token(2);
 
 /// A WebSocket server on one thread: a `mio` loop over a slab of
 /// connections. Build it with [`Server::bind`], get [`Handle`]s for other
@@ -57,6 +59,9 @@ pub struct Server {
     /// When to try `accept` again after it failed with no descriptor to
     /// spare (edge-triggered readiness will not report the backlog again).
     accept_retry_at: Option<Millis>,
+    /// Wakes the loop at its next deadline so that `epoll_wait` needs no
+    /// timeout (`None`: not available here; the timeout is used instead).
+    wake_timer: Option<WakeTimer>,
     /// `accept` is failing (its warning was logged once).
     accept_failing: bool,
 }
@@ -86,6 +91,9 @@ impl Server {
         poll.registry()
             .register(&mut listener, LISTENER, Interest::READABLE)?;
         let waker = Arc::new(mio::Waker::new(poll.registry(), WAKER)?);
+        let wake_timer = WakeTimer::new(poll.registry(), TIMER)
+            .map_err(|e| log::debug!("no timerfd ({e}): sleeping with epoll_wait timeouts"))
+            .ok();
         let (tx, rx) = mpsc::sync_channel(config.command_queue.max(1));
         let local_addr = listener.local_addr()?;
         let read_buf = vec![0; config.read_buffer_size.max(4096)];
@@ -101,6 +109,7 @@ impl Server {
             more_commands: false,
             spare_fd: spare_fd(),
             accept_retry_at: None,
+            wake_timer,
             accept_failing: false,
         })
     }
@@ -128,6 +137,11 @@ impl Server {
                 match ev.token() {
                     LISTENER => self.accept(&mut handler),
                     WAKER => self.more_commands = true,
+                    TIMER => {
+                        if let Some(t) = &mut self.wake_timer {
+                            t.fired();
+                        }
+                    }
                     t => {
                         let id = ConnId::from_token(t);
                         if ev.is_readable() || ev.is_read_closed() || ev.is_error() {
@@ -197,7 +211,7 @@ impl Server {
             None => Duration::ZERO,
         };
         if spin.is_zero() {
-            return poll_once(&mut self.poll, events, timeout);
+            return self.sleep(events, timeout);
         }
         let until = Instant::now() + spin;
         loop {
@@ -212,6 +226,22 @@ impl Server {
         }
         // Nothing came while spinning: sleep for what is left until a timer.
         let timeout = self.poll_timeout();
+        self.sleep(events, timeout)
+    }
+
+    /// Wait for an event or until `timeout`. A timeout goes to the wake
+    /// timer, which is set only if the loop must wake earlier than it is set
+    /// for, and `epoll_wait` sleeps without one (see `wake_timer.rs`).
+    fn sleep(&mut self, events: &mut Events, timeout: Option<Duration>) -> io::Result<()> {
+        if let (Some(timer), Some(delay)) = (self.wake_timer.as_mut(), timeout) {
+            if !delay.is_zero() {
+                let now = Core::millis(self.core.start.elapsed());
+                let at = now.saturating_add(Core::millis(delay));
+                if timer.arm(at, delay).is_ok() {
+                    return poll_once(&mut self.poll, events, None);
+                }
+            }
+        }
         poll_once(&mut self.poll, events, timeout)
     }
 
