@@ -32,6 +32,8 @@ const EVENTS_PER_POLL: usize = 4096;
 const LISTENER: Token = Token(0);
 const WAKER: Token = Token(1);
 const TIMER: Token = Token(2);
+// Connection tokens start above the loop's own.
+const _: () = assert!(TIMER.0 < super::id::TOKEN_BASE);
 
 /// A WebSocket server on one thread: a `mio` loop over a slab of
 /// connections. Build it with [`Server::bind`], get [`Handle`]s for other

@@ -26,6 +26,7 @@ pub(crate) struct WakeTimer {
     #[cfg(target_os = "linux")]
     fd: std::fs::File,
     /// Loop time it is set to fire at (`None`: not set, or fired).
+    #[cfg_attr(not(target_os = "linux"), allow(dead_code))]
     armed_at: Option<Millis>,
 }
 
@@ -34,9 +35,10 @@ impl WakeTimer {
     /// A timer that reports readiness under `token` when it fires.
     pub(crate) fn new(registry: &Registry, token: Token) -> io::Result<Self> {
         use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+        // Exercised by every test of a timer (handshake, idle, heartbeat,
+        // close and shutdown timeouts) and by the tests below.
         // SAFETY: `timerfd_create` takes no pointers; its result is checked
-        // before use. Exercised by every test of a timer (handshake, idle,
-        // heartbeat, close and shutdown timeouts) and by the tests below.
+        // before use.
         let raw = unsafe {
             libc::timerfd_create(
                 libc::CLOCK_MONOTONIC,
@@ -122,11 +124,13 @@ mod tests {
 
     const T: Token = Token(7);
 
-    fn wait_for_fire(poll: &mut Poll, limit: Duration) -> Option<Duration> {
-        let start = Instant::now();
+    /// Poll until the timer's event or `limit` after `start`; the time
+    /// from `start` to the event.
+    fn wait_for_fire(poll: &mut Poll, start: Instant, limit: Duration) -> Option<Duration> {
         let mut events = Events::with_capacity(8);
         while start.elapsed() < limit {
-            poll.poll(&mut events, Some(limit)).ok()?;
+            poll.poll(&mut events, Some(limit - start.elapsed().min(limit)))
+                .ok()?;
             if events.iter().any(|e| e.token() == T) {
                 return Some(start.elapsed());
             }
@@ -138,14 +142,17 @@ mod tests {
     fn fires_once_after_its_delay_and_again_when_re_armed() {
         let mut poll = Poll::new().unwrap();
         let mut t = WakeTimer::new(poll.registry(), T).unwrap();
+        // Taken before arming: CLOCK_MONOTONIC timers never fire early.
+        let start = Instant::now();
         t.arm(20, Duration::from_millis(20)).unwrap();
-        let took = wait_for_fire(&mut poll, Duration::from_secs(2)).expect("timer fired");
-        assert!(took >= Duration::from_millis(19), "fired early: {took:?}");
+        let took = wait_for_fire(&mut poll, start, Duration::from_secs(2)).expect("timer fired");
+        assert!(took >= Duration::from_millis(20), "fired early: {took:?}");
         t.fired();
         // One-shot: nothing more until it is set again.
-        assert_eq!(wait_for_fire(&mut poll, Duration::from_millis(60)), None);
+        let quiet = wait_for_fire(&mut poll, Instant::now(), Duration::from_millis(60));
+        assert_eq!(quiet, None);
         t.arm(100, Duration::from_millis(5)).unwrap();
-        assert!(wait_for_fire(&mut poll, Duration::from_secs(2)).is_some());
+        assert!(wait_for_fire(&mut poll, Instant::now(), Duration::from_secs(2)).is_some());
     }
 
     #[test]
@@ -156,7 +163,8 @@ mod tests {
         // Asking for later must not push the wake-up out.
         t.arm(10_000, Duration::from_secs(10)).unwrap();
         assert_eq!(t.armed_at, Some(10));
-        let took = wait_for_fire(&mut poll, Duration::from_secs(2)).expect("timer fired");
+        let took =
+            wait_for_fire(&mut poll, Instant::now(), Duration::from_secs(2)).expect("timer fired");
         assert!(
             took < Duration::from_secs(5),
             "the earlier deadline was lost"
@@ -167,6 +175,6 @@ mod tests {
         t.arm(5_000, Duration::from_secs(5)).unwrap();
         t.arm(50, Duration::from_millis(5)).unwrap();
         assert_eq!(t.armed_at, Some(50));
-        assert!(wait_for_fire(&mut poll, Duration::from_secs(2)).is_some());
+        assert!(wait_for_fire(&mut poll, Instant::now(), Duration::from_secs(2)).is_some());
     }
 }
