@@ -17,7 +17,7 @@ use std::io::{self, Read, Write};
 use std::net::{Shutdown, TcpStream};
 use std::time::{Duration, Instant};
 
-use wsmio::proto::handshake::{find_head_end, ClientHandshake, HeadLimits};
+use wsmio::proto::handshake::{ClientHandshake, HeadBuffer, HeadLimits};
 use wsmio::proto::{CloseCode, Handler, Limits, Message, OpCode, Receiver, Role, Sender};
 
 /// A case that has not ended by then is abandoned (the suite's own
@@ -115,21 +115,21 @@ fn session(addr: &str, path: &str, seen: &mut dyn FnMut(&str)) -> io::Result<()>
     let hs = ClientHandshake::new(nonce, &[]);
     s.write_all(&hs.request(addr, path, &[]))?;
     let mut buf = vec![0u8; READ_BUF];
-    let mut head = Vec::new();
+    let limits = HeadLimits::default();
+    let mut head = HeadBuffer::new();
     let end = loop {
-        if let Some(end) = find_head_end(&head, 0) {
-            break end;
-        }
-        if head.len() > HeadLimits::default().max_head_size {
-            return Err(io::Error::other("response head too large"));
-        }
         let n = read_some(&mut s, &mut buf, deadline)?;
         if n == 0 {
             return Err(io::Error::other("EOF before the handshake response"));
         }
-        head.extend_from_slice(&buf[..n]);
+        match head.push(&buf[..n], limits.max_head_size) {
+            Ok(Some(end)) => break end,
+            Ok(None) => {}
+            Err(r) => return Err(io::Error::other(format!("response head: {}", r.reason))),
+        }
     };
-    hs.validate_response(&head[..end], &HeadLimits::default())
+    let (head, mut input) = head.split_off_rest(end);
+    hs.validate_response(&head, &limits)
         .map_err(|r| io::Error::other(format!("handshake refused: {} {}", r.status, r.reason)))?;
 
     let mut rx = Receiver::new(Role::Client);
@@ -137,7 +137,6 @@ fn session(addr: &str, path: &str, seen: &mut dyn FnMut(&str)) -> io::Result<()>
     // The suite's largest messages are 16 MiB (cases 9.x).
     let limits = Limits::default();
     let mut out = Vec::new();
-    let mut input = head.split_off(end);
     loop {
         let mut echo = Echo {
             tx: &mut tx,
@@ -172,9 +171,14 @@ fn session(addr: &str, path: &str, seen: &mut dyn FnMut(&str)) -> io::Result<()>
 /// RFC 6455 §7.1.1: the server closes TCP first; read (and drop) until it
 /// does, then close our side, or close at once after [`CLOSE_WAIT`].
 fn wait_for_close(s: &mut TcpStream, buf: &mut [u8]) -> io::Result<()> {
-    s.set_read_timeout(Some(CLOSE_WAIT))?;
     let until = Instant::now() + CLOSE_WAIT;
-    while Instant::now() < until {
+    loop {
+        let left = until.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            break;
+        }
+        // A read never waits past `until`.
+        s.set_read_timeout(Some(left))?;
         match s.read(buf) {
             Ok(0) => break,
             Ok(_) => {}

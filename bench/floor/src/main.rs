@@ -5,22 +5,28 @@
 //! one `write` per readiness event, a short read ends reading) but nothing
 //! else: the handshake only computes `Sec-WebSocket-Accept`, and each frame is
 //! unmasked and sent back with no check at all — no UTF-8 validation, no
-//! control-frame rules, no limits beyond a cap on a partial frame, no timers.
+//! control-frame rules, no limits beyond caps on a partial frame and a
+//! request head, no timers. The accept key and the unmasking are wsmio's own
+//! (`proto::handshake::accept_key`, `proto::mask::apply_mask`), so the floor
+//! is never slower than wsmio at either. Reading pauses while a peer is not
+//! taking its echoes, so memory stays bounded.
 //! What the generator measures against it is the cost of the kernel and of the
 //! generator itself, which no server can go below on the same machine.
 //!
 //! Usage: `floor PORT` (listens on 127.0.0.1).
 
-use base64::Engine;
 use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token};
-use sha1::{Digest, Sha1};
 use std::io::{self, ErrorKind, Read, Write};
+use wsmio::proto::handshake::{accept_key, find_head_end};
+use wsmio::proto::mask::apply_mask;
 
 /// One read's worth, as wsmio's loop uses.
 const READ_BUF: usize = 256 * 1024;
-/// A connection whose partial frame or request grows past this is dropped.
+/// A connection whose partial frame grows past this is dropped.
 const MAX_PENDING: usize = 17 << 20;
+/// A connection whose upgrade request grows past this is dropped.
+const MAX_HEAD: usize = 8 << 10;
 const LISTENER: Token = Token(usize::MAX);
 
 struct Conn {
@@ -32,6 +38,9 @@ struct Conn {
     unsent: Vec<u8>,
     /// Close after `unsent` drains (a close frame was echoed).
     closing: bool,
+    /// Reading stopped until `unsent` drains (the peer is not reading): at
+    /// most one read's echo is ever held.
+    paused: bool,
 }
 
 fn main() -> io::Result<()> {
@@ -91,6 +100,7 @@ fn main() -> io::Result<()> {
                         pending: Vec::new(),
                         unsent: Vec::new(),
                         closing: false,
+                        paused: false,
                     });
                 }
                 continue;
@@ -103,7 +113,14 @@ fn main() -> io::Result<()> {
             if ev.is_writable() && !c.unsent.is_empty() {
                 dead = flush(c).is_err();
             }
-            if ev.is_readable() && !dead && !c.closing {
+            if ev.is_readable() && !c.unsent.is_empty() {
+                c.paused = true;
+            }
+            // Edge-triggered: input left while paused is read once the
+            // echoes drained.
+            let readable = ev.is_readable() || c.paused;
+            if readable && c.unsent.is_empty() && !dead && !c.closing {
+                c.paused = false;
                 dead = read(c, &mut buf, &mut out).is_err();
             }
             if dead || (c.closing && c.unsent.is_empty()) {
@@ -132,11 +149,14 @@ fn read(c: &mut Conn, buf: &mut [u8], out: &mut Vec<u8>) -> io::Result<()> {
             &mut c.pending[..]
         };
         out.clear();
-        let used = if c.open {
-            echo(data, out, &mut c.closing)
-        } else {
-            handshake(data, out, &mut c.open)?
-        };
+        let mut used = 0;
+        if !c.open {
+            used = handshake(data, out, &mut c.open)?;
+        }
+        if c.open {
+            // Frames may arrive in the same read as the request.
+            used += echo(&data[used..], out, &mut c.closing);
+        }
         let rest = data.len() - used;
         if rest > MAX_PENDING {
             return Err(ErrorKind::InvalidData.into());
@@ -160,6 +180,11 @@ fn read(c: &mut Conn, buf: &mut [u8], out: &mut Vec<u8>) -> io::Result<()> {
                 flush(c)?;
             }
         }
+        if !c.unsent.is_empty() {
+            // The peer is not taking its echoes: read on once they drain.
+            c.paused = true;
+            return Ok(());
+        }
         if n < buf.len() || c.closing {
             return Ok(());
         }
@@ -181,7 +206,10 @@ fn flush(c: &mut Conn) -> io::Result<()> {
 
 /// Answer a complete upgrade request; returns the bytes it used.
 fn handshake(d: &[u8], out: &mut Vec<u8>, open: &mut bool) -> io::Result<usize> {
-    let Some(end) = d.windows(4).position(|w| w == b"\r\n\r\n") else {
+    let Some(end) = find_head_end(d, 0) else {
+        if d.len() > MAX_HEAD {
+            return Err(ErrorKind::InvalidData.into());
+        }
         return Ok(0);
     };
     let head = String::from_utf8_lossy(&d[..end]);
@@ -194,15 +222,11 @@ fn handshake(d: &[u8], out: &mut Vec<u8>, open: &mut bool) -> io::Result<usize> 
     let Some(key) = key else {
         return Err(ErrorKind::InvalidData.into());
     };
-    let mut h = Sha1::new();
-    h.update(key.as_bytes());
-    h.update(b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11");
-    let accept = base64::engine::general_purpose::STANDARD.encode(h.finalize());
     out.extend_from_slice(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: ");
-    out.extend_from_slice(accept.as_bytes());
+    out.extend_from_slice(accept_key(key).as_bytes());
     out.extend_from_slice(b"\r\n\r\n");
     *open = true;
-    Ok(end + 4)
+    Ok(end)
 }
 
 /// Echo every complete frame in `d`, unmasked; returns the bytes it used.
@@ -244,25 +268,10 @@ fn echo(d: &[u8], out: &mut Vec<u8>, closing: &mut bool) -> usize {
         let mask = [f[head], f[head + 1], f[head + 2], f[head + 3]];
         let start = out.len();
         out.extend_from_slice(&f[head + 4..total]);
-        unmask(&mut out[start..], mask);
+        apply_mask(&mut out[start..], mask, 0);
         // A close frame is echoed (status included) and ends the connection.
         *closing = f[0] & 0x0f == 0x8;
         at += total;
     }
     at
-}
-
-fn unmask(p: &mut [u8], mask: [u8; 4]) {
-    let m8 = u64::from_ne_bytes([
-        mask[0], mask[1], mask[2], mask[3], mask[0], mask[1], mask[2], mask[3],
-    ]);
-    let mut chunks = p.chunks_exact_mut(8);
-    for c in &mut chunks {
-        let mut w = [0u8; 8];
-        w.copy_from_slice(c);
-        c.copy_from_slice(&(u64::from_ne_bytes(w) ^ m8).to_ne_bytes());
-    }
-    for (i, b) in chunks.into_remainder().iter_mut().enumerate() {
-        *b ^= mask[i & 3];
-    }
 }
