@@ -15,6 +15,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
+use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde_json::Value;
 use wsmio::pubsub::auth::{verify_jwt, TokenRules};
 use wsmio::pubsub::protocol::{
@@ -22,22 +23,66 @@ use wsmio::pubsub::protocol::{
 };
 use wsmio::pubsub::{HostPolicy, OriginPolicy};
 
-/// Reference: nesting depth of a parsed value (arrays and objects count 1).
-fn depth(v: &Value) -> usize {
-    match v {
-        Value::Array(a) => 1 + a.iter().map(depth).max().unwrap_or(0),
-        Value::Object(o) => 1 + o.values().map(depth).max().unwrap_or(0),
-        _ => 0,
+/// Reference: nesting depth of a JSON text as serde_json parses it (arrays
+/// and objects count 1). Every value of the text counts, so a duplicate key
+/// whose first value is deeper counts too (a parsed `Value` keeps only the
+/// last one, but the hub delivers the text).
+struct Depth;
+
+impl<'de> DeserializeSeed<'de> for Depth {
+    type Value = usize;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<usize, D::Error> {
+        d.deserialize_any(Depth)
+    }
+}
+
+impl<'de> Visitor<'de> for Depth {
+    type Value = usize;
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("any JSON value")
+    }
+    fn visit_bool<E>(self, _: bool) -> Result<usize, E> {
+        Ok(0)
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<usize, E> {
+        Ok(0)
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<usize, E> {
+        Ok(0)
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<usize, E> {
+        Ok(0)
+    }
+    fn visit_str<E>(self, _: &str) -> Result<usize, E> {
+        Ok(0)
+    }
+    fn visit_unit<E>(self) -> Result<usize, E> {
+        Ok(0)
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut a: A) -> Result<usize, A::Error> {
+        let mut d = 0;
+        while let Some(x) = a.next_element_seed(Depth)? {
+            d = d.max(x);
+        }
+        Ok(1 + d)
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut a: A) -> Result<usize, A::Error> {
+        let mut d = 0;
+        while a.next_key::<IgnoredAny>()?.is_some() {
+            d = d.max(a.next_value_seed(Depth)?);
+        }
+        Ok(1 + d)
     }
 }
 
 /// The depth check against the reference, for a valid JSON text.
 fn check_depth(text: &str) {
-    let Ok(v) = serde_json::from_str::<Value>(text) else {
+    let mut de = serde_json::Deserializer::from_str(text);
+    let Ok(want) = Depth.deserialize(&mut de).and_then(|d| de.end().map(|()| d)) else {
         return;
     };
     let d = json_depth(text);
-    assert_eq!(d, depth(&v), "json_depth of {text:?}");
+    assert_eq!(d, want, "json_depth of {text:?}");
     for max in [0, 1, 2, 3, 7, MAX_DATA_DEPTH] {
         assert_eq!(json_depth_exceeds(text, max), d > max, "max {max}: {text:?}");
     }
