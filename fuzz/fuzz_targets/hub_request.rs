@@ -8,7 +8,8 @@
 //!
 //! Properties: nothing panics; error messages stay short (at most 160
 //! bytes plus an ellipsis); for every valid JSON text, `json_depth` equals
-//! the depth of the parsed value and `json_depth_exceeds(t, max)` equals
+//! its nesting depth as serde_json reads it (every value counts, duplicate
+//! keys included) and `json_depth_exceeds(t, max)` equals
 //! `json_depth(t) > max` (its shortcuts change nothing); a parsed `pub` or
 //! `dm` never carries `data` deeper than `MAX_DATA_DEPTH`, and its delivery
 //! encodes to JSON that reads back with the same topic and data.
