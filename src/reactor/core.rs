@@ -77,8 +77,18 @@ impl Core {
         }
     }
 
+    /// `d` in whole milliseconds (at most `u64::MAX / 2`, so deadlines
+    /// can add to it). No 128-bit division: this runs on every loop turn.
     pub fn millis(d: Duration) -> Millis {
-        d.as_millis().min(u64::MAX as u128 / 2) as Millis
+        d.as_secs()
+            .saturating_mul(1000)
+            .saturating_add(u64::from(d.subsec_millis()))
+            .min(u64::MAX / 2)
+    }
+
+    /// Read the clock: milliseconds since the loop started.
+    pub fn clock(&self) -> Millis {
+        Self::millis(self.start.elapsed())
     }
 
     pub fn get(&self, id: ConnId) -> Option<&Conn> {
@@ -546,5 +556,25 @@ impl Ctx<'_> {
     /// The configuration.
     pub fn config(&self) -> &Config {
         &self.core.config
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Core;
+    use std::time::Duration;
+
+    #[test]
+    fn millis_truncates_like_as_millis_and_saturates() {
+        for d in [
+            Duration::ZERO,
+            Duration::from_nanos(999_999),
+            Duration::from_micros(1_500),
+            Duration::new(3, 999_999_999),
+            Duration::new(86_400 * 365, 123_456_789),
+        ] {
+            assert_eq!(u128::from(Core::millis(d)), d.as_millis(), "{d:?}");
+        }
+        assert_eq!(Core::millis(Duration::MAX), u64::MAX / 2);
     }
 }

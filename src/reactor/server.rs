@@ -50,6 +50,10 @@ pub struct Server {
     /// possibly left in the socket: read again next turn (edge-triggered
     /// readiness will not report that input again).
     unread: Vec<ConnId>,
+    /// Emptied lists kept for their capacity: the turn's flush and re-read
+    /// lists are swapped with these instead of being allocated every turn.
+    spare_dirty: Vec<ConnId>,
+    spare_unread: Vec<ConnId>,
     /// Commands may be waiting from [`Handle`]s (the waker fired, or the
     /// last turn's budget ran out).
     more_commands: bool,
@@ -108,6 +112,8 @@ impl Server {
             handle: Handle::new(tx, waker),
             read_buf,
             unread: Vec::new(),
+            spare_dirty: Vec::new(),
+            spare_unread: Vec::new(),
             more_commands: false,
             spare_fd: spare_fd(),
             accept_retry_at: None,
@@ -131,10 +137,11 @@ impl Server {
         let mut events = Events::with_capacity(EVENTS_PER_POLL);
         loop {
             self.wait(&mut events)?;
-            self.core.now = Core::millis(self.core.start.elapsed());
+            self.core.now = self.core.clock();
             // Left over from last turn's read budgets; read after this
             // turn's events, so every ready connection goes first.
-            let unread = std::mem::take(&mut self.unread);
+            let spare = std::mem::take(&mut self.spare_unread);
+            let mut unread = std::mem::replace(&mut self.unread, spare);
             for ev in events.iter() {
                 match ev.token() {
                     LISTENER => self.accept(&mut handler),
@@ -149,7 +156,7 @@ impl Server {
                         if ev.is_readable() || ev.is_read_closed() || ev.is_error() {
                             self.read(id, ev.is_read_closed() || ev.is_error(), &mut handler);
                         }
-                        if ev.is_writable() {
+                        if ev.is_writable() && self.core.get(id).is_some_and(Conn::wants_flush) {
                             self.core.mark_dirty(id);
                         }
                     }
@@ -164,7 +171,7 @@ impl Server {
                 };
                 self.more_commands = run_commands(&self.commands, &mut ctx, budget);
             }
-            for id in unread {
+            for &id in &unread {
                 if let Some(c) = self.core.get_mut(id) {
                     c.unread = false;
                     // `true`: read on past a short read, so that a FIN
@@ -172,6 +179,8 @@ impl Server {
                     self.read(id, true, &mut handler);
                 }
             }
+            unread.clear();
+            self.spare_unread = unread;
             if self.accept_retry_at.is_some_and(|at| self.core.now >= at) {
                 self.accept_retry_at = None;
                 self.accept(&mut handler);
@@ -206,49 +215,62 @@ impl Server {
     /// Wait for readiness events: spin first if [`Config::busy_poll`] asks
     /// for it, then sleep until an event or the next timer.
     fn wait(&mut self, events: &mut Events) -> io::Result<()> {
-        let timeout = self.poll_timeout();
-        let spin = match self.core.config.busy_poll {
-            // never spin past a due timer or a pending flush
-            Some(spin) => timeout.map_or(spin, |t| t.min(spin)).min(MAX_BUSY_POLL),
-            None => Duration::ZERO,
-        };
-        if spin.is_zero() {
-            return self.sleep(events, timeout);
+        if self.work_pending() {
+            return poll_once(&mut self.poll, events, Some(Duration::ZERO));
         }
-        let until = Instant::now() + spin;
-        loop {
-            poll_once(&mut self.poll, events, Some(Duration::ZERO))?;
-            if !events.is_empty() {
-                return Ok(());
-            }
-            if Instant::now() >= until {
-                break;
-            }
-            std::hint::spin_loop();
-        }
-        // Nothing came while spinning: sleep for what is left until a timer.
-        let timeout = self.poll_timeout();
-        self.sleep(events, timeout)
-    }
-
-    /// Wait for an event or until `timeout`. A timeout goes to the wake
-    /// timer, which is set only if the loop must wake earlier than it is set
-    /// for, and `epoll_wait` sleeps without one (see `wake_timer.rs`).
-    fn sleep(&mut self, events: &mut Events, timeout: Option<Duration>) -> io::Result<()> {
-        if let (Some(timer), Some(delay)) = (self.wake_timer.as_mut(), timeout) {
-            if !delay.is_zero() {
-                let now = Core::millis(self.core.start.elapsed());
-                let at = now.saturating_add(Core::millis(delay));
-                if timer.arm(at, delay).is_ok() {
-                    return poll_once(&mut self.poll, events, None);
+        let wake_at = self.wake_at();
+        if let Some(spin) = self.core.config.busy_poll {
+            // never spin past a due timer
+            let left = wake_at.map(|at| self.time_until(at));
+            let spin = left.map_or(spin, |t| t.min(spin)).min(MAX_BUSY_POLL);
+            if !spin.is_zero() {
+                let until = Instant::now() + spin;
+                loop {
+                    poll_once(&mut self.poll, events, Some(Duration::ZERO))?;
+                    if !events.is_empty() {
+                        return Ok(());
+                    }
+                    if Instant::now() >= until {
+                        break;
+                    }
+                    std::hint::spin_loop();
                 }
             }
         }
-        poll_once(&mut self.poll, events, timeout)
+        // Nothing came while spinning: sleep until a timer.
+        self.sleep(events, wake_at)
     }
 
-    fn poll_timeout(&self) -> Option<Duration> {
-        let now = Core::millis(self.core.start.elapsed());
+    /// Wait for an event or until loop time `wake_at`. The deadline goes to
+    /// the wake timer, which is set only if the loop must wake earlier than
+    /// it is set for, and `epoll_wait` sleeps without a timeout (see
+    /// `wake_timer.rs`). The clock is read only when the timer must be set.
+    fn sleep(&mut self, events: &mut Events, wake_at: Option<Millis>) -> io::Result<()> {
+        let Some(at) = wake_at else {
+            return poll_once(&mut self.poll, events, None);
+        };
+        if let Some(timer) = self.wake_timer.as_ref() {
+            if timer.fires_by(at) {
+                return poll_once(&mut self.poll, events, None);
+            }
+        }
+        let left = self.time_until(at);
+        if let (Some(timer), false) = (self.wake_timer.as_mut(), left.is_zero()) {
+            if timer.arm(at, left).is_ok() {
+                return poll_once(&mut self.poll, events, None);
+            }
+        }
+        poll_once(&mut self.poll, events, Some(left))
+    }
+
+    /// Work left for this turn that must not wait for an event: queued
+    /// output, input left over from a read budget, commands.
+    fn work_pending(&self) -> bool {
+        !self.core.dirty.is_empty() || !self.unread.is_empty() || self.more_commands
+    }
+
+    /// The loop time by which the loop must wake for its next deadline.
+    fn wake_at(&self) -> Option<Millis> {
         let mut next = self.core.timers.next_deadline();
         for at in [self.core.shutdown_at, self.accept_retry_at]
             .into_iter()
@@ -256,11 +278,13 @@ impl Server {
         {
             next = Some(next.map_or(at, |n| n.min(at)));
         }
-        if !self.core.dirty.is_empty() || !self.unread.is_empty() || self.more_commands {
-            return Some(Duration::ZERO);
-        }
         // +1 ms: never wake a hair before a deadline and spin.
-        next.map(|at| Duration::from_millis(at.saturating_sub(now) + 1))
+        next.map(|at| at.saturating_add(1))
+    }
+
+    /// Time from now (a fresh clock reading) until loop time `at`.
+    fn time_until(&self, at: Millis) -> Duration {
+        Duration::from_millis(at.saturating_sub(self.core.clock()))
     }
 
     fn begin_shutdown(&mut self) {
@@ -693,8 +717,9 @@ impl Server {
         let mut round = 0;
         while !self.core.dirty.is_empty() && round < 4 {
             round += 1;
-            let dirty = std::mem::take(&mut self.core.dirty);
-            for id in dirty {
+            let spare = std::mem::take(&mut self.spare_dirty);
+            let mut dirty = std::mem::replace(&mut self.core.dirty, spare);
+            for &id in &dirty {
                 self.flush_conn(id, handler);
                 // Resume reading from a peer whose queue has drained.
                 let Some(c) = self.core.get_mut(id) else {
@@ -705,6 +730,8 @@ impl Server {
                     self.read(id, true, handler);
                 }
             }
+            dirty.clear();
+            self.spare_dirty = dirty;
         }
     }
 

@@ -212,7 +212,11 @@ impl Read for Stream {
 
 impl Write for Stream {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.write_vectored(&[IoSlice::new(buf)])
+        match self {
+            // One buffer: `send`, no iovec for the kernel to copy in.
+            Stream::Plain(s) => s.write(buf),
+            Stream::Tls(_) => self.write_vectored(&[IoSlice::new(buf)]),
+        }
     }
 
     fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {

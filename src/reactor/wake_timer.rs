@@ -26,8 +26,15 @@ pub(crate) struct WakeTimer {
     #[cfg(target_os = "linux")]
     fd: std::fs::File,
     /// Loop time it is set to fire at (`None`: not set, or fired).
-    #[cfg_attr(not(target_os = "linux"), allow(dead_code))]
     armed_at: Option<Millis>,
+}
+
+impl WakeTimer {
+    /// Whether the timer is set to fire by loop time `at`: then the loop
+    /// may sleep without setting it (or reading the clock).
+    pub(crate) fn fires_by(&self, at: Millis) -> bool {
+        self.armed_at.is_some_and(|a| a <= at)
+    }
 }
 
 #[cfg(target_os = "linux")]
@@ -62,7 +69,7 @@ impl WakeTimer {
     /// (`delay` > 0). A no-op if the timer is already set to fire no later.
     pub(crate) fn arm(&mut self, at: Millis, delay: Duration) -> io::Result<()> {
         use std::os::fd::AsRawFd;
-        if self.armed_at.is_some_and(|a| a <= at) {
+        if self.fires_by(at) {
             return Ok(());
         }
         // A zero `it_value` would disarm it instead.

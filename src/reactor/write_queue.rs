@@ -232,15 +232,22 @@ impl WriteQueue {
     /// is empty, `Ok(false)` when the socket would block.
     pub fn flush<W: Write>(&mut self, w: &mut W, pool: &mut BufPool) -> io::Result<bool> {
         while self.len > 0 {
-            let mut iov: [IoSlice<'_>; MAX_IOVECS] = [IoSlice::new(&[]); MAX_IOVECS];
-            let mut n = 0;
-            let segs = self.segs.as_deref().into_iter().flatten().map(Seg::bytes);
-            let all = segs.chain(std::iter::once(&self.tail[..]).filter(|t| !t.is_empty()));
-            for (i, b) in all.take(MAX_IOVECS).enumerate() {
-                iov[i] = IoSlice::new(if i == 0 { &b[self.head..] } else { b });
-                n = i + 1;
-            }
-            match w.write_vectored(&iov[..n]) {
+            let r = if self.segs.is_none() {
+                // The usual case, everything in one buffer: a plain write,
+                // with no iovec array to fill.
+                w.write(&self.tail[self.head..])
+            } else {
+                let mut iov: [IoSlice<'_>; MAX_IOVECS] = [IoSlice::new(&[]); MAX_IOVECS];
+                let mut n = 0;
+                let segs = self.segs.as_deref().into_iter().flatten().map(Seg::bytes);
+                let all = segs.chain(std::iter::once(&self.tail[..]).filter(|t| !t.is_empty()));
+                for (i, b) in all.take(MAX_IOVECS).enumerate() {
+                    iov[i] = IoSlice::new(if i == 0 { &b[self.head..] } else { b });
+                    n = i + 1;
+                }
+                w.write_vectored(&iov[..n])
+            };
+            match r {
                 Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
                 Ok(written) => self.advance(written, pool),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
