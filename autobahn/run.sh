@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Run the Autobahn conformance suite in both modes and compare each result
 # with its committed expectations:
-#   server mode: wstest fuzzingclient against an echo server on 127.0.0.1:9001
+#   server mode: wstest fuzzingclient against an echo server on 127.0.0.1:9001 (the port is fuzzingclient.json's)
 #                (examples/echo), compared with expected-server.json;
-#   client mode: wstest fuzzingserver on 127.0.0.1:9002, driven by
+#   client mode: wstest fuzzingserver on 127.0.0.1:9002 (fuzzingserver.json's), driven by
 #                examples/autobahn_client (the proto core in the client role),
 #                compared with expected-client.json.
 #
@@ -24,8 +24,6 @@ set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 ROOT="$(cd "$HERE/.." && pwd)"
 HOST=127.0.0.1
-PORT=9001          # server mode: our echo server
-SUITE_PORT=9002    # client mode: wstest's fuzzingserver (fuzzingserver.json)
 MODE="${1:-both}"
 case "$MODE" in server|client|both) ;; *) echo "usage: $0 [server|client|both]" >&2; exit 2 ;; esac
 SUITE_TIMEOUT="${WSMIO_AUTOBAHN_TIMEOUT:-900}"
@@ -65,10 +63,25 @@ WSTEST="$(bash "$HERE/install.sh")" || die "install.sh failed"
 [ -x "$WSTEST" ] || die "install.sh did not yield an executable wstest ($WSTEST)"
 command -v python3 >/dev/null 2>&1 || die "python3 not found (needed for compare.py)"
 
+# The ports come from the suite's own configuration, so they are set in one
+# place: our echo server's (server mode) and wstest's fuzzingserver's (client mode).
+url_port() { # wstest config file: the port of its "url", or of its first server's
+    python3 - "$1" <<'PY'
+import json, sys, urllib.parse
+c = json.load(open(sys.argv[1]))
+url = c["url"] if "url" in c else c["servers"][0]["url"]
+port = urllib.parse.urlparse(url).port
+sys.exit(f"no port in {url}") if port is None else print(port)
+PY
+}
+PORT="$(url_port "$HERE/fuzzingclient.json")" || die "no server URL with a port in fuzzingclient.json"
+SUITE_PORT="$(url_port "$HERE/fuzzingserver.json")" || die "no url port in fuzzingserver.json"
+
 TARGET_DIR="$(cd "$ROOT" && realpath -m "${CARGO_TARGET_DIR:-target}")"
 
 # ---------------------------------------------------------------- server mode
 server_mode() {
+local SERVER_CMD deadline start rc server_alive
 # 2. The server under test.
 if [ -n "${WSMIO_SERVER_CMD:-}" ]; then
     SERVER_CMD="$WSMIO_SERVER_CMD"

@@ -43,6 +43,51 @@ struct Conn {
     paused: bool,
 }
 
+/// Accept every waiting connection. `true` if `accept` failed with more
+/// than WouldBlock (logged unless `failing`: it already was).
+fn accept_all(
+    listener: &TcpListener,
+    poll: &Poll,
+    conns: &mut Vec<Option<Conn>>,
+    free: &mut Vec<usize>,
+    failing: bool,
+) -> bool {
+    loop {
+        let mut sock = match listener.accept() {
+            Ok((s, _)) => s,
+            Err(e) if e.kind() == ErrorKind::WouldBlock => return false,
+            Err(e) => {
+                if !failing {
+                    eprintln!("floor: accept: {e} (retrying every 100 ms)");
+                }
+                return true;
+            }
+        };
+        let _ = sock.set_nodelay(true);
+        let slot = free.pop().unwrap_or_else(|| {
+            conns.push(None);
+            conns.len() - 1
+        });
+        let interest = Interest::READABLE | Interest::WRITABLE;
+        if poll
+            .registry()
+            .register(&mut sock, Token(slot), interest)
+            .is_err()
+        {
+            free.push(slot);
+            continue;
+        }
+        conns[slot] = Some(Conn {
+            sock,
+            open: false,
+            pending: Vec::new(),
+            unsent: Vec::new(),
+            closing: false,
+            paused: false,
+        });
+    }
+}
+
 fn main() -> io::Result<()> {
     let port: u16 = match std::env::args().nth(1).map(|a| a.parse()) {
         Some(Ok(p)) => p,
@@ -62,47 +107,23 @@ fn main() -> io::Result<()> {
     let mut buf = vec![0u8; READ_BUF];
     let mut out = Vec::with_capacity(READ_BUF);
     eprintln!("floor listening on {addr}");
+    // `accept` failed with more than WouldBlock (out of descriptors, say):
+    // the backlog raises no new edge, so try again every 100 ms.
+    let mut accept_failed = false;
     loop {
-        if let Err(e) = poll.poll(&mut events, None) {
+        let timeout = accept_failed.then_some(std::time::Duration::from_millis(100));
+        if let Err(e) = poll.poll(&mut events, timeout) {
             if e.kind() == ErrorKind::Interrupted {
                 continue;
             }
             return Err(e);
         }
+        if accept_failed {
+            accept_failed = accept_all(&listener, &poll, &mut conns, &mut free, true);
+        }
         for ev in events.iter() {
             if ev.token() == LISTENER {
-                loop {
-                    let mut sock = match listener.accept() {
-                        Ok((s, _)) => s,
-                        Err(e) if e.kind() == ErrorKind::WouldBlock => break,
-                        Err(e) => {
-                            eprintln!("floor: accept: {e}");
-                            break;
-                        }
-                    };
-                    let _ = sock.set_nodelay(true);
-                    let slot = free.pop().unwrap_or_else(|| {
-                        conns.push(None);
-                        conns.len() - 1
-                    });
-                    let interest = Interest::READABLE | Interest::WRITABLE;
-                    if poll
-                        .registry()
-                        .register(&mut sock, Token(slot), interest)
-                        .is_err()
-                    {
-                        free.push(slot);
-                        continue;
-                    }
-                    conns[slot] = Some(Conn {
-                        sock,
-                        open: false,
-                        pending: Vec::new(),
-                        unsent: Vec::new(),
-                        closing: false,
-                        paused: false,
-                    });
-                }
+                accept_failed = accept_all(&listener, &poll, &mut conns, &mut free, accept_failed);
                 continue;
             }
             let slot = ev.token().0;
