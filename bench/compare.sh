@@ -272,6 +272,13 @@ run_lg() { # scen tmo args...
     echo "round $r $SNAME $scen: ${why:-see $OUT/loadgen.err}" >> "$OUT/failures.txt"
   fi
 }
+# save the hub's /metrics (after a fan-out run; cumulative since the server started)
+hub_metrics() { # file
+  python3 - "http://127.0.0.1:$SPORT/metrics" > "$1" 2>&1 <<'PY' || echo "(could not read the hub's /metrics)" >> "$1"
+import sys, urllib.request
+sys.stdout.write(urllib.request.urlopen(sys.argv[1], timeout=3).read().decode())
+PY
+}
 fsum() { python3 -c "import sys; print(int(sum(float(a) for a in sys.argv[1:]) + 0.999))" "$@"; }
 
 order() { # round list... -> list in round order (reversed on even rounds)
@@ -437,6 +444,8 @@ for r in $(seq 1 "$ROUNDS"); do
           "$(get server_core_busy_pct)" "$(get server_core_irq_pct)" "$(get gaps)" "$(get missing)" \
           "$(get verify_errors)" "$(get ok)" >> "$OUT/fanout/results.tsv"
         echo "round $r $srv $s: deliv/s=$(get deliveries_per_s) pub/s=$(get publishes_per_s) p50=$(get p50_us)us p99=$(get p99_us)us srv_cpu=$(get server_cpu_pct)% gaps=$(get gaps) missing=$(get missing) ok=$(get ok)"
+        # the hub's own counters (closes by code, queue high-water mark, drops): what it saw of a failed run
+        [ "$srv" = wsmio-hub ] && hub_metrics "$OUT/fanout/hub-metrics-r$r-$s.txt"
         sleep 0.2
       done
       stop_server

@@ -29,7 +29,8 @@ pub struct Metrics {
     pub drops: BTreeMap<&'static str, u64>,
     /// Closes by code class.
     pub closes: BTreeMap<u16, u64>,
-    /// Largest outbound queue seen (bytes).
+    /// Largest outbound queue seen when a send reported backpressure
+    /// (bytes; 0: no queue reached the backpressure limit).
     pub queue_high_water: u64,
     /// Handshake rejections by reason.
     pub rejections: BTreeMap<&'static str, u64>,
@@ -157,7 +158,7 @@ impl Metrics {
         metric(
             "wsmio_outbound_queue_high_water_bytes",
             "gauge",
-            "Largest outbound queue seen.",
+            "Largest outbound queue seen when a send reported backpressure (0: none reached the limit).",
             self.queue_high_water,
         );
         metric("wsmio_topics", "gauge", "Topics that exist.", self.topics);
