@@ -8,7 +8,7 @@
 //! Per loop turn: poll; read every readable connection into one shared
 //! buffer and run the protocol over it (messages are delivered straight
 //! from that buffer); run due timers; then write each connection's queued
-//! output once, with `writev`.
+//! output once, with one `writev` (`send` when it is one buffer).
 
 mod config;
 mod conn;

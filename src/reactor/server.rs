@@ -404,7 +404,7 @@ impl Server {
 
     /// Read what the peer sent, then write the replies it produced at once:
     /// everything one read caused for this connection goes out in one
-    /// `writev` (its queue buffer goes straight back to the pool).
+    /// write (its queue buffer goes straight back to the pool).
     fn read<H: Handler>(&mut self, id: ConnId, closed_hint: bool, handler: &mut H) {
         // Sends to this connection while its input is processed need not go
         // on the turn's flush list: it is flushed right below.
@@ -709,7 +709,7 @@ impl Server {
         }
     }
 
-    /// Flush every connection with queued output: one `writev` per
+    /// Flush every connection with queued output: one write per
     /// connection per turn. Output to other connections (broadcasts) waits
     /// here, so all of a turn's deliveries to one peer go out together.
     fn flush_all<H: Handler>(&mut self, handler: &mut H) {
