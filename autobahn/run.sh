@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # Run the Autobahn conformance suite in both modes and compare each result
 # with its committed expectations:
-#   server mode: wstest fuzzingclient against an echo server on 127.0.0.1:9001 (the port is fuzzingclient.json's)
-#                (examples/echo), compared with expected-server.json;
-#   client mode: wstest fuzzingserver on 127.0.0.1:9002 (fuzzingserver.json's), driven by
-#                examples/autobahn_client (the proto core in the client role),
-#                compared with expected-client.json.
+#   server mode: wstest fuzzingclient against an echo server (examples/echo)
+#                on 127.0.0.1:9001 (fuzzingclient.json's port), compared with
+#                expected-server.json;
+#   client mode: wstest fuzzingserver on 127.0.0.1:9002 (fuzzingserver.json's
+#                port), driven by examples/autobahn_client (the proto core in
+#                the client role), compared with expected-client.json.
 #
 #   bash autobahn/run.sh [server|client|both]     (default: both)
 #

@@ -4,8 +4,9 @@
 //! [`BufPool`], so steady-state sends do not allocate); shared frames — a
 //! broadcast framed once — are queued by reference when larger than
 //! [`COPY_SHARED_MAX`], copied like the rest otherwise. A flush hands everything
-//! to one `writev` (or one `send`, when it is all in one buffer); a partial write moves an offset cursor, never the bytes.
-//! An idle connection holds no buffer at all.
+//! to one `writev` (or one `send`, when it is all in one buffer); a partial
+//! write moves an offset cursor, never the bytes. An idle connection holds no
+//! buffer at all.
 
 use std::collections::VecDeque;
 use std::io::{self, IoSlice, Write};
