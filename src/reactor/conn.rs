@@ -69,12 +69,14 @@ pub(crate) struct Conn {
 
 impl Conn {
     /// Whether a writable socket gives this connection anything to do:
-    /// queued bytes, TLS records, a paused read to resume, or the end of its
-    /// life. (Every readiness event says "writable" while the send buffer has
-    /// room; listing the connection for nothing would cost a flush.)
+    /// queued bytes, TLS records, a drain event owed, a paused read to
+    /// resume, or the end of its life. (Every readiness event says "writable"
+    /// while the send buffer has room; listing the connection for nothing
+    /// would cost a flush.)
     pub fn wants_flush(&self) -> bool {
         !self.wq.is_empty()
             || self.stream.is_tls()
+            || self.backpressured
             || self.read_paused
             || self.abort
             || matches!(self.phase, Phase::Finishing)
