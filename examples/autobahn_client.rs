@@ -115,21 +115,21 @@ fn session(addr: &str, path: &str, seen: &mut dyn FnMut(&str)) -> io::Result<()>
     let hs = ClientHandshake::new(nonce, &[]);
     s.write_all(&hs.request(addr, path, &[]))?;
     let mut buf = vec![0u8; READ_BUF];
-    let limits = HeadLimits::default();
+    let head_limits = HeadLimits::default();
     let mut head = HeadBuffer::new();
     let end = loop {
         let n = read_some(&mut s, &mut buf, deadline)?;
         if n == 0 {
             return Err(io::Error::other("EOF before the handshake response"));
         }
-        match head.push(&buf[..n], limits.max_head_size) {
+        match head.push(&buf[..n], head_limits.max_head_size) {
             Ok(Some(end)) => break end,
             Ok(None) => {}
             Err(r) => return Err(io::Error::other(format!("response head: {}", r.reason))),
         }
     };
     let (head, mut input) = head.split_off_rest(end);
-    hs.validate_response(&head, &limits)
+    hs.validate_response(&head, &head_limits)
         .map_err(|r| io::Error::other(format!("handshake refused: {} {}", r.status, r.reason)))?;
 
     let mut rx = Receiver::new(Role::Client);
