@@ -52,8 +52,9 @@ pub struct Server {
     unread: Vec<ConnId>,
     /// Emptied lists kept for their capacity: the turn's flush and re-read
     /// lists are swapped with these instead of being allocated every turn.
-    /// Bounded: a connection is on each list at most once (its `dirty` and
-    /// `unread` flags), so neither outgrows `max_connections` entries.
+    /// Bounded: a live connection is on each list at most once (its `dirty`
+    /// and `unread` flags); ids of connections removed this turn stay only
+    /// until the list is next walked.
     spare_dirty: Vec<ConnId>,
     spare_unread: Vec<ConnId>,
     /// Commands may be waiting from [`Handle`]s (the waker fired, or the
