@@ -343,7 +343,7 @@ done
 } > "$OUT/machine.txt"
 
 T_START=$(date +%s)
-printf "round\tpeer\tscen\tmsgs_per_s\tMB_per_s\tp50_us\tp99_us\tp999_us\tserver_cpu\tclient_cpu\tok\n" > "$OUT/echo/results.tsv"
+printf "round\tpeer\tscen\tmsgs_per_s\tMB_per_s\tp50_us\tp99_us\tp999_us\tserver_cpu\tclient_cpu\tok\tserver_user\ttcp_segs\ttcp_data_segs\ttcp_delayed_acks\n" > "$OUT/echo/results.tsv"
 printf "round\tpeer\tcycles_per_s\ths_p50_us\tp50_us\tp99_us\terrors\tno_fin\tserver_fds_start\tserver_fds_end\tserver_cpu\tok\n" > "$OUT/echo/churn.tsv"
 printf "peer\trss_start_kb\trss_idle_kb\tconns_open\tkb_per_conn\tround\tok\n" > "$OUT/echo/rss.tsv"
 printf "round\tpeer\tscen\tsubs\twindow\tpublishes_per_s\tdeliveries_per_s\tp50_us\tp99_us\tp999_us\tserver_cpu\tclient_cpu\tns_per_delivery\tcore_busy\tcore_irq\tgaps\tmissing\tverify_errors\tok\n" > "$OUT/fanout/results.tsv"
@@ -386,8 +386,9 @@ for r in $(seq 1 "$ROUNDS"); do
           args=$(echo_args "$s") || { echo "compare.sh: unknown echo scenario '$s'" >&2; continue; }
           # shellcheck disable=SC2086
           run_lg "$s" "$(fsum "$WARMUP" "$DUR" 90)" $args --duration "$DUR" --warmup "$WARMUP"
-          printf "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n" "$r" "$srv" "$s" "$(get msgs_per_s)" "$(get MB_per_s)" \
-            "$(get p50_us)" "$(get p99_us)" "$(get p999_us)" "$(get server_cpu_pct)" "$(get client_cpu_pct)" "$(get ok)" >> "$OUT/echo/results.tsv"
+          printf "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n" "$r" "$srv" "$s" "$(get msgs_per_s)" "$(get MB_per_s)" \
+            "$(get p50_us)" "$(get p99_us)" "$(get p999_us)" "$(get server_cpu_pct)" "$(get client_cpu_pct)" "$(get ok)" \
+            "$(get server_user_pct)" "$(get tcp_segs_per_s)" "$(get tcp_data_segs_per_s)" "$(get tcp_delayed_acks_per_s)" >> "$OUT/echo/results.tsv"
           echo "round $r $srv $s: $(get msgs_per_s) msg/s $(get MB_per_s) MB/s p50=$(get p50_us)us p99=$(get p99_us)us srv_cpu=$(get server_cpu_pct)% ok=$(get ok)"
         fi
         sleep 0.2

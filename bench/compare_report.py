@@ -149,6 +149,37 @@ def servers_in(rows):
     return out
 
 
+def scaling_table(echo, servers, en, nm):
+    """What the scaling row is made of, per server: the host's TCP segments
+    per second (the two processes' kernel work, in segments) at e100 and at
+    `en`, the share of them that are pure ACKs, and the server's own
+    user-space time per message. Throughput kept = segments/s kept x the
+    data-segment share kept (messages per data segment stay ~ the depth)."""
+    if not any(r.get("scen") == en for r in echo) or not any(r.get("tcp_segs") for r in echo):
+        return ""
+    med = lambda s, sc, k: cell(echo, k, s, sc).med
+    out = ["Scaling, e100 → %s, what it is made of (host-wide TCP counters, medians over rounds; "
+           "on loopback every segment is one of the two processes' kernel work, so segments/s is the "
+           "budget both CPUs spend; throughput kept = segments/s kept × data-segment share kept):" % en,
+           "",
+           "| server | msg/s e100 → %s (kept) | TCP segments/s e100 → %s (kept) | pure-ACK share of segments e100 → %s "
+           "| TCP segments per message e100 → %s | server user-space ns/msg e100 → %s |" % ((en,) * 5),
+           "|---|---|---|---|---|---|"]
+    def pair(s, k, f, kept=False):
+        a, b = med(s, "e100", k), med(s, en, k)
+        if a is None or b is None:
+            return "n/a"
+        t = "%s → %s" % (f(a), f(b))
+        return t + (" (%.2f)" % (b / a) if kept and a else "")
+    pct = lambda x: "%.0f %%" % (100 * x)
+    for s in servers:
+        out.append("| %s | %s | %s | %s | %s | %s |" % (
+            nm(s), pair(s, "msgs_per_s", human, True), pair(s, "tcp_segs", human, True),
+            pair(s, "pure_ack_share", pct), pair(s, "segs_per_msg", lambda x: "%.2f" % x),
+            pair(s, "server_user_ns_per_msg", lambda x: "%.0f" % x)))
+    return "\n".join(out)
+
+
 def main():
     args = sys.argv[1:]
     if not args:
@@ -179,10 +210,21 @@ def main():
     echo = load(os.path.join(out, "echo", "results.tsv"))
     # Server CPU per message: its CPU share over the measured window divided
     # by the messages echoed in it (the issue asks for it next to a1).
+    # The same for its user time alone (its own code, no system calls), and
+    # the host's TCP segments per echoed message and pure-ACK share (what the
+    # kernel does; see "scaling" below).
     for r in echo:
         cpu, rate = num(r.get("server_cpu")), num(r.get("msgs_per_s"))
         if cpu is not None and rate:
             r["server_ns_per_msg"] = "%.1f" % (cpu / 100.0 * 1e9 / rate)
+        user = num(r.get("server_user"))
+        if user is not None and rate:
+            r["server_user_ns_per_msg"] = "%.1f" % (user / 100.0 * 1e9 / rate)
+        segs, data = num(r.get("tcp_segs")), num(r.get("tcp_data_segs"))
+        if segs and rate:
+            r["segs_per_msg"] = "%.3f" % (segs / rate)
+            if data is not None:
+                r["pure_ack_share"] = "%.3f" % (max(segs - data, 0) / segs)
     churn = load(os.path.join(out, "echo", "churn.tsv"))
     rss = load(os.path.join(out, "echo", "rss.tsv"))
     fan = load(os.path.join(out, "fanout", "results.tsv"))
@@ -204,8 +246,10 @@ def main():
         ("bs: 1 conn, depth 1, busy-poll client", "p99 µs ↓", echo, "p99_us", "bs"),
         ("e100: 100 conns × 20 B, depth 4", "msg/s ↑", echo, "msgs_per_s", "e100"),
         ("e100: 100 conns × 20 B, depth 4", "server CPU ns/msg ↓", echo, "server_ns_per_msg", "e100"),
+        ("e100: 100 conns × 20 B, depth 4", "server user-space ns/msg ↓", echo, "server_user_ns_per_msg", "e100"),
         ("%s: %s conns × 20 B, depth 4" % (en, sc), "msg/s ↑", echo, "msgs_per_s", en),
         ("%s: %s conns × 20 B, depth 4" % (en, sc), "server CPU ns/msg ↓", echo, "server_ns_per_msg", en),
+        ("%s: %s conns × 20 B, depth 4" % (en, sc), "server user-space ns/msg ↓", echo, "server_user_ns_per_msg", en),
         ("churn: connect+upgrade+close, 16 in flight", "cycles/s ↑", churn, "cycles_per_s", None),
         ("idle RSS: %s conns" % m.get("rss_conns", "10000"), "KiB/conn ↓", rss, "kb_per_conn", None),
         ("s100: fan-out 100 subs, 64 B, W 64", "deliveries/s ↑", fan, "deliveries_per_s", "s100"),
@@ -247,6 +291,7 @@ def main():
                     fmt_ratio(kw / kp) if kw is not None and kp else "n/a"))
                 nrows += 1
     table = "\n".join(lines)
+    scaling = scaling_table(echo, echo_srv, en, nm)
 
     skipped = [l.strip() for l in open(os.path.join(out, "skipped.txt"))] if os.path.exists(os.path.join(out, "skipped.txt")) else []
     notes = [l.strip() for l in open(os.path.join(out, "notes.txt"))] if os.path.exists(os.path.join(out, "notes.txt")) else []
@@ -303,6 +348,9 @@ def main():
         rep.append("")
     rep.append(table if nrows else "(no results)")
     rep.append("")
+    if scaling:
+        rep.append(scaling)
+        rep.append("")
     fpath = os.path.join(out, "failures.txt")
     why = [l.strip() for l in open(fpath)] if os.path.exists(fpath) else []
     why = [w for w in why if w]

@@ -389,6 +389,59 @@ fn cpu_ticks(pid: &str) -> Option<u64> {
     Some(f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?)
 }
 
+/// utime of a process alone (its own code, no system calls), in clock ticks.
+fn user_ticks(pid: &str) -> Option<u64> {
+    let s = std::fs::read_to_string(format!("/proc/{}/stat", pid)).ok()?;
+    let rest = &s[s.rfind(')')? + 2..];
+    rest.split_whitespace().nth(11)?.parse().ok()
+}
+
+/// Host-wide TCP counters: (segments sent, data segments sent, delayed ACKs
+/// sent by the timer), from /proc/net/snmp (`Tcp: OutSegs`) and
+/// /proc/net/netstat (`TcpExt: TCPOrigDataSent`, `DelayedACKs`). On loopback
+/// every segment is sent by one of the two processes, so on an otherwise idle
+/// host `segments - data segments` counts the pure ACKs of the run.
+fn tcp_counters() -> Option<(u64, u64, u64)> {
+    fn field(file: &str, table: &str, name: &str) -> Option<u64> {
+        let text = std::fs::read_to_string(file).ok()?;
+        let mut lines = text.lines();
+        while let (Some(head), Some(vals)) = (lines.next(), lines.next()) {
+            if head.split_whitespace().next() != Some(table) {
+                continue;
+            }
+            let at = head.split_whitespace().position(|h| h == name)?;
+            return vals.split_whitespace().nth(at)?.parse().ok();
+        }
+        None
+    }
+    Some((
+        field("/proc/net/snmp", "Tcp:", "OutSegs")?,
+        field("/proc/net/netstat", "TcpExt:", "TCPOrigDataSent")?,
+        field("/proc/net/netstat", "TcpExt:", "DelayedACKs")?,
+    ))
+}
+
+/// What is sampled at the start and at the end of the measured window.
+#[derive(Clone, Copy, Default)]
+struct Sample {
+    client: Option<u64>,
+    server: Option<u64>,
+    server_user: Option<u64>,
+    tcp: Option<(u64, u64, u64)>,
+}
+
+impl Sample {
+    fn take(server_pid: u32) -> Sample {
+        let spid = (server_pid > 0).then(|| server_pid.to_string());
+        Sample {
+            client: cpu_ticks("self"),
+            server: spid.as_deref().and_then(cpu_ticks),
+            server_user: spid.as_deref().and_then(user_ticks),
+            tcp: tcp_counters(),
+        }
+    }
+}
+
 fn now_ns(base: Instant) -> u64 {
     base.elapsed().as_nanos() as u64
 }
@@ -1017,17 +1070,10 @@ fn main() {
     let warm_end = t0 + Duration::from_secs_f64(o.warmup);
     let end = warm_end + Duration::from_secs_f64(o.duration);
     let mut measure_start = t0;
-    let mut cpu0: (Option<u64>, Option<u64>) = (None, None);
+    let mut at0 = Sample::default();
     if o.warmup == 0.0 {
         stats.measuring = true;
-        cpu0 = (
-            cpu_ticks("self"),
-            if o.server_pid > 0 {
-                cpu_ticks(&o.server_pid.to_string())
-            } else {
-                None
-            },
-        );
+        at0 = Sample::take(o.server_pid);
     }
     let mut sending = true;
     let mut loops: u64 = 0;
@@ -1036,14 +1082,7 @@ fn main() {
         if !stats.measuring && now_i >= warm_end {
             stats.measuring = true;
             measure_start = now_i;
-            cpu0 = (
-                cpu_ticks("self"),
-                if o.server_pid > 0 {
-                    cpu_ticks(&o.server_pid.to_string())
-                } else {
-                    None
-                },
-            );
+            at0 = Sample::take(o.server_pid);
         }
         if now_i >= end || stats.msgs >= o.max_msgs {
             break;
@@ -1083,20 +1122,23 @@ fn main() {
         }
     }
     let secs = measure_start.elapsed().as_secs_f64();
-    let cpu1 = (
-        cpu_ticks("self"),
-        if o.server_pid > 0 {
-            cpu_ticks(&o.server_pid.to_string())
-        } else {
-            None
-        },
-    );
+    let at1 = Sample::take(o.server_pid);
     let pct = |a: Option<u64>, b: Option<u64>| match (a, b) {
         (Some(a), Some(b)) => format!("{:.0}", (b.saturating_sub(a)) as f64 / 100.0 / secs * 100.0),
         _ => "na".to_string(),
     };
-    let client_cpu = pct(cpu0.0, cpu1.0);
-    let server_cpu = pct(cpu0.1, cpu1.1);
+    let client_cpu = pct(at0.client, at1.client);
+    let server_cpu = pct(at0.server, at1.server);
+    // one decimal: the user share is a few per cent of the server's time
+    let server_user = match (at0.server_user, at1.server_user) {
+        (Some(a), Some(b)) => format!("{:.1}", b.saturating_sub(a) as f64 / secs),
+        _ => "na".to_string(),
+    };
+    let per_s = |f: fn((u64, u64, u64)) -> u64| match (at0.tcp, at1.tcp) {
+        (Some(a), Some(b)) => format!("{:.0}", f(b).saturating_sub(f(a)) as f64 / secs),
+        _ => "na".to_string(),
+    };
+    let (segs, data_segs, delayed_acks) = (per_s(|t| t.0), per_s(|t| t.1), per_s(|t| t.2));
     let mps = stats.msgs as f64 / secs;
     let mbps = stats.bytes as f64 / secs / 1e6;
     let h = &stats.hist;
@@ -1119,7 +1161,8 @@ fn main() {
     }
     println!(
         "RESULT mode=echo conns={} size={} depth={} binary={} secs={:.2} msgs={} msgs_per_s={:.0} MB_per_s={:.1} \
-         p50_us={:.1} p99_us={:.1} p999_us={:.1} max_us={:.1} client_cpu_pct={} server_cpu_pct={} verify_errors={} closed={} ok={}",
+         p50_us={:.1} p99_us={:.1} p999_us={:.1} max_us={:.1} client_cpu_pct={} server_cpu_pct={} server_user_pct={} \
+         tcp_segs_per_s={} tcp_data_segs_per_s={} tcp_delayed_acks_per_s={} verify_errors={} closed={} ok={}",
         open,
         o.size,
         o.depth,
@@ -1134,6 +1177,10 @@ fn main() {
         h.max() as f64 / 1000.0,
         client_cpu,
         server_cpu,
+        server_user,
+        segs,
+        data_segs,
+        delayed_acks,
         stats.errors,
         stats.closed,
         ok as u8
