@@ -250,6 +250,15 @@ ensure_server() {
 }
 
 get() { echo "$LINE" | grep -oE "(^| )$1=[^ ]+" | head -1 | cut -d= -f2; }
+# The host's TCP counters (/proc/net/snmp and /proc/net/netstat, one
+# "Table:Name value" per line), and the ones that tell why a connection
+# was refused or reset, as deltas between two snapshots: what the kernel saw
+# of a failed run (listen queue overflows, resets sent, aborts, SYN cookies).
+tcp_snapshot() { awk 'FNR % 2 == 1 { split($0, h) } FNR % 2 == 0 { for (i = 2; i <= NF; i++) print h[1] h[i], $i }' /proc/net/snmp /proc/net/netstat > "$1" 2>/dev/null || :; }
+tcp_diag() { # before after out
+  awk 'NR == FNR { a[$1] = $2; next } ($1 in a) && $2 != a[$1] &&
+       $1 ~ /^(Tcp:(EstabResets|OutRsts|AttemptFails|RetransSegs)|TcpExt:(ListenOverflows|ListenDrops|TCPAbortOn[A-Za-z]+|Syncookies[A-Za-z]+|TCPTimeouts|TCPSynRetrans|TCPBacklogDrop|TCPReqQFullDrop|TCPReqQFullDoCookies|PruneCalled|TCPRcvQDrop))$/ { print $1, $2 - a[$1] }' "$1" "$2" > "$3" 2>/dev/null || :
+}
 # run the generator on CPU 1 with a hard time limit; sets LINE (the RESULT line or "")
 run_lg() { # scen tmo args...
   local scen=$1 tmo=$2 err="$OUT/lg-last.err"; shift 2
@@ -436,9 +445,12 @@ for r in $(seq 1 "$ROUNDS"); do
         if [ "$s" = s100 ]; then fa="--conns 100"; else fa="--conns $FAN_BIG --src-ips 16 --connect-timeout 60"; fi
         # the hub speaks its JSON protocol on /ws (loadgen --hub); its setup includes O(S^2) join events
         [ "$srv" = wsmio-hub ] && [ -z "${WSMIO_HUB_CMD:-}" ] && fa+=" --hub"
+        tcp_snapshot "$OUT/tcp-before"
         # shellcheck disable=SC2086
         run_lg "$s" "$(fsum "$WARMUP" "$DUR" "$DRAIN" 150)" --mode fanout --publishers 1 --size 64 --window 64 $fa \
           --duration "$DUR" --warmup "$WARMUP" --drain "$DRAIN" --server-core 0
+        tcp_snapshot "$OUT/tcp-after"
+        tcp_diag "$OUT/tcp-before" "$OUT/tcp-after" "$OUT/fanout/tcp-r$r-$srv-$s.txt"
         printf "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n" "$r" "$srv" "$s" \
           "$(get subs)" "$(get window)" "$(get publishes_per_s)" "$(get deliveries_per_s)" "$(get p50_us)" "$(get p99_us)" \
           "$(get p999_us)" "$(get server_cpu_pct)" "$(get client_cpu_pct)" "$(get server_ns_per_delivery)" \
