@@ -380,20 +380,19 @@ struct Stats {
     first_err: Option<String>,
 }
 
-/// utime+stime of a process in clock ticks (USER_HZ = 100 on Linux), all threads.
-fn cpu_ticks(pid: &str) -> Option<u64> {
+/// (utime, stime) of a process in clock ticks (USER_HZ = 100 on Linux), all
+/// threads: its own code, and the kernel's work in its system calls.
+fn proc_times(pid: &str) -> Option<(u64, u64)> {
     let s = std::fs::read_to_string(format!("/proc/{}/stat", pid)).ok()?;
     let rest = &s[s.rfind(')')? + 2..];
-    let f: Vec<&str> = rest.split_whitespace().collect();
     // after "pid (comm) ", field index 0 is state (field 3); utime=14, stime=15
-    Some(f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?)
+    let mut f = rest.split_whitespace().skip(11);
+    Some((f.next()?.parse().ok()?, f.next()?.parse().ok()?))
 }
 
-/// utime of a process alone (its own code, no system calls), in clock ticks.
-fn user_ticks(pid: &str) -> Option<u64> {
-    let s = std::fs::read_to_string(format!("/proc/{}/stat", pid)).ok()?;
-    let rest = &s[s.rfind(')')? + 2..];
-    rest.split_whitespace().nth(11)?.parse().ok()
+/// utime+stime of a process in clock ticks.
+fn cpu_ticks(pid: &str) -> Option<u64> {
+    proc_times(pid).map(|(u, s)| u + s)
 }
 
 /// Host-wide TCP counters: (segments sent, data segments sent, delayed ACKs
@@ -425,18 +424,18 @@ fn tcp_counters() -> Option<(u64, u64, u64)> {
 #[derive(Clone, Copy, Default)]
 struct Sample {
     client: Option<u64>,
-    server: Option<u64>,
-    server_user: Option<u64>,
+    /// the server's (utime, stime)
+    server: Option<(u64, u64)>,
     tcp: Option<(u64, u64, u64)>,
 }
 
 impl Sample {
     fn take(server_pid: u32) -> Sample {
-        let spid = (server_pid > 0).then(|| server_pid.to_string());
         Sample {
             client: cpu_ticks("self"),
-            server: spid.as_deref().and_then(cpu_ticks),
-            server_user: spid.as_deref().and_then(user_ticks),
+            server: (server_pid > 0)
+                .then(|| proc_times(&server_pid.to_string()))
+                .flatten(),
             tcp: tcp_counters(),
         }
     }
@@ -1128,10 +1127,11 @@ fn main() {
         _ => "na".to_string(),
     };
     let client_cpu = pct(at0.client, at1.client);
-    let server_cpu = pct(at0.server, at1.server);
+    let total = |t: Option<(u64, u64)>| t.map(|(u, s)| u + s);
+    let server_cpu = pct(total(at0.server), total(at1.server));
     // one decimal: the user share is a few per cent of the server's time
-    let server_user = match (at0.server_user, at1.server_user) {
-        (Some(a), Some(b)) => format!("{:.1}", b.saturating_sub(a) as f64 / secs),
+    let server_user = match (at0.server, at1.server) {
+        (Some(a), Some(b)) => format!("{:.1}", b.0.saturating_sub(a.0) as f64 / secs),
         _ => "na".to_string(),
     };
     let per_s = |f: fn((u64, u64, u64)) -> u64| match (at0.tcp, at1.tcp) {
