@@ -18,6 +18,9 @@ pub struct Utf8Validator {
     len: u8,
 }
 
+/// Chunks up to this long are first checked for being all ASCII.
+const SHORT: usize = 256;
+
 /// The input is not UTF-8 (RFC 6455 close code 1007).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct InvalidUtf8;
@@ -62,7 +65,12 @@ impl Utf8Validator {
             }
             chunk = &chunk[take..];
         }
-        // `from_utf8` has its own word-at-a-time ASCII fast path.
+        // Short all-ASCII chunks (most text messages are short) need no
+        // decoding at all; `from_utf8` has its own word-at-a-time ASCII
+        // path for long ones, and pays for setting it up on short ones.
+        if chunk.len() <= SHORT && chunk.is_ascii() {
+            return Ok(());
+        }
         match core::str::from_utf8(chunk) {
             Ok(_) => Ok(()),
             Err(e) => match e.error_len() {
@@ -79,6 +87,7 @@ impl Utf8Validator {
     }
 
     /// The message ended: it is valid only if no code point is unfinished.
+    #[inline]
     pub fn finish(&mut self) -> Result<(), InvalidUtf8> {
         let complete = self.len == 0;
         *self = Self::new();
@@ -136,6 +145,25 @@ mod tests {
         let mut v = Utf8Validator::new();
         assert!(v.feed(b"\xf4").is_ok());
         assert!(v.feed(b"\x90").is_err());
+    }
+
+    #[test]
+    fn short_ascii_path_agrees_with_from_utf8() {
+        // Lengths on both sides of SHORT; the last byte ASCII, a lead byte
+        // left open, a stray continuation byte, or an invalid byte.
+        for len in [0, 1, 63, 64, SHORT - 1, SHORT, SHORT + 1, 2 * SHORT] {
+            for last in [b'z', 0xe2, 0x80, 0xff] {
+                let mut text = vec![b'a'; len];
+                text.push(last);
+                let mut v = Utf8Validator::new();
+                let r = v.feed(&text).and_then(|_| v.finish());
+                assert_eq!(
+                    r.is_ok(),
+                    core::str::from_utf8(&text).is_ok(),
+                    "{len} {last:x}"
+                );
+            }
+        }
     }
 
     #[test]
