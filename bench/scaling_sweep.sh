@@ -38,37 +38,38 @@ first=1
   SKIP_BUILD=$SKIP IDLE_WAIT=0 SCALE_CONNS=$n SUITES=echo SCEN=eN BENCH_MD=none OUT="$OUT/c$n" \
     bash "$ROOT/bench/compare.sh" > "$OUT/c$n.log" 2>&1 || { echo "compare.sh failed for $n (see $OUT/c$n.log)" >&2; exit 1; }
 done
-python3 - "$OUT" $CONNS <<'PY'
-import csv, os, statistics, sys
-out, counts = sys.argv[1], sys.argv[2:]
-def f(x):
-    try: return float(x)
-    except (TypeError, ValueError): return None
+python3 - "$ROOT/bench" "$OUT" $CONNS <<'PY'
+import os, sys
+sys.dont_write_bytecode = True  # no __pycache__ in the tree
+sys.path.insert(0, sys.argv[1])
+from compare_report import Cell, load, num  # the report's own median over ok runs
+out, counts = sys.argv[2], sys.argv[3:]
 rows = {}
 for n in counts:
-    p = os.path.join(out, "c%s" % n, "echo", "results.tsv")
-    for r in csv.DictReader(open(p), delimiter="\t"):
+    for r in load(os.path.join(out, "c%s" % n, "echo", "results.tsv")):
         if r.get("ok") == "1":
+            segs, data = num(r.get("tcp_segs")), num(r.get("tcp_data_segs"))
+            r["share"] = max(segs - data, 0) / segs if segs and data is not None else None
             rows.setdefault((r["peer"], int(n)), []).append(r)
-med = lambda rs, k: statistics.median([f(r[k]) for r in rs if f(r.get(k)) is not None] or [float("nan")])
+med = lambda rs, k: Cell([num(r.get(k)) for r in rs], len(rs)).med
 servers = []
 for (s, _) in rows:
     if s not in servers: servers.append(s)
 print("| server | connections | msg/s | kept vs %s | p50 round trip ms | server CPU %% | generator CPU %% | TCP segments/s | pure-ACK share | delayed ACKs/s (timer) | runs ok |" % counts[0])
 print("|---|---|---|---|---|---|---|---|---|---|---|")
+fmt = lambda x, scale, f: f % (x / scale) if x is not None else "n/a"
 for s in servers:
     base = None
     for n in counts:
         rs = rows.get((s, int(n)), [])
         if not rs:
             print("| %s | %s | n/a | | | | | | | | 0 |" % (s, n)); continue
-        for r in rs:
-            segs, data = f(r.get("tcp_segs")), f(r.get("tcp_data_segs"))
-            r["share"] = max(segs - data, 0) / segs if segs and data is not None else None
-        m, segs = med(rs, "msgs_per_s"), med(rs, "tcp_segs")
+        m = med(rs, "msgs_per_s")
         base = base or m
-        print("| %s | %s | %.0fk | %.2f | %.1f | %.0f | %.0f | %.0fk | %.0f %% | %.0fk | %d |" % (
-            s, n, m / 1e3, m / base, med(rs, "p50_us") / 1e3, med(rs, "server_cpu"), med(rs, "client_cpu"), segs / 1e3,
-            100 * med(rs, "share"), med(rs, "tcp_delayed_acks") / 1e3, len(rs)))
+        print("| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %d |" % (
+            s, n, fmt(m, 1e3, "%.0fk"), fmt(m / base if m and base else None, 1, "%.2f"),
+            fmt(med(rs, "p50_us"), 1e3, "%.1f"), fmt(med(rs, "server_cpu"), 1, "%.0f"),
+            fmt(med(rs, "client_cpu"), 1, "%.0f"), fmt(med(rs, "tcp_segs"), 1e3, "%.0fk"),
+            fmt(med(rs, "share"), 0.01, "%.0f %%"), fmt(med(rs, "tcp_delayed_acks"), 1e3, "%.0fk"), len(rs)))
 PY
 echo "raw: $OUT"

@@ -401,8 +401,8 @@ fn cpu_ticks(pid: &str) -> Option<u64> {
 /// every segment is sent by one of the two processes, so on an otherwise idle
 /// host `segments - data segments` counts the pure ACKs of the run.
 fn tcp_counters() -> Option<(u64, u64, u64)> {
-    fn field(file: &str, table: &str, name: &str) -> Option<u64> {
-        let text = std::fs::read_to_string(file).ok()?;
+    // Each file is pairs of lines: "Table: Name ..." then "Table: value ...".
+    fn field(text: &str, table: &str, name: &str) -> Option<u64> {
         let mut lines = text.lines();
         while let (Some(head), Some(vals)) = (lines.next(), lines.next()) {
             if head.split_whitespace().next() != Some(table) {
@@ -413,10 +413,12 @@ fn tcp_counters() -> Option<(u64, u64, u64)> {
         }
         None
     }
+    let snmp = std::fs::read_to_string("/proc/net/snmp").ok()?;
+    let netstat = std::fs::read_to_string("/proc/net/netstat").ok()?;
     Some((
-        field("/proc/net/snmp", "Tcp:", "OutSegs")?,
-        field("/proc/net/netstat", "TcpExt:", "TCPOrigDataSent")?,
-        field("/proc/net/netstat", "TcpExt:", "DelayedACKs")?,
+        field(&snmp, "Tcp:", "OutSegs")?,
+        field(&netstat, "TcpExt:", "TCPOrigDataSent")?,
+        field(&netstat, "TcpExt:", "DelayedACKs")?,
     ))
 }
 
