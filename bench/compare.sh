@@ -140,7 +140,7 @@ if [ "${SKIP_BUILD:-0}" != 1 ]; then
   if (cd "$ROOT" && cargo metadata --no-deps --format-version 1 2>/dev/null) |
      python3 -c 'import json,sys; m=json.load(sys.stdin); sys.exit(0 if any(t["name"]=="wsmio" and "bin" in t["kind"] for p in m["packages"] if p["name"]=="wsmio" for t in p["targets"]) else 1)'; then
     echo "compare.sh: building the wsmio hub binary (release)"
-    (cd "$ROOT" && cargo build --release -q -p wsmio --bin wsmio) || echo "compare.sh: WARNING: the wsmio hub binary did not build" >&2
+    (cd "$ROOT" && cargo build --release -q -p wsmio --features cli --bin wsmio) || echo "compare.sh: WARNING: the wsmio hub binary did not build" >&2
   fi
 fi
 [ -x "$LG" ] || die "loadgen not found at $LG"

@@ -8,6 +8,7 @@
 #![deny(missing_docs)]
 
 pub mod proto;
+#[cfg(feature = "hub")]
 pub mod pubsub;
 pub mod reactor;
 

@@ -206,7 +206,7 @@ fn slow_consumer_under_drop_policy_gets_a_gap_event() {
         match v["type"].as_str().unwrap() {
             "msg" => {
                 let seq = v["seq"].as_u64().unwrap();
-                assert!(delivered.last().map_or(true, |&l| l < seq), "order");
+                assert!(delivered.last().is_none_or(|&l| l < seq), "order");
                 assert!(delivered.insert(seq));
             }
             "gap" => {
@@ -605,7 +605,7 @@ fn dropped_batches_are_reported_delivery_by_delivery() {
             "msg" => {
                 let seq = v["seq"].as_u64().unwrap();
                 assert_eq!(v["data"]["i"], seq, "{v}");
-                assert!(delivered.last().map_or(true, |&l| l < seq), "order");
+                assert!(delivered.last().is_none_or(|&l| l < seq), "order");
                 delivered.insert(seq);
             }
             "gap" => {

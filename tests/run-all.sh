@@ -33,8 +33,12 @@ step() {
 command -v cargo >/dev/null || { echo "cargo not found" >&2; exit 1; }
 
 step "cargo fmt --check" cargo fmt --all -- --check
-step "cargo clippy" cargo clippy --all-targets -- -D warnings
-step "cargo test" cargo test
+# The lean default (proto + reactor) and the full set (hub, TLS, Redis, CLI).
+step "cargo clippy (lean)" cargo clippy --all-targets -- -D warnings
+step "cargo clippy (full)" cargo clippy --all-targets --features full -- -D warnings
+step "cargo doc (full)" env RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --features full
+step "cargo test (lean)" cargo test
+step "cargo test (full)" cargo test --features full
 step "autobahn suite (server and client modes)" bash autobahn/run.sh both
 step "fuzz smoke" bash fuzz/run.sh
 step "browser demo test" bash tests/browser/run.sh

@@ -244,7 +244,7 @@ pub fn validate_upgrade(req: &Request) -> Result<&str, Rejection> {
         return Err(Rejection::new(400, "WebSocket upgrade requires HTTP/1.1"));
     }
     // §4.2.1 (2): a Host header field.
-    if req.header("host").map_or(true, |h| h.trim().is_empty()) {
+    if req.header("host").is_none_or(|h| h.trim().is_empty()) {
         return Err(Rejection::new(400, "missing Host header"));
     }
     // §4.2.1 (3): Upgrade containing "websocket" (case-insensitive).

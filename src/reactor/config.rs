@@ -1,5 +1,6 @@
 //! Server configuration. Every limit is named here with its default.
 
+#[cfg(feature = "tls")]
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -94,7 +95,9 @@ pub struct Config {
     /// "server shutting down").
     pub shutdown_reason: String,
     /// Serve TLS (wss://, https://) with this rustls configuration (default
-    /// none: plain TCP). See [`super::tls::server_config_from_pem`].
+    /// none: plain TCP). See [`super::tls::server_config_from_pem`]. Needs
+    /// the `tls` feature.
+    #[cfg(feature = "tls")]
     pub tls: Option<Arc<rustls::ServerConfig>>,
 }
 
@@ -121,6 +124,7 @@ impl Default for Config {
             reads_per_turn: 4,
             busy_poll: None,
             shutdown_reason: "server shutting down".into(),
+            #[cfg(feature = "tls")]
             tls: None,
         }
     }
@@ -189,6 +193,7 @@ impl Config {
     }
 
     /// Set [`Config::tls`].
+    #[cfg(feature = "tls")]
     pub fn with_tls(mut self, tls: Arc<rustls::ServerConfig>) -> Self {
         self.tls = Some(tls);
         self
@@ -196,6 +201,14 @@ impl Config {
 }
 
 impl Config {
+    /// Whether connections speak TLS (set by [`Config::with_tls`]).
+    pub fn serves_tls(&self) -> bool {
+        #[cfg(feature = "tls")]
+        return self.tls.is_some();
+        #[cfg(not(feature = "tls"))]
+        false
+    }
+
     /// The protocol core's read limits.
     pub fn limits(&self) -> Limits {
         Limits {

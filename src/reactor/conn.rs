@@ -1,7 +1,7 @@
 //! One connection's state in the loop's slab.
 
+use super::stream::Stream;
 use super::timer::Millis;
-use super::tls::Stream;
 use super::write_queue::WriteQueue;
 use crate::proto::handshake::HeadBuffer;
 use crate::proto::{Receiver, Sender};

@@ -18,7 +18,9 @@ mod handle;
 mod handler;
 mod id;
 mod server;
+mod stream;
 pub mod timer;
+#[cfg(feature = "tls")]
 pub mod tls;
 mod wake_timer;
 pub mod write_queue;

@@ -16,8 +16,8 @@ use super::core::{slot, Core, Ctx};
 use super::handle::{run_commands, Command, Handle};
 use super::handler::{CloseInfo, Handler, Upgrade};
 use super::id::ConnId;
+use super::stream::Stream;
 use super::timer::Millis;
-use super::tls::Stream;
 use super::wake_timer::WakeTimer;
 use super::write_queue::WriteQueue;
 use crate::proto::handshake::{
@@ -371,7 +371,7 @@ impl Server {
             }
             let now = self.core.now;
             let handshake_ms = Core::millis(self.core.config.handshake_timeout);
-            let stream = match Stream::new(stream, self.core.config.tls.as_ref()) {
+            let stream = match Stream::accepted(stream, &self.core.config) {
                 Ok(s) => s,
                 Err(e) => {
                     log::warn!("tls setup for {addr}: {e}");
@@ -816,7 +816,7 @@ impl Server {
             core: &mut self.core,
         };
         handler.rejected(&mut ctx, rej.status, rej.reason);
-        if self.core.config.tls.is_none() {
+        if !self.core.config.serves_tls() {
             let _ = stream.write(&rejection_response(&rej));
         }
         // Read what already arrived so that closing sends FIN, not a
@@ -975,7 +975,7 @@ mod tests {
         let mut peer = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
         let (sock, _) = listener.accept().unwrap();
         sock.set_nonblocking(true).unwrap();
-        let mut stream = Stream::new(mio::net::TcpStream::from_std(sock), None).unwrap();
+        let mut stream = Stream::Plain(mio::net::TcpStream::from_std(sock));
         let mut buf = [0u8; 64];
         // Nothing sent: closing now would send FIN.
         assert!(nothing_unread(&mut stream, &mut buf));

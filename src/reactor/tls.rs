@@ -1,14 +1,13 @@
-//! The connection's byte stream: plain TCP, or TLS through rustls (wss://
-//! and https:// on the same loop).
+//! TLS through rustls (the `tls` feature): the server configuration from
+//! PEM files, and the TLS side of a connection's stream.
 //!
-//! Both present `Read`/`Write` to the loop. For TLS, `read` pulls records
-//! from the socket into rustls and returns plaintext; `write` hands
-//! plaintext to rustls and pushes the resulting records to the socket. TLS
-//! records rustls could not write yet (the socket was full) stay in rustls
-//! and go out on the next flush (`Stream::flush_pending`).
+//! `read` pulls records from the socket into rustls and returns plaintext;
+//! `write` hands plaintext to rustls and pushes the resulting records to
+//! the socket. TLS records rustls could not write yet (the socket was full)
+//! stay in rustls and go out on the next flush (`Stream::flush_pending`).
 
 use std::io::{self, IoSlice, Read, Write};
-use std::net::{Shutdown, SocketAddr};
+use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -34,12 +33,25 @@ pub fn server_config_from_pem(cert: &Path, key: &Path) -> io::Result<Arc<ServerC
     server_config(certs, key)
 }
 
-/// A rustls server configuration from DER certificates and key.
+/// A rustls server configuration from DER certificates and key, with the
+/// `ring` crypto provider.
 pub fn server_config(
     certs: Vec<CertificateDer<'static>>,
     key: PrivateKeyDer<'static>,
 ) -> io::Result<Arc<ServerConfig>> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
+    server_config_with_provider(certs, key, provider)
+}
+
+/// A rustls server configuration from DER certificates and key, with the
+/// crypto `provider` of your choice (for example aws-lc-rs, or a FIPS
+/// build): TLS 1.2 and 1.3, ALPN `http/1.1`. For anything else, build a
+/// [`ServerConfig`] yourself and pass it to `Config::with_tls`.
+pub fn server_config_with_provider(
+    certs: Vec<CertificateDer<'static>>,
+    key: PrivateKeyDer<'static>,
+    provider: Arc<rustls::crypto::CryptoProvider>,
+) -> io::Result<Arc<ServerConfig>> {
     let mut cfg = ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .map_err(io::Error::other)?
@@ -48,13 +60,6 @@ pub fn server_config(
         .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
     cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(Arc::new(cfg))
-}
-
-/// A connection's transport.
-#[derive(Debug)]
-pub(crate) enum Stream {
-    Plain(TcpStream),
-    Tls(Box<TlsStream>),
 }
 
 #[derive(Debug)]
@@ -66,66 +71,33 @@ pub(crate) struct TlsStream {
     read_err: Option<io::Error>,
 }
 
-impl Stream {
-    pub fn new(sock: TcpStream, tls: Option<&Arc<ServerConfig>>) -> io::Result<Stream> {
-        Ok(match tls {
-            None => Stream::Plain(sock),
-            Some(cfg) => Stream::Tls(Box::new(TlsStream {
-                sock,
-                tls: ServerConnection::new(cfg.clone()).map_err(io::Error::other)?,
-                read_err: None,
-            })),
+impl TlsStream {
+    pub fn new(sock: TcpStream, cfg: &Arc<ServerConfig>) -> io::Result<TlsStream> {
+        Ok(TlsStream {
+            sock,
+            tls: ServerConnection::new(cfg.clone()).map_err(io::Error::other)?,
+            read_err: None,
         })
     }
 
     pub fn socket(&mut self) -> &mut TcpStream {
-        match self {
-            Stream::Plain(s) => s,
-            Stream::Tls(t) => &mut t.sock,
-        }
-    }
-
-    /// True for TLS: a short read does not mean nothing more will come
-    /// without a new readiness edge (an error or end of stream met after
-    /// the plaintext is handed over on the next read), so read again.
-    pub fn is_tls(&self) -> bool {
-        matches!(self, Stream::Tls(_))
+        &mut self.sock
     }
 
     pub fn peer_addr(&self) -> io::Result<SocketAddr> {
-        match self {
-            Stream::Plain(s) => s.peer_addr(),
-            Stream::Tls(t) => t.sock.peer_addr(),
-        }
+        self.sock.peer_addr()
+    }
+
+    /// Queue a close_notify alert (idempotent) and push it out. `false` if
+    /// it is still waiting for room in the socket.
+    pub fn close_notify(&mut self) -> bool {
+        self.tls.send_close_notify();
+        !matches!(self.write_records(), Ok(false))
     }
 
     /// Push rustls' pending records to the socket. `Ok(true)` when none are
     /// left.
-    pub fn flush_pending(&mut self) -> io::Result<bool> {
-        match self {
-            Stream::Plain(_) => Ok(true),
-            Stream::Tls(t) => t.write_records(),
-        }
-    }
-
-    /// Shut down our sending side (TLS: after a close_notify alert).
-    /// `false` if the alert is still waiting for room in the socket: call
-    /// again when it is writable (shutting down now would cut it off).
-    pub fn shutdown_write(&mut self) -> bool {
-        if let Stream::Tls(t) = self {
-            // Idempotent: the alert is queued once.
-            t.tls.send_close_notify();
-            if matches!(t.write_records(), Ok(false)) {
-                return false;
-            }
-        }
-        let _ = self.socket().shutdown(Shutdown::Write);
-        true
-    }
-}
-
-impl TlsStream {
-    fn write_records(&mut self) -> io::Result<bool> {
+    pub fn write_records(&mut self) -> io::Result<bool> {
         while self.tls.wants_write() {
             match self.tls.write_tls(&mut self.sock) {
                 Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
@@ -149,25 +121,19 @@ impl TlsStream {
         }
         Ok(filled)
     }
-}
 
-impl Read for Stream {
-    /// TLS: fills `buf` with as many records' plaintext as the socket has,
-    /// like a plain socket read (so the loop's per-turn read budget means
-    /// the same bytes on both), not one record's worth (at most 16 KiB,
-    /// RFC 8446 §5.1) per call.
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let t = match self {
-            Stream::Plain(s) => return s.read(buf),
-            Stream::Tls(t) => t,
-        };
-        if let Some(e) = t.read_err.take() {
+    /// Fills `buf` with as many records' plaintext as the socket has, like
+    /// a plain socket read (so the loop's per-turn read budget means the
+    /// same bytes on both), not one record's worth (at most 16 KiB, RFC
+    /// 8446 §5.1) per call.
+    pub fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if let Some(e) = self.read_err.take() {
             return Err(e);
         }
         let mut filled = 0;
         loop {
             // Plaintext already decrypted?
-            match t.tls.reader().read(&mut buf[filled..]) {
+            match self.tls.reader().read(&mut buf[filled..]) {
                 // A clean close_notify: end of stream after what we have.
                 Ok(0) => return Ok(filled),
                 Ok(n) => {
@@ -180,63 +146,45 @@ impl Read for Stream {
                 // The socket ended without close_notify (seen by an earlier
                 // call): end of stream, as that earlier call reported.
                 Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(filled),
-                Err(e) => return t.hand_over(filled, e),
+                Err(e) => return self.hand_over(filled, e),
             }
             // Pull records from the socket (WouldBlock goes to the caller).
-            match t.tls.read_tls(&mut t.sock) {
+            match self.tls.read_tls(&mut self.sock) {
                 Ok(0) => return Ok(filled),
                 Ok(_) => {
-                    let state = t.tls.process_new_packets();
+                    let state = self.tls.process_new_packets();
                     // Handshake replies and alerts go out now.
-                    let _ = t.write_records();
+                    let _ = self.write_records();
                     if let Err(e) = state {
                         // Records decrypted before the bad one are still
                         // readable (e.g. a close frame, then a fatal
                         // alert): hand them over first.
                         while filled < buf.len() {
-                            match t.tls.reader().read(&mut buf[filled..]) {
+                            match self.tls.reader().read(&mut buf[filled..]) {
                                 Ok(n) if n > 0 => filled += n,
                                 _ => break,
                             }
                         }
                         let e = io::Error::new(io::ErrorKind::InvalidData, e);
-                        return t.hand_over(filled, e);
+                        return self.hand_over(filled, e);
                     }
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return t.hand_over(filled, e),
+                Err(e) => return self.hand_over(filled, e),
             }
         }
     }
-}
 
-impl Write for Stream {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        match self {
-            // One buffer: `send`, no iovec for the kernel to copy in.
-            Stream::Plain(s) => s.write(buf),
-            Stream::Tls(_) => self.write_vectored(&[IoSlice::new(buf)]),
-        }
-    }
-
-    fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
-        let t = match self {
-            Stream::Plain(s) => return s.write_vectored(bufs),
-            Stream::Tls(t) => t,
-        };
+    pub fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
         // Don't let rustls buffer without bound: first push out what it has.
-        if !t.write_records()? {
+        if !self.write_records()? {
             return Err(io::ErrorKind::WouldBlock.into());
         }
-        let n = t.tls.writer().write_vectored(bufs)?;
-        t.write_records()?;
+        let n = self.tls.writer().write_vectored(bufs)?;
+        self.write_records()?;
         if n == 0 && bufs.iter().any(|b| !b.is_empty()) {
             return Err(io::ErrorKind::WouldBlock.into());
         }
         Ok(n)
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        self.flush_pending().map(|_| ())
     }
 }

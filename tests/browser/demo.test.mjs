@@ -7,7 +7,7 @@
 // SIGTERM shutdown (exit code 0 within 10 s).
 //
 // Run with tests/browser/run.sh, or after `npm ci` here and
-// `cargo build --release --bin wsmio`:  node --test tests/browser/
+// `cargo build --release --features cli --bin wsmio`:  node --test tests/browser/
 //
 // Environment:
 //   WSMIO_BIN         the hub binary (default: $CARGO_TARGET_DIR or
@@ -307,7 +307,7 @@ describe('demo page in headless Chromium', { timeout: FILE_TIMEOUT }, () => {
     try {
       accessSync(WSMIO_BIN, constants.X_OK);
     } catch {
-      throw new Error(`no hub binary at ${WSMIO_BIN}: run cargo build --release --bin wsmio`);
+      throw new Error(`no hub binary at ${WSMIO_BIN}: run cargo build --release --features cli --bin wsmio`);
     }
     try {
       accessSync(CHROMIUM, constants.X_OK);

@@ -53,8 +53,8 @@ step "npm ci (tests/browser)"
 
 # --- the hub
 if [[ -z "${WSMIO_BIN:-}" ]]; then
-  step "cargo build --release --bin wsmio"
-  (cd "$REPO" && cargo build --release --bin wsmio)
+  step "cargo build --release --features cli --bin wsmio"
+  (cd "$REPO" && cargo build --release --features cli --bin wsmio)
 fi
 
 # --- the test (bounded by the test file's own timeouts; this is a backstop)
