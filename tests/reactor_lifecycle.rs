@@ -970,3 +970,83 @@ fn a_busy_handle_producer_does_not_starve_the_loop() {
     std::thread::sleep(Duration::from_millis(200));
     stop(&handle, join);
 }
+
+/// Counts `wake` calls; on each, sends the messages another thread left in
+/// `inbox` to every open connection, at most `per_wake` of them, and asks
+/// to be woken again (`Ctx::wake`) while some are left.
+struct Waker {
+    inbox: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+    per_wake: usize,
+    wakes: mpsc::Sender<usize>,
+    calls: usize,
+}
+
+impl Handler for Waker {
+    fn message(&mut self, _ctx: &mut Ctx<'_>, _id: ConnId, _msg: Message<'_>) {}
+
+    fn wake(&mut self, ctx: &mut Ctx<'_>) {
+        self.calls += 1;
+        let batch: Vec<String> = {
+            let mut inbox = self.inbox.lock().unwrap();
+            let n = inbox.len().min(self.per_wake);
+            inbox.drain(..n).collect()
+        };
+        for text in &batch {
+            ctx.broadcast(&Frame::text(text));
+        }
+        if !self.inbox.lock().unwrap().is_empty() {
+            ctx.wake();
+        }
+        let _ = self.wakes.send(self.calls);
+    }
+}
+
+#[test]
+fn handle_wake_calls_the_handler_on_its_thread() {
+    let inbox = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let (tx, wakes) = mpsc::channel();
+    let handler = Waker {
+        inbox: inbox.clone(),
+        per_wake: 2,
+        wakes: tx,
+        calls: 0,
+    };
+    let (addr, handle, join) = start(handler, config());
+    let mut client = Client::connect(addr);
+    // The connection is open once the server answers a ping.
+    client.ping(b"up");
+    assert!(matches!(client.next_within(TIMEOUT), Some(Ev::Pong(_))));
+
+    // Five messages and many wake-ups from another thread: the handler takes
+    // two per call and wakes itself (`Ctx::wake`) for the rest, so all five
+    // arrive, in order, over three calls at least. (That wake-ups coalesce
+    // is a unit test of the flag: here it depends on thread timing.)
+    inbox
+        .lock()
+        .unwrap()
+        .extend((1..=5).map(|i| format!("m{i}")));
+    let h = handle.clone();
+    std::thread::spawn(move || {
+        for _ in 0..100 {
+            h.wake().unwrap();
+        }
+    })
+    .join()
+    .unwrap();
+    for i in 1..=5 {
+        assert_eq!(client.expect_text(), format!("m{i}"));
+    }
+    let mut calls = 0;
+    while let Ok(n) = wakes.recv_timeout(Duration::from_millis(300)) {
+        calls = n;
+    }
+    assert!(
+        (3..=100).contains(&calls),
+        "5 messages at 2 per call need 3 calls at least; got {calls}"
+    );
+    assert!(inbox.lock().unwrap().is_empty());
+    let handler = stop(&handle, join);
+    assert_eq!(handler.calls, calls);
+    // A stopped loop says so.
+    assert_eq!(handle.wake(), Err(wsmio::reactor::HandleError::Stopped));
+}

@@ -9,6 +9,7 @@ use slab::Slab;
 use super::config::{Config, FullQueuePolicy};
 use super::conn::{Conn, Phase};
 use super::frame::{Frame, SendStatus};
+use super::handle::Wake;
 use super::id::ConnId;
 use super::timer::{Millis, TimerHeap};
 use super::write_queue::BufPool;
@@ -55,6 +56,8 @@ pub(crate) struct Core {
     pub reading: Option<ConnId>,
     /// Reused by `Ctx::broadcast` for the list of recipients.
     pub scratch_ids: Vec<ConnId>,
+    /// The handler is owed a `wake` call (shared with every `Handle`).
+    pub wake: Wake,
 }
 
 impl Core {
@@ -74,6 +77,7 @@ impl Core {
             open_count: 0,
             reading: None,
             scratch_ids: Vec::new(),
+            wake: Wake::default(),
         }
     }
 
@@ -418,6 +422,13 @@ impl Core {
     }
 }
 
+impl Drop for Core {
+    fn drop(&mut self) {
+        // `Handle::wake` reports `Stopped` from now on.
+        self.wake.stop();
+    }
+}
+
 /// The application's view of the loop inside a callback: send, close,
 /// broadcast, query. Sends are queued and written once per loop turn.
 pub struct Ctx<'a> {
@@ -546,6 +557,15 @@ impl Ctx<'_> {
     /// [`Ctx::now`] (no `Instant` arithmetic).
     pub fn now_ms(&self) -> u64 {
         self.core.now
+    }
+
+    /// Have the loop call [`Handler::wake`](super::Handler::wake) again at
+    /// the end of this turn, without sleeping first: how a handler that
+    /// stopped at a budget of work per turn continues after the other
+    /// connections had theirs.
+    pub fn wake(&mut self) {
+        // On the loop thread the loop is running: this cannot fail.
+        let _ = self.core.wake.raise();
     }
 
     /// Begin a graceful shutdown.

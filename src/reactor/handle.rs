@@ -1,5 +1,6 @@
 //! [`Handle`]: reach the loop from other threads.
 
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, TrySendError};
 use std::sync::Arc;
 
@@ -46,6 +47,53 @@ impl std::error::Error for HandleError {}
 pub struct Handle {
     tx: SyncSender<Command>,
     waker: Arc<mio::Waker>,
+    /// Set by [`Handle::wake`], taken by the loop (see [`Wake`]).
+    wake: Wake,
+}
+
+/// The "call [`Handler::wake`](super::Handler::wake)" flag shared by the
+/// loop and its [`Handle`]s. Many wake-ups before the loop gets to it make
+/// one call and one `eventfd` write.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Wake(Arc<AtomicU8>);
+
+const DOWN: u8 = 0;
+const UP: u8 = 1;
+const STOPPED: u8 = 2;
+
+impl Wake {
+    /// Raise the flag: `Ok(true)` if it was down (the loop must be woken),
+    /// `Err` once the loop has stopped.
+    pub fn raise(&self) -> Result<bool, HandleError> {
+        match self
+            .0
+            .compare_exchange(DOWN, UP, Ordering::AcqRel, Ordering::Acquire)
+        {
+            Ok(_) => Ok(true),
+            Err(UP) => Ok(false),
+            Err(_) => Err(HandleError::Stopped),
+        }
+    }
+
+    /// Whether the flag is up (the loop must not sleep).
+    pub fn is_raised(&self) -> bool {
+        self.0.load(Ordering::Acquire) == UP
+    }
+
+    /// Take the flag: true if the handler is owed a wake call.
+    pub fn take(&self) -> bool {
+        // A plain load first: the common case (down) costs no write.
+        self.is_raised()
+            && self
+                .0
+                .compare_exchange(UP, DOWN, Ordering::AcqRel, Ordering::Acquire)
+                .is_ok()
+    }
+
+    /// The loop is gone: later wake-ups fail with `Stopped`.
+    pub fn stop(&self) {
+        self.0.store(STOPPED, Ordering::Release);
+    }
 }
 
 impl std::fmt::Debug for Handle {
@@ -55,8 +103,8 @@ impl std::fmt::Debug for Handle {
 }
 
 impl Handle {
-    pub(crate) fn new(tx: SyncSender<Command>, waker: Arc<mio::Waker>) -> Self {
-        Handle { tx, waker }
+    pub(crate) fn new(tx: SyncSender<Command>, waker: Arc<mio::Waker>, wake: Wake) -> Self {
+        Handle { tx, waker, wake }
     }
 
     fn push(&self, c: Command) -> Result<(), HandleError> {
@@ -88,6 +136,18 @@ impl Handle {
         self.push(Command::Call(Box::new(f)))
     }
 
+    /// Have the loop call [`Handler::wake`](super::Handler::wake) soon, on
+    /// its thread: how a thread that works for the handler (a database
+    /// client, say) tells it that results are waiting. Coalesced: calls
+    /// made before the loop gets to it make one `wake` call, and never
+    /// fail for a full queue.
+    pub fn wake(&self) -> Result<(), HandleError> {
+        if self.wake.raise()? {
+            self.waker.wake().map_err(|_| HandleError::Stopped)?;
+        }
+        Ok(())
+    }
+
     /// Begin a graceful shutdown: stop accepting, close every connection with
     /// 1001, flush, wait for close replies up to the shutdown timeout, return
     /// from [`super::Server::run`].
@@ -117,4 +177,24 @@ pub(crate) fn run_commands(rx: &Receiver<Command>, ctx: &mut Ctx<'_>, budget: us
         }
     }
     true
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wake_ups_coalesce_until_taken_and_fail_once_stopped() {
+        let w = Wake::default();
+        assert!(!w.take(), "nothing owed yet");
+        assert_eq!(w.raise(), Ok(true), "the first raise wakes the loop");
+        assert_eq!(w.raise(), Ok(false), "later ones before the take do not");
+        assert!(w.is_raised());
+        assert!(w.take());
+        assert!(!w.take(), "one call per raise-and-take");
+        assert_eq!(w.raise(), Ok(true));
+        w.stop();
+        assert!(!w.take());
+        assert_eq!(w.raise(), Err(HandleError::Stopped));
+    }
 }

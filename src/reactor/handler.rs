@@ -169,6 +169,13 @@ pub trait Handler {
         let _ = (ctx, id);
     }
 
+    /// Called on the loop thread after [`super::Handle::wake`] (from any
+    /// thread) or [`Ctx::wake`] (from a callback): work that another
+    /// thread prepared for the handler is waiting. Default: nothing.
+    fn wake(&mut self, ctx: &mut Ctx<'_>) {
+        let _ = ctx;
+    }
+
     /// An upgraded connection is gone; its id is dead from now on.
     fn close(&mut self, ctx: &mut Ctx<'_>, id: ConnId, info: CloseInfo) {
         let _ = (ctx, id, info);

@@ -106,13 +106,15 @@ impl Server {
         let (tx, rx) = mpsc::sync_channel(config.command_queue.max(1));
         let local_addr = listener.local_addr()?;
         let read_buf = vec![0; config.read_buffer_size.max(4096)];
+        let core = Core::new(config);
+        let handle = Handle::new(tx, waker, core.wake.clone());
         Ok(Server {
             poll,
             listener: Some(listener),
             local_addr,
-            core: Core::new(config),
+            core,
             commands: rx,
-            handle: Handle::new(tx, waker),
+            handle,
             read_buf,
             unread: Vec::new(),
             spare_dirty: Vec::new(),
@@ -189,6 +191,12 @@ impl Server {
                 self.accept(&mut handler);
             }
             self.run_timers(&mut handler);
+            if self.core.wake.take() {
+                let mut ctx = Ctx {
+                    core: &mut self.core,
+                };
+                handler.wake(&mut ctx);
+            }
             if self.core.shutdown_requested && self.core.shutdown_at.is_none() {
                 self.begin_shutdown();
             }
@@ -267,9 +275,13 @@ impl Server {
     }
 
     /// Work left for this turn that must not wait for an event: queued
-    /// output, input left over from a read budget, commands.
+    /// output, input left over from a read budget, commands, a wake call
+    /// owed to the handler.
     fn work_pending(&self) -> bool {
-        !self.core.dirty.is_empty() || !self.unread.is_empty() || self.more_commands
+        !self.core.dirty.is_empty()
+            || !self.unread.is_empty()
+            || self.more_commands
+            || self.core.wake.is_raised()
     }
 
     /// The loop time by which the loop must wake for its next deadline.
