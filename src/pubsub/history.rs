@@ -18,17 +18,6 @@ pub struct Stored {
     pub frame: Frame,
 }
 
-/// What a resume request can get back.
-#[derive(Debug)]
-pub struct Replay<'a> {
-    /// Deliveries after the client's last sequence, oldest first.
-    pub items: Vec<&'a Stored>,
-    /// True if nothing the client missed is absent from `items`.
-    pub complete: bool,
-    /// Sequence numbers known to be lost (no longer in history).
-    pub lost: u64,
-}
-
 /// The ring.
 #[derive(Debug)]
 pub struct History {
@@ -106,22 +95,18 @@ impl History {
         self.items.is_empty()
     }
 
-    /// Everything after `last_seen` (the last sequence the client got), with
-    /// `current` the topic's latest sequence.
-    pub fn since(&self, last_seen: u64, current: u64) -> Replay<'_> {
-        let items: Vec<&Stored> = self.items.iter().filter(|s| s.seq > last_seen).collect();
-        let missed = current.saturating_sub(last_seen);
-        let have = items.len() as u64;
-        Replay {
-            complete: have >= missed,
-            lost: missed.saturating_sub(have),
-            items,
-        }
+    /// Sequence number of the oldest item.
+    pub fn first_seq(&self) -> Option<u64> {
+        self.items.front().map(|s| s.seq)
     }
 
-    /// Everything stored (for a client from another epoch).
-    pub fn all(&self) -> Vec<&Stored> {
-        self.items.iter().collect()
+    /// Items after seq `after`, oldest first, at most `max` (the frames
+    /// are shared, not copied).
+    pub fn after(&self, after: u64, max: usize) -> Vec<Stored> {
+        // Sequence numbers increase along the ring (not always by one: an
+        // engine's copy may have holes where deliveries were lost).
+        let skip = self.items.partition_point(|s| s.seq <= after);
+        self.items.iter().skip(skip).take(max).cloned().collect()
     }
 }
 
@@ -145,13 +130,13 @@ mod tests {
         }
         assert_eq!(h.len(), 3);
         assert_eq!(h.bytes(), 9); // 2-byte header + 1 digit each
-        let r = h.since(1, 5);
-        assert_eq!(r.items.iter().map(|s| s.seq).collect::<Vec<_>>(), [3, 4, 5]);
-        assert!(!r.complete);
-        assert_eq!(r.lost, 1);
-        let r = h.since(3, 5);
-        assert!(r.complete);
-        assert_eq!(r.items.len(), 2);
+        let seqs = |v: Vec<Stored>| v.iter().map(|s| s.seq).collect::<Vec<_>>();
+        assert_eq!(seqs(h.after(1, 10)), [3, 4, 5]);
+        assert_eq!(seqs(h.after(3, 10)), [4, 5]);
+        assert_eq!(seqs(h.after(2, 2)), [3, 4]);
+        assert!(seqs(h.after(5, 10)).is_empty());
+        assert!(seqs(h.after(99, 10)).is_empty());
+        assert_eq!(h.first_seq(), Some(3));
         h.trim(1450);
         assert_eq!(h.len(), 1);
         assert_eq!((h.bytes(), h.last_ts()), (3, Some(500)));

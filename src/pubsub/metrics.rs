@@ -41,6 +41,8 @@ pub struct Metrics {
     pub history_bytes: u64,
     /// Subscriptions across all topics.
     pub subscriptions: u64,
+    /// Topics with subscribers on this node.
+    pub local_topics: u64,
 }
 
 impl Metrics {
@@ -161,12 +163,23 @@ impl Metrics {
             "Largest outbound queue seen when a send reported backpressure (0: none reached the limit).",
             self.queue_high_water,
         );
-        metric("wsmio_topics", "gauge", "Topics that exist.", self.topics);
+        metric(
+            "wsmio_topics",
+            "gauge",
+            "Topics the engine holds on this node.",
+            self.topics,
+        );
         metric(
             "wsmio_history_bytes",
             "gauge",
             "Frame bytes kept in all topics' histories.",
             self.history_bytes,
+        );
+        metric(
+            "wsmio_local_topics",
+            "gauge",
+            "Topics with subscribers on this node.",
+            self.local_topics,
         );
         metric(
             "wsmio_subscriptions",

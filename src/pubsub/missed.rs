@@ -2,6 +2,10 @@
 //! queue (reported as `gap` events once it drains) and resume replays that
 //! stopped at a full queue (continued from history as it drains).
 
+use std::collections::VecDeque;
+
+use super::history::Stored;
+
 /// Deliveries `first..=last` of `topic` (numbered in `epoch`) dropped for a
 /// full queue: a `gap` event once the queue drains.
 #[derive(Debug)]
@@ -21,6 +25,21 @@ pub(super) struct CatchUp {
     /// This client's own publishes with `exclude_self` made meanwhile: not
     /// replayed to it (at most [`MAX_SKIP`]).
     pub(super) skip: Vec<u64>,
+    /// Deliveries fetched from the engine's history (older than what this
+    /// node holds), sent before the node's own copy takes over.
+    pub(super) fetched: VecDeque<Stored>,
+}
+
+impl CatchUp {
+    /// A replay of `topic` from seq `next` on.
+    pub(super) fn new(topic: &str, next: u64, fetched: Vec<Stored>) -> Self {
+        CatchUp {
+            topic: topic.to_string(),
+            next,
+            skip: Vec::new(),
+            fetched: fetched.into(),
+        }
+    }
 }
 
 /// Separate `gap` reports kept per topic until the client's queue drains.

@@ -2,22 +2,38 @@
 //! presence, history with resume, acks, auth, Origin and Host checks, rate limits,
 //! metrics. Its wire protocol is in `docs/PROTOCOL.md`.
 //!
-//! Reading order: [`protocol`] (the messages), [`hub`] (the handler),
-//! [`topics`], [`topic`], [`history`], `missed` and [`batch`], then
-//! [`auth`], [`browser`], [`ratelimit`], [`metrics`].
+//! Reading order: [`protocol`] (the messages), [`hub`] (the handler and
+//! the map of its rooms: `gate`, `request`, `publish`, `subscribe`,
+//! `replay`, `presence`, `fanout`, `events`), `local` (this node's
+//! subscriptions), [`engine`] (sequence numbers, history and presence:
+//! [`engine::memory`], and `engine::redis` for many nodes), [`history`],
+//! `missed` and [`batch`], then [`auth`], [`browser`], [`ratelimit`],
+//! [`metrics`].
 
 pub mod auth;
 pub mod batch;
 pub mod browser;
+mod client;
+mod config;
+pub mod engine;
+mod events;
+mod fanout;
+mod gate;
 pub mod history;
 pub mod hub;
+mod local;
 pub mod metrics;
 mod missed;
+mod presence;
 pub mod protocol;
+mod publish;
 pub mod ratelimit;
-pub mod topic;
-pub mod topics;
+mod replay;
+mod request;
+mod subscribe;
 
 pub use auth::Identity;
 pub use browser::{HostPolicy, OriginPolicy};
-pub use hub::{Hub, HubConfig};
+pub use config::HubConfig;
+pub use engine::{Engine, EngineEvent};
+pub use hub::Hub;

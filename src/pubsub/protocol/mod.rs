@@ -1,8 +1,13 @@
 //! The hub's wire protocol: JSON text frames (see `docs/PROTOCOL.md`).
+//! This file: what clients send (requests) and the names and limits both
+//! directions share; `event.rs`: what the hub sends.
+
+mod event;
+
+pub use event::{Delivery, Event};
 
 use serde::Deserialize;
 use serde_json::value::RawValue;
-use serde_json::{json, Value};
 
 /// Where a resuming client left off.
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
@@ -105,6 +110,17 @@ pub struct BadRequest {
 }
 
 impl<'a> Request<'a> {
+    /// The request's id.
+    pub fn id(&self) -> Option<u64> {
+        match self {
+            Request::Sub { id, .. }
+            | Request::Unsub { id, .. }
+            | Request::Pub { id, .. }
+            | Request::Dm { id, .. }
+            | Request::Presence { id, .. } => *id,
+        }
+    }
+
     /// Parse one request.
     pub fn parse(text: &'a str) -> Result<Request<'a>, BadRequest> {
         let w: Wire<'a> = serde_json::from_str(text).map_err(|e| BadRequest {
@@ -192,6 +208,9 @@ pub enum ErrorCode {
     NotSubscribed,
     /// The topic name is empty, too long, or malformed.
     BadTopic,
+    /// The engine cannot be reached (Redis down): retry later. With
+    /// `maybe_stored`, a publish may still have been stored.
+    Unavailable,
 }
 
 impl ErrorCode {
@@ -204,6 +223,7 @@ impl ErrorCode {
             ErrorCode::RateLimited => "rate_limited",
             ErrorCode::NotSubscribed => "not_subscribed",
             ErrorCode::BadTopic => "bad_topic",
+            ErrorCode::Unavailable => "unavailable",
         }
     }
 }
@@ -293,78 +313,6 @@ pub fn json_depth(json: &str) -> usize {
     max
 }
 
-/// A delivery of a message on a topic, as sent to every subscriber.
-pub struct Delivery<'a> {
-    /// Topic name.
-    pub topic: &'a str,
-    /// Sequence number within (topic, epoch).
-    pub seq: u64,
-    /// Epoch of the node that sequenced it.
-    pub epoch: &'a str,
-    /// Node that sequenced it.
-    pub node: &'a str,
-    /// Sender's user id.
-    pub from: &'a str,
-    /// Server timestamp (ms since the Unix epoch).
-    pub ts: u64,
-    /// Payload (raw JSON).
-    pub data: &'a str,
-}
-
-impl Delivery<'_> {
-    /// Encode once; the same text is framed once for all recipients.
-    pub fn encode(&self) -> String {
-        // `data` is already valid JSON (it was parsed as a RawValue). The
-        // fields are written by serde_json straight into one buffer: no
-        // `Value` per field (this runs once per publish).
-        let mut out = Vec::with_capacity(
-            96 + self.topic.len()
-                + self.epoch.len()
-                + self.node.len()
-                + self.from.len()
-                + self.data.len(),
-        );
-        out.extend_from_slice(br#"{"type":"msg","topic":"#);
-        json(&mut out, self.topic);
-        out.extend_from_slice(br#","seq":"#);
-        json(&mut out, &self.seq);
-        out.extend_from_slice(br#","epoch":"#);
-        json(&mut out, self.epoch);
-        out.extend_from_slice(br#","node":"#);
-        json(&mut out, self.node);
-        out.extend_from_slice(br#","from":"#);
-        json(&mut out, self.from);
-        out.extend_from_slice(br#","ts":"#);
-        json(&mut out, &self.ts);
-        out.extend_from_slice(br#","data":"#);
-        out.extend_from_slice(self.data.as_bytes());
-        out.push(b'}');
-        // Only UTF-8 went in: `str`s, ASCII, and serde_json's escapes.
-        String::from_utf8(out).unwrap_or_default()
-    }
-}
-
-/// Append `v` as JSON (strings quoted and escaped, integers in decimal),
-/// written by serde_json straight into `out`.
-fn json<T: serde::Serialize + ?Sized>(out: &mut Vec<u8>, v: &T) {
-    // Writing to a Vec cannot fail.
-    let _ = serde_json::to_writer(&mut *out, v);
-}
-
-/// `{"type":"ack", ...}` with extra fields.
-pub fn ack(id: Option<u64>, mut extra: Value) -> String {
-    if let Some(obj) = extra.as_object_mut() {
-        obj.insert("type".into(), "ack".into());
-        obj.insert("id".into(), id.into());
-    }
-    extra.to_string()
-}
-
-/// `{"type":"error", ...}`.
-pub fn error(id: Option<u64>, code: ErrorCode, message: &str) -> String {
-    json!({"type":"error","id":id,"code":code.as_str(),"message":message}).to_string()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -415,23 +363,6 @@ mod tests {
             Request::Dm { data, .. } => assert_eq!(data.get(), "null"),
             _ => panic!(),
         }
-    }
-
-    #[test]
-    fn delivery_is_valid_json() {
-        let d = Delivery {
-            topic: "r\"1",
-            seq: 5,
-            epoch: "e",
-            node: "n",
-            from: "al\u{e9}",
-            ts: 9,
-            data: "[1]",
-        };
-        let v: Value = serde_json::from_str(&d.encode()).unwrap();
-        assert_eq!(v["topic"], "r\"1");
-        assert_eq!(v["data"][0], 1);
-        assert!(!valid_topic("") && !valid_topic("a b") && valid_topic("room.1"));
     }
 
     #[test]
@@ -500,42 +431,5 @@ mod tests {
         let e = Request::parse(&format!(r#"{{"op":"{big}"}}"#)).unwrap_err();
         assert!(e.message.len() <= MAX_ERROR_MESSAGE + 3);
         assert!(e.message.starts_with("unknown op"));
-    }
-
-    /// The hand-assembled encoding is byte for byte what formatting each
-    /// field as a serde_json `Value` gives (the simple reference).
-    #[test]
-    fn delivery_encoding_matches_value_formatting() {
-        for (topic, from, seq, ts) in [
-            ("room.1", "alice", 0, 0),
-            (
-                "t\"q\\",
-                "\u{1}\n\t\u{7f}\u{e9}\u{1f600}",
-                u64::MAX,
-                1_763_900_000_000,
-            ),
-            ("", "b", 10, 99),
-        ] {
-            let d = Delivery {
-                topic,
-                seq,
-                epoch: "9f3c1a2b4d5e",
-                node: "local",
-                from,
-                ts,
-                data: r#"{"text":"hi"}"#,
-            };
-            let reference = format!(
-                r#"{{"type":"msg","topic":{},"seq":{},"epoch":{},"node":{},"from":{},"ts":{},"data":{}}}"#,
-                Value::from(topic),
-                seq,
-                Value::from(d.epoch),
-                Value::from(d.node),
-                Value::from(from),
-                ts,
-                d.data
-            );
-            assert_eq!(d.encode(), reference);
-        }
     }
 }

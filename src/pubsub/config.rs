@@ -1,0 +1,80 @@
+//! The hub's settings ([`HubConfig`]), every one with a documented default.
+
+use std::time::Duration;
+
+use super::auth::TokenRules;
+use super::browser::{HostPolicy, OriginPolicy};
+
+/// Default request burst: a reconnecting client that resubscribes (with
+/// `since`) and asks `presence` for each of its allowed
+/// `max_topics_per_conn` (100) topics must not be rate-limited.
+pub const DEFAULT_RATE_BURST: u32 = 256;
+
+/// Hub settings; every field has a documented default.
+#[derive(Debug, Clone)]
+pub struct HubConfig {
+    /// This node's name, carried in every delivery (default `local`).
+    pub node: String,
+    /// HS256 secret for tokens. `None` (default): anonymous users with
+    /// generated ids may do anything.
+    pub auth_secret: Option<Vec<u8>>,
+    /// What tokens must satisfy besides their signature: audience, issuer,
+    /// clock skew (default: no `aud` allowed, any `iss`, no skew).
+    pub token_rules: TokenRules,
+    /// Allowed browser origins (default: same host only).
+    pub origins: OriginPolicy,
+    /// Allowed `Host` names, checked on every request (default: any; the
+    /// binary admits only local names when it listens on loopback). The
+    /// defence against DNS rebinding: see [`super::browser`].
+    pub hosts: HostPolicy,
+    /// Path of the WebSocket endpoint (default `/ws`).
+    pub ws_path: String,
+    /// Deliveries kept per topic for resume (default 100).
+    pub history_len: usize,
+    /// Oldest delivery kept for resume (default 10 min).
+    pub history_age: Duration,
+    /// Subscriptions per connection (default 100).
+    pub max_topics_per_conn: usize,
+    /// Topics on this node (default 100,000). At the limit, topics with
+    /// nothing in them are dropped, then those without subscribers whose
+    /// last delivery is oldest; if none can go, a new topic is refused
+    /// (`too_many_topics`).
+    pub max_topics: usize,
+    /// Frame bytes kept in all topics' histories together (default
+    /// 64 MiB). Over it, the histories of the topics published to longest
+    /// ago are cleared; their sequence numbers go on, so a resume reports
+    /// the loss.
+    pub max_history_bytes: usize,
+    /// Sustained requests per second per connection (default 50).
+    pub rate_per_sec: f64,
+    /// Burst of requests per connection (default [`DEFAULT_RATE_BURST`],
+    /// 256).
+    pub rate_burst: u32,
+    /// Consecutive rate-limited requests after which the connection is
+    /// closed with 1008 (default 50).
+    pub rate_violation_limit: u32,
+    /// The page served at `/` (the binary embeds the demo page).
+    pub index_html: Option<&'static str>,
+}
+
+impl Default for HubConfig {
+    fn default() -> Self {
+        HubConfig {
+            node: "local".into(),
+            auth_secret: None,
+            token_rules: TokenRules::default(),
+            origins: OriginPolicy::SameHost,
+            hosts: HostPolicy::Any,
+            ws_path: "/ws".into(),
+            history_len: 100,
+            history_age: Duration::from_secs(600),
+            max_topics_per_conn: 100,
+            max_topics: 100_000,
+            max_history_bytes: 64 << 20,
+            rate_per_sec: 50.0,
+            rate_burst: DEFAULT_RATE_BURST,
+            rate_violation_limit: 50,
+            index_html: None,
+        }
+    }
+}

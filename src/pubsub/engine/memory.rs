@@ -1,0 +1,439 @@
+//! The memory engine: one node, every topic's sequence counter, history
+//! and members in this process. The hub's default (`--engine memory`).
+//!
+//! Bounded like the rest of the hub: at most `max_topics` topics (at the
+//! limit, topics with nothing in them are dropped, then those without
+//! local subscribers whose last delivery is oldest) and `max_history_bytes`
+//! of history in all of them (over it, the histories published to longest
+//! ago are cleared; their numbers go on, so a resume reports the loss).
+//!
+//! Dropping a topic forgets its sequence counter. So that a resuming
+//! client can never take a recreated topic's numbers for the old ones, a
+//! topic created after a numbered topic (one that had deliveries) was
+//! dropped numbers its deliveries in an epoch of its own: the node's
+//! epoch, `.`, and how many numbered topics had been dropped.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use super::{
+    Engine, EngineError, EngineEvent, EngineStats, Fetched, Members, OpId, Outcome, Position,
+    Publish, Sequenced,
+};
+use crate::pubsub::history::{History, Stored};
+use crate::pubsub::protocol::Delivery;
+use crate::reactor::Frame;
+
+/// What bounds the memory engine (from the hub's configuration).
+#[derive(Debug, Clone, Copy)]
+pub struct MemoryLimits {
+    /// Most topics; at the limit, idle topics and then those without
+    /// subscribers whose last delivery is oldest are dropped.
+    pub max_topics: usize,
+    /// Most frame bytes in all histories together; over it, the histories
+    /// of the topics published to longest ago are cleared (their sequence
+    /// numbers go on, so a resume reports what was lost).
+    pub max_history_bytes: usize,
+    /// Deliveries kept per topic.
+    pub history_len: usize,
+    /// Oldest delivery kept, in ms.
+    pub history_age_ms: u64,
+}
+
+/// After a pass that could not make room for a new topic, refuse new
+/// topics for this long rather than scan the table again for each.
+const FULL_BACKOFF: Duration = Duration::from_secs(1);
+
+/// One topic: its numbering, its history, its members.
+#[derive(Debug)]
+struct Topic {
+    /// The epoch its sequence numbers belong to: the node's, with a suffix
+    /// if topics were dropped before this one was created.
+    epoch: String,
+    /// Last sequence number given out in this epoch (0: none yet).
+    seq: u64,
+    /// Recent deliveries for resume.
+    history: History,
+    /// Local subscriptions ([`Engine::attach`] minus [`Engine::detach`]).
+    attached: u32,
+    /// Distinct users subscribed, with their number of connections.
+    members: HashMap<String, u32>,
+}
+
+impl Topic {
+    /// Nothing in it: no subscribers, no history.
+    fn is_idle(&self) -> bool {
+        self.attached == 0 && self.history.is_empty()
+    }
+}
+
+/// The memory engine.
+#[derive(Debug)]
+pub struct MemoryEngine {
+    node: String,
+    epoch: String,
+    map: HashMap<String, Topic>,
+    limits: MemoryLimits,
+    /// Numbered topics dropped so far (names the epoch of topics created
+    /// after).
+    dropped: u64,
+    /// Frame bytes in all histories.
+    history_bytes: usize,
+    /// No new topic before this time: the last pass found no room
+    /// (monotonic, so a wall-clock step cannot stretch it).
+    full_until: Option<Instant>,
+}
+
+impl MemoryEngine {
+    /// An empty engine for node `node` whose sequence numbers belong to
+    /// `epoch` (random per process: a restart starts new numbers).
+    pub fn new(node: &str, epoch: String, limits: MemoryLimits) -> Self {
+        MemoryEngine {
+            node: node.to_string(),
+            epoch,
+            map: HashMap::new(),
+            limits,
+            dropped: 0,
+            history_bytes: 0,
+            full_until: None,
+        }
+    }
+
+    /// Topics held.
+    pub fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    /// No topics.
+    pub fn is_empty(&self) -> bool {
+        self.map.is_empty()
+    }
+
+    /// The topic `name`, created if needed. `None` when the node is at
+    /// [`MemoryLimits::max_topics`] and no topic can be dropped to make
+    /// room (then, for a second, new topics are refused without another
+    /// pass).
+    fn entry(&mut self, name: &str) -> Option<&mut Topic> {
+        if !self.map.contains_key(name) {
+            let limits = self.limits;
+            if self.map.len() >= limits.max_topics && !self.make_room() {
+                return None;
+            }
+            let epoch = match self.dropped {
+                0 => self.epoch.clone(),
+                n => format!("{}.{n}", self.epoch),
+            };
+            let topic = Topic {
+                epoch,
+                seq: 0,
+                history: History::new(limits.history_len, limits.history_age_ms),
+                attached: 0,
+                members: HashMap::new(),
+            };
+            self.map.insert(name.to_string(), topic);
+        }
+        self.map.get_mut(name)
+    }
+
+    /// Drop topics until there is room for one more (and some to spare, so
+    /// the pass, O(n log n), runs once per `max_topics / 16` new topics).
+    fn make_room(&mut self) -> bool {
+        let max = self.limits.max_topics;
+        let now = Instant::now();
+        if self.full_until.is_some_and(|until| now < until) {
+            return false;
+        }
+        let mut dropped = 0;
+        self.map.retain(|_, t| {
+            let idle = t.is_idle();
+            dropped += u64::from(idle && t.seq > 0);
+            !idle
+        });
+        let target = max.saturating_sub((max / 16).max(1));
+        if self.map.len() > target {
+            let mut old: Vec<(u64, String)> = self
+                .map
+                .iter()
+                .filter(|(_, t)| t.attached == 0)
+                .map(|(k, t)| (t.history.last_ts().unwrap_or(0), k.clone()))
+                .collect();
+            old.sort_unstable();
+            let excess = self.map.len() - target;
+            for (_, name) in old.into_iter().take(excess) {
+                if let Some(t) = self.map.remove(&name) {
+                    self.history_bytes -= t.history.bytes();
+                    dropped += u64::from(t.seq > 0);
+                }
+            }
+        }
+        self.dropped += dropped;
+        let room = self.map.len() < max;
+        self.full_until = (!room).then(|| now + FULL_BACKOFF);
+        room
+    }
+
+    /// Clear the histories published to longest ago until all of them hold
+    /// at most three quarters of the budget (so this O(n log n) pass is
+    /// rare).
+    fn shed(&mut self) {
+        let budget = self.limits.max_history_bytes;
+        let mut old: Vec<(u64, String)> = self
+            .map
+            .iter()
+            .filter_map(|(k, t)| Some((t.history.last_ts()?, k.clone())))
+            .collect();
+        old.sort_unstable();
+        for (_, name) in old {
+            if self.history_bytes <= budget / 4 * 3 {
+                break;
+            }
+            if let Some(t) = self.map.get_mut(&name) {
+                self.history_bytes -= t.history.bytes();
+                t.history.clear();
+            }
+        }
+    }
+
+    /// Drop `name` if nothing is left in it.
+    fn drop_if_idle(&mut self, name: &str) {
+        if self.map.get(name).is_some_and(Topic::is_idle) {
+            if let Some(t) = self.map.remove(name) {
+                self.dropped += u64::from(t.seq > 0);
+            }
+        }
+    }
+}
+
+impl Engine for MemoryEngine {
+    fn kind(&self) -> &'static str {
+        "memory"
+    }
+
+    fn epoch(&self) -> &str {
+        &self.epoch
+    }
+
+    /// The next seq of the topic (created if needed), the delivery framed
+    /// once and kept in history. History is stamped with the loop's
+    /// monotonic clock (`now_ms`), which its age limit runs on, so a
+    /// wall-clock step neither keeps nor drops history early.
+    fn publish(&mut self, p: &Publish<'_>, now_ms: u64) -> Result<Outcome<Sequenced>, EngineError> {
+        let node = std::mem::take(&mut self.node);
+        let Some(t) = self.entry(p.topic) else {
+            self.node = node;
+            return Err(EngineError::TooManyTopics);
+        };
+        t.seq += 1;
+        let seq = t.seq;
+        let text = Delivery {
+            topic: p.topic,
+            seq,
+            epoch: &t.epoch,
+            node: &node,
+            from: p.from,
+            ts: p.ts,
+            data: p.data,
+        }
+        .encode();
+        let frame = Frame::text(&text);
+        let before = t.history.bytes();
+        t.history.trim(now_ms);
+        t.history.push(Stored {
+            seq,
+            ts: now_ms,
+            frame: frame.clone(),
+        });
+        let after = t.history.bytes();
+        self.node = node;
+        self.history_bytes = self.history_bytes - before + after;
+        if self.history_bytes > self.limits.max_history_bytes {
+            self.shed();
+        }
+        Ok(Outcome::Done(Sequenced { seq, frame }))
+    }
+
+    fn position(&self, topic: &str) -> Option<Position> {
+        self.map.get(topic).map(|t| Position {
+            epoch: t.epoch.clone(),
+            seq: t.seq,
+        })
+    }
+
+    fn topic_epoch(&self, topic: &str) -> Option<&str> {
+        self.map.get(topic).map(|t| t.epoch.as_str())
+    }
+
+    fn attach(&mut self, topic: &str) -> Result<Outcome<Position>, EngineError> {
+        let t = self.entry(topic).ok_or(EngineError::TooManyTopics)?;
+        t.attached += 1;
+        Ok(Outcome::Done(Position {
+            epoch: t.epoch.clone(),
+            seq: t.seq,
+        }))
+    }
+
+    fn detach(&mut self, topic: &str) {
+        if let Some(t) = self.map.get_mut(topic) {
+            t.attached = t.attached.saturating_sub(1);
+        }
+        self.drop_if_idle(topic);
+    }
+
+    fn history(&mut self, topic: &str, after: u64, max: usize, now_ms: u64) -> (Vec<Stored>, bool) {
+        let Some(t) = self.map.get_mut(topic) else {
+            return (Vec::new(), true);
+        };
+        let before = t.history.bytes();
+        t.history.trim(now_ms);
+        self.history_bytes = self.history_bytes - before + t.history.bytes();
+        let items = t.history.after(after, max);
+        (items, true)
+    }
+
+    fn fetch(
+        &mut self,
+        topic: &str,
+        after: u64,
+        op: OpId,
+    ) -> Result<Outcome<Fetched>, EngineError> {
+        // Everything is here already; answer from memory.
+        let _ = op;
+        let Some(t) = self.map.get(topic) else {
+            return Ok(Outcome::Done(Fetched {
+                position: Position::default(),
+                items: Vec::new(),
+            }));
+        };
+        Ok(Outcome::Done(Fetched {
+            position: Position {
+                epoch: t.epoch.clone(),
+                seq: t.seq,
+            },
+            items: t.history.after(after, usize::MAX),
+        }))
+    }
+
+    fn join(&mut self, topic: &str, user: &str) -> bool {
+        let Some(t) = self.map.get_mut(topic) else {
+            return false;
+        };
+        let n = t.members.entry(user.to_string()).or_insert(0);
+        *n += 1;
+        *n == 1
+    }
+
+    fn leave(&mut self, topic: &str, user: &str) -> bool {
+        let Some(t) = self.map.get_mut(topic) else {
+            return false;
+        };
+        match t.members.get_mut(user) {
+            Some(n) if *n > 1 => {
+                *n -= 1;
+                false
+            }
+            Some(_) => {
+                t.members.remove(user);
+                true
+            }
+            None => false,
+        }
+    }
+
+    fn members(&mut self, topic: &str, op: OpId) -> Result<Outcome<Members>, EngineError> {
+        let _ = op;
+        let Some(t) = self.map.get(topic) else {
+            return Ok(Outcome::Done(Members::default()));
+        };
+        let mut users: Vec<String> = t.members.keys().cloned().collect();
+        users.sort_unstable();
+        Ok(Outcome::Done(Members {
+            users,
+            connections: u64::from(t.attached),
+        }))
+    }
+
+    fn poll(&mut self) -> Option<EngineEvent> {
+        None
+    }
+
+    fn stats(&self) -> EngineStats {
+        EngineStats {
+            topics: self.map.len() as u64,
+            history_bytes: self.history_bytes as u64,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn engine(max_topics: usize) -> MemoryEngine {
+        MemoryEngine::new(
+            "n",
+            "e".into(),
+            MemoryLimits {
+                max_topics,
+                max_history_bytes: 1 << 20,
+                history_len: 10,
+                history_age_ms: 60_000,
+            },
+        )
+    }
+
+    fn publish(e: &mut MemoryEngine, topic: &str) -> Result<u64, EngineError> {
+        let p = Publish {
+            op: 0,
+            topic,
+            from: "u",
+            data: "1",
+            ts: 0,
+            exclude: None,
+        };
+        match e.publish(&p, 0)? {
+            Outcome::Done(s) => Ok(s.seq),
+            Outcome::Pending => panic!("the memory engine answers at once"),
+        }
+    }
+
+    #[test]
+    fn numbers_history_and_members() {
+        let mut e = engine(10);
+        assert!(matches!(
+            e.attach("t"),
+            Ok(Outcome::Done(Position { seq: 0, .. }))
+        ));
+        assert_eq!(publish(&mut e, "t"), Ok(1));
+        assert_eq!(publish(&mut e, "t"), Ok(2));
+        let (items, complete) = e.history("t", 1, 10, 0);
+        assert!(complete);
+        assert_eq!(items.iter().map(|s| s.seq).collect::<Vec<_>>(), [2]);
+        assert!(e.join("t", "alice"));
+        assert!(!e.join("t", "alice"), "a second connection of alice");
+        assert!(e.join("t", "bob"));
+        assert!(!e.leave("t", "alice"));
+        match e.members("t", 0) {
+            Ok(Outcome::Done(m)) => assert_eq!(m.users, ["alice", "bob"]),
+            other => panic!("{other:?}"),
+        }
+        assert!(e.leave("t", "alice"));
+        assert_eq!(e.position("t").map(|p| p.seq), Some(2));
+    }
+
+    #[test]
+    fn a_full_table_drops_idle_topics_and_renumbers_recreated_ones() {
+        let mut e = engine(2);
+        assert_eq!(publish(&mut e, "a"), Ok(1));
+        assert!(matches!(e.attach("b"), Ok(Outcome::Done(_))));
+        // Full: "a" has history but no subscribers, so it goes.
+        assert!(matches!(e.attach("c"), Ok(Outcome::Done(_))));
+        assert!(e.position("a").is_none());
+        // Full of attached topics: no room.
+        assert_eq!(publish(&mut e, "d"), Err(EngineError::TooManyTopics));
+        e.detach("b");
+        assert!(e.position("b").is_none(), "an empty topic goes at once");
+        // A recreated numbered topic has an epoch of its own.
+        assert_eq!(publish(&mut e, "a"), Ok(1));
+        assert_eq!(e.position("a").map(|p| p.epoch), Some("e.1".into()));
+    }
+}

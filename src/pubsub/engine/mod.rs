@@ -1,0 +1,280 @@
+//! The engine: where a topic's sequence numbers, history and presence
+//! live, and how deliveries reach the other nodes. The hub (`hub.rs` and
+//! its rooms) owns connections, the protocol and local fan-out; it asks
+//! the engine for everything that must be the same on every node.
+//!
+//! Two engines implement [`Engine`]:
+//! - [`memory`]: one node, everything in this process (the default);
+//! - `redis` (feature `redis`): many nodes over Redis — one sequence per
+//!   topic for the whole cluster, history in Redis Streams, presence with
+//!   node heartbeats.
+//!
+//! An engine answers at once when it can ([`Outcome::Done`]) and later
+//! otherwise ([`Outcome::Pending`]): then an [`EngineEvent`] brings the
+//! result, and [`Engine::poll`] hands it over on the loop thread (the
+//! engine calls [`crate::reactor::Handle::wake`] when events wait). Local
+//! deliveries of an engine that has other nodes come as
+//! [`EngineEvent::Deliver`], in sequence order per topic, whichever node
+//! took the publish.
+
+pub mod memory;
+#[cfg(feature = "redis")]
+pub mod redis;
+
+use super::history::Stored;
+use crate::reactor::{ConnId, Frame};
+
+/// Identifies an operation the hub waits for (a publish, a history fetch,
+/// a presence query); chosen by the hub, echoed in the event.
+pub type OpId = u64;
+
+/// A result now, or an [`EngineEvent`] later.
+#[derive(Debug)]
+pub enum Outcome<T> {
+    /// The result.
+    Done(T),
+    /// An event carries the result later.
+    Pending,
+}
+
+/// Why an engine could not do what was asked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EngineError {
+    /// A new topic does not fit (the memory engine's `max_topics`).
+    TooManyTopics,
+    /// The engine's backing store cannot be reached. `maybe_stored`: the
+    /// operation was sent before the connection failed, so it may have
+    /// taken effect (a publish may still be delivered); retry with an
+    /// idempotency key to be sure.
+    Unavailable {
+        /// The operation may have taken effect.
+        maybe_stored: bool,
+    },
+}
+
+/// A publish to sequence.
+#[derive(Debug, Clone, Copy)]
+pub struct Publish<'a> {
+    /// The hub's id for this publish (echoed in [`EngineEvent::Published`]).
+    pub op: OpId,
+    /// Topic name (valid, see `protocol::valid_topic`).
+    pub topic: &'a str,
+    /// The publisher's user id.
+    pub from: &'a str,
+    /// The payload, raw JSON.
+    pub data: &'a str,
+    /// Wall-clock ms since the Unix epoch (the delivery's `ts`).
+    pub ts: u64,
+    /// A local connection that must not get this delivery
+    /// (`exclude_self`); carried through to [`EngineEvent::Deliver`].
+    pub exclude: Option<ConnId>,
+}
+
+/// A publish the engine sequenced at once (memory engine): fan it out now.
+#[derive(Debug, Clone)]
+pub struct Sequenced {
+    /// Its sequence number in the topic's epoch ([`Engine::position`]).
+    pub seq: u64,
+    /// The delivery, framed once.
+    pub frame: Frame,
+}
+
+/// Where a topic stands: its epoch and the last sequence number given.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Position {
+    /// The epoch its numbers belong to.
+    pub epoch: String,
+    /// The last sequence number given out (0: none yet).
+    pub seq: u64,
+}
+
+/// Deliveries fetched from the engine's history for a resume.
+#[derive(Debug, Clone)]
+pub struct Fetched {
+    /// The topic's position when they were read.
+    pub position: Position,
+    /// Deliveries after the requested seq, oldest first (the rest is
+    /// gone from history).
+    pub items: Vec<Stored>,
+}
+
+/// Who is subscribed to a topic, on every node.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Members {
+    /// Distinct users, sorted.
+    pub users: Vec<String>,
+    /// Subscribed connections.
+    pub connections: u64,
+}
+
+/// What an engine reports on the loop thread ([`Engine::poll`]).
+#[derive(Debug)]
+pub enum EngineEvent {
+    /// A pending publish was stored (or not). Comes before its delivery.
+    Published {
+        /// The publish's id.
+        op: OpId,
+        /// Topic.
+        topic: String,
+        /// Its position, or why it failed.
+        result: Result<Position, EngineError>,
+    },
+    /// A pending [`Engine::attach`] finished: live deliveries of `topic`
+    /// after `result`'s seq follow as [`EngineEvent::Deliver`].
+    Attached {
+        /// Topic.
+        topic: String,
+        /// Its position, or why it could not be attached.
+        result: Result<Position, EngineError>,
+    },
+    /// A pending [`Engine::fetch`] finished.
+    Fetched {
+        /// The fetch's id.
+        op: OpId,
+        /// Topic.
+        topic: String,
+        /// What history holds, or why it could not be read.
+        result: Result<Fetched, EngineError>,
+    },
+    /// A delivery for the local subscribers of an attached topic, in
+    /// sequence order per topic.
+    Deliver {
+        /// Topic.
+        topic: String,
+        /// Its sequence number (in the topic's current epoch).
+        seq: u64,
+        /// The delivery, framed once.
+        frame: Frame,
+        /// A local connection that must not get it (`exclude_self`).
+        exclude: Option<ConnId>,
+    },
+    /// Deliveries `from..=to` of `topic` are lost for this node's
+    /// subscribers (missed while the engine was cut off, and gone from
+    /// history): they get a `gap`.
+    Gap {
+        /// Topic.
+        topic: String,
+        /// Epoch of the lost numbers.
+        epoch: String,
+        /// First lost seq.
+        from: u64,
+        /// Last lost seq.
+        to: u64,
+    },
+    /// The topic's numbering started over (its data in the engine was
+    /// lost): local subscribers are told; later deliveries are numbered
+    /// in `position.epoch`.
+    EpochChanged {
+        /// Topic.
+        topic: String,
+        /// The new position.
+        position: Position,
+    },
+    /// A user joined (first connection anywhere) or left (last one) a
+    /// topic that has local subscribers.
+    Presence {
+        /// Topic.
+        topic: String,
+        /// User id.
+        user: String,
+        /// Joined (else left).
+        joined: bool,
+    },
+    /// A pending [`Engine::members`] query finished.
+    Members {
+        /// The query's id.
+        op: OpId,
+        /// Topic.
+        topic: String,
+        /// The members, or why they could not be read.
+        result: Result<Members, EngineError>,
+    },
+    /// The engine can take publishes again (`true`) or not (`false`);
+    /// `/readyz` follows it.
+    Ready(bool),
+}
+
+/// Sizes for `/metrics`.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct EngineStats {
+    /// Topics the engine holds on this node.
+    pub topics: u64,
+    /// Frame bytes of history held on this node.
+    pub history_bytes: u64,
+}
+
+/// The engine seam. Every method runs on the loop thread and must not
+/// block; an engine that does I/O does it on threads of its own.
+pub trait Engine {
+    /// `memory` or `redis` (logs and metrics).
+    fn kind(&self) -> &'static str;
+
+    /// The epoch in the `welcome` message: what a restart of this node
+    /// changes (memory engine) or the cluster's (Redis engine).
+    fn epoch(&self) -> &str;
+
+    /// Whether publishes can be taken now (`/readyz`).
+    fn ready(&self) -> bool {
+        true
+    }
+
+    /// Sequence a publish: the next seq of its topic, kept in history, on
+    /// its way to every node. `Done` (memory): fan it out now;
+    /// `Pending`: [`EngineEvent::Published`] follows, then the delivery
+    /// as [`EngineEvent::Deliver`] if the topic is attached.
+    fn publish(&mut self, p: &Publish<'_>, now_ms: u64) -> Result<Outcome<Sequenced>, EngineError>;
+
+    /// The topic's current position, if this node knows it (an attached
+    /// topic, or any topic of the memory engine).
+    fn position(&self, topic: &str) -> Option<Position>;
+
+    /// The topic's epoch, if this node knows it (as [`Engine::position`],
+    /// without a copy: it is in every publish ack).
+    fn topic_epoch(&self, topic: &str) -> Option<&str>;
+
+    /// A local connection subscribes to `topic`: make its deliveries
+    /// reach this node. `Done` with the current position, or `Pending`
+    /// ([`EngineEvent::Attached`] follows). Counted: every `attach` is
+    /// matched by one [`Engine::detach`].
+    fn attach(&mut self, topic: &str) -> Result<Outcome<Position>, EngineError>;
+
+    /// A local subscription to `topic` ended.
+    fn detach(&mut self, topic: &str);
+
+    /// Deliveries of `topic` this node holds, oldest first, after seq
+    /// `after`, at most `max` (`now_ms`: the loop's clock, for the age
+    /// limit). The bool says whether that is everything the topic has
+    /// after `after` (true) or older ones may be fetched with
+    /// [`Engine::fetch`] (false: the node's copy starts later).
+    fn history(&mut self, topic: &str, after: u64, max: usize, now_ms: u64) -> (Vec<Stored>, bool);
+
+    /// Read `topic`'s history after `after` from where it is kept
+    /// ([`EngineEvent::Fetched`] follows). The memory engine holds it all
+    /// and never needs this.
+    fn fetch(&mut self, topic: &str, after: u64, op: OpId)
+        -> Result<Outcome<Fetched>, EngineError>;
+
+    /// `user` subscribed to `topic` on this node (every connection).
+    /// Returns true if that made the user a member (its first connection
+    /// anywhere): send `join` now. Engines with other nodes report joins
+    /// as [`EngineEvent::Presence`] instead.
+    fn join(&mut self, topic: &str, user: &str) -> bool;
+
+    /// The opposite of [`Engine::join`]: true if the user is no longer a
+    /// member anywhere (send `leave` now).
+    fn leave(&mut self, topic: &str, user: &str) -> bool;
+
+    /// Members of `topic` on every node.
+    fn members(&mut self, topic: &str, op: OpId) -> Result<Outcome<Members>, EngineError>;
+
+    /// The next event, if any.
+    fn poll(&mut self) -> Option<EngineEvent>;
+
+    /// Sizes for `/metrics`.
+    fn stats(&self) -> EngineStats;
+
+    /// The engine's own metrics, in the Prometheus text format.
+    fn render_metrics(&self, out: &mut String) {
+        let _ = out;
+    }
+}

@@ -1,0 +1,162 @@
+//! What the engine reports, handled on the loop thread when it wakes the
+//! hub: results the hub waited for (publishes, attaches, history, members)
+//! and deliveries for local subscribers, whichever node took them.
+//!
+//! At most `EVENTS_PER_WAKE` per wake-up; if more wait, the hub asks the
+//! loop for another wake-up after the other connections had their turn.
+//! Consecutive deliveries of one topic are held and queued to each
+//! subscriber in one piece, as for one read (see `fanout.rs`).
+
+use super::engine::{EngineEvent, Position};
+use super::hub::{Hub, Op, EVENTS_PER_WAKE};
+use super::missed::record_gap;
+use super::protocol::Event;
+use crate::reactor::{ConnId, Ctx};
+
+impl Hub {
+    /// Handle what the engine has for us.
+    pub(super) fn engine_events(&mut self, ctx: &mut Ctx<'_>) {
+        for _ in 0..EVENTS_PER_WAKE {
+            let Some(ev) = self.engine.poll() else {
+                self.release(ctx);
+                return;
+            };
+            self.engine_event(ctx, ev);
+        }
+        self.release(ctx);
+        // More may wait: after the others' turn.
+        ctx.wake();
+    }
+
+    fn engine_event(&mut self, ctx: &mut Ctx<'_>, ev: EngineEvent) {
+        match ev {
+            EngineEvent::Deliver {
+                topic,
+                seq,
+                frame,
+                exclude,
+            } => match exclude {
+                None => self.fan_out_batched(ctx, &topic, seq, frame),
+                Some(id) => {
+                    self.fan_out(ctx, &topic, seq, &frame, Some(id));
+                    self.skip_in_replay(id, &topic, seq);
+                }
+            },
+            EngineEvent::Published { op, topic, result } => self.published(ctx, op, &topic, result),
+            EngineEvent::Attached { topic, result } => self.attached(ctx, &topic, result),
+            EngineEvent::Fetched { op, topic, result } => {
+                if let Some(Op::Fetch { conn }) = self.ops.remove(&op) {
+                    self.fetched(ctx, conn, &topic, op, result);
+                }
+            }
+            EngineEvent::Members { op, topic, result } => {
+                if let Some(Op::Members { conn, req }) = self.ops.remove(&op) {
+                    self.members_reply(ctx, conn, req, &topic, result);
+                }
+            }
+            EngineEvent::Presence {
+                topic,
+                user,
+                joined,
+            } => {
+                if !topic.starts_with('@') {
+                    self.announce(ctx, &topic, &user, joined);
+                }
+            }
+            EngineEvent::Gap {
+                topic,
+                epoch,
+                from,
+                to,
+            } => self.lost_for_all(ctx, &topic, &epoch, from, to),
+            EngineEvent::EpochChanged { topic, position } => self.reset(ctx, &topic, &position),
+            EngineEvent::Ready(ready) => {
+                if ready {
+                    log::info!("engine {}: ready", self.engine.kind());
+                } else {
+                    log::warn!(
+                        "engine {}: unavailable; publishes are refused",
+                        self.engine.kind()
+                    );
+                }
+            }
+        }
+    }
+
+    /// A pending publish was stored (ack it) or not (say why).
+    fn published(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        op: u64,
+        topic: &str,
+        result: Result<Position, super::engine::EngineError>,
+    ) {
+        if result.is_ok() {
+            self.metrics.publishes += 1;
+        }
+        let Some(Op::Publish {
+            conn,
+            req,
+            to,
+            exclude_self,
+        }) = self.ops.remove(&op)
+        else {
+            return;
+        };
+        match result {
+            Ok(p) => {
+                if exclude_self {
+                    self.skip_in_replay(conn, topic, p.seq);
+                }
+                if req.is_some() {
+                    self.ack_publish(ctx, conn, req, topic, to.as_deref(), p.seq);
+                }
+            }
+            Err(e) => self.engine_error(ctx, conn, req, &e),
+        }
+    }
+
+    /// Deliveries `from..=to` of `topic` cannot reach this node's
+    /// subscribers: each gets a `gap` (those catching up find the hole in
+    /// their replay and report it there).
+    fn lost_for_all(&mut self, ctx: &mut Ctx<'_>, topic: &str, epoch: &str, from: u64, to: u64) {
+        self.release(ctx);
+        let Some(t) = self.local.get(topic) else {
+            return;
+        };
+        let live: Vec<ConnId> = t
+            .subscribers()
+            .iter()
+            .filter(|s| !t.held().contains(s))
+            .copied()
+            .collect();
+        self.metrics
+            .drop_n("engine_gap", (to - from + 1) * live.len() as u64);
+        let ev = Event::Gap {
+            topic,
+            from,
+            to,
+            epoch,
+        }
+        .encode();
+        for id in live {
+            if self.send(ctx, id, &ev) == crate::reactor::SendStatus::Dropped {
+                // Not even the gap fits: report it when the queue drains.
+                if let Some(c) = self.clients.get_mut(&id) {
+                    record_gap(&mut c.gaps, topic, epoch, from, to);
+                }
+            }
+        }
+    }
+
+    /// `topic`'s numbering started over: tell its local subscribers.
+    fn reset(&mut self, ctx: &mut Ctx<'_>, topic: &str, p: &Position) {
+        let ev = Event::Reset {
+            topic,
+            epoch: &p.epoch,
+            seq: p.seq,
+        }
+        .encode();
+        self.notify(ctx, topic, &ev);
+    }
+}

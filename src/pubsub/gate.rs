@@ -1,0 +1,126 @@
+//! The hub's gate: what a request must pass before it becomes a
+//! WebSocket (path, `Host`, `Origin`, token), and the plain HTTP routes
+//! (`/`, `/healthz`, `/readyz`, `/metrics`, and `426` on the endpoint).
+
+use super::auth::{verify_jwt, Identity, TokenError};
+use super::hub::{random_hex, wall_ms, Hub};
+use crate::proto::handshake::Request as HttpRequest;
+use crate::reactor::{ConnId, HttpResponse, Upgrade};
+
+impl Hub {
+    /// Accept or refuse an upgrade request; an accepted one's identity
+    /// waits in `pending` for `open`.
+    pub(super) fn check_upgrade(&mut self, id: ConnId, req: &HttpRequest) -> Upgrade {
+        if req.path_only() != self.config.ws_path {
+            self.metrics.reject("path");
+            return Upgrade::reject(404, "no WebSocket endpoint at this path");
+        }
+        if !self.config.hosts.allows(req.header("host")) {
+            self.metrics.reject("host");
+            return Upgrade::reject(403, "host not allowed");
+        }
+        if !self
+            .config
+            .origins
+            .allows(req.header("origin"), req.header("host"))
+        {
+            self.metrics.reject("origin");
+            return Upgrade::reject(403, "origin not allowed");
+        }
+        match self.authenticate(req) {
+            Ok(who) => {
+                self.pending.insert(id, who);
+                Upgrade::accept()
+            }
+            Err(e) => {
+                self.metrics.reject(e.label());
+                Upgrade::Reject(
+                    HttpResponse::text(401, e.reason()).with_header("WWW-Authenticate", "Bearer"),
+                )
+            }
+        }
+    }
+
+    /// Who the request is: a token's subject, or (without an auth
+    /// secret) an anonymous user with a generated id.
+    fn authenticate(&mut self, req: &HttpRequest) -> Result<Identity, TokenError> {
+        let Some(secret) = &self.config.auth_secret else {
+            self.anon_counter += 1;
+            let user = format!("anon-{}-{}", random_hex(3), self.anon_counter);
+            return Ok(Identity {
+                user,
+                subscribe: vec!["*".into()],
+                publish: vec!["*".into()],
+                dm: vec!["*".into()],
+                anonymous: true,
+                expires_ms: None,
+            });
+        };
+        // RFC 9110 §11.1: the auth scheme name is case-insensitive.
+        let bearer = req
+            .header("authorization")
+            .and_then(|h| {
+                let (scheme, rest) = h.trim_start().split_once(' ')?;
+                scheme.eq_ignore_ascii_case("bearer").then_some(rest)
+            })
+            .map(str::trim);
+        let token = bearer
+            .or_else(|| req.query_param("token"))
+            .ok_or(TokenError::Missing)?;
+        verify_jwt(token, secret, &self.config.token_rules, wall_ms())
+    }
+
+    /// A plain HTTP request.
+    pub(super) fn route_http(&mut self, req: &HttpRequest) -> HttpResponse {
+        if req.method != "GET" && req.method != "HEAD" {
+            return HttpResponse::text(405, "method not allowed").with_header("Allow", "GET");
+        }
+        if !self.config.hosts.allows(req.header("host")) {
+            return HttpResponse::text(403, "host not allowed");
+        }
+        match req.path_only() {
+            "/" => match self.config.index_html {
+                Some(html) => {
+                    HttpResponse::new(200, "text/html; charset=utf-8", html.as_bytes().to_vec())
+                }
+                None => HttpResponse::text(404, "no page here"),
+            },
+            "/healthz" => HttpResponse::text(200, "ok"),
+            // Ready to take traffic: the engine can store publishes. A load
+            // balancer drains a node whose Redis is out of reach.
+            "/readyz" => match self.engine.ready() {
+                true => HttpResponse::text(200, "ready"),
+                false => HttpResponse::text(503, "engine unavailable"),
+            },
+            "/metrics" => {
+                let stats = self.engine.stats();
+                self.metrics.topics = stats.topics;
+                self.metrics.history_bytes = stats.history_bytes;
+                self.metrics.local_topics = self.local.len() as u64;
+                self.metrics.subscriptions = self.local.subscriptions() as u64;
+                let mut text = self.metrics.render();
+                self.engine.render_metrics(&mut text);
+                HttpResponse::new(200, "text/plain; version=0.0.4", text.into_bytes())
+            }
+            p if p == self.config.ws_path => {
+                HttpResponse::text(426, "WebSocket endpoint: upgrade required")
+                    .with_header("Upgrade", "websocket")
+            }
+            _ => HttpResponse::text(404, "not found"),
+        }
+    }
+
+    /// Count a request the reactor refused (bounded label set: the status
+    /// class, not the free-text reason).
+    pub(super) fn count_rejection(&mut self, status: u16) {
+        self.metrics.reject(match status {
+            400 => "bad_request",
+            405 => "method",
+            408 => "handshake_timeout",
+            426 => "version",
+            431 => "head_too_large",
+            503 => "connection_limit",
+            _ => "other",
+        });
+    }
+}
