@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use wsmio::pubsub::auth::TokenRules;
+use wsmio::pubsub::engine::redis::{RedisConfig, RedisEngine};
 use wsmio::pubsub::{HostPolicy, Hub, HubConfig, OriginPolicy};
 use wsmio::{Config, FullQueuePolicy, Server};
 
@@ -28,6 +29,15 @@ enum Command {
     Serve(Box<ServeArgs>),
     /// Print an HS256 token for the given user (for tests and the demo).
     Token(TokenArgs),
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum EngineKind {
+    /// One node, everything in memory (no setup).
+    Memory,
+    /// Many nodes over Redis: one sequence per topic, durable history,
+    /// presence on every node (see docs/CLUSTER.md).
+    Redis,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -126,6 +136,32 @@ struct ServeArgs {
     /// This node's name in deliveries.
     #[arg(long, env = "WSMIO_NODE", default_value = "local")]
     node: String,
+    /// Where topics' sequence numbers, history and presence live.
+    #[arg(long, env = "WSMIO_ENGINE", value_enum, default_value = "memory")]
+    engine: EngineKind,
+    /// Redis for `--engine redis`: redis://[user:password@]host:port/db
+    /// (Redis >= 6.2, one server, not Redis Cluster).
+    #[arg(
+        long,
+        env = "WSMIO_REDIS_URL",
+        hide_env_values = true,
+        default_value = "redis://127.0.0.1:6379/0"
+    )]
+    redis_url: String,
+    /// Prefix of every Redis key and channel: clusters that share a Redis
+    /// need different ones.
+    #[arg(long, env = "WSMIO_REDIS_PREFIX", default_value = "wsmio:")]
+    redis_prefix: String,
+    /// Seconds without a heartbeat after which a node is taken for dead
+    /// and its members leave (>= 1; heartbeats every third of it).
+    #[arg(long, env = "WSMIO_NODE_TTL", default_value_t = 6,
+          value_parser = clap::value_parser!(u64).range(1..=3600))]
+    node_ttl: u64,
+    /// Seconds to connect to, read from or write to Redis before it counts
+    /// as down (>= 1).
+    #[arg(long, env = "WSMIO_REDIS_TIMEOUT", default_value_t = 5,
+          value_parser = clap::value_parser!(u64).range(1..=300))]
+    redis_timeout: u64,
     /// Busy polling: microseconds the event loop keeps polling before it
     /// sleeps (0 = off; at most 10,000). Lower latency for a whole CPU core.
     #[arg(long, env = "WSMIO_BUSY_POLL_US", default_value_t = 0,
@@ -261,7 +297,7 @@ fn serve(a: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
     }
     let tls = config.tls.is_some();
     let hub_config = HubConfig {
-        node: a.node,
+        node: a.node.clone(),
         auth_secret: a.auth_secret.map(String::into_bytes),
         token_rules: TokenRules {
             audience: a.token_audience,
@@ -282,7 +318,7 @@ fn serve(a: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
         ..HubConfig::default()
     };
     if hub_config.auth_secret.is_none() {
-        log::warn!("no --auth-secret: admitting anonymous users with generated ids (embedded in-memory default)");
+        log::warn!("no --auth-secret: admitting anonymous users with generated ids");
         if hub_config.hosts == HostPolicy::Any {
             log::warn!("anonymous users and any Host name: a DNS-rebinding page can reach this hub; name the hosts with --allowed-hosts");
         }
@@ -315,7 +351,25 @@ fn serve(a: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
             std::process::exit(130);
         }
     });
-    let hub = server.run(Hub::new(hub_config))?;
+    let hub = match a.engine {
+        EngineKind::Memory => Hub::new(hub_config),
+        EngineKind::Redis => {
+            let cfg = RedisConfig {
+                url: a.redis_url.clone(),
+                prefix: a.redis_prefix.clone(),
+                node: a.node.clone(),
+                history_len: a.history_len,
+                history_age: Duration::from_secs(a.history_age),
+                node_ttl: Duration::from_secs(a.node_ttl),
+                timeout: Duration::from_secs(a.redis_timeout),
+                max_cache_bytes: a.max_history_bytes,
+                ..RedisConfig::default()
+            };
+            let engine = RedisEngine::start(cfg, server.handle())?;
+            Hub::with_engine(hub_config, Box::new(engine))
+        }
+    };
+    let hub = server.run(hub)?;
     log::info!(
         "stopped: {} connections served, {} publishes",
         hub.metrics().connections_total,

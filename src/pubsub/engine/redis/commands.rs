@@ -1,0 +1,636 @@
+//! The command thread: one connection to Redis, every operation the loop
+//! queued meanwhile sent as one pipeline (one round trip for all the
+//! publishes of a burst), replies mapped back and handed to the loop.
+//!
+//! It reconnects with exponential backoff and full jitter. While it is
+//! cut off, queued operations fail at once (`unavailable`); those sent in
+//! a pipeline that failed may have run (`maybe_stored`). Every
+//! `heartbeat` it keeps this node listed and clears what dead nodes left
+//! (see `scripts.rs`).
+
+use std::sync::atomic::Ordering;
+use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use redis::{Cmd, Connection, Value};
+
+use super::scripts::Scripts;
+use super::stats::Stats;
+use super::wire::Keys;
+use crate::pubsub::engine::{EngineError, OpId};
+
+/// Operations sent per pipeline at most.
+const MAX_BATCH: usize = 1024;
+
+/// What the loop asks of Redis.
+#[derive(Debug)]
+pub(super) enum Command {
+    /// Run the publish script (`n`: this instance's publish number).
+    Publish {
+        n: u64,
+        topic: String,
+        tag: String,
+        head: Vec<u8>,
+        tail: Vec<u8>,
+    },
+    /// Read (or create) a topic's position, for attach number `gen`.
+    Attach { topic: String, gen: u64 },
+    /// History after `after`, for a fill or a resume.
+    Fetch {
+        topic: String,
+        after: u64,
+        purpose: FetchFor,
+    },
+    /// A connection of `user` subscribed to or left `topic` (`delta`
+    /// connections; more than one when presence is added again).
+    Presence {
+        topic: String,
+        user: String,
+        delta: i64,
+    },
+    /// Members of a topic, for `presence` request `op`.
+    Members { op: OpId, topic: String },
+    /// Wake the subscriber thread (it waits on its connection).
+    WakeSubscriber,
+    /// Leave the cluster and end the thread.
+    Stop,
+}
+
+/// Why history is fetched.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum FetchFor {
+    /// To fill a hole in a feed.
+    Fill,
+    /// For a resume (the hub's operation `op`).
+    Resume(OpId),
+}
+
+/// One history entry as Redis returns it.
+#[derive(Debug)]
+pub(super) struct Entry {
+    pub seq: u64,
+    pub ts: u64,
+    pub text: Vec<u8>,
+    pub tag: String,
+}
+
+/// What the thread reports.
+#[derive(Debug)]
+pub(super) enum Reply {
+    Published {
+        n: u64,
+        result: Result<(u64, String), EngineError>,
+    },
+    Attached {
+        topic: String,
+        gen: u64,
+        result: Result<(String, u64), EngineError>,
+    },
+    Fetched {
+        topic: String,
+        after: u64,
+        purpose: FetchFor,
+        result: Result<(String, u64, Vec<Entry>), EngineError>,
+    },
+    Members {
+        op: OpId,
+        topic: String,
+        result: Result<Vec<(String, u64)>, EngineError>,
+    },
+    /// The connection is up (after connecting) or down.
+    Connected(bool),
+    /// Other nodes took this one for dead and removed its members: add
+    /// them again.
+    Rejoin,
+}
+
+/// What the thread needs.
+pub(super) struct Setup {
+    pub client: redis::Client,
+    pub keys: Keys,
+    pub instance: String,
+    pub history_len: usize,
+    pub history_age_ms: u64,
+    pub meta_ttl_ms: u64,
+    pub node_ttl: Duration,
+    pub timeout: Duration,
+    pub stats: Arc<Stats>,
+    /// Tells the loop that replies wait.
+    pub wake: Box<dyn Fn() + Send>,
+}
+
+/// Run the command thread until `Stop` (or the loop is gone).
+pub(super) fn run(s: Setup, rx: Receiver<Command>, tx: Sender<Reply>) {
+    let scripts = Scripts::new();
+    let mut con: Option<Connection> = None;
+    let mut backoff = super::Backoff::new();
+    let mut next_heartbeat = Instant::now();
+    let mut epochs = EpochSource::new();
+    let heartbeat_every = s.node_ttl / 3;
+    // This process has been listed once: from then on a heartbeat that
+    // finds it missing means Redis lost it, or the others took it for dead.
+    let mut listed = false;
+    let send = |r: Reply| {
+        let ok = tx.send(r).is_ok();
+        (s.wake)();
+        ok
+    };
+    let mut since = Instant::now();
+    loop {
+        if con.is_none() {
+            match connect(&s, &scripts) {
+                Ok(c) => {
+                    con = Some(c);
+                    since = Instant::now();
+                    next_heartbeat = Instant::now();
+                    if !send(Reply::Connected(true)) {
+                        return;
+                    }
+                }
+                Err(e) => {
+                    log::warn!("redis: {e}; retrying");
+                    s.stats.errors.io.fetch_add(1, Ordering::Relaxed);
+                    // Fail what waits (nothing was sent) until it is time
+                    // to try again.
+                    let until = Instant::now() + backoff.next();
+                    loop {
+                        let left = until.saturating_duration_since(Instant::now());
+                        match rx.recv_timeout(left) {
+                            Ok(Command::Stop) | Err(RecvTimeoutError::Disconnected) => return,
+                            Ok(c) => {
+                                if let Some(r) = failure(c, false, &s.stats) {
+                                    send(r);
+                                }
+                            }
+                            Err(RecvTimeoutError::Timeout) => break,
+                        }
+                    }
+                    continue;
+                }
+            }
+        }
+        let Some(c) = con.as_mut() else { continue };
+        let wait = next_heartbeat.saturating_duration_since(Instant::now());
+        let mut batch = Vec::new();
+        match rx.recv_timeout(wait) {
+            Ok(cmd) => batch.push(cmd),
+            Err(RecvTimeoutError::Timeout) => {}
+            Err(RecvTimeoutError::Disconnected) => return,
+        }
+        while batch.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(cmd) => batch.push(cmd),
+                Err(_) => break,
+            }
+        }
+        let stop = batch.iter().any(|c| matches!(c, Command::Stop));
+        let heartbeat = Instant::now() >= next_heartbeat;
+        if heartbeat {
+            next_heartbeat = Instant::now() + heartbeat_every;
+        }
+        s.stats
+            .pending
+            .fetch_sub(batch.len() as i64, Ordering::Relaxed);
+        match round_trip(c, &s, &scripts, &mut epochs, batch, heartbeat, stop) {
+            Ok(replies) => {
+                for r in replies {
+                    if let Reply::Rejoin = r {
+                        if !std::mem::replace(&mut listed, true) {
+                            continue; // the first heartbeat lists it
+                        }
+                        log::warn!(
+                            "redis: this node ({}) was not listed (Redis lost it, or the others took it for dead); adding its members again",
+                            s.instance
+                        );
+                    }
+                    if !send(r) {
+                        return;
+                    }
+                }
+            }
+            Err((e, replies)) => {
+                log::warn!("redis: {e}; reconnecting");
+                s.stats.reconnects.fetch_add(1, Ordering::Relaxed);
+                con = None;
+                // Only a connection that lasted resets the backoff.
+                backoff.ended(since);
+                for r in replies {
+                    send(r);
+                }
+                if !send(Reply::Connected(false)) {
+                    return;
+                }
+            }
+        }
+        if stop {
+            return;
+        }
+    }
+}
+
+/// Connect, load the scripts, set the timeouts.
+fn connect(s: &Setup, scripts: &Scripts) -> redis::RedisResult<Connection> {
+    let mut c = s.client.get_connection_with_timeout(s.timeout)?;
+    c.set_read_timeout(Some(s.timeout))?;
+    c.set_write_timeout(Some(s.timeout))?;
+    for script in scripts.all() {
+        script.load(&mut c)?;
+    }
+    Ok(c)
+}
+
+/// The answer `unavailable` to `c` (it was not sent, or its pipeline
+/// failed: `maybe_stored`), if it expects an answer.
+fn failure(c: Command, maybe_stored: bool, stats: &Stats) -> Option<Reply> {
+    let e = EngineError::Unavailable { maybe_stored };
+    let r = match c {
+        Command::Publish { n, .. } => Reply::Published { n, result: Err(e) },
+        Command::Attach { topic, gen } => Reply::Attached {
+            topic,
+            gen,
+            result: Err(e),
+        },
+        Command::Fetch {
+            topic,
+            after,
+            purpose,
+        } => Reply::Fetched {
+            topic,
+            after,
+            purpose,
+            result: Err(e),
+        },
+        Command::Members { op, topic } => Reply::Members {
+            op,
+            topic,
+            result: Err(e),
+        },
+        Command::Presence { .. } | Command::WakeSubscriber | Command::Stop => return None,
+    };
+    stats.errors.unavailable.fetch_add(1, Ordering::Relaxed);
+    Some(r)
+}
+
+/// Epochs for topics that start (or start over) in Redis: random per
+/// thread, then counted, so two are never alike.
+struct EpochSource {
+    base: u64,
+    n: u64,
+}
+
+impl EpochSource {
+    fn new() -> Self {
+        let mut b = [0u8; 8];
+        let _ = getrandom::getrandom(&mut b);
+        EpochSource {
+            base: u64::from_le_bytes(b),
+            n: 0,
+        }
+    }
+
+    fn next(&mut self) -> String {
+        self.n += 1;
+        // 48 bits, as the memory engine's (12 hex digits).
+        format!(
+            "{:012x}",
+            (self.base ^ self.n.wrapping_mul(0x9E37_79B9_7F4A_7C15)) >> 16
+        )
+    }
+}
+
+/// An operation in the pipeline and what its reply answers.
+enum Sent {
+    Publish(u64),
+    Attach(String, u64),
+    Fetch(String, u64, FetchFor),
+    Presence,
+    Members(OpId, String),
+    Wake,
+    Heartbeat,
+    Goodbye,
+}
+
+/// One pipeline: build it, send it, map the replies. On a connection
+/// error, the replies are the failures of everything in it.
+#[allow(clippy::too_many_arguments)]
+fn round_trip(
+    con: &mut Connection,
+    s: &Setup,
+    scripts: &Scripts,
+    epochs: &mut EpochSource,
+    batch: Vec<Command>,
+    heartbeat: bool,
+    stop: bool,
+) -> Result<Vec<Reply>, (redis::RedisError, Vec<Reply>)> {
+    let mut pipe = redis::pipe();
+    let mut sent = Vec::with_capacity(batch.len() + 1);
+    let mut kept = Vec::with_capacity(batch.len());
+    for c in batch {
+        if let Some((cmd, what)) = command(&c, s, scripts, epochs) {
+            pipe.add_command(cmd);
+            sent.push(what);
+        }
+        kept.push(c);
+    }
+    if heartbeat {
+        let now = super::wall_ms();
+        let hb = evalsha(&scripts.heartbeat, &[s.keys.nodes()])
+            .arg(&s.instance)
+            .arg(s.node_ttl.as_millis() as u64)
+            .arg(s.keys.prefix())
+            .arg(1000)
+            .arg(now)
+            .to_owned();
+        pipe.add_command(hb);
+        sent.push(Sent::Heartbeat);
+    }
+    if stop {
+        let bye = evalsha(&scripts.goodbye, &[s.keys.nodes()])
+            .arg(&s.instance)
+            .arg(s.keys.prefix())
+            .arg(super::wall_ms())
+            .to_owned();
+        pipe.add_command(bye);
+        sent.push(Sent::Goodbye);
+    }
+    if sent.is_empty() {
+        return Ok(Vec::new());
+    }
+    let started = Instant::now();
+    let bytes = pipe.get_packed_pipeline();
+    use redis::ConnectionLike;
+    let values = match con.req_packed_commands(&bytes, 0, sent.len()) {
+        Ok(v) => v,
+        Err(e) => {
+            s.stats.errors.io.fetch_add(1, Ordering::Relaxed);
+            let replies = kept
+                .into_iter()
+                .filter_map(|c| failure(c, true, &s.stats))
+                .collect();
+            return Err((e, replies));
+        }
+    };
+    s.stats.round_trip(started.elapsed(), sent.len());
+    let mut replies = Vec::with_capacity(values.len());
+    for (what, v) in sent.into_iter().zip(values) {
+        if let Value::ServerError(e) = &v {
+            s.stats.errors.server.fetch_add(1, Ordering::Relaxed);
+            log::warn!("redis: {e:?}");
+        }
+        if let Some(r) = reply(what, v) {
+            replies.push(r);
+        }
+    }
+    Ok(replies)
+}
+
+/// `EVALSHA` of `script` with `keys` (arguments follow).
+fn evalsha(script: &redis::Script, keys: &[String]) -> Cmd {
+    let mut c = redis::cmd("EVALSHA");
+    c.arg(script.get_hash()).arg(keys.len());
+    for k in keys {
+        c.arg(k);
+    }
+    c
+}
+
+/// The Redis command for `c`.
+fn command(
+    c: &Command,
+    s: &Setup,
+    scripts: &Scripts,
+    epochs: &mut EpochSource,
+) -> Option<(Cmd, Sent)> {
+    let k = &s.keys;
+    Some(match c {
+        Command::Publish {
+            n,
+            topic,
+            tag,
+            head,
+            tail,
+        } => {
+            let cmd = evalsha(&scripts.publish, &[k.meta(topic), k.history(topic)])
+                .arg(k.channel(topic))
+                .arg(epochs.next())
+                .arg(head.as_slice())
+                .arg(tail.as_slice())
+                .arg(tag)
+                .arg(s.history_len)
+                .arg(s.history_age_ms)
+                .arg(s.meta_ttl_ms)
+                .to_owned();
+            (cmd, Sent::Publish(*n))
+        }
+        Command::Attach { topic, gen } => {
+            let cmd = evalsha(&scripts.attach, &[k.meta(topic), k.history(topic)])
+                .arg(epochs.next())
+                .arg(s.meta_ttl_ms)
+                .to_owned();
+            (cmd, Sent::Attach(topic.clone(), *gen))
+        }
+        Command::Fetch {
+            topic,
+            after,
+            purpose,
+        } => {
+            let cmd = evalsha(&scripts.fetch, &[k.meta(topic), k.history(topic)])
+                .arg(*after)
+                .arg(s.history_len.max(1))
+                .arg(s.history_age_ms)
+                .arg(epochs.next())
+                .arg(s.meta_ttl_ms)
+                .to_owned();
+            (cmd, Sent::Fetch(topic.clone(), *after, *purpose))
+        }
+        Command::Presence { topic, user, delta } => {
+            let cmd = evalsha(
+                &scripts.presence,
+                &[k.members(topic), k.node_members(&s.instance)],
+            )
+            .arg(user)
+            .arg(*delta)
+            .arg(Keys::node_member_field(topic, user))
+            .arg(k.channel(topic))
+            .arg(super::wall_ms())
+            .to_owned();
+            (cmd, Sent::Presence)
+        }
+        Command::Members { op, topic } => {
+            let cmd = redis::cmd("HGETALL").arg(k.members(topic)).to_owned();
+            (cmd, Sent::Members(*op, topic.clone()))
+        }
+        Command::WakeSubscriber => {
+            let cmd = redis::cmd("PUBLISH")
+                .arg(k.control(&s.instance))
+                .arg("w")
+                .to_owned();
+            (cmd, Sent::Wake)
+        }
+        Command::Stop => return None,
+    })
+}
+
+/// Map the reply `v` of `what`.
+fn reply(what: Sent, v: Value) -> Option<Reply> {
+    let bad = || EngineError::Unavailable {
+        maybe_stored: false,
+    };
+    Some(match what {
+        Sent::Publish(n) => Reply::Published {
+            n,
+            result: publish_reply(&v).ok_or(EngineError::Unavailable { maybe_stored: true }),
+        },
+        Sent::Attach(topic, gen) => Reply::Attached {
+            topic,
+            gen,
+            result: position_reply(&v).ok_or_else(bad),
+        },
+        Sent::Fetch(topic, after, purpose) => Reply::Fetched {
+            topic,
+            after,
+            purpose,
+            result: fetch_reply(v).ok_or_else(bad),
+        },
+        Sent::Members(op, topic) => Reply::Members {
+            op,
+            topic,
+            result: members_reply(v).ok_or_else(bad),
+        },
+        // 0: this node was not listed (its first heartbeat, or Redis lost
+        // it, or the others took it for dead); the thread tells them apart.
+        Sent::Heartbeat => match v {
+            Value::Int(0) => Reply::Rejoin,
+            _ => return None,
+        },
+        Sent::Presence | Sent::Wake | Sent::Goodbye => return None,
+    })
+}
+
+fn int(v: &Value) -> Option<u64> {
+    match v {
+        Value::Int(i) => u64::try_from(*i).ok(),
+        Value::BulkString(b) => std::str::from_utf8(b).ok()?.parse().ok(),
+        _ => None,
+    }
+}
+
+fn string(v: Value) -> Option<String> {
+    match v {
+        Value::BulkString(b) => String::from_utf8(b).ok(),
+        Value::SimpleString(s) => Some(s),
+        _ => None,
+    }
+}
+
+fn bytes(v: Value) -> Option<Vec<u8>> {
+    match v {
+        Value::BulkString(b) => Some(b),
+        Value::SimpleString(s) => Some(s.into_bytes()),
+        _ => None,
+    }
+}
+
+/// `{seq, epoch}`.
+fn publish_reply(v: &Value) -> Option<(u64, String)> {
+    let Value::Array(a) = v else { return None };
+    let seq = int(a.first()?)?;
+    let epoch = string(a.get(1)?.clone())?;
+    Some((seq, epoch))
+}
+
+/// `{epoch, seq}`.
+fn position_reply(v: &Value) -> Option<(String, u64)> {
+    let Value::Array(a) = v else { return None };
+    Some((string(a.first()?.clone())?, int(a.get(1)?)?))
+}
+
+/// `{epoch, seq, {seq, time, delivery, tag, ...}}`.
+fn fetch_reply(v: Value) -> Option<(String, u64, Vec<Entry>)> {
+    let Value::Array(a) = v else { return None };
+    let mut a = a.into_iter();
+    let epoch = string(a.next()?)?;
+    let seq = int(&a.next()?)?;
+    let Value::Array(flat) = a.next()? else {
+        return None;
+    };
+    let mut entries = Vec::with_capacity(flat.len() / 4);
+    let mut it = flat.into_iter();
+    while let (Some(s), Some(t), Some(d), Some(o)) = (it.next(), it.next(), it.next(), it.next()) {
+        entries.push(Entry {
+            seq: int(&s)?,
+            ts: int(&t)?,
+            text: bytes(d)?,
+            tag: string(o).unwrap_or_default(),
+        });
+    }
+    Some((epoch, seq, entries))
+}
+
+/// `HGETALL`: user → connections.
+fn members_reply(v: Value) -> Option<Vec<(String, u64)>> {
+    let pairs: Vec<(Value, Value)> = match v {
+        Value::Array(a) => {
+            let mut out = Vec::with_capacity(a.len() / 2);
+            let mut it = a.into_iter();
+            while let (Some(k), Some(v)) = (it.next(), it.next()) {
+                out.push((k, v));
+            }
+            out
+        }
+        Value::Map(m) => m,
+        _ => return None,
+    };
+    pairs
+        .into_iter()
+        .map(|(k, v)| Some((string(k)?, int(&v)?)))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn bulk(s: &str) -> Value {
+        Value::BulkString(s.as_bytes().to_vec())
+    }
+
+    #[test]
+    fn replies_are_read_back() {
+        let v = Value::Array(vec![Value::Int(7), bulk("ab")]);
+        assert_eq!(publish_reply(&v), Some((7, "ab".into())));
+        let v = Value::Array(vec![bulk("ab"), Value::Int(0)]);
+        assert_eq!(position_reply(&v), Some(("ab".into(), 0)));
+        let v = Value::Array(vec![
+            bulk("ab"),
+            Value::Int(9),
+            Value::Array(vec![
+                Value::Int(8),
+                Value::Int(100),
+                bulk("{}"),
+                bulk("x.1"),
+            ]),
+        ]);
+        let (e, s, entries) = fetch_reply(v).unwrap();
+        assert_eq!((e.as_str(), s, entries.len()), ("ab", 9, 1));
+        assert_eq!(
+            (entries[0].seq, entries[0].ts, entries[0].tag.as_str()),
+            (8, 100, "x.1")
+        );
+        let v = Value::Array(vec![bulk("alice"), bulk("2"), bulk("bob"), bulk("1")]);
+        assert_eq!(
+            members_reply(v),
+            Some(vec![("alice".into(), 2), ("bob".into(), 1)])
+        );
+        assert_eq!(publish_reply(&Value::Nil), None);
+    }
+
+    #[test]
+    fn epochs_differ() {
+        let mut e = EpochSource::new();
+        let (a, b) = (e.next(), e.next());
+        assert_ne!(a, b);
+        assert_eq!(a.len(), 12);
+    }
+}

@@ -1,0 +1,229 @@
+//! The Redis engine's server-side scripts. Each runs atomically in Redis
+//! (nothing else runs meanwhile), so a topic's counter, its history and
+//! the message to the other nodes can never disagree.
+//!
+//! They use `TIME` (Redis's clock, one clock for every node) and keys
+//! derived from their arguments, so they need a single Redis server (a
+//! primary, with replicas or Sentinel), not Redis Cluster.
+
+use redis::Script;
+
+/// `publish`: number a delivery, keep it in history, send it to the nodes.
+///
+/// KEYS: meta, history. ARGV: channel, epoch for a new topic, head, tail,
+/// tag, history length, history age (ms), meta time-to-live (ms).
+/// Returns `{seq, epoch}`.
+///
+/// The delivery is `head .. seq .. ,"epoch":"E" .. tail` (see
+/// `Delivery::parts`): the node encodes it once and Redis only adds the
+/// two numbers it owns. A topic without a meta hash (new, or lost with
+/// Redis's data) starts a new epoch and an empty history.
+const PUBLISH: &str = r#"
+local epoch = redis.call('HGET', KEYS[1], 'e')
+if not epoch then
+  epoch = ARGV[2]
+  redis.call('HSET', KEYS[1], 'e', epoch, 's', 0)
+  redis.call('DEL', KEYS[2])
+end
+local seq = redis.call('HINCRBY', KEYS[1], 's', 1)
+local msg = ARGV[3] .. seq .. ',"epoch":"' .. epoch .. '"' .. ARGV[4]
+local maxlen = tonumber(ARGV[6])
+if maxlen > 0 then
+  local t = redis.call('TIME')
+  local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+  local age = tonumber(ARGV[7])
+  redis.call('XADD', KEYS[2], 'MAXLEN', maxlen, seq .. '-0', 'd', msg, 't', now, 'o', ARGV[5])
+  -- Entries past the age limit leave from the front, a few per publish
+  -- (reads skip any that remain; the key expires when publishes stop).
+  local front = redis.call('XRANGE', KEYS[2], '-', '+', 'COUNT', 16)
+  local cut = nil
+  for _, e in ipairs(front) do
+    if now - tonumber(e[2][4]) > age then cut = e[1] else break end
+  end
+  if cut then
+    local s = tonumber(string.match(cut, '^(%d+)'))
+    redis.call('XTRIM', KEYS[2], 'MINID', (s + 1) .. '-0')
+  end
+  redis.call('PEXPIRE', KEYS[2], age)
+end
+redis.call('PEXPIRE', KEYS[1], ARGV[8])
+redis.call('PUBLISH', ARGV[1], 'd' .. seq .. ',' .. epoch .. ',' .. ARGV[5] .. ',' .. msg)
+return {seq, epoch}
+"#;
+
+/// `attach`: where a topic stands (created with a new epoch if unknown).
+///
+/// KEYS: meta, history. ARGV: epoch for a new topic, meta time-to-live.
+/// Returns `{epoch, seq}`.
+const ATTACH: &str = r#"
+local epoch = redis.call('HGET', KEYS[1], 'e')
+if not epoch then
+  epoch = ARGV[1]
+  redis.call('HSET', KEYS[1], 'e', epoch, 's', 0)
+  redis.call('DEL', KEYS[2])
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+end
+return {epoch, tonumber(redis.call('HGET', KEYS[1], 's'))}
+"#;
+
+/// `fetch`: a topic's position and its history after a seq (created with
+/// a new epoch if unknown, as `attach` does).
+///
+/// KEYS: meta, history. ARGV: after, most entries, history age (ms),
+/// epoch for a new topic, meta time-to-live (ms). Returns
+/// `{epoch, seq, {seq, time, delivery, tag, ...}}`: entries after
+/// `after`, oldest first, those past the age limit left out.
+const FETCH: &str = r#"
+local epoch = redis.call('HGET', KEYS[1], 'e')
+if not epoch then
+  epoch = ARGV[4]
+  redis.call('HSET', KEYS[1], 'e', epoch, 's', 0)
+  redis.call('DEL', KEYS[2])
+  redis.call('PEXPIRE', KEYS[1], ARGV[5])
+end
+local seq = tonumber(redis.call('HGET', KEYS[1], 's'))
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local age = tonumber(ARGV[3])
+local out = {}
+local entries = redis.call('XRANGE', KEYS[2], '(' .. ARGV[1] .. '-0', '+', 'COUNT', ARGV[2])
+for _, e in ipairs(entries) do
+  local f = e[2]
+  if now - tonumber(f[4]) <= age then
+    out[#out + 1] = tonumber(string.match(e[1], '^(%d+)'))
+    out[#out + 1] = tonumber(f[4])
+    out[#out + 1] = f[2]
+    out[#out + 1] = f[6]
+  end
+end
+return {epoch, seq, out}
+"#;
+
+/// `presence`: a connection of `user` subscribed (+1) or left (-1).
+///
+/// KEYS: members, node members. ARGV: user, delta, node-member field,
+/// channel, wall-clock ms. Returns the user's connections now. Sends `j`
+/// when that makes the user a member, `l` when it ends the membership.
+const PRESENCE: &str = r#"
+local delta = tonumber(ARGV[2])
+local n = redis.call('HINCRBY', KEYS[1], ARGV[1], delta)
+local m = redis.call('HINCRBY', KEYS[2], ARGV[3], delta)
+if m <= 0 then redis.call('HDEL', KEYS[2], ARGV[3]) end
+if n <= 0 then
+  redis.call('HDEL', KEYS[1], ARGV[1])
+  if delta < 0 and n - delta > 0 then
+    redis.call('PUBLISH', ARGV[4], 'l' .. ARGV[5] .. ',' .. ARGV[1])
+  end
+  return 0
+end
+if n == delta then
+  redis.call('PUBLISH', ARGV[4], 'j' .. ARGV[5] .. ',' .. ARGV[1])
+end
+return n
+"#;
+
+/// `heartbeat`: keep this node alive, and clear what dead nodes left.
+///
+/// KEYS: nodes. ARGV: this instance, time-to-live (ms), key prefix, most
+/// fields cleared per dead node, wall-clock ms. Returns 1 if this node was
+/// still listed (0: the others took it for dead and removed its members;
+/// it must add them again).
+///
+/// A dead node's share of each topic's members is subtracted (`l` where a
+/// user has no connection left), a bounded number per heartbeat; the node
+/// leaves the set once nothing of it is left.
+const HEARTBEAT: &str = r#"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local p = ARGV[3]
+local was = redis.call('ZSCORE', KEYS[1], ARGV[1])
+redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), ARGV[1])
+local dead = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, 4)
+for _, d in ipairs(dead) do
+  local key = p .. 'n:' .. d
+  local r = redis.call('HSCAN', key, 0, 'COUNT', ARGV[4])
+  local fields = r[2]
+  for i = 1, #fields, 2 do
+    local f = fields[i]
+    local c = tonumber(fields[i + 1])
+    local sep = string.find(f, '\31', 1, true)
+    if sep then
+      local topic = string.sub(f, 1, sep - 1)
+      local user = string.sub(f, sep + 1)
+      local pk = p .. 'p:' .. topic
+      local n = redis.call('HINCRBY', pk, user, -c)
+      if n <= 0 then
+        redis.call('HDEL', pk, user)
+        redis.call('PUBLISH', p .. 'c:' .. topic, 'l' .. ARGV[5] .. ',' .. user)
+      end
+    end
+    redis.call('HDEL', key, f)
+  end
+  if redis.call('EXISTS', key) == 0 then redis.call('ZREM', KEYS[1], d) end
+end
+if was then return 1 end
+return 0
+"#;
+
+/// `goodbye`: this node leaves the cluster (graceful shutdown): its share
+/// of the members is subtracted as the heartbeat does for a dead node.
+///
+/// KEYS: nodes. ARGV: this instance, key prefix, wall-clock ms.
+const GOODBYE: &str = r#"
+local p = ARGV[2]
+local key = p .. 'n:' .. ARGV[1]
+local fields = redis.call('HGETALL', key)
+for i = 1, #fields, 2 do
+  local f = fields[i]
+  local sep = string.find(f, '\31', 1, true)
+  if sep then
+    local topic = string.sub(f, 1, sep - 1)
+    local user = string.sub(f, sep + 1)
+    local pk = p .. 'p:' .. topic
+    local n = redis.call('HINCRBY', pk, user, -tonumber(fields[i + 1]))
+    if n <= 0 then
+      redis.call('HDEL', pk, user)
+      redis.call('PUBLISH', p .. 'c:' .. topic, 'l' .. ARGV[3] .. ',' .. user)
+    end
+  end
+end
+redis.call('DEL', key)
+redis.call('ZREM', KEYS[1], ARGV[1])
+return 1
+"#;
+
+/// Every script, loaded once per connection (`SCRIPT LOAD`) and run by
+/// hash (`EVALSHA`).
+pub struct Scripts {
+    pub publish: Script,
+    pub attach: Script,
+    pub fetch: Script,
+    pub presence: Script,
+    pub heartbeat: Script,
+    pub goodbye: Script,
+}
+
+impl Scripts {
+    pub fn new() -> Self {
+        Scripts {
+            publish: Script::new(PUBLISH),
+            attach: Script::new(ATTACH),
+            fetch: Script::new(FETCH),
+            presence: Script::new(PRESENCE),
+            heartbeat: Script::new(HEARTBEAT),
+            goodbye: Script::new(GOODBYE),
+        }
+    }
+
+    /// All of them, to load after (re)connecting.
+    pub fn all(&self) -> [&Script; 6] {
+        [
+            &self.publish,
+            &self.attach,
+            &self.fetch,
+            &self.presence,
+            &self.heartbeat,
+            &self.goodbye,
+        ]
+    }
+}

@@ -1,0 +1,217 @@
+//! The Redis engine's names and message formats: the keys a topic and a
+//! node use, and what travels on a topic's pub/sub channel.
+//!
+//! Keys, under a prefix (`--redis-prefix`, default `wsmio:`) so that
+//! several clusters can share one Redis:
+//!
+//! | key | type | holds |
+//! |---|---|---|
+//! | `{p}m:{topic}` | hash | `e`: the topic's epoch, `s`: its last seq |
+//! | `{p}h:{topic}` | stream | history: entry id `{seq}-0`, fields `d` (the delivery), `t` (Redis time, ms), `o` (origin tag) |
+//! | `{p}c:{topic}` | channel | deliveries and presence changes, for the nodes that have subscribers |
+//! | `{p}p:{topic}` | hash | members: user → connections on every node |
+//! | `{p}n:{instance}` | hash | one node's share of every topic's members: `{topic}\x1f{user}` → connections |
+//! | `{p}nodes` | sorted set | live node instances, scored by when their heartbeat expires |
+//! | `{p}ctl:{instance}` | channel | wakes a node's subscriber thread (see `subscriber.rs`) |
+//!
+//! A channel message is one of
+//! - `d{seq},{epoch},{tag},{delivery JSON}`: a delivery (the tag names the
+//!   node instance and publish that sent it: `{instance}.{n}`);
+//! - `j{ts},{user}` / `l{ts},{user}`: a user joined / left (`ts`: wall-clock
+//!   ms of the node that saw it).
+
+/// The keys and channels of one cluster (one prefix).
+#[derive(Debug, Clone)]
+pub struct Keys {
+    prefix: String,
+}
+
+impl Keys {
+    /// Keys under `prefix`.
+    pub fn new(prefix: &str) -> Self {
+        Keys {
+            prefix: prefix.to_string(),
+        }
+    }
+
+    /// The prefix.
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    /// A topic's epoch and last seq.
+    pub fn meta(&self, topic: &str) -> String {
+        format!("{}m:{topic}", self.prefix)
+    }
+
+    /// A topic's history stream.
+    pub fn history(&self, topic: &str) -> String {
+        format!("{}h:{topic}", self.prefix)
+    }
+
+    /// A topic's pub/sub channel.
+    pub fn channel(&self, topic: &str) -> String {
+        format!("{}c:{topic}", self.prefix)
+    }
+
+    /// The topic a channel name belongs to, if it is one of ours.
+    pub fn topic_of<'a>(&self, channel: &'a str) -> Option<&'a str> {
+        channel.strip_prefix(&self.prefix)?.strip_prefix("c:")
+    }
+
+    /// A topic's members.
+    pub fn members(&self, topic: &str) -> String {
+        format!("{}p:{topic}", self.prefix)
+    }
+
+    /// A node instance's share of the members of every topic.
+    pub fn node_members(&self, instance: &str) -> String {
+        format!("{}n:{instance}", self.prefix)
+    }
+
+    /// The field of `user` in `topic` in [`Keys::node_members`].
+    pub fn node_member_field(topic: &str, user: &str) -> String {
+        format!("{topic}\x1f{user}")
+    }
+
+    /// Live node instances.
+    pub fn nodes(&self) -> String {
+        format!("{}nodes", self.prefix)
+    }
+
+    /// A node instance's wake-up channel.
+    pub fn control(&self, instance: &str) -> String {
+        format!("{}ctl:{instance}", self.prefix)
+    }
+}
+
+/// A message on a topic's channel.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ChannelMsg<'a> {
+    /// A delivery.
+    Delivery {
+        /// Its seq.
+        seq: u64,
+        /// Its epoch.
+        epoch: &'a str,
+        /// Which node instance and publish sent it.
+        tag: &'a str,
+        /// The delivery JSON.
+        text: &'a [u8],
+    },
+    /// A user's first connection anywhere subscribed (`joined`), or its
+    /// last one left.
+    Presence {
+        /// Joined (else left).
+        joined: bool,
+        /// Wall-clock ms.
+        ts: u64,
+        /// User id.
+        user: &'a str,
+    },
+}
+
+impl ChannelMsg<'_> {
+    /// Read a channel message; `None` if it is not one of ours.
+    pub fn parse(payload: &[u8]) -> Option<ChannelMsg<'_>> {
+        let (&kind, rest) = payload.split_first()?;
+        match kind {
+            b'd' => {
+                let mut parts = rest.splitn(4, |&b| b == b',');
+                let seq = std::str::from_utf8(parts.next()?).ok()?.parse().ok()?;
+                let epoch = std::str::from_utf8(parts.next()?).ok()?;
+                let tag = std::str::from_utf8(parts.next()?).ok()?;
+                let text = parts.next()?;
+                Some(ChannelMsg::Delivery {
+                    seq,
+                    epoch,
+                    tag,
+                    text,
+                })
+            }
+            b'j' | b'l' => {
+                let rest = std::str::from_utf8(rest).ok()?;
+                let (ts, user) = rest.split_once(',')?;
+                Some(ChannelMsg::Presence {
+                    joined: kind == b'j',
+                    ts: ts.parse().ok()?,
+                    user,
+                })
+            }
+            _ => None,
+        }
+    }
+}
+
+/// The origin tag of this instance's `n`th publish.
+pub fn tag(instance: &str, n: u64) -> String {
+    format!("{instance}.{n}")
+}
+
+/// The publish number in `tag` if this instance sent it.
+pub fn own_publish(instance: &str, tag: &str) -> Option<u64> {
+    tag.strip_prefix(instance)?.strip_prefix('.')?.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_and_channels() {
+        let k = Keys::new("w:");
+        assert_eq!(k.meta("room.1"), "w:m:room.1");
+        assert_eq!(k.history("@bob"), "w:h:@bob");
+        assert_eq!(k.channel("a:b"), "w:c:a:b");
+        assert_eq!(k.topic_of("w:c:a:b"), Some("a:b"));
+        assert_eq!(k.topic_of("x:c:a"), None);
+        assert_eq!(k.topic_of("w:ctl:abc"), None);
+        assert_eq!(Keys::node_member_field("t", "u"), "t\x1fu");
+    }
+
+    #[test]
+    fn channel_messages() {
+        let d = ChannelMsg::parse(b"d12,ab01,f00d.7,{\"x\":\"a,b\"}").unwrap();
+        assert_eq!(
+            d,
+            ChannelMsg::Delivery {
+                seq: 12,
+                epoch: "ab01",
+                tag: "f00d.7",
+                text: b"{\"x\":\"a,b\"}",
+            }
+        );
+        assert_eq!(
+            ChannelMsg::parse(b"j1700,al,ice"),
+            Some(ChannelMsg::Presence {
+                joined: true,
+                ts: 1700,
+                user: "al,ice"
+            })
+        );
+        assert!(matches!(
+            ChannelMsg::parse(b"l5,bob"),
+            Some(ChannelMsg::Presence { joined: false, .. })
+        ));
+        for bad in [
+            &b""[..],
+            b"x1",
+            b"d",
+            b"dx,e,t,{}",
+            b"d1,e,t",
+            b"j,u",
+            b"jx,u",
+            b"j5",
+        ] {
+            assert_eq!(
+                ChannelMsg::parse(bad),
+                None,
+                "{:?}",
+                String::from_utf8_lossy(bad)
+            );
+        }
+        assert_eq!(own_publish("f00d", &tag("f00d", 9)), Some(9));
+        assert_eq!(own_publish("f00d", "beef.9"), None);
+        assert_eq!(own_publish("f00d", "f00dd.9"), None);
+    }
+}
