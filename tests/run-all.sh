@@ -32,6 +32,22 @@ step() {
 
 command -v cargo >/dev/null || { echo "cargo not found" >&2; exit 1; }
 
+# Debian's redis-server for the cluster tests (tests/cluster.rs and the
+# two-node browser test start their own instances on free ports; nothing
+# uses a Redis already running).
+if ! command -v redis-server >/dev/null; then
+    echo "run-all.sh: installing redis-server (apt-get)"
+    SUDO=""
+    if [ "$(id -u)" != 0 ]; then
+        command -v sudo >/dev/null || { echo "redis-server is missing and we are not root" >&2; exit 1; }
+        SUDO="sudo"
+    fi
+    export DEBIAN_FRONTEND=noninteractive
+    $SUDO apt-get install -y redis-server || { $SUDO apt-get update && $SUDO apt-get install -y redis-server; }
+    command -v redis-server >/dev/null || { echo "redis-server still missing after apt-get" >&2; exit 1; }
+fi
+redis-server --version
+
 step "cargo fmt --check" cargo fmt --all -- --check
 # The lean default (proto + reactor) and the full set (hub, TLS, Redis, CLI).
 step "cargo clippy (lean)" cargo clippy --all-targets -- -D warnings

@@ -109,7 +109,8 @@ impl Hub {
                     self.skip_in_replay(conn, topic, p.seq);
                 }
                 if req.is_some() {
-                    self.ack_publish(ctx, conn, req, topic, to.as_deref(), p.seq);
+                    let epoch = Some(p.epoch.as_str());
+                    self.ack_publish(ctx, conn, req, topic, to.as_deref(), p.seq, epoch);
                 }
             }
             Err(e) => self.engine_error(ctx, conn, req, &e),

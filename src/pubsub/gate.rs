@@ -27,6 +27,16 @@ impl Hub {
             self.metrics.reject("origin");
             return Upgrade::reject(403, "origin not allowed");
         }
+        // An engine that cannot store publishes cannot serve a new client
+        // (not even its inbox): it tries again, or another node (the load
+        // balancer sees `/readyz`). Clients already here keep what works.
+        if !self.engine.ready() {
+            self.metrics.reject("engine_unavailable");
+            return Upgrade::Reject(
+                HttpResponse::text(503, "engine unavailable, retry later")
+                    .with_header("Retry-After", "1"),
+            );
+        }
         match self.authenticate(req) {
             Ok(who) => {
                 self.pending.insert(id, who);

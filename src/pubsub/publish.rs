@@ -56,7 +56,7 @@ impl Hub {
                 self.metrics.publishes += 1;
                 // The ack goes before the publisher's own copy.
                 if rid.is_some() {
-                    self.ack_publish(ctx, id, rid, topic, None, s.seq);
+                    self.ack_publish(ctx, id, rid, topic, None, s.seq, None);
                 }
                 if batchable {
                     self.fan_out_batched(ctx, topic, s.seq, s.frame);
@@ -113,7 +113,7 @@ impl Hub {
             Ok(Outcome::Done(s)) => {
                 self.metrics.publishes += 1;
                 if rid.is_some() {
-                    self.ack_publish(ctx, id, rid, &inbox, Some(to), s.seq);
+                    self.ack_publish(ctx, id, rid, &inbox, Some(to), s.seq, None);
                 }
                 self.fanned(ctx, id, &inbox, s, false);
             }
@@ -145,7 +145,10 @@ impl Hub {
         }
     }
 
-    /// The ack of a `pub` (or, with `to`, a `dm`) numbered `seq`.
+    /// The ack of a `pub` (or, with `to`, a `dm`) numbered `seq` in
+    /// `epoch` (`None`: the topic's current one, as the memory engine knows
+    /// it).
+    #[allow(clippy::too_many_arguments)]
     pub(super) fn ack_publish(
         &mut self,
         ctx: &mut Ctx<'_>,
@@ -154,8 +157,11 @@ impl Hub {
         topic: &str,
         to: Option<&str>,
         seq: u64,
+        epoch: Option<&str>,
     ) {
-        let epoch = self.engine.topic_epoch(topic).unwrap_or_default();
+        let epoch = epoch
+            .or_else(|| self.engine.topic_epoch(topic))
+            .unwrap_or_default();
         let text = match to {
             None => Event::PubAck {
                 id: rid,
