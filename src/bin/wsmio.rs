@@ -324,6 +324,25 @@ fn serve(a: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
         }
     }
     let server = Server::bind(a.listen, config)?;
+    // The engine before the "listening" line: a bad --redis-url stops here.
+    let hub = match a.engine {
+        EngineKind::Memory => Hub::new(hub_config),
+        EngineKind::Redis => {
+            let cfg = RedisConfig {
+                url: a.redis_url.clone(),
+                prefix: a.redis_prefix.clone(),
+                node: a.node.clone(),
+                history_len: a.history_len,
+                history_age: Duration::from_secs(a.history_age),
+                node_ttl: Duration::from_secs(a.node_ttl),
+                timeout: Duration::from_secs(a.redis_timeout),
+                max_cache_bytes: a.max_history_bytes,
+                ..RedisConfig::default()
+            };
+            let engine = RedisEngine::start(cfg, server.handle())?;
+            Hub::with_engine(hub_config, Box::new(engine))
+        }
+    };
     let (ws, http) = if tls {
         ("wss", "https")
     } else {
@@ -351,24 +370,6 @@ fn serve(a: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
             std::process::exit(130);
         }
     });
-    let hub = match a.engine {
-        EngineKind::Memory => Hub::new(hub_config),
-        EngineKind::Redis => {
-            let cfg = RedisConfig {
-                url: a.redis_url.clone(),
-                prefix: a.redis_prefix.clone(),
-                node: a.node.clone(),
-                history_len: a.history_len,
-                history_age: Duration::from_secs(a.history_age),
-                node_ttl: Duration::from_secs(a.node_ttl),
-                timeout: Duration::from_secs(a.redis_timeout),
-                max_cache_bytes: a.max_history_bytes,
-                ..RedisConfig::default()
-            };
-            let engine = RedisEngine::start(cfg, server.handle())?;
-            Hub::with_engine(hub_config, Box::new(engine))
-        }
-    };
     let hub = server.run(hub)?;
     log::info!(
         "stopped: {} connections served, {} publishes",
