@@ -271,17 +271,21 @@ fn origin_same_host_by_default() {
     // Same host but another port is another host:port.
     let other_port = format!("http://127.0.0.1:{}", a.port().wrapping_add(1));
     assert_refused(a, "/ws", &[("Origin", &other_port)], forbidden);
-    // The page's own origin (host equals Host) is allowed, with or without
-    // a trailing slash, any scheme; so is no Origin (a non-browser client).
-    for origin in [format!("http://{a}"), format!("https://{a}/")] {
-        let c = try_ws(a, "/ws", &[("Origin", &origin)]).expect("same host allowed");
+    // The same host and port under another scheme is another origin: an
+    // https page is not this ws:// hub's own (RFC 6454 §4).
+    assert_refused(a, "/ws", &[("Origin", &format!("https://{a}"))], forbidden);
+    // The page's own origin (http for a ws:// hub, host and port equal to
+    // Host) is allowed, with or without a trailing slash; so is no Origin
+    // (a non-browser client).
+    for origin in [format!("http://{a}"), format!("HTTP://{a}/")] {
+        let c = try_ws(a, "/ws", &[("Origin", &origin)]).expect("same origin allowed");
         Hc::opened(c).close();
     }
     connect(a, None).close();
     let m = metrics(a);
     assert_eq!(
         metric(&m, "wsmio_handshake_rejections_total{reason=\"origin\"}"),
-        2
+        3
     );
     srv.stop();
 }

@@ -137,6 +137,7 @@ fuzz_target!(|bytes: &[u8]| {
     if let Ok(listed) = HostPolicy::parse(text, true) {
         let _ = listed.allows(Some(text));
     }
-    let _ = OriginPolicy::SameHost.allows(Some(text), Some(text));
-    let _ = OriginPolicy::parse(text).allows(Some(text), None);
+    let _ = OriginPolicy::SameHost.allows(Some(text), Some(text), false);
+    let _ = OriginPolicy::SameHost.allows(Some(text), Some(text), true);
+    let _ = OriginPolicy::parse(text).allows(Some(text), None, false);
 });

@@ -125,6 +125,29 @@ struct ServeArgs {
     #[arg(long, env = "WSMIO_MAX_TOPICS", default_value_t = 100_000,
           value_parser = clap::value_parser!(u64).range(1..))]
     max_topics: u64,
+    /// User inboxes (`@user`) on this node, apart from --max-topics so
+    /// that a full table of rooms never breaks direct messages (>= 1).
+    #[arg(long, env = "WSMIO_MAX_INBOXES", default_value_t = 100_000,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    max_inboxes: u64,
+    /// Open connections per user (0: no limit); past it the upgrade gets 429.
+    #[arg(long, env = "WSMIO_MAX_CONNECTIONS_PER_USER", default_value_t = 64)]
+    max_connections_per_user: usize,
+    /// Open connections per network address (0: no limit; set 0 behind a
+    /// proxy, where every client has the proxy's address).
+    #[arg(long, env = "WSMIO_MAX_CONNECTIONS_PER_IP", default_value_t = 1024)]
+    max_connections_per_ip: usize,
+    /// Subscriptions per user on all its connections (its inbox not
+    /// counted; 0: no limit).
+    #[arg(long, env = "WSMIO_MAX_SUBSCRIPTIONS_PER_USER", default_value_t = 1000)]
+    max_subscriptions_per_user: usize,
+    /// Topics a user may have created that still exist (0: no limit).
+    #[arg(long, env = "WSMIO_MAX_TOPICS_PER_USER", default_value_t = 1000)]
+    max_topics_per_user: usize,
+    /// Topics the anonymous users of one address may have created that
+    /// still exist (0: no limit).
+    #[arg(long, env = "WSMIO_MAX_TOPICS_PER_IP", default_value_t = 10_000)]
+    max_topics_per_ip: usize,
     /// Sustained requests per second per connection (> 0).
     #[arg(long, env = "WSMIO_RATE", default_value_t = 50.0, value_parser = positive_rate)]
     rate: f64,
@@ -312,6 +335,12 @@ fn serve(a: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
         max_history_bytes: a.max_history_bytes,
         max_topics_per_conn: a.max_topics_per_conn,
         max_topics: a.max_topics as usize,
+        max_inboxes: a.max_inboxes as usize,
+        max_connections_per_user: a.max_connections_per_user,
+        max_connections_per_ip: a.max_connections_per_ip,
+        max_subscriptions_per_user: a.max_subscriptions_per_user,
+        max_topics_per_user: a.max_topics_per_user,
+        max_topics_per_ip: a.max_topics_per_ip,
         rate_per_sec: a.rate,
         rate_burst: a.burst,
         index_html: Some(DEMO_PAGE),

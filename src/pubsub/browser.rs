@@ -15,7 +15,11 @@ use std::net::{Ipv4Addr, Ipv6Addr};
 /// Which browser origins may open a WebSocket.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub enum OriginPolicy {
-    /// The Origin's host must equal the request's Host (the default).
+    /// The Origin must be this server's own origin (the default): the
+    /// same host and port as the request's `Host`, and a scheme of the
+    /// same class — `http` for a `ws://` server, `https` for `wss://` (a
+    /// browser sends the page's origin, RFC 6454 §4; a page of another
+    /// scheme is another origin).
     #[default]
     SameHost,
     /// Any origin (must be configured explicitly with `*`).
@@ -42,19 +46,48 @@ impl OriginPolicy {
     }
 
     /// May a request with this `Origin` (absent for non-browser clients,
-    /// which Origin checks cannot constrain anyway) and `Host` connect?
-    pub fn allows(&self, origin: Option<&str>, host: Option<&str>) -> bool {
+    /// which Origin checks cannot constrain anyway) and `Host` connect to
+    /// a server that speaks TLS (`secure`: wss://) or not?
+    pub fn allows(&self, origin: Option<&str>, host: Option<&str>, secure: bool) -> bool {
         let Some(origin) = origin.map(|o| o.trim().trim_end_matches('/')) else {
             return true;
         };
         match self {
             OriginPolicy::Any => true,
             OriginPolicy::List(list) => list.iter().any(|o| o.eq_ignore_ascii_case(origin)),
-            OriginPolicy::SameHost => {
-                let origin_host = origin.split_once("://").map_or(origin, |(_, h)| h);
-                host.is_some_and(|h| h.trim().eq_ignore_ascii_case(origin_host))
-            }
+            OriginPolicy::SameHost => host.is_some_and(|h| same_origin(origin, h, secure)),
         }
+    }
+}
+
+/// Is `origin` (`scheme://host[:port]`) this server's origin, reached as
+/// `host` (the `Host` header) over TLS or not? Ports left out mean the
+/// scheme's default (RFC 6454 §4: 80 for http, 443 for https).
+fn same_origin(origin: &str, host: &str, secure: bool) -> bool {
+    let Some((scheme, rest)) = origin.split_once("://") else {
+        return false; // e.g. `null` (a sandboxed or file page): not ours
+    };
+    // ws↔http and wss↔https are one class: the page's origin is what the
+    // browser sends.
+    let (want, default) = if secure { ("https", 443) } else { ("http", 80) };
+    if !scheme.eq_ignore_ascii_case(want) {
+        return false;
+    }
+    match (split_port(rest, default), split_port(host.trim(), default)) {
+        (Some((a, p)), Some((b, q))) => p == q && a.eq_ignore_ascii_case(b),
+        _ => false,
+    }
+}
+
+/// `host[:port]` as (host, port), the port `default` when absent; an IPv6
+/// literal keeps its brackets. `None` if malformed.
+fn split_port(s: &str, default: u16) -> Option<(&str, u16)> {
+    let name = host_name(s)?;
+    let port = &s[name.len()..];
+    match port.strip_prefix(':') {
+        None if port.is_empty() => Some((name, default)),
+        Some(p) => Some((name, p.parse().ok()?)),
+        None => None,
     }
 }
 
@@ -188,12 +221,34 @@ mod tests {
     #[test]
     fn origins() {
         let same = OriginPolicy::parse("");
-        assert!(same.allows(Some("http://localhost:9001"), Some("localhost:9001")));
-        assert!(!same.allows(Some("http://evil.example"), Some("localhost:9001")));
-        assert!(same.allows(None, Some("localhost:9001")));
+        let plain = |o: &str, h: &str| same.allows(Some(o), Some(h), false);
+        let tls = |o: &str, h: &str| same.allows(Some(o), Some(h), true);
+        assert!(plain("http://localhost:9001", "localhost:9001"));
+        assert!(plain("HTTP://LocalHost:9001", "localhost:9001"));
+        assert!(!plain("http://evil.example", "localhost:9001"));
+        assert!(
+            !plain("http://localhost:9002", "localhost:9001"),
+            "another port"
+        );
+        // The scheme counts: an https page is another origin for ws://.
+        assert!(!plain("https://127.0.0.1:9001", "127.0.0.1:9001"));
+        assert!(tls("https://127.0.0.1:9001", "127.0.0.1:9001"));
+        assert!(!tls("http://127.0.0.1:9001", "127.0.0.1:9001"));
+        assert!(
+            !plain("ws://localhost:9001", "localhost:9001"),
+            "browsers send the page's origin"
+        );
+        // Default ports, written or not.
+        assert!(plain("http://chat.example", "chat.example:80"));
+        assert!(tls("https://chat.example:443", "chat.example"));
+        assert!(!tls("https://chat.example", "chat.example:80"));
+        assert!(plain("http://[::1]:9001", "[::1]:9001"));
+        assert!(!plain("null", "localhost:9001"));
+        assert!(!plain("http://localhost:x", "localhost:9001"));
+        assert!(same.allows(None, Some("localhost:9001"), false));
         let list = OriginPolicy::parse("https://a.example, https://b.example/");
-        assert!(list.allows(Some("https://b.example"), None));
-        assert!(!list.allows(Some("https://c.example"), None));
+        assert!(list.allows(Some("https://b.example"), None, false));
+        assert!(!list.allows(Some("https://c.example"), None, false));
         assert_eq!(OriginPolicy::parse("*"), OriginPolicy::Any);
     }
 

@@ -2,6 +2,7 @@
 //! rate limit, and what it is still owed or waits for.
 
 use std::collections::VecDeque;
+use std::net::IpAddr;
 
 use super::auth::Identity;
 use super::engine::{OpId, Position};
@@ -18,6 +19,10 @@ pub(super) const MAX_WAITING: usize = 256;
 #[derive(Debug)]
 pub(super) struct Client {
     pub who: Identity,
+    /// The peer's address (per-address quotas).
+    pub ip: Option<IpAddr>,
+    /// Who the topics it creates are charged to (see `quota.rs`).
+    pub creator: String,
     /// Its subscriptions, pending ones included.
     pub topics: Vec<String>,
     pub bucket: TokenBucket,
@@ -44,9 +49,16 @@ pub(super) struct Client {
 }
 
 impl Client {
-    pub fn new(who: Identity, bucket: TokenBucket, expires_ms: Option<u64>) -> Self {
+    pub fn new(
+        who: Identity,
+        ip: Option<IpAddr>,
+        bucket: TokenBucket,
+        expires_ms: Option<u64>,
+    ) -> Self {
         Client {
+            creator: super::quota::creator_key(&who, ip),
             who,
+            ip,
             topics: Vec::new(),
             bucket,
             expires_ms,

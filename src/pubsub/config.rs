@@ -40,6 +40,26 @@ pub struct HubConfig {
     /// last delivery is oldest; if none can go, a new topic is refused
     /// (`too_many_topics`).
     pub max_topics: usize,
+    /// User inboxes (`@user`) on this node (default 100,000), bounded
+    /// apart from `max_topics` so that a full table of rooms never breaks
+    /// direct messages.
+    pub max_inboxes: usize,
+    /// Open connections per user (default 64; 0: no limit); past it the
+    /// upgrade is refused with `429`.
+    pub max_connections_per_user: usize,
+    /// Open connections per network address (default 1,024; 0: no limit;
+    /// behind a proxy every client has its address: set 0 there); past it
+    /// the upgrade is refused with `429`.
+    pub max_connections_per_ip: usize,
+    /// Subscriptions per user on all its connections together, its own
+    /// inbox not counted (default 1,000; 0: no limit).
+    pub max_subscriptions_per_user: usize,
+    /// Topics one user may have created that still exist (default 1,000;
+    /// 0: no limit). Memory engine: its topic table is what it protects.
+    pub max_topics_per_user: usize,
+    /// The same for all anonymous users of one network address together
+    /// (default 10,000, a tenth of `max_topics`; 0: no limit).
+    pub max_topics_per_ip: usize,
     /// Frame bytes kept in all topics' histories together (default
     /// 64 MiB). Over it, the histories of the topics published to longest
     /// ago are cleared; their sequence numbers go on, so a resume reports
@@ -70,6 +90,12 @@ impl Default for HubConfig {
             history_age: Duration::from_secs(600),
             max_topics_per_conn: 100,
             max_topics: 100_000,
+            max_inboxes: 100_000,
+            max_connections_per_user: 64,
+            max_connections_per_ip: 1024,
+            max_subscriptions_per_user: 1000,
+            max_topics_per_user: 1000,
+            max_topics_per_ip: 10_000,
             max_history_bytes: 64 << 20,
             rate_per_sec: 50.0,
             rate_burst: DEFAULT_RATE_BURST,

@@ -2,6 +2,8 @@
 //! WebSocket (path, `Host`, `Origin`, token), and the plain HTTP routes
 //! (`/`, `/healthz`, `/readyz`, `/metrics`, and `426` on the endpoint).
 
+use std::net::IpAddr;
+
 use super::auth::{verify_jwt, Identity, TokenError};
 use super::hub::{random_hex, wall_ms, Hub};
 use crate::proto::handshake::Request as HttpRequest;
@@ -10,7 +12,13 @@ use crate::reactor::{ConnId, HttpResponse, Upgrade};
 impl Hub {
     /// Accept or refuse an upgrade request; an accepted one's identity
     /// waits in `pending` for `open`.
-    pub(super) fn check_upgrade(&mut self, id: ConnId, req: &HttpRequest) -> Upgrade {
+    pub(super) fn check_upgrade(
+        &mut self,
+        id: ConnId,
+        req: &HttpRequest,
+        secure: bool,
+        ip: Option<IpAddr>,
+    ) -> Upgrade {
         if req.path_only() != self.config.ws_path {
             self.metrics.reject("path");
             return Upgrade::reject(404, "no WebSocket endpoint at this path");
@@ -22,7 +30,7 @@ impl Hub {
         if !self
             .config
             .origins
-            .allows(req.header("origin"), req.header("host"))
+            .allows(req.header("origin"), req.header("host"), secure)
         {
             self.metrics.reject("origin");
             return Upgrade::reject(403, "origin not allowed");
@@ -39,7 +47,17 @@ impl Hub {
         }
         match self.authenticate(req) {
             Ok(who) => {
-                self.pending.insert(id, who);
+                if let Err(hit) = self.quotas.connect(&self.config, &who, ip) {
+                    self.metrics.quota(hit);
+                    let why = match hit {
+                        "connections_per_ip" => "too many connections from this address",
+                        _ => "too many connections for this user",
+                    };
+                    return Upgrade::Reject(
+                        HttpResponse::text(429, why).with_header("Retry-After", "10"),
+                    );
+                }
+                self.pending.insert(id, (who, ip));
                 Upgrade::accept()
             }
             Err(e) => {

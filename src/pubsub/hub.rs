@@ -21,6 +21,7 @@
 //! local subscriber's queue references the same bytes.
 
 use std::collections::HashMap;
+use std::net::IpAddr;
 
 use super::auth::inbox_topic;
 use super::auth::Identity;
@@ -33,6 +34,7 @@ use super::local::LocalTopics;
 use super::metrics::Metrics;
 use super::protocol::Event;
 use super::protocol::{self, ErrorCode};
+use super::quota::Quotas;
 use super::ratelimit::TokenBucket;
 use crate::proto::handshake::Request as HttpRequest;
 use crate::reactor::{CloseInfo, ConnId, ConnIdMap, Ctx, Handler, HttpResponse, Upgrade};
@@ -47,8 +49,10 @@ pub struct Hub {
     /// This node's subscriptions.
     pub(super) local: LocalTopics,
     pub(super) clients: ConnIdMap<Client>,
-    /// Identities between the upgrade and `open`.
-    pub(super) pending: ConnIdMap<Identity>,
+    /// Identities (and addresses) between the upgrade and `open`.
+    pub(super) pending: ConnIdMap<(Identity, Option<IpAddr>)>,
+    /// What each user and address holds (see `quota.rs`).
+    pub(super) quotas: Quotas,
     pub(super) metrics: Metrics,
     pub(super) anon_counter: u64,
     /// Deliveries of the current read (or engine wake-up) not yet queued;
@@ -108,6 +112,7 @@ impl Hub {
     pub fn new(config: HubConfig) -> Self {
         let limits = MemoryLimits {
             max_topics: config.max_topics,
+            max_inboxes: config.max_inboxes,
             max_history_bytes: config.max_history_bytes,
             history_len: config.history_len,
             history_age_ms: config.history_age.as_millis() as u64,
@@ -124,6 +129,7 @@ impl Hub {
             local: LocalTopics::default(),
             clients: ConnIdMap::default(),
             pending: ConnIdMap::default(),
+            quotas: Quotas::default(),
             metrics: Metrics::default(),
             anon_counter: 0,
             batch: Batch::default(),
@@ -165,7 +171,7 @@ impl Hub {
 
     /// A new connection: its state, the `welcome`, and its inbox (every
     /// connection receives its user's direct messages).
-    fn welcome(&mut self, ctx: &mut Ctx<'_>, id: ConnId, who: Identity) {
+    fn welcome(&mut self, ctx: &mut Ctx<'_>, id: ConnId, who: Identity, ip: Option<IpAddr>) {
         self.metrics.connections_current += 1;
         self.metrics.connections_total += 1;
         let now = ctx.now_ms();
@@ -185,7 +191,7 @@ impl Hub {
         .encode();
         let bucket = TokenBucket::new(self.config.rate_per_sec, self.config.rate_burst, now);
         self.clients
-            .insert(id, Client::new(who, bucket, expires_ms));
+            .insert(id, Client::new(who, ip, bucket, expires_ms));
         self.send(ctx, id, &welcome);
         self.subscribe(ctx, id, None, &inbox, None);
     }
@@ -201,7 +207,9 @@ impl Hub {
         for t in topics {
             self.unsubscribe(ctx, id, &t);
         }
-        self.clients.remove(&id);
+        if let Some(c) = self.clients.remove(&id) {
+            self.quotas.disconnected(&c.who.user, c.ip);
+        }
         self.ops.retain(|_, op| op.conn() != id);
         self.metrics.connections_current = self.metrics.connections_current.saturating_sub(1);
     }
@@ -237,8 +245,10 @@ impl Hub {
 }
 
 impl Handler for Hub {
-    fn upgrade(&mut self, _ctx: &mut Ctx<'_>, id: ConnId, req: &HttpRequest) -> Upgrade {
-        self.check_upgrade(id, req)
+    fn upgrade(&mut self, ctx: &mut Ctx<'_>, id: ConnId, req: &HttpRequest) -> Upgrade {
+        let secure = ctx.config().serves_tls();
+        let ip = ctx.peer_addr(id).map(|a| a.ip().to_canonical());
+        self.check_upgrade(id, req, secure, ip)
     }
 
     fn http(&mut self, _ctx: &mut Ctx<'_>, _id: ConnId, req: &HttpRequest) -> HttpResponse {
@@ -250,11 +260,11 @@ impl Handler for Hub {
     }
 
     fn open(&mut self, ctx: &mut Ctx<'_>, id: ConnId) {
-        let Some(who) = self.pending.remove(&id) else {
+        let Some((who, ip)) = self.pending.remove(&id) else {
             self.close_conn(ctx, id, CloseCode::INTERNAL, "no identity");
             return;
         };
-        self.welcome(ctx, id, who);
+        self.welcome(ctx, id, who, ip);
     }
 
     fn message(&mut self, ctx: &mut Ctx<'_>, id: ConnId, msg: Message<'_>) {
@@ -306,7 +316,9 @@ impl Handler for Hub {
     fn close(&mut self, ctx: &mut Ctx<'_>, id: ConnId, info: CloseInfo) {
         self.release(ctx);
         self.metrics.close(info.code.0);
-        self.pending.remove(&id);
+        if let Some((who, ip)) = self.pending.remove(&id) {
+            self.quotas.disconnected(&who.user, ip);
+        }
         self.goodbye(ctx, id);
     }
 }

@@ -43,6 +43,8 @@ pub struct Metrics {
     pub subscriptions: u64,
     /// Topics with subscribers on this node.
     pub local_topics: u64,
+    /// Requests and upgrades refused by a quota, by quota.
+    pub quota_hits: BTreeMap<&'static str, u64>,
 }
 
 impl Metrics {
@@ -54,6 +56,11 @@ impl Metrics {
     /// Count `n` drops for `reason`.
     pub fn drop_n(&mut self, reason: &'static str, n: u64) {
         *self.drops.entry(reason).or_default() += n;
+    }
+
+    /// Count a refusal by a quota.
+    pub fn quota(&mut self, which: &'static str) {
+        *self.quota_hits.entry(which).or_default() += 1;
     }
 
     /// Count a handshake rejection.
@@ -207,6 +214,15 @@ impl Metrics {
             "Connections closed, by close code (3000/4000: class; 0: other).",
             "code",
             self.closes
+                .iter()
+                .map(|(k, v)| (k.to_string(), *v))
+                .collect(),
+        );
+        labeled(
+            "wsmio_quota_hits_total",
+            "Upgrades and requests refused by a per-user or per-address quota, by quota.",
+            "quota",
+            self.quota_hits
                 .iter()
                 .map(|(k, v)| (k.to_string(), *v))
                 .collect(),

@@ -27,6 +27,7 @@ mod missed;
 mod presence;
 pub mod protocol;
 mod publish;
+mod quota;
 pub mod ratelimit;
 mod replay;
 mod request;

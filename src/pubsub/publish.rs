@@ -11,6 +11,7 @@ use super::auth::{inbox_topic, valid_user_id};
 use super::engine::{EngineError, Outcome, Publish, Sequenced};
 use super::hub::{wall_ms, Hub, Op};
 use super::protocol::{self, ErrorCode, Event};
+use super::quota;
 use crate::reactor::{ConnId, Ctx};
 
 /// The error text when a new topic does not fit on the node.
@@ -49,6 +50,7 @@ impl Hub {
             data,
             ts: wall_ms(),
             exclude: exclude_self.then_some(id),
+            creator: quota::creator(&self.config, &c.who, &c.creator),
         };
         match self.engine.publish(&p, ctx.now_ms()) {
             Err(e) => self.engine_error(ctx, id, rid, &e),
@@ -100,6 +102,7 @@ impl Hub {
         let Some(c) = self.clients.get(&id) else {
             return;
         };
+        // A DM that creates the recipient's inbox is charged to the sender.
         let p = Publish {
             op,
             topic: &inbox,
@@ -107,6 +110,7 @@ impl Hub {
             data,
             ts: wall_ms(),
             exclude: None,
+            creator: quota::creator(&self.config, &c.who, &c.creator),
         };
         match self.engine.publish(&p, ctx.now_ms()) {
             Err(e) => self.engine_error(ctx, id, rid, &e),
@@ -194,6 +198,24 @@ impl Hub {
         match e {
             EngineError::TooManyTopics => {
                 self.error(ctx, id, rid, ErrorCode::TooManyTopics, NODE_FULL)
+            }
+            EngineError::QuotaExceeded => {
+                let by_address = self
+                    .clients
+                    .get(&id)
+                    .is_some_and(|c| c.creator.starts_with("ip:"));
+                let (hit, why) = match by_address {
+                    true => (
+                        "topics_per_ip",
+                        "new topics of this address are at their quota",
+                    ),
+                    false => (
+                        "topics_per_user",
+                        "new topics of this user are at their quota",
+                    ),
+                };
+                self.metrics.quota(hit);
+                self.error(ctx, id, rid, ErrorCode::TooManyTopics, why);
             }
             EngineError::Unavailable { maybe_stored } => {
                 self.metrics.drop("engine_unavailable");

@@ -9,10 +9,11 @@
 
 use super::auth::inbox_topic;
 use super::client::{PendingSub, ResumeFrom, Stage};
-use super::engine::{EngineError, Fetched, Outcome, Position};
+use super::engine::{Creator, EngineError, Fetched, Outcome, Position};
 use super::hub::{wall_ms, Hub, Op};
 use super::missed::CatchUp;
 use super::protocol::{self, ErrorCode, Event, Since};
+use super::quota;
 use crate::reactor::{ConnId, Ctx};
 
 impl Hub {
@@ -53,10 +54,28 @@ impl Hub {
             let e = "subscription limit reached";
             return self.error(ctx, id, req, ErrorCode::TooManyTopics, e);
         }
-        let position = match self.engine.attach(topic) {
+        if topic != inbox {
+            if let Err(hit) = self.quotas.subscribe(&self.config, &c.who.user) {
+                self.metrics.quota(hit);
+                let e = "subscription limit of this user reached";
+                return self.error(ctx, id, req, ErrorCode::TooManyTopics, e);
+            }
+        }
+        // Its own inbox is not charged to the user (every connection has
+        // one); other topics new to the engine are.
+        let creator = match topic == inbox {
+            true => Creator { key: "", quota: 0 },
+            false => quota::creator(&self.config, &c.who, &c.creator),
+        };
+        let position = match self.engine.attach(topic, creator) {
             Ok(Outcome::Done(p)) => Some(p),
             Ok(Outcome::Pending) => None,
-            Err(e) => return self.engine_error(ctx, id, req, &e),
+            Err(e) => {
+                if topic != inbox {
+                    self.quotas.unsubscribed(&c.who.user);
+                }
+                return self.engine_error(ctx, id, req, &e);
+            }
         };
         self.add_subscriber(ctx, id, topic);
         match position {
@@ -384,6 +403,9 @@ impl Hub {
         c.catch_up.retain(|cu| cu.topic != topic);
         c.gaps.retain(|g| g.topic != topic);
         self.local.remove(topic, id);
+        if topic != inbox_topic(&c.who.user) {
+            self.quotas.unsubscribed(&c.who.user);
+        }
         let left = member && self.engine.leave(topic, &c.who.user);
         let user = left.then(|| c.who.user.clone());
         self.engine.detach(topic);

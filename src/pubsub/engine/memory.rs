@@ -1,11 +1,18 @@
 //! The memory engine: one node, every topic's sequence counter, history
 //! and members in this process. The hub's default (`--engine memory`).
 //!
-//! Bounded like the rest of the hub: at most `max_topics` topics (at the
-//! limit, topics with nothing in them are dropped, then those without
-//! local subscribers whose last delivery is oldest) and `max_history_bytes`
-//! of history in all of them (over it, the histories published to longest
-//! ago are cleared; their numbers go on, so a resume reports the loss).
+//! Bounded like the rest of the hub: at most `max_topics` shared topics and
+//! `max_inboxes` user inboxes (`@user`, a class of their own, so that a
+//! full table of rooms never breaks direct messages), and
+//! `max_history_bytes` of history in all of them (over it, the histories
+//! published to longest ago are cleared; their numbers go on, so a resume
+//! reports the loss). At a class's limit, its topics with nothing in them
+//! are dropped, then those without subscribers whose last delivery is
+//! oldest; topics with subscribers are never dropped.
+//!
+//! A new topic is charged to its creator ([`Creator`]: a user, or the
+//! address of anonymous users), who may keep at most its quota of them;
+//! the charge ends when the topic is dropped.
 //!
 //! Dropping a topic forgets its sequence counter. So that a resuming
 //! client can never take a recreated topic's numbers for the old ones, a
@@ -17,8 +24,8 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use super::{
-    Engine, EngineError, EngineEvent, EngineStats, Fetched, Members, OpId, Outcome, Position,
-    Publish, Sequenced,
+    Creator, Engine, EngineError, EngineEvent, EngineStats, Fetched, Members, OpId, Outcome,
+    Position, Publish, Sequenced,
 };
 use crate::pubsub::history::{History, Stored};
 use crate::pubsub::protocol::Delivery;
@@ -27,9 +34,12 @@ use crate::reactor::Frame;
 /// What bounds the memory engine (from the hub's configuration).
 #[derive(Debug, Clone, Copy)]
 pub struct MemoryLimits {
-    /// Most topics; at the limit, idle topics and then those without
-    /// subscribers whose last delivery is oldest are dropped.
+    /// Most shared topics (not inboxes); at the limit, idle topics and
+    /// then those without subscribers whose last delivery is oldest are
+    /// dropped.
     pub max_topics: usize,
+    /// Most user inboxes (`@user`), bounded apart from the shared topics.
+    pub max_inboxes: usize,
     /// Most frame bytes in all histories together; over it, the histories
     /// of the topics published to longest ago are cleared (their sequence
     /// numbers go on, so a resume reports what was lost).
@@ -58,6 +68,8 @@ struct Topic {
     attached: u32,
     /// Distinct users subscribed, with their number of connections.
     members: HashMap<String, u32>,
+    /// Who it is charged to.
+    creator: Option<Box<str>>,
 }
 
 impl Topic {
@@ -73,15 +85,25 @@ pub struct MemoryEngine {
     node: String,
     epoch: String,
     map: HashMap<String, Topic>,
+    /// Inboxes in `map`.
+    inboxes: usize,
+    /// Topics charged to each creator.
+    created: HashMap<Box<str>, usize>,
     limits: MemoryLimits,
     /// Numbered topics dropped so far (names the epoch of topics created
     /// after).
     dropped: u64,
     /// Frame bytes in all histories.
     history_bytes: usize,
-    /// No new topic before this time: the last pass found no room
-    /// (monotonic, so a wall-clock step cannot stretch it).
-    full_until: Option<Instant>,
+    /// No new topic of a class (shared, inbox) before this time: the last
+    /// pass found no room (monotonic, so a wall-clock step cannot stretch
+    /// it).
+    full_until: [Option<Instant>; 2],
+}
+
+/// Inboxes are a class of their own: `@user`.
+fn is_inbox(name: &str) -> bool {
+    name.starts_with('@')
 }
 
 impl MemoryEngine {
@@ -92,10 +114,12 @@ impl MemoryEngine {
             node: node.to_string(),
             epoch,
             map: HashMap::new(),
+            inboxes: 0,
+            created: HashMap::new(),
             limits,
             dropped: 0,
             history_bytes: 0,
-            full_until: None,
+            full_until: [None, None],
         }
     }
 
@@ -109,66 +133,100 @@ impl MemoryEngine {
         self.map.is_empty()
     }
 
-    /// The topic `name`, created if needed. `None` when the node is at
-    /// [`MemoryLimits::max_topics`] and no topic can be dropped to make
-    /// room (then, for a second, new topics are refused without another
-    /// pass).
-    fn entry(&mut self, name: &str) -> Option<&mut Topic> {
+    /// The topic `name`, created if needed and charged to `creator`.
+    /// Refused when its class is at its limit and no topic can be dropped
+    /// to make room (then, for a second, new topics of that class are
+    /// refused without another pass), or when `creator` is at its quota.
+    fn entry(&mut self, name: &str, creator: Creator<'_>) -> Result<&mut Topic, EngineError> {
         if !self.map.contains_key(name) {
-            let limits = self.limits;
-            if self.map.len() >= limits.max_topics && !self.make_room() {
-                return None;
+            if creator.quota > 0
+                && self.created.get(creator.key).copied().unwrap_or(0) >= creator.quota
+            {
+                return Err(EngineError::QuotaExceeded);
+            }
+            let inbox = is_inbox(name);
+            let (count, max) = match inbox {
+                true => (self.inboxes, self.limits.max_inboxes),
+                false => (self.map.len() - self.inboxes, self.limits.max_topics),
+            };
+            if count >= max && !self.make_room(inbox) {
+                return Err(EngineError::TooManyTopics);
             }
             let epoch = match self.dropped {
                 0 => self.epoch.clone(),
                 n => format!("{}.{n}", self.epoch),
             };
+            let limits = self.limits;
             let topic = Topic {
                 epoch,
                 seq: 0,
                 history: History::new(limits.history_len, limits.history_age_ms),
                 attached: 0,
                 members: HashMap::new(),
+                creator: (creator.quota > 0).then(|| Box::from(creator.key)),
             };
+            if let Some(c) = &topic.creator {
+                *self.created.entry(c.clone()).or_insert(0) += 1;
+            }
+            self.inboxes += usize::from(inbox);
             self.map.insert(name.to_string(), topic);
         }
-        self.map.get_mut(name)
+        self.map.get_mut(name).ok_or(EngineError::TooManyTopics)
     }
 
-    /// Drop topics until there is room for one more (and some to spare, so
-    /// the pass, O(n log n), runs once per `max_topics / 16` new topics).
-    fn make_room(&mut self) -> bool {
-        let max = self.limits.max_topics;
-        let now = Instant::now();
-        if self.full_until.is_some_and(|until| now < until) {
-            return false;
-        }
-        let mut dropped = 0;
-        self.map.retain(|_, t| {
-            let idle = t.is_idle();
-            dropped += u64::from(idle && t.seq > 0);
-            !idle
-        });
-        let target = max.saturating_sub((max / 16).max(1));
-        if self.map.len() > target {
-            let mut old: Vec<(u64, String)> = self
-                .map
-                .iter()
-                .filter(|(_, t)| t.attached == 0)
-                .map(|(k, t)| (t.history.last_ts().unwrap_or(0), k.clone()))
-                .collect();
-            old.sort_unstable();
-            let excess = self.map.len() - target;
-            for (_, name) in old.into_iter().take(excess) {
-                if let Some(t) = self.map.remove(&name) {
-                    self.history_bytes -= t.history.bytes();
-                    dropped += u64::from(t.seq > 0);
+    /// Forget a topic taken out of the table: its history bytes, its class
+    /// count, its creator's charge, and (if it had deliveries) that its
+    /// numbers are gone (the next epochs say so).
+    fn forget(&mut self, name: &str, t: Topic) {
+        self.history_bytes -= t.history.bytes();
+        self.inboxes -= usize::from(is_inbox(name));
+        self.dropped += u64::from(t.seq > 0);
+        if let Some(c) = t.creator {
+            if let Some(n) = self.created.get_mut(&c) {
+                *n -= 1;
+                if *n == 0 {
+                    self.created.remove(&c);
                 }
             }
         }
-        self.dropped += dropped;
-        let room = self.map.len() < max;
-        self.full_until = (!room).then(|| now + FULL_BACKOFF);
+    }
+
+    /// Drop topics of a class (inboxes or shared) until there is room for
+    /// one more (and some to spare, so the pass, O(n log n), runs once per
+    /// `max / 16` new topics).
+    fn make_room(&mut self, inbox: bool) -> bool {
+        let class = usize::from(inbox);
+        let max = match inbox {
+            true => self.limits.max_inboxes,
+            false => self.limits.max_topics,
+        };
+        let now = Instant::now();
+        if self.full_until[class].is_some_and(|until| now < until) {
+            return false;
+        }
+        let count = |e: &Self| match inbox {
+            true => e.inboxes,
+            false => e.map.len() - e.inboxes,
+        };
+        let target = max.saturating_sub((max / 16).max(1));
+        // Nothing in them first, then no subscribers, oldest publish first.
+        let mut old: Vec<(bool, u64, String)> = self
+            .map
+            .iter()
+            .filter(|(k, t)| is_inbox(k) == inbox && t.attached == 0)
+            .map(|(k, t)| (!t.is_idle(), t.history.last_ts().unwrap_or(0), k.clone()))
+            .collect();
+        old.sort_unstable();
+        for (_, _, name) in old {
+            if count(self) <= target {
+                break;
+            }
+            if let Some(t) = self.map.remove(&name) {
+                self.forget(&name, t);
+            }
+        }
+        let room = count(self) < max;
+        self.full_until[class] = (!room).then(|| now + FULL_BACKOFF);
         room
     }
 
@@ -198,7 +256,7 @@ impl MemoryEngine {
     fn drop_if_idle(&mut self, name: &str) {
         if self.map.get(name).is_some_and(Topic::is_idle) {
             if let Some(t) = self.map.remove(name) {
-                self.dropped += u64::from(t.seq > 0);
+                self.forget(name, t);
             }
         }
     }
@@ -219,9 +277,12 @@ impl Engine for MemoryEngine {
     /// wall-clock step neither keeps nor drops history early.
     fn publish(&mut self, p: &Publish<'_>, now_ms: u64) -> Result<Outcome<Sequenced>, EngineError> {
         let node = std::mem::take(&mut self.node);
-        let Some(t) = self.entry(p.topic) else {
-            self.node = node;
-            return Err(EngineError::TooManyTopics);
+        let t = match self.entry(p.topic, p.creator) {
+            Ok(t) => t,
+            Err(e) => {
+                self.node = node;
+                return Err(e);
+            }
         };
         t.seq += 1;
         let seq = t.seq;
@@ -263,8 +324,12 @@ impl Engine for MemoryEngine {
         self.map.get(topic).map(|t| t.epoch.as_str())
     }
 
-    fn attach(&mut self, topic: &str) -> Result<Outcome<Position>, EngineError> {
-        let t = self.entry(topic).ok_or(EngineError::TooManyTopics)?;
+    fn attach(
+        &mut self,
+        topic: &str,
+        creator: Creator<'_>,
+    ) -> Result<Outcome<Position>, EngineError> {
+        let t = self.entry(topic, creator)?;
         t.attached += 1;
         Ok(Outcome::Done(Position {
             epoch: t.epoch.clone(),
@@ -368,12 +433,18 @@ impl Engine for MemoryEngine {
 mod tests {
     use super::*;
 
+    const ANYONE: Creator<'static> = Creator {
+        key: "u:x",
+        quota: 0,
+    };
+
     fn engine(max_topics: usize) -> MemoryEngine {
         MemoryEngine::new(
             "n",
             "e".into(),
             MemoryLimits {
                 max_topics,
+                max_inboxes: 2,
                 max_history_bytes: 1 << 20,
                 history_len: 10,
                 history_age_ms: 60_000,
@@ -382,6 +453,14 @@ mod tests {
     }
 
     fn publish(e: &mut MemoryEngine, topic: &str) -> Result<u64, EngineError> {
+        publish_as(e, topic, ANYONE)
+    }
+
+    fn publish_as(
+        e: &mut MemoryEngine,
+        topic: &str,
+        creator: Creator<'_>,
+    ) -> Result<u64, EngineError> {
         let p = Publish {
             op: 0,
             topic,
@@ -389,6 +468,7 @@ mod tests {
             data: "1",
             ts: 0,
             exclude: None,
+            creator,
         };
         match e.publish(&p, 0)? {
             Outcome::Done(s) => Ok(s.seq),
@@ -400,7 +480,7 @@ mod tests {
     fn numbers_history_and_members() {
         let mut e = engine(10);
         assert!(matches!(
-            e.attach("t"),
+            e.attach("t", ANYONE),
             Ok(Outcome::Done(Position { seq: 0, .. }))
         ));
         assert_eq!(publish(&mut e, "t"), Ok(1));
@@ -424,9 +504,9 @@ mod tests {
     fn a_full_table_drops_idle_topics_and_renumbers_recreated_ones() {
         let mut e = engine(2);
         assert_eq!(publish(&mut e, "a"), Ok(1));
-        assert!(matches!(e.attach("b"), Ok(Outcome::Done(_))));
+        assert!(matches!(e.attach("b", ANYONE), Ok(Outcome::Done(_))));
         // Full: "a" has history but no subscribers, so it goes.
-        assert!(matches!(e.attach("c"), Ok(Outcome::Done(_))));
+        assert!(matches!(e.attach("c", ANYONE), Ok(Outcome::Done(_))));
         assert!(e.position("a").is_none());
         // Full of attached topics: no room.
         assert_eq!(publish(&mut e, "d"), Err(EngineError::TooManyTopics));
@@ -435,5 +515,40 @@ mod tests {
         // A recreated numbered topic has an epoch of its own.
         assert_eq!(publish(&mut e, "a"), Ok(1));
         assert_eq!(e.position("a").map(|p| p.epoch), Some("e.1".into()));
+    }
+
+    #[test]
+    fn inboxes_have_room_of_their_own_and_creators_a_quota() {
+        let mut e = engine(2);
+        assert!(matches!(e.attach("a", ANYONE), Ok(Outcome::Done(_))));
+        assert!(matches!(e.attach("b", ANYONE), Ok(Outcome::Done(_))));
+        assert_eq!(publish(&mut e, "c"), Err(EngineError::TooManyTopics));
+        // The shared table is full; inboxes still come and go.
+        assert!(matches!(e.attach("@alice", ANYONE), Ok(Outcome::Done(_))));
+        assert_eq!(publish(&mut e, "@bob"), Ok(1));
+        // Two inboxes: the unsubscribed one (bob's, with history) makes room.
+        assert!(matches!(e.attach("@carol", ANYONE), Ok(Outcome::Done(_))));
+        assert!(e.position("@bob").is_none());
+        assert!(e.position("@alice").is_some());
+
+        let mut e = engine(100);
+        let mallory = Creator {
+            key: "ip:10.0.0.9",
+            quota: 2,
+        };
+        assert!(matches!(e.attach("m1", mallory), Ok(Outcome::Done(_))));
+        assert_eq!(publish_as(&mut e, "m2", mallory), Ok(1));
+        assert!(matches!(
+            e.attach("m3", mallory),
+            Err(EngineError::QuotaExceeded)
+        ));
+        // Existing topics are not charged again; others are not limited.
+        assert!(matches!(e.attach("m1", mallory), Ok(Outcome::Done(_))));
+        assert!(matches!(e.attach("m3", ANYONE), Ok(Outcome::Done(_))));
+        // A dropped topic gives its charge back.
+        e.detach("m1");
+        e.detach("m1");
+        assert!(e.position("m1").is_none());
+        assert!(matches!(e.attach("m4", mallory), Ok(Outcome::Done(_))));
     }
 }

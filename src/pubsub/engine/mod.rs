@@ -42,6 +42,9 @@ pub enum Outcome<T> {
 pub enum EngineError {
     /// A new topic does not fit (the memory engine's `max_topics`).
     TooManyTopics,
+    /// The topic is new, and whoever would create it keeps as many topics
+    /// as their quota allows ([`Creator::quota`]).
+    QuotaExceeded,
     /// The engine's backing store cannot be reached. `maybe_stored`: the
     /// operation was sent before the connection failed, so it may have
     /// taken effect (a publish may still be delivered); retry with an
@@ -50,6 +53,20 @@ pub enum EngineError {
         /// The operation may have taken effect.
         maybe_stored: bool,
     },
+}
+
+/// Who a new topic is charged to, and how many such topics they may keep
+/// at once. An engine whose topic table is bounded on this node (the
+/// memory engine) refuses a new topic past the quota, so that one user
+/// (or, for anonymous users, one address) cannot fill the table for
+/// everyone; an engine that keeps topics elsewhere (Redis, bounded by its
+/// memory and time-to-live) may ignore it.
+#[derive(Debug, Clone, Copy)]
+pub struct Creator<'a> {
+    /// `u:{user}` or `ip:{address}`.
+    pub key: &'a str,
+    /// Topics this creator may keep (0: no quota).
+    pub quota: usize,
 }
 
 /// A publish to sequence.
@@ -68,6 +85,8 @@ pub struct Publish<'a> {
     /// A local connection that must not get this delivery
     /// (`exclude_self`); carried through to [`EngineEvent::Deliver`].
     pub exclude: Option<ConnId>,
+    /// Who a new topic would be charged to.
+    pub creator: Creator<'a>,
 }
 
 /// A publish the engine sequenced at once (memory engine): fan it out now.
@@ -234,9 +253,14 @@ pub trait Engine {
 
     /// A local connection subscribes to `topic`: make its deliveries
     /// reach this node. `Done` with the current position, or `Pending`
-    /// ([`EngineEvent::Attached`] follows). Counted: every `attach` is
-    /// matched by one [`Engine::detach`].
-    fn attach(&mut self, topic: &str) -> Result<Outcome<Position>, EngineError>;
+    /// ([`EngineEvent::Attached`] follows). Counted: every `attach` that
+    /// did not return an error is matched by one [`Engine::detach`]. A new
+    /// topic is charged to `creator`.
+    fn attach(
+        &mut self,
+        topic: &str,
+        creator: Creator<'_>,
+    ) -> Result<Outcome<Position>, EngineError>;
 
     /// A local subscription to `topic` ended.
     fn detach(&mut self, topic: &str);

@@ -43,8 +43,8 @@ use self::stats::Stats;
 use self::subscriber::{SubCommand, SubEvent};
 use self::wire::Keys;
 use super::{
-    Engine, EngineError, EngineEvent, EngineStats, Fetched, Members, OpId, Outcome, Position,
-    Publish, Sequenced,
+    Creator, Engine, EngineError, EngineEvent, EngineStats, Fetched, Members, OpId, Outcome,
+    Position, Publish, Sequenced,
 };
 use crate::pubsub::history::Stored;
 use crate::pubsub::protocol::Delivery;
@@ -709,7 +709,13 @@ impl Engine for RedisEngine {
         (f.state == State::Live).then_some(f.epoch.as_str())
     }
 
-    fn attach(&mut self, topic: &str) -> Result<Outcome<Position>, EngineError> {
+    /// Topics live in Redis, bounded by its memory and their time-to-live:
+    /// the creator's quota is not checked here.
+    fn attach(
+        &mut self,
+        topic: &str,
+        _creator: Creator<'_>,
+    ) -> Result<Outcome<Position>, EngineError> {
         if let Some(f) = self.feeds.get_mut(topic) {
             f.attaches += 1;
             return Ok(match f.state {
