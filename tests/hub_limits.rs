@@ -30,19 +30,37 @@ fn connections_per_user_and_per_address_are_bounded() {
     let c1 = connect(a, Some(&alice));
     let c2 = connect(a, Some(&alice));
     let (status, why) = refusal_of(a, &path);
-    assert_eq!((status.as_str(), why.as_str()), ("HTTP/1.1 429 Too Many Requests", "too many connections for this user"));
+    assert_eq!(
+        (status.as_str(), why.as_str()),
+        (
+            "HTTP/1.1 429 Too Many Requests",
+            "too many connections for this user"
+        )
+    );
     // Others are not affected; the address has room for two more.
     let b1 = connect(a, Some(&token_all("bob")));
     let b2 = connect(a, Some(&token_all("bob")));
     let (status, why) = refusal_of(a, &format!("/ws?token={}", token_all("carol")));
-    assert_eq!((status.as_str(), why.as_str()), ("HTTP/1.1 429 Too Many Requests", "too many connections from this address"));
+    assert_eq!(
+        (status.as_str(), why.as_str()),
+        (
+            "HTTP/1.1 429 Too Many Requests",
+            "too many connections from this address"
+        )
+    );
     // A closed connection gives its place back.
     c1.close();
     b1.close();
     let c3 = connect(a, Some(&alice));
     let m = metrics(a);
-    assert_eq!(metric(&m, "wsmio_quota_hits_total{quota=\"connections_per_user\"}"), 1);
-    assert_eq!(metric(&m, "wsmio_quota_hits_total{quota=\"connections_per_ip\"}"), 1);
+    assert_eq!(
+        metric(&m, "wsmio_quota_hits_total{quota=\"connections_per_user\"}"),
+        1
+    );
+    assert_eq!(
+        metric(&m, "wsmio_quota_hits_total{quota=\"connections_per_ip\"}"),
+        1
+    );
     for c in [c2, b2, c3] {
         c.close();
     }
@@ -71,7 +89,13 @@ fn subscriptions_per_user_count_every_connection() {
     assert_eq!(ack["id"], id);
     c2.sub("r3");
     let m = metrics(a);
-    assert_eq!(metric(&m, "wsmio_quota_hits_total{quota=\"subscriptions_per_user\"}"), 1);
+    assert_eq!(
+        metric(
+            &m,
+            "wsmio_quota_hits_total{quota=\"subscriptions_per_user\"}"
+        ),
+        1
+    );
     srv.stop();
 }
 
@@ -97,7 +121,10 @@ fn anonymous_users_of_one_address_share_a_topic_quota_and_inboxes_always_work() 
     }
     let e = anons[2].expect_error(json!({"op":"sub","topic":"one-more"}), "too_many_topics");
     assert!(e["message"].as_str().unwrap().contains("address"), "{e}");
-    anons[2].expect_error(json!({"op":"pub","topic":"one-more","data":1}), "too_many_topics");
+    anons[2].expect_error(
+        json!({"op":"pub","topic":"one-more","data":1}),
+        "too_many_topics",
+    );
     // Topics that exist already are not charged again.
     let ack = anons[2].sub_ack("t0.0");
     assert_eq!(ack["topic"], "t0.0");
