@@ -4,7 +4,7 @@ use super::stream::Stream;
 use super::timer::Millis;
 use super::write_queue::WriteQueue;
 use crate::proto::handshake::HeadBuffer;
-use crate::proto::{Receiver, Sender};
+use crate::proto::{Receiver, Role, Sender};
 
 /// Where a connection is in its life.
 #[derive(Debug)]
@@ -68,6 +68,34 @@ pub(crate) struct Conn {
 }
 
 impl Conn {
+    /// A just-accepted connection (at loop time `now`) waiting for its
+    /// request head until `deadline`. Nothing is allocated.
+    pub fn new(stream: Stream, gen: u32, now: Millis, deadline: Millis) -> Conn {
+        Conn {
+            stream,
+            gen,
+            phase: Phase::Handshake(None),
+            rx: Receiver::new(Role::Server),
+            tx: Sender::new(Role::Server),
+            wq: WriteQueue::default(),
+            data_mark: 0,
+            last_read: now,
+            deadline,
+            heap_at: 0,
+            close_code: 0,
+            ping_sent: false,
+            by_peer: false,
+            opened: false,
+            dirty: false,
+            backpressured: false,
+            read_paused: false,
+            unread: false,
+            write_shut: false,
+            peer_eof: false,
+            abort: false,
+        }
+    }
+
     /// Whether a writable socket gives this connection anything to do:
     /// queued bytes, TLS records, a drain event owed, a paused read to
     /// resume, or the end of its life. (Every readiness event says "writable"

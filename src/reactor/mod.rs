@@ -10,18 +10,23 @@
 //! from that buffer); run due timers; then write each connection's queued
 //! output once, with one `writev` (`send` when it is one buffer).
 
+mod accept;
 mod config;
 mod conn;
 mod core;
+mod flush;
 mod frame;
 mod handle;
 mod handler;
 mod id;
+mod read;
 mod server;
 mod stream;
+mod timeouts;
 pub mod timer;
 #[cfg(feature = "tls")]
 pub mod tls;
+mod upgrade;
 mod wake_timer;
 pub mod write_queue;
 
