@@ -9,7 +9,9 @@
 //!    frames (§5.5), limits.
 //! 6. [`sender`] — framing outgoing data, control replies, close.
 //! 7. [`handshake`] — the opening handshake (§4).
-//! 8. [`connection`] — all of it joined, with the automatic replies.
+//! 8. [`connection`] — the protocol core: receiver and sender joined, with
+//!    the automatic replies, under both front-ends (the buffered
+//!    [`Connection`] and the reactor).
 //!
 //! Every MUST of RFC 6455 that applies after the handshake is enforced in
 //! `frame::check_first_bytes`, `frame::decode_header`, `Receiver::start_frame`,
@@ -28,7 +30,7 @@ pub mod sender;
 pub mod utf8;
 
 pub use close::{CloseCode, CloseState};
-pub use connection::{Connection, Event};
+pub use connection::{Connection, Event, Sink};
 pub use error::Error;
 pub use frame::{OpCode, Role};
 pub use limits::{Delivery, Limits};

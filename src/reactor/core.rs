@@ -178,34 +178,26 @@ impl Core {
         self.mark_dirty(id);
     }
 
-    /// The peer's close frame arrived (already validated by the receiver).
+    /// The peer's close frame arrived (validated, and our reply queued by
+    /// the protocol core): note who closed with what, and finish.
     pub fn peer_closed(&mut self, id: ConnId, code: Option<CloseCode>) {
         let Some(c) = self.get_mut(id) else { return };
         if c.close_code == 0 {
             c.close_code = code.unwrap_or(CloseCode::NO_STATUS).0;
             c.by_peer = true;
         }
-        // RFC 6455 §5.5.1: reply with a close frame unless ours was sent.
-        let reply = c.tx.close_reply(code);
-        if let Some(f) = reply {
-            self.push_control(id, f.as_bytes());
-        }
         self.finish(id);
     }
 
-    /// The peer broke the protocol: send the close code for `e` and finish
-    /// (RFC 6455 §7.1.7: _Fail the WebSocket Connection_).
-    pub fn fail(&mut self, id: ConnId, e: Error) {
+    /// The peer broke the protocol and the protocol core failed the
+    /// connection (RFC 6455 §7.1.7: its close frame is queued): note the
+    /// code and finish without waiting for a reply. The close is not clean:
+    /// no valid close frame came from the peer.
+    pub fn failed(&mut self, id: ConnId, e: Error) {
         log::debug!("conn {id}: {e}");
         let Some(c) = self.get_mut(id) else { return };
         if c.close_code == 0 {
             c.close_code = e.close_code().0;
-        }
-        // Not marked closed: no valid close frame came from the peer, so the
-        // close is not clean; our close frame already stops further frames.
-        let frame = c.tx.fail(e);
-        if let Some(f) = frame {
-            self.push_control(id, f.as_bytes());
         }
         self.finish(id);
     }

@@ -10,7 +10,8 @@ use super::flush::may_resume;
 use super::handler::Handler;
 use super::id::ConnId;
 use super::server::Server;
-use crate::proto::{Chunk, CloseCode, Message, Receiver, Role};
+use crate::proto::connection::{self, Sink};
+use crate::proto::{Chunk, CloseCode, ControlFrame, Message, Receiver, Role, Sender};
 
 impl Server {
     /// Read what the peer sent, then write the replies it produced at once:
@@ -147,14 +148,26 @@ impl Server {
     }
 }
 
-/// Routes the protocol core's events for one connection to the handler.
+/// The reactor's front-end to the protocol core ([`connection::receive`]):
+/// automatic replies go to the connection's write queue (never dropped for
+/// a full queue, see `Core::push_control`), events to the handler, with
+/// messages as slices of the loop's read buffer.
 struct Dispatch<'a, H> {
     core: &'a mut Core,
     handler: &'a mut H,
     id: ConnId,
 }
 
-impl<H: Handler> crate::proto::Handler for Dispatch<'_, H> {
+impl<H: Handler> Sink for Dispatch<'_, H> {
+    fn sender(&mut self) -> Option<&mut Sender> {
+        self.core.get_mut(self.id).map(|c| &mut c.tx)
+    }
+
+    fn send_control(&mut self, frame: &ControlFrame) {
+        self.core.push_control(self.id, frame.as_bytes());
+    }
+
+    #[inline]
     fn on_message(&mut self, msg: Message<'_>) {
         let mut ctx = Ctx { core: self.core };
         self.handler.message(&mut ctx, self.id, msg);
@@ -163,16 +176,6 @@ impl<H: Handler> crate::proto::Handler for Dispatch<'_, H> {
     fn on_chunk(&mut self, chunk: Chunk<'_>) {
         let mut ctx = Ctx { core: self.core };
         self.handler.chunk(&mut ctx, self.id, chunk);
-    }
-
-    fn on_ping(&mut self, payload: &[u8]) {
-        // RFC 6455 §5.5.2: a pong with the same payload.
-        let Some(c) = self.core.get_mut(self.id) else {
-            return;
-        };
-        if let Some(f) = c.tx.pong(payload) {
-            self.core.push_control(self.id, f.as_bytes());
-        }
     }
 
     fn on_pong(&mut self, payload: &[u8]) {
@@ -185,14 +188,15 @@ impl<H: Handler> crate::proto::Handler for Dispatch<'_, H> {
     }
 }
 
-/// Feed frame bytes of an open connection through its receiver. The
+/// Feed frame bytes of an open connection through the protocol core. The
 /// receiver is moved out for the call so that the handler may use the whole
 /// loop state (including sends to this connection) meanwhile.
 pub(super) fn feed<H: Handler>(core: &mut Core, handler: &mut H, id: ConnId, data: &mut [u8]) {
     let Some(c) = core.get_mut(id) else { return };
     let mut rx = std::mem::replace(&mut c.rx, Receiver::new(Role::Server));
     let limits = core.limits;
-    let result = rx.receive(
+    let result = connection::receive(
+        &mut rx,
         data,
         &limits,
         &mut Dispatch {
@@ -205,6 +209,6 @@ pub(super) fn feed<H: Handler>(core: &mut Core, handler: &mut H, id: ConnId, dat
         c.rx = rx;
     }
     if let Err(e) = result {
-        core.fail(id, e);
+        core.failed(id, e);
     }
 }
