@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use slab::Slab;
 
 use super::config::{Config, FullQueuePolicy};
-use super::conn::{Conn, Phase};
+use super::conn::{Conn, Finish, Phase};
 use super::frame::{Frame, SendStatus};
 use super::handle::Wake;
 use super::id::ConnId;
@@ -117,10 +117,12 @@ impl Core {
     /// When this connection's timer should next be looked at.
     pub fn effective_deadline(config: &Config, c: &Conn) -> Option<Millis> {
         match c.phase {
-            Phase::Open if !c.ping_sent => {
+            Phase::Handshake { deadline, .. } | Phase::Closing { deadline } => Some(deadline),
+            Phase::Open { pong_due: None } => {
                 config.idle_timeout.map(|d| c.last_read + Self::millis(d))
             }
-            _ => Some(c.deadline),
+            Phase::Open { pong_due } => pong_due,
+            Phase::Finishing(f) => Some(f.deadline),
         }
     }
 
@@ -148,11 +150,20 @@ impl Core {
     }
 
     /// Enter `Finishing`: flush, then close TCP (see [`Phase::Finishing`]).
-    pub fn finish(&mut self, id: ConnId) {
+    /// `by_peer`: the peer's close frame came first.
+    pub fn finish(&mut self, id: ConnId, by_peer: bool) {
         let deadline = self.close_deadline();
         if let Some(c) = self.get_mut(id) {
-            c.phase = Phase::Finishing;
-            c.deadline = deadline;
+            c.phase = match c.phase {
+                Phase::Finishing(f) => Phase::Finishing(Finish { deadline, ..f }),
+                ref p => Phase::Finishing(Finish {
+                    deadline,
+                    upgraded: p.upgraded(),
+                    by_peer,
+                    write_shut: false,
+                    peer_eof: false,
+                }),
+            };
         }
         self.arm_timer(id);
         self.mark_dirty(id);
@@ -182,11 +193,11 @@ impl Core {
     /// the protocol core): note who closed with what, and finish.
     pub fn peer_closed(&mut self, id: ConnId, code: Option<CloseCode>) {
         let Some(c) = self.get_mut(id) else { return };
-        if c.close_code == 0 {
+        let by_peer = c.close_code == 0;
+        if by_peer {
             c.close_code = code.unwrap_or(CloseCode::NO_STATUS).0;
-            c.by_peer = true;
         }
-        self.finish(id);
+        self.finish(id, by_peer);
     }
 
     /// The peer broke the protocol and the protocol core failed the
@@ -199,7 +210,7 @@ impl Core {
         if c.close_code == 0 {
             c.close_code = e.close_code().0;
         }
-        self.finish(id);
+        self.finish(id, false);
     }
 
     /// Start the close handshake from our side.
@@ -207,8 +218,8 @@ impl Core {
         let deadline = self.close_deadline();
         let Some(c) = self.get_mut(id) else { return };
         match c.phase {
-            Phase::Open => {}
-            Phase::Handshake(_) => {
+            Phase::Open { .. } => {}
+            Phase::Handshake { .. } => {
                 c.abort = true;
                 self.mark_dirty(id);
                 return;
@@ -230,8 +241,7 @@ impl Core {
         if c.close_code == 0 {
             c.close_code = code.0;
         }
-        c.phase = Phase::Closing;
-        c.deadline = deadline;
+        c.phase = Phase::Closing { deadline };
         self.push_control(id, f.as_bytes());
         self.arm_timer(id);
     }
@@ -245,7 +255,7 @@ impl Core {
         let Some(c) = slot(&mut self.conns, id) else {
             return Err(SendStatus::Closed);
         };
-        if !matches!(c.phase, Phase::Open) || c.abort {
+        if !c.phase.is_open() || c.abort {
             return Err(SendStatus::Closed);
         }
         if c.wq.len() < cfg_max {
@@ -475,7 +485,7 @@ impl Ctx<'_> {
         self.core
             .conns
             .iter()
-            .filter(|(_, c)| matches!(c.phase, Phase::Open))
+            .filter(|(_, c)| c.phase.is_open())
             .map(|(k, c)| ConnId {
                 key: k as u32,
                 gen: c.gen,
@@ -488,7 +498,7 @@ impl Ctx<'_> {
     /// bytes would land in the HTTP response).
     pub fn ping(&mut self, id: ConnId, payload: &[u8]) -> Result<(), Error> {
         let c = self.core.get_mut(id).ok_or(Error::AlreadyClosed)?;
-        if !matches!(c.phase, Phase::Open) {
+        if !c.phase.is_open() {
             return Err(Error::AlreadyClosed);
         }
         let f = c.tx.ping(payload)?;
@@ -519,9 +529,7 @@ impl Ctx<'_> {
 
     /// True if `id` is open (upgraded and not closing).
     pub fn is_open(&self, id: ConnId) -> bool {
-        self.core
-            .get(id)
-            .is_some_and(|c| matches!(c.phase, Phase::Open))
+        self.core.get(id).is_some_and(|c| c.phase.is_open())
     }
 
     /// The peer's address.

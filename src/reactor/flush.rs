@@ -76,24 +76,28 @@ impl Server {
         let Some(c) = self.core.get_mut(id) else {
             return;
         };
-        if flushed && matches!(c.phase, Phase::Finishing) && c.wq.is_empty() {
-            if c.peer_eof {
-                // The peer already closed its side.
-                self.remove(id, handler);
-            } else if c.tx.close_state() == CloseState::Closed
-                && !c.stream.is_tls()
-                && nothing_unread(&mut c.stream, &mut self.read_buf)
-            {
-                // RFC 6455 §7.1.1: both close frames have crossed, so the
-                // server closes the TCP connection first. Closing now frees
-                // the socket a round trip sooner than waiting for the
-                // peer's FIN; the kernel sends our FIN after the close frame.
-                self.remove(id, handler);
-            } else if !c.write_shut {
-                // RFC 6455 §7.1.1: the server closes the TCP connection
-                // first; the peer's FIN ends it.
-                c.write_shut = c.stream.shutdown_write();
-            }
+        let Phase::Finishing(f) = &mut c.phase else {
+            return;
+        };
+        if !flushed || !c.wq.is_empty() {
+            return;
+        }
+        if f.peer_eof {
+            // The peer already closed its side.
+            self.remove(id, handler);
+        } else if c.tx.close_state() == CloseState::Closed
+            && !c.stream.is_tls()
+            && nothing_unread(&mut c.stream, &mut self.read_buf)
+        {
+            // RFC 6455 §7.1.1: both close frames have crossed, so the
+            // server closes the TCP connection first. Closing now frees
+            // the socket a round trip sooner than waiting for the
+            // peer's FIN; the kernel sends our FIN after the close frame.
+            self.remove(id, handler);
+        } else if !f.write_shut {
+            // RFC 6455 §7.1.1: the server closes the TCP connection
+            // first; the peer's FIN ends it.
+            f.write_shut = c.stream.shutdown_write();
         }
     }
 
@@ -105,7 +109,7 @@ impl Server {
         let mut c = self.core.conns.remove(id.key as usize);
         let _ = self.poll.registry().deregister(c.stream.socket());
         c.wq.clear(&mut self.core.pool);
-        if c.opened {
+        if c.phase.upgraded() {
             self.core.open_count -= 1;
             let clean = c.tx.close_state() == CloseState::Closed && !c.abort;
             let code = if c.close_code == 0 {
@@ -116,7 +120,7 @@ impl Server {
             let info = CloseInfo {
                 code,
                 clean,
-                by_peer: c.by_peer,
+                by_peer: matches!(c.phase, Phase::Finishing(f) if f.by_peer),
             };
             let mut ctx = Ctx {
                 core: &mut self.core,
@@ -146,7 +150,7 @@ fn nothing_unread(stream: &mut Stream, buf: &mut [u8]) -> bool {
 /// Reading from `c` was paused for a full queue that has drained to half
 /// of `max_queued` (hysteresis), so reading may go on.
 pub(super) fn may_resume(c: &Conn, max_queued: usize) -> bool {
-    c.read_paused && c.wq.len() <= max_queued / 2 && !matches!(c.phase, Phase::Finishing)
+    c.read_paused && c.wq.len() <= max_queued / 2 && !matches!(c.phase, Phase::Finishing(_))
 }
 
 #[cfg(test)]

@@ -49,7 +49,7 @@ impl Server {
             let Some(c) = slot(&mut self.core.conns, id) else {
                 return;
             };
-            if c.read_paused || c.abort || c.peer_eof {
+            if c.read_paused || c.abort || c.peer_eof() {
                 return;
             }
             if reads == budget {
@@ -70,7 +70,12 @@ impl Server {
                 Ok(n) => {
                     reads += 1;
                     c.last_read = self.core.now;
-                    if std::mem::take(&mut c.ping_sent) {
+                    if let Phase::Open {
+                        pong_due: due @ Some(_),
+                    } = &mut c.phase
+                    {
+                        // A sign of life: the heartbeat is answered.
+                        *due = None;
                         // The timer entry is at the pong deadline; the next
                         // idle ping may be due before it.
                         self.core.arm_timer(id);
@@ -118,15 +123,15 @@ impl Server {
         let Some(c) = self.core.get_mut(id) else {
             return;
         };
-        match c.phase {
+        match &mut c.phase {
             // Our side is done too: the exchange is complete.
             // (TLS: records may still wait inside rustls; let the flush
             // finish them, then it removes the connection.)
-            Phase::Finishing if c.write_shut || (c.wq.is_empty() && !c.stream.is_tls()) => {
+            Phase::Finishing(f) if f.write_shut || (c.wq.is_empty() && !c.stream.is_tls()) => {
                 self.remove(id, handler)
             }
             // Still flushing: finish writing, then close.
-            Phase::Finishing => c.peer_eof = true,
+            Phase::Finishing(f) => f.peer_eof = true,
             _ => self.remove(id, handler),
         }
     }
@@ -138,12 +143,12 @@ impl Server {
             return;
         };
         match c.phase {
-            Phase::Handshake(_) => self.collect_head(id, n, handler),
-            Phase::Open | Phase::Closing => {
+            Phase::Handshake { .. } => self.collect_head(id, n, handler),
+            Phase::Open { .. } | Phase::Closing { .. } => {
                 feed(&mut self.core, handler, id, &mut self.read_buf[..n]);
             }
             // After the close exchange, input is read and discarded.
-            Phase::Finishing => {}
+            Phase::Finishing(_) => {}
         }
     }
 }

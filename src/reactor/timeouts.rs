@@ -34,7 +34,7 @@ impl Server {
                 continue;
             };
             match c.phase {
-                Phase::Handshake(_) => {
+                Phase::Handshake { .. } => {
                     log::debug!("conn {id}: handshake timeout");
                     self.reject(
                         id,
@@ -45,23 +45,24 @@ impl Server {
                         handler,
                     );
                 }
-                Phase::Open if !c.ping_sent => {
+                Phase::Open { pong_due: None } => {
                     // Idle: ask for a sign of life.
-                    c.ping_sent = true;
-                    c.deadline = now + pong_ms;
+                    c.phase = Phase::Open {
+                        pong_due: Some(now + pong_ms),
+                    };
                     if let Ok(f) = c.tx.ping(b"") {
                         self.core.push_control(id, f.as_bytes());
                     }
                     self.core.arm_timer(id);
                 }
-                Phase::Open => {
+                Phase::Open { pong_due: Some(_) } => {
                     log::debug!("conn {id}: no answer to heartbeat");
                     self.core
                         .close(id, CloseCode::GOING_AWAY, "heartbeat timeout");
                     // Don't wait for a close reply from a silent peer.
-                    self.core.finish(id);
+                    self.core.finish(id, false);
                 }
-                Phase::Closing | Phase::Finishing => {
+                Phase::Closing { .. } | Phase::Finishing(_) => {
                     log::debug!("conn {id}: close timeout");
                     self.remove(id, handler);
                 }

@@ -21,8 +21,11 @@ impl Server {
         let Some(c) = slot(&mut self.core.conns, id) else {
             return;
         };
-        match &mut c.phase {
-            Phase::Handshake(None) => {
+        let Phase::Handshake { head, .. } = &mut c.phase else {
+            return;
+        };
+        match head {
+            None => {
                 // The usual case: the whole head came in one read. Parse it
                 // where it lies; nothing is allocated to collect it.
                 match find_head_end(&self.read_buf[..n], 0) {
@@ -33,25 +36,23 @@ impl Server {
                         self.read_buf = buf;
                     }
                     _ => {
-                        let mut head = Box::<HeadBuffer>::default();
-                        let r = head.push(&self.read_buf[..n], max);
-                        c.phase = Phase::Handshake(Some(head));
+                        let mut buf = Box::<HeadBuffer>::default();
+                        let r = buf.push(&self.read_buf[..n], max);
+                        *head = Some(buf);
                         if let Err(rej) = r {
                             self.reject(id, &rej, handler);
                         }
                     }
                 }
             }
-            Phase::Handshake(Some(head)) => match head.push(&self.read_buf[..n], max) {
+            Some(buf) => match buf.push(&self.read_buf[..n], max) {
                 Ok(None) => {}
                 Ok(Some(end)) => {
-                    let head = std::mem::take(head);
-                    let (head, mut rest) = head.split_off_rest(end);
+                    let (head, mut rest) = std::mem::take(buf).split_off_rest(end);
                     self.handshake(id, &head, &mut rest, handler);
                 }
                 Err(rej) => self.reject(id, &rej, handler),
             },
-            _ => {}
         }
     }
 
@@ -69,7 +70,7 @@ impl Server {
             return;
         };
         c.wq.push_bytes(&[bytes], &mut self.core.pool);
-        self.core.finish(id);
+        self.core.finish(id, false);
     }
 
     /// A complete request head arrived (`rest`: bytes after it, already
@@ -126,8 +127,7 @@ impl Server {
                 {
                     c.abort = true;
                 }
-                c.phase = Phase::Open;
-                c.opened = true;
+                c.phase = Phase::Open { pong_due: None };
                 c.last_read = now;
                 self.core.open_count += 1;
                 self.core.mark_dirty(id);
