@@ -9,8 +9,9 @@ use std::net::SocketAddr;
 use mio::net::TcpStream;
 use mio::Interest;
 
+use super::clock::millis;
 use super::conn::Conn;
-use super::core::{Core, Ctx};
+use super::core::Ctx;
 use super::handler::Handler;
 use super::id::ConnId;
 use super::server::Server;
@@ -140,7 +141,7 @@ impl Server {
             }
         };
         let now = self.core.now;
-        let deadline = now + Core::millis(self.core.config.handshake_timeout);
+        let deadline = now + millis(self.core.config.handshake_timeout);
         entry.insert(Conn::new(stream, gen, now, deadline));
         self.core.arm_timer(id);
     }

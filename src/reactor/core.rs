@@ -6,11 +6,13 @@ use std::time::{Duration, Instant};
 
 use slab::Slab;
 
+use super::clock::{millis, Clock};
 use super::config::{Config, FullQueuePolicy};
 use super::conn::{Conn, Finish, Phase};
 use super::frame::{Frame, SendStatus};
 use super::handle::Wake;
 use super::id::ConnId;
+use super::timeouts;
 use super::timer::{Millis, TimerHeap};
 use super::write_queue::BufPool;
 use crate::proto::{CloseCode, Error, Limits, Message, OpCode};
@@ -81,18 +83,9 @@ impl Core {
         }
     }
 
-    /// `d` in whole milliseconds (at most `u64::MAX / 2`, so deadlines
-    /// can add to it). No 128-bit division: this runs on every loop turn.
-    pub fn millis(d: Duration) -> Millis {
-        d.as_secs()
-            .saturating_mul(1000)
-            .saturating_add(u64::from(d.subsec_millis()))
-            .min(u64::MAX / 2)
-    }
-
     /// Read the clock: milliseconds since the loop started.
     pub fn clock(&self) -> Millis {
-        Self::millis(self.start.elapsed())
+        self.config.clock.read(self.start)
     }
 
     pub fn get(&self, id: ConnId) -> Option<&Conn> {
@@ -114,22 +107,10 @@ impl Core {
         }
     }
 
-    /// When this connection's timer should next be looked at.
-    pub fn effective_deadline(config: &Config, c: &Conn) -> Option<Millis> {
-        match c.phase {
-            Phase::Handshake { deadline, .. } | Phase::Closing { deadline } => Some(deadline),
-            Phase::Open { pong_due: None } => {
-                config.idle_timeout.map(|d| c.last_read + Self::millis(d))
-            }
-            Phase::Open { pong_due } => pong_due,
-            Phase::Finishing(f) => Some(f.deadline),
-        }
-    }
-
     /// Make sure the timer heap will look at `id` by its deadline.
     pub fn arm_timer(&mut self, id: ConnId) {
         let Some(c) = self.get(id) else { return };
-        let Some(at) = Self::effective_deadline(&self.config, c) else {
+        let Some(at) = timeouts::deadline(&c.phase, c.last_read, &self.config) else {
             return;
         };
         let heap_at = c.heap_at;
@@ -145,7 +126,7 @@ impl Core {
     /// `close_timeout`, or during a graceful shutdown at its deadline if
     /// that is later (a queue may drain to a slow reader until then).
     fn close_deadline(&self) -> u64 {
-        let at = self.now + Self::millis(self.config.close_timeout);
+        let at = self.now + millis(self.config.close_timeout);
         self.shutdown_at.map_or(at, |s| s.max(at))
     }
 
@@ -408,7 +389,7 @@ impl Core {
         if self.shutdown_at.is_some() {
             return;
         }
-        self.shutdown_at = Some(self.now + Self::millis(self.config.shutdown_timeout));
+        self.shutdown_at = Some(self.now + millis(self.config.shutdown_timeout));
         let ids: Vec<ConnId> = self
             .conns
             .iter()
@@ -428,6 +409,9 @@ impl Drop for Core {
     fn drop(&mut self) {
         // `Handle::wake` reports `Stopped` from now on.
         self.wake.stop();
+        if let Clock::Manual(clock) = &self.config.clock {
+            clock.detach();
+        }
     }
 }
 
@@ -576,25 +560,5 @@ impl Ctx<'_> {
     /// The configuration.
     pub fn config(&self) -> &Config {
         &self.core.config
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::Core;
-    use std::time::Duration;
-
-    #[test]
-    fn millis_truncates_like_as_millis_and_saturates() {
-        for d in [
-            Duration::ZERO,
-            Duration::from_nanos(999_999),
-            Duration::from_micros(1_500),
-            Duration::new(3, 999_999_999),
-            Duration::new(86_400 * 365, 123_456_789),
-        ] {
-            assert_eq!(u128::from(Core::millis(d)), d.as_millis(), "{d:?}");
-        }
-        assert_eq!(Core::millis(Duration::MAX), u64::MAX / 2);
     }
 }

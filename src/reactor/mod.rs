@@ -11,6 +11,7 @@
 //! output once, with one `writev` (`send` when it is one buffer).
 
 mod accept;
+mod clock;
 mod config;
 mod conn;
 mod core;
@@ -31,6 +32,7 @@ mod wake_timer;
 pub mod write_queue;
 
 pub use self::core::{Ctx, DIRECT_WRITE_THRESHOLD};
+pub use clock::{Clock, ManualClock};
 pub use config::{Config, FullQueuePolicy, MAX_BUSY_POLL};
 pub use frame::{Frame, SendStatus};
 pub use handle::{Call, Handle, HandleError};

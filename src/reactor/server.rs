@@ -11,10 +11,12 @@ use std::sync::mpsc::{self, Receiver as CmdReceiver};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use mio::event::Event;
 use mio::net::TcpListener;
 use mio::{Events, Interest, Poll, Token};
 
 use super::accept::spare_fd;
+use super::clock::Clock;
 use super::config::{Config, MAX_BUSY_POLL};
 use super::conn::Conn;
 use super::core::{Core, Ctx};
@@ -97,6 +99,9 @@ impl Server {
         let (tx, rx) = mpsc::sync_channel(config.command_queue.max(1));
         let local_addr = listener.local_addr()?;
         let read_buf = vec![0; config.read_buffer_size.max(4096)];
+        if let Clock::Manual(clock) = &config.clock {
+            clock.attach(waker.clone());
+        }
         let core = Core::new(config);
         let handle = Handle::new(tx, waker, core.wake.clone());
         Ok(Server {
@@ -133,78 +138,103 @@ impl Server {
         let mut events = Events::with_capacity(EVENTS_PER_POLL);
         loop {
             self.wait(&mut events)?;
+            // The turn's time: every decision of the turn takes it as input.
             self.core.now = self.core.clock();
-            // Left over from last turn's read budgets; read after this
-            // turn's events, so every ready connection goes first.
-            let spare = std::mem::take(&mut self.spare_unread);
-            let mut unread = std::mem::replace(&mut self.unread, spare);
-            for ev in events.iter() {
-                match ev.token() {
-                    LISTENER => self.accept(&mut handler),
-                    WAKER => self.more_commands = true,
-                    TIMER => {
-                        if let Some(t) = &mut self.wake_timer {
-                            t.fired();
-                        }
-                    }
-                    t => {
-                        let id = ConnId::from_token(t);
-                        if ev.is_readable() || ev.is_read_closed() || ev.is_error() {
-                            self.read(id, ev.is_read_closed() || ev.is_error(), &mut handler);
-                        }
-                        if ev.is_writable() && self.core.get(id).is_some_and(Conn::wants_flush) {
-                            self.core.mark_dirty(id);
-                        }
-                    }
+            let done = self.turn(&events, &mut handler);
+            if let Clock::Manual(clock) = &self.core.config.clock {
+                clock.turn_done(self.core.now);
+            }
+            if done {
+                return Ok(handler);
+            }
+        }
+    }
+
+    /// One turn of the loop, in a fixed order: the readiness events, then
+    /// commands from `Handle`s, input left over from read budgets, a due
+    /// `accept` retry, timers, the handler's wake call, shutdown, and last
+    /// the flush of every connection with output. Returns `true` once a
+    /// graceful shutdown is complete.
+    fn turn<H: Handler>(&mut self, events: &Events, handler: &mut H) -> bool {
+        // Left over from last turn's read budgets; read after this turn's
+        // events, so every ready connection goes first.
+        let spare = std::mem::take(&mut self.spare_unread);
+        let mut unread = std::mem::replace(&mut self.unread, spare);
+        for ev in events.iter() {
+            self.event(ev, handler);
+        }
+        if self.more_commands {
+            // One channel's worth per turn (commands queued meanwhile wait
+            // for the next turn, after the sockets).
+            let budget = self.core.config.command_queue.max(1);
+            let mut ctx = Ctx {
+                core: &mut self.core,
+            };
+            self.more_commands = run_commands(&self.commands, &mut ctx, budget);
+        }
+        for &id in &unread {
+            if let Some(c) = self.core.get_mut(id) {
+                c.unread = false;
+                // `true`: read on past a short read, so that a FIN whose
+                // edge was already reported is not missed.
+                self.read(id, true, handler);
+            }
+        }
+        unread.clear();
+        self.spare_unread = unread;
+        if self.accept_retry_at.is_some_and(|at| self.core.now >= at) {
+            self.accept_retry_at = None;
+            self.accept(handler);
+        }
+        self.run_timers(handler);
+        if self.core.wake.take() {
+            let mut ctx = Ctx {
+                core: &mut self.core,
+            };
+            handler.wake(&mut ctx);
+        }
+        if self.core.shutdown_requested && self.core.shutdown_at.is_none() {
+            self.begin_shutdown();
+        }
+        self.flush_all(handler);
+        self.shutdown_done(handler)
+    }
+
+    /// Hand one readiness event to its room.
+    fn event<H: Handler>(&mut self, ev: &Event, handler: &mut H) {
+        match ev.token() {
+            LISTENER => self.accept(handler),
+            WAKER => self.more_commands = true,
+            TIMER => {
+                if let Some(t) = &mut self.wake_timer {
+                    t.fired();
                 }
             }
-            if self.more_commands {
-                // One channel's worth per turn (commands queued meanwhile
-                // wait for the next turn, after the sockets).
-                let budget = self.core.config.command_queue.max(1);
-                let mut ctx = Ctx {
-                    core: &mut self.core,
-                };
-                self.more_commands = run_commands(&self.commands, &mut ctx, budget);
-            }
-            for &id in &unread {
-                if let Some(c) = self.core.get_mut(id) {
-                    c.unread = false;
-                    // `true`: read on past a short read, so that a FIN
-                    // whose edge was already reported is not missed.
-                    self.read(id, true, &mut handler);
+            t => {
+                let id = ConnId::from_token(t);
+                if ev.is_readable() || ev.is_read_closed() || ev.is_error() {
+                    self.read(id, ev.is_read_closed() || ev.is_error(), handler);
                 }
-            }
-            unread.clear();
-            self.spare_unread = unread;
-            if self.accept_retry_at.is_some_and(|at| self.core.now >= at) {
-                self.accept_retry_at = None;
-                self.accept(&mut handler);
-            }
-            self.run_timers(&mut handler);
-            if self.core.wake.take() {
-                let mut ctx = Ctx {
-                    core: &mut self.core,
-                };
-                handler.wake(&mut ctx);
-            }
-            if self.core.shutdown_requested && self.core.shutdown_at.is_none() {
-                self.begin_shutdown();
-            }
-            self.flush_all(&mut handler);
-            if let Some(at) = self.core.shutdown_at {
-                if self.core.conns.is_empty() {
-                    return Ok(handler);
-                }
-                if self.core.now >= at {
-                    let ids: Vec<ConnId> = self.ids().collect();
-                    for id in ids {
-                        self.remove(id, &mut handler);
-                    }
-                    return Ok(handler);
+                if ev.is_writable() && self.core.get(id).is_some_and(Conn::wants_flush) {
+                    self.core.mark_dirty(id);
                 }
             }
         }
+    }
+
+    /// During a graceful shutdown: done once every connection is gone; at
+    /// the shutdown deadline, the rest are dropped.
+    fn shutdown_done<H: Handler>(&mut self, handler: &mut H) -> bool {
+        let Some(at) = self.core.shutdown_at else {
+            return false;
+        };
+        if self.core.now >= at {
+            let ids: Vec<ConnId> = self.ids().collect();
+            for id in ids {
+                self.remove(id, handler);
+            }
+        }
+        self.core.conns.is_empty()
     }
 
     fn ids(&self) -> impl Iterator<Item = ConnId> + '_ {
@@ -275,8 +305,13 @@ impl Server {
             || self.core.wake.is_raised()
     }
 
-    /// The loop time by which the loop must wake for its next deadline.
+    /// The loop time by which the loop must wake for its next deadline
+    /// (none with a manual clock: its time moves only when a test wakes
+    /// the loop).
     fn wake_at(&self) -> Option<Millis> {
+        if self.core.config.clock.is_manual() {
+            return None;
+        }
         let mut next = self.core.timers.next_deadline();
         for at in [self.core.shutdown_at, self.accept_retry_at]
             .into_iter()
