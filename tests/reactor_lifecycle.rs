@@ -13,6 +13,15 @@ use wsmio::{
     CloseCode, CloseInfo, ConnId, Ctx, Frame, FullQueuePolicy, Handler, Message, SendStatus,
 };
 
+/// The handler is told that `id` ended with `code`, closed by us, without
+/// a close frame back from the peer.
+fn closed_by_us_uncleanly(events: &mpsc::Receiver<SrvEv>, id: ConnId, code: CloseCode) {
+    let (gone, info) = wait_close(events);
+    assert_eq!(gone, id);
+    assert_eq!(info.code, code);
+    assert!(!info.by_peer && !info.clean, "{info:?}");
+}
+
 #[test]
 fn heartbeat_closes_a_silent_peer_with_1001() {
     let (echo, events) = Echo::new();
@@ -39,10 +48,7 @@ fn heartbeat_closes_a_silent_peer_with_1001() {
     c.expect_eof();
     assert!(t0.elapsed() < Duration::from_secs(2), "{:?}", t0.elapsed());
     drop(c);
-    let (gone, info) = wait_close(&events);
-    assert_eq!(gone, id);
-    assert_eq!(info.code, CloseCode::GOING_AWAY);
-    assert!(!info.by_peer && !info.clean, "{info:?}");
+    closed_by_us_uncleanly(&events, id, CloseCode::GOING_AWAY);
     stop(&handle, join);
 }
 
@@ -72,10 +78,7 @@ fn heartbeat_deadlines_on_a_driven_clock() {
     step(&clock, 1);
     c.expect_close_then_eof(1001);
     drop(c);
-    let (gone, info) = wait_close(&events);
-    assert_eq!(gone, id);
-    assert_eq!(info.code, CloseCode::GOING_AWAY);
-    assert!(!info.by_peer && !info.clean, "{info:?}");
+    closed_by_us_uncleanly(&events, id, CloseCode::GOING_AWAY);
     stop(&handle, join);
 }
 
@@ -998,10 +1001,7 @@ fn a_peer_that_never_answers_our_close_is_cut_off() {
         took >= Duration::from_millis(250) && took < Duration::from_secs(3),
         "{took:?}"
     );
-    let (gone, info) = wait_close(&events);
-    assert_eq!(gone, id);
-    assert_eq!(info.code, CloseCode::NORMAL);
-    assert!(!info.clean && !info.by_peer, "{info:?}");
+    closed_by_us_uncleanly(&events, id, CloseCode::NORMAL);
     stop(&handle, join);
 }
 

@@ -22,8 +22,8 @@ use crate::proto::handshake::{rejection_response, Rejection};
 /// Delay before retrying `accept` after it failed for lack of descriptors.
 const ACCEPT_RETRY_MS: Millis = 100;
 
-/// The descriptor held in reserve (see [`Server::accept`]).
-pub(super) fn spare_fd() -> Option<std::fs::File> {
+/// A descriptor to hold in reserve (see [`Server::out_of_fds`]).
+fn spare_fd() -> Option<std::fs::File> {
     std::fs::File::open("/dev/null").ok()
 }
 
@@ -38,6 +38,11 @@ enum Next {
 }
 
 impl Server {
+    /// Take the descriptor held in reserve for running out of them.
+    pub(super) fn reserve_fd(&mut self) {
+        self.spare_fd = spare_fd();
+    }
+
     /// Accept every waiting connection: each goes into the slab in its
     /// handshake phase, or is refused with `503` past `max_connections`.
     pub(super) fn accept<H: Handler>(&mut self, handler: &mut H) {

@@ -12,7 +12,6 @@ use super::conn::{Conn, Finish, Phase};
 use super::frame::{Frame, SendStatus};
 use super::handle::Wake;
 use super::id::ConnId;
-use super::timeouts;
 use super::timer::{Millis, TimerHeap};
 use super::write_queue::BufPool;
 use crate::proto::{CloseCode, Error, Limits, Message, OpCode};
@@ -103,21 +102,6 @@ impl Core {
             if !c.dirty {
                 c.dirty = true;
                 self.dirty.push(id);
-            }
-        }
-    }
-
-    /// Make sure the timer heap will look at `id` by its deadline.
-    pub fn arm_timer(&mut self, id: ConnId) {
-        let Some(c) = self.get(id) else { return };
-        let Some(at) = timeouts::deadline(&c.phase, c.last_read, &self.config) else {
-            return;
-        };
-        let heap_at = c.heap_at;
-        if heap_at == 0 || at < heap_at {
-            self.timers.push(at, id.key, id.gen);
-            if let Some(c) = self.get_mut(id) {
-                c.heap_at = at;
             }
         }
     }

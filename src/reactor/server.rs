@@ -15,7 +15,6 @@ use mio::event::Event;
 use mio::net::TcpListener;
 use mio::{Events, Interest, Poll, Token};
 
-use super::accept::spare_fd;
 use super::clock::Clock;
 use super::config::{Config, MAX_BUSY_POLL};
 use super::conn::Conn;
@@ -104,7 +103,7 @@ impl Server {
         }
         let core = Core::new(config);
         let handle = Handle::new(tx, waker, core.wake.clone());
-        Ok(Server {
+        let mut server = Server {
             poll,
             listener: Some(listener),
             local_addr,
@@ -116,11 +115,13 @@ impl Server {
             spare_dirty: Vec::new(),
             spare_unread: Vec::new(),
             more_commands: false,
-            spare_fd: spare_fd(),
+            spare_fd: None,
             accept_retry_at: None,
             wake_timer,
             accept_failing: false,
-        })
+        };
+        server.reserve_fd();
+        Ok(server)
     }
 
     /// The address the server listens on.

@@ -1,7 +1,8 @@
 //! Connection timers: when each connection must be looked at next
 //! ([`deadline`]), what its timer calls for at a given time
-//! ([`on_timeout`]), and the loop's pass over the timer heap that acts on it
-//! (`Server::run_timers`).
+//! ([`on_timeout`]), keeping its timer-heap entry in step
+//! (`Core::arm_timer`), and the loop's pass over the heap that acts on what
+//! is due (`Server::run_timers`).
 //!
 //! The decisions are pure functions of (phase, last read, now, config), as
 //! quinn-proto's `poll_timeout()` and `handle_timeout(now)` are: they read
@@ -11,7 +12,7 @@
 use super::clock::millis;
 use super::config::Config;
 use super::conn::Phase;
-use super::core::slot;
+use super::core::{slot, Core};
 use super::handler::Handler;
 use super::id::ConnId;
 use super::server::Server;
@@ -69,6 +70,24 @@ pub(crate) fn on_timeout(
             Phase::Open { pong_due: Some(_) } => Timeout::Heartbeat,
             Phase::Closing { .. } | Phase::Finishing(_) => Timeout::Close,
         },
+    }
+}
+
+impl Core {
+    /// Make sure the timer heap will look at `id` by its deadline (an entry
+    /// is added only if the deadline moved earlier: see `timer.rs`).
+    pub fn arm_timer(&mut self, id: ConnId) {
+        let Some(c) = self.get(id) else { return };
+        let Some(at) = deadline(&c.phase, c.last_read, &self.config) else {
+            return;
+        };
+        let heap_at = c.heap_at;
+        if heap_at == 0 || at < heap_at {
+            self.timers.push(at, id.key, id.gen);
+            if let Some(c) = self.get_mut(id) {
+                c.heap_at = at;
+            }
+        }
     }
 }
 
