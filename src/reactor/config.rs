@@ -213,7 +213,8 @@ impl Config {
 }
 
 impl Config {
-    /// Whether connections speak TLS (set by [`Config::with_tls`]).
+    /// Whether connections speak TLS (set by `Config::with_tls`, with the
+    /// `tls` feature).
     pub fn serves_tls(&self) -> bool {
         #[cfg(feature = "tls")]
         return self.tls.is_some();
