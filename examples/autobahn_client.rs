@@ -7,18 +7,20 @@
 //! (default `127.0.0.1:9002`, agent `wsmio`). `autobahn/run.sh` runs it.
 //!
 //! Everything protocol-related is `wsmio::proto`: the opening handshake
-//! (`ClientHandshake`, RFC 6455 §4.1), the streaming [`Receiver`] (which in
-//! the client role refuses masked server frames, §5.1) and the [`Sender`]
-//! (which masks every frame with a fresh random key, §5.3). This file only
-//! moves bytes and applies the automatic replies, as the reactor does for a
-//! server.
+//! (`ClientHandshake`, RFC 6455 §4.1), then the protocol core
+//! (`proto::connection::receive`, the same code the reactor and the fuzzers
+//! run) over a [`Receiver`] (which in the client role refuses masked server
+//! frames, §5.1) and a [`Sender`] (which masks every frame with a fresh
+//! random key, §5.3). The core decides the automatic replies; this file only
+//! moves bytes and echoes messages, in order with those replies.
 
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, TcpStream};
 use std::time::{Duration, Instant};
 
+use wsmio::proto::connection::{self, Sink};
 use wsmio::proto::handshake::{ClientHandshake, HeadBuffer, HeadLimits};
-use wsmio::proto::{CloseCode, Handler, Limits, Message, OpCode, Receiver, Role, Sender};
+use wsmio::proto::{CloseCode, ControlFrame, Limits, Message, OpCode, Receiver, Role, Sender};
 
 /// A case that has not ended by then is abandoned (the suite's own
 /// timeouts are shorter, and its longest cases take about a second here;
@@ -64,9 +66,10 @@ fn case_count(addr: &str) -> io::Result<u32> {
     got.ok_or_else(|| io::Error::other("no case count from the suite"))
 }
 
-/// Echoes data messages (reporting texts to `seen`) and applies the
-/// automatic replies: pong for ping (RFC 6455 §5.5.2), the close reply
-/// (§5.5.1).
+/// The client's sink for the protocol core: echoes data messages (reporting
+/// texts to `seen`) right where they arrive, so an echo and the automatic
+/// replies the core queues (pong, close reply) go out in the order the
+/// suite sent what caused them.
 struct Echo<'a> {
     tx: &'a mut Sender,
     out: &'a mut Vec<u8>,
@@ -74,7 +77,15 @@ struct Echo<'a> {
     closed: bool,
 }
 
-impl Handler for Echo<'_> {
+impl Sink for Echo<'_> {
+    fn sender(&mut self) -> Option<&mut Sender> {
+        Some(self.tx)
+    }
+
+    fn send_control(&mut self, frame: &ControlFrame) {
+        self.out.extend_from_slice(frame.as_bytes());
+    }
+
     fn on_message(&mut self, msg: Message<'_>) {
         let op = match msg {
             Message::Text(t) => {
@@ -87,16 +98,7 @@ impl Handler for Echo<'_> {
         let _ = self.tx.encode_data(op, true, msg.as_bytes(), self.out);
     }
 
-    fn on_ping(&mut self, payload: &[u8]) {
-        if let Some(f) = self.tx.pong(payload) {
-            self.out.extend_from_slice(f.as_bytes());
-        }
-    }
-
-    fn on_close(&mut self, code: Option<CloseCode>, _reason: &str) {
-        if let Some(f) = self.tx.close_reply(code) {
-            self.out.extend_from_slice(f.as_bytes());
-        }
+    fn on_close(&mut self, _code: Option<CloseCode>, _reason: &str) {
         self.closed = true;
     }
 }
@@ -144,15 +146,10 @@ fn session(addr: &str, path: &str, seen: &mut dyn FnMut(&str)) -> io::Result<()>
             seen,
             closed: false,
         };
-        let result = rx.receive(&mut input, &limits, &mut echo);
+        // The pong, the close reply, or the close frame of a failure (RFC
+        // 6455 §7.1.7) is queued in `out` by the core.
+        let result = connection::receive(&mut rx, &mut input, &limits, &mut echo);
         let closed = echo.closed;
-        if let Err(e) = result {
-            // RFC 6455 §7.1.7: fail the connection with the error's code.
-            if let Some(f) = tx.fail(e) {
-                out.extend_from_slice(f.as_bytes());
-            }
-            tx.mark_closed();
-        }
         s.write_all(&out)?;
         out.clear();
         if closed || result.is_err() {

@@ -379,6 +379,52 @@ fn handshake_timeout_answers_408_and_closes() {
     stop(&handle, join);
 }
 
+/// The handshake timeout on a driven clock, to the millisecond, for a head
+/// that stalls half-way and for a connection that sends nothing.
+#[test]
+fn handshake_timeout_on_a_driven_clock() {
+    let (echo, _events) = Echo::new();
+    let (cfg, clock) = clocked_config();
+    let (addr, handle, join) = start(echo, cfg.with_handshake_timeout(Duration::from_secs(5)));
+    let (req, _hs) = request(addr);
+    let mut half = tcp(addr);
+    half.write_all(&req[..req.len() / 2]).unwrap();
+    let mut silent = tcp(addr);
+    // Both accepted at 0 ms, so their deadline is 5,000 ms.
+    let t0 = std::time::Instant::now();
+    loop {
+        let (tx, rx) = std::sync::mpsc::channel();
+        handle
+            .call(move |ctx| {
+                let _ = tx.send(ctx.connections());
+            })
+            .unwrap();
+        if rx.recv_timeout(TIMEOUT) == Ok(2) {
+            break;
+        }
+        assert!(t0.elapsed() < TIMEOUT, "not accepted");
+    }
+    step(&clock, 4_999);
+    for s in [&mut half, &mut silent] {
+        s.set_read_timeout(Some(QUIET)).unwrap();
+        let mut byte = [0u8; 1];
+        let r = std::io::Read::read(s, &mut byte);
+        assert!(
+            matches!(&r, Err(e) if e.kind() == std::io::ErrorKind::WouldBlock),
+            "{r:?} before the deadline"
+        );
+    }
+    step(&clock, 1);
+    for s in [&mut half, &mut silent] {
+        let resp = String::from_utf8(read_to_eof(s, TIMEOUT)).unwrap();
+        assert_eq!(status_line(&resp), "HTTP/1.1 408 Request Timeout");
+    }
+    // Closed on our side too, or the server would wait for our FIN until a
+    // shutdown deadline its clock never reaches.
+    drop((half, silent));
+    stop(&handle, join);
+}
+
 #[test]
 fn max_connections_refuses_with_503() {
     let (echo, events) = Echo::new();

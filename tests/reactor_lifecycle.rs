@@ -13,6 +13,15 @@ use wsmio::{
     CloseCode, CloseInfo, ConnId, Ctx, Frame, FullQueuePolicy, Handler, Message, SendStatus,
 };
 
+/// The handler is told that `id` ended with `code`, closed by us, without
+/// a close frame back from the peer.
+fn closed_by_us_uncleanly(events: &mpsc::Receiver<SrvEv>, id: ConnId, code: CloseCode) {
+    let (gone, info) = wait_close(events);
+    assert_eq!(gone, id);
+    assert_eq!(info.code, code);
+    assert!(!info.by_peer && !info.clean, "{info:?}");
+}
+
 #[test]
 fn heartbeat_closes_a_silent_peer_with_1001() {
     let (echo, events) = Echo::new();
@@ -39,48 +48,68 @@ fn heartbeat_closes_a_silent_peer_with_1001() {
     c.expect_eof();
     assert!(t0.elapsed() < Duration::from_secs(2), "{:?}", t0.elapsed());
     drop(c);
-    let (gone, info) = wait_close(&events);
-    assert_eq!(gone, id);
-    assert_eq!(info.code, CloseCode::GOING_AWAY);
-    assert!(!info.by_peer && !info.clean, "{info:?}");
+    closed_by_us_uncleanly(&events, id, CloseCode::GOING_AWAY);
     stop(&handle, join);
 }
 
+/// The heartbeat on a driven clock, to the millisecond: the ping at the end
+/// of the idle period, the close 1001 at the pong deadline, and TCP ended
+/// without waiting for a reply from a silent peer.
+#[test]
+fn heartbeat_deadlines_on_a_driven_clock() {
+    let (echo, events) = Echo::new();
+    let (cfg, clock) = clocked_config();
+    let cfg = cfg
+        .with_idle_timeout(Some(Duration::from_millis(200)))
+        .with_pong_timeout(Duration::from_millis(300));
+    let (addr, handle, join) = start(echo, cfg);
+    let mut c = Client::connect(addr);
+    let id = wait_open(&events);
+    step(&clock, 199);
+    assert_eq!(c.next_within(QUIET), None, "ping before the idle period");
+    step(&clock, 1);
+    assert_eq!(c.next(), Ev::Ping(vec![]));
+    step(&clock, 299);
+    assert_eq!(
+        c.next_within(QUIET),
+        None,
+        "closed before the pong deadline"
+    );
+    step(&clock, 1);
+    c.expect_close_then_eof(1001);
+    drop(c);
+    closed_by_us_uncleanly(&events, id, CloseCode::GOING_AWAY);
+    stop(&handle, join);
+}
+
+/// A peer that answers every heartbeat stays open: after each pong the next
+/// ping comes one idle period later (the pong deadline is far off and plays
+/// no part).
 #[test]
 fn a_peer_that_answers_pings_stays_open() {
-    let (echo, _events) = Echo::new();
-    // The pong deadline is far off: after each pong the next ping comes one
-    // idle period later, not at that deadline.
-    let cfg = config()
+    let (echo, events) = Echo::new();
+    let (cfg, clock) = clocked_config();
+    let cfg = cfg
         .with_idle_timeout(Some(Duration::from_millis(200)))
         .with_pong_timeout(Duration::from_secs(5));
     let (addr, handle, join) = start(echo, cfg);
     let mut c = Client::connect(addr);
-    let t0 = Instant::now();
-    let mut pings = 0;
-    // Five idle periods and more.
-    while t0.elapsed() < Duration::from_millis(1200) {
-        match c.next_within(Duration::from_millis(100)) {
-            None => {}
-            Some(Ev::Ping(p)) => {
-                pings += 1;
-                c.pong(&p);
-            }
-            Some(other) => panic!("unexpected {other:?}"),
-        }
+    let id = wait_open(&events);
+    for round in 0..5 {
+        step(&clock, 199);
+        assert_eq!(c.next_within(QUIET), None, "round {round}: early ping");
+        step(&clock, 1);
+        assert_eq!(c.next(), Ev::Ping(vec![]), "round {round}");
+        step(&clock, 100);
+        c.pong(b"");
+        // The server has read the pong before the clock moves on.
+        wait_for(&events, TIMEOUT, |e| match e {
+            SrvEv::Pong(i, _) if *i == id => Some(()),
+            _ => None,
+        });
     }
-    assert!(pings >= 3, "only {pings} heartbeat pings");
     c.send_text("still open");
-    loop {
-        match c.next() {
-            Ev::Ping(p) => c.pong(&p),
-            Ev::Text(t) => {
-                assert_eq!(t, "still open");
-                break;
-            }
-            other => panic!("unexpected {other:?}"),
-        }
-    }
+    assert_eq!(c.expect_text(), "still open");
     drop(c);
     stop(&handle, join);
 }
@@ -127,13 +156,17 @@ fn busy_polling_serves_and_keeps_timers() {
 #[test]
 fn close_handshake_started_by_the_server() {
     let (echo, events) = Echo::new();
-    let (addr, handle, join) = start(echo, config());
+    // `config()`'s close timeout: 1 s.
+    let (cfg, clock) = clocked_config();
+    let (addr, handle, join) = start(echo, cfg);
     let mut c = Client::connect(addr);
     let id = wait_open(&events);
     handle.close(id, CloseCode(4000), "bye now").unwrap();
     assert_eq!(c.next(), Ev::Close(Some(4000), "bye now".into()));
-    // The server waits for our reply before closing TCP.
-    assert_eq!(c.next_within(Duration::from_millis(200)), None);
+    // The server waits for our reply (until the close timeout) before
+    // closing TCP.
+    step(&clock, 999);
+    assert_eq!(c.next_within(QUIET), None);
     c.close(4000, "");
     c.expect_eof();
     drop(c);
@@ -925,12 +958,100 @@ fn closing_with_a_code_that_may_not_be_sent_uses_1011() {
 /// draining its queue.
 #[test]
 fn shutdown_waits_for_its_own_deadline_not_the_close_timeout() {
-    let took = shutdown_with_a_silent_peer(
-        config()
-            .with_close_timeout(Duration::from_millis(200))
-            .with_shutdown_timeout(Duration::from_millis(1200)),
+    let (echo, events) = Echo::new();
+    let (cfg, clock) = clocked_config();
+    let cfg = cfg
+        .with_close_timeout(Duration::from_millis(200))
+        .with_shutdown_timeout(Duration::from_millis(1200));
+    let (addr, handle, join) = start(echo, cfg);
+    let mut c = Client::connect(addr);
+    wait_open(&events);
+    handle.shutdown().unwrap();
+    assert_eq!(c.expect_close(), Some(1001));
+    // We never reply.
+    step(&clock, 200);
+    assert_eq!(c.next_within(QUIET), None, "given up at the close timeout");
+    step(&clock, 999);
+    assert_eq!(c.next_within(QUIET), None, "given up before the deadline");
+    step(&clock, 1);
+    c.expect_eof();
+    join_within(join, Duration::from_secs(5));
+    let (_, info) = wait_close(&events);
+    assert_eq!(info.code, CloseCode::GOING_AWAY);
+    assert!(!info.clean, "{info:?}");
+}
+
+/// The close timeout, in real time: a peer that never answers our close
+/// frame is cut off after `close_timeout`.
+#[test]
+fn a_peer_that_never_answers_our_close_is_cut_off() {
+    let (echo, events) = Echo::new();
+    let (addr, handle, join) = start(
+        echo,
+        config().with_close_timeout(Duration::from_millis(300)),
     );
-    assert!(took >= Duration::from_millis(1000), "{took:?}");
+    let mut c = Client::connect(addr);
+    let id = wait_open(&events);
+    let t0 = Instant::now();
+    handle.close(id, CloseCode::NORMAL, "bye").unwrap();
+    assert_eq!(c.expect_close(), Some(1000));
+    c.expect_eof();
+    let took = t0.elapsed();
+    assert!(
+        took >= Duration::from_millis(250) && took < Duration::from_secs(3),
+        "{took:?}"
+    );
+    closed_by_us_uncleanly(&events, id, CloseCode::NORMAL);
+    stop(&handle, join);
+}
+
+/// The same on a driven clock, to the millisecond; and a failed connection
+/// whose peer never closes TCP is cut off at the close timeout too.
+#[test]
+fn close_timeouts_on_a_driven_clock() {
+    let (echo, events) = Echo::new();
+    let (cfg, clock) = clocked_config();
+    let cfg = cfg.with_close_timeout(Duration::from_millis(500));
+    let (addr, handle, join) = start(echo, cfg);
+    let mut c = Client::connect(addr);
+    let id = wait_open(&events);
+    handle.close(id, CloseCode::NORMAL, "bye").unwrap();
+    assert_eq!(c.expect_close(), Some(1000));
+    step(&clock, 499);
+    assert_eq!(
+        c.next_within(QUIET),
+        None,
+        "cut off before the close timeout"
+    );
+    step(&clock, 1);
+    c.expect_eof();
+    assert!(!wait_close(&events).1.clean);
+
+    // A peer that breaks the protocol gets the failure's close frame and
+    // our FIN at once (RFC 6455 §7.1.7), and no reply is waited for; if it
+    // never closes TCP, it is cut off at the close timeout.
+    let mut c = Client::connect(addr);
+    wait_open(&events);
+    c.send_raw(&raw_frame(0x81, b"unmasked", None));
+    c.expect_close_then_eof(1002);
+    step(&clock, 499);
+    let (tx, rx) = mpsc::channel();
+    handle
+        .call(move |ctx| {
+            let _ = tx.send(ctx.connections());
+        })
+        .unwrap();
+    assert_eq!(
+        rx.recv_timeout(TIMEOUT).unwrap(),
+        1,
+        "gone before the timeout"
+    );
+    step(&clock, 1);
+    let (_, info) = wait_close(&events);
+    assert_eq!(info.code, CloseCode::PROTOCOL);
+    assert!(!info.clean, "{info:?}");
+    drop(c);
+    stop(&handle, join);
 }
 
 /// A thread that keeps the command channel full (here: closures that each

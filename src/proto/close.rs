@@ -117,11 +117,6 @@ impl CloseState {
     pub fn close_sent(self) -> bool {
         matches!(self, CloseState::SentClose | CloseState::Closed)
     }
-
-    /// Has the peer's close frame been received?
-    pub fn close_received(self) -> bool {
-        matches!(self, CloseState::ReceivedClose | CloseState::Closed)
-    }
 }
 
 #[cfg(test)]

@@ -1,25 +1,131 @@
-//! A complete sans-IO WebSocket connection after the handshake: bytes in,
-//! events and bytes out.
+//! The protocol core: one place where what the peer sends meets the write
+//! side, and the RFC's automatic replies are decided — a pong for every ping
+//! (§5.5.2), the close reply (§5.5.1), and a close frame with the right code
+//! when the peer violates the protocol (§7.1.7).
 //!
-//! [`Connection`] joins a [`Receiver`] and a [`Sender`] and applies the RFC's
-//! automatic replies: a pong for every ping (§5.5.2), the close reply
-//! (§5.5.1), and a close frame with the right code when the peer violates the
-//! protocol (§7.1.7). Output accumulates in an internal buffer that the
-//! caller drains ([`Connection::output`], [`Connection::consume_output`]);
-//! its size is bounded only by draining it after each `receive` (the reactor
-//! applies its own queue limits instead), and [`Connection::output`] shows
-//! how much is waiting.
+//! [`receive`] runs bytes through a [`Receiver`] and answers through a
+//! [`Sink`], which supplies the connection's [`Sender`] and takes the
+//! replies and the events. It has two front-ends (as rustls puts one
+//! `ConnectionCore` under both of its connection types):
+//!
+//! - [`Connection`], the smallest complete sans-IO WebSocket: its own output
+//!   buffer, events to a closure. Output accumulates until the caller drains
+//!   it ([`Connection::output`], [`Connection::consume_output`]); its size is
+//!   bounded only by draining it after each `receive`. The fuzzers and
+//!   property tests drive it.
+//! - the reactor (`reactor/read.rs`): replies go to the connection's write
+//!   queue, messages to the application's handler as slices of the loop's
+//!   read buffer, and the handler may send on the same connection meanwhile
+//!   — which is why the core reaches the sender through the sink instead of
+//!   holding it. `examples/autobahn_client.rs` is a third, as a client.
+//!
 //! It owns no socket and reads no clock; timers belong to the caller.
-//!
-//! The reactor uses [`Receiver`] and [`Sender`] directly (its queues give
-//! copy-free sends), calling the same [`Sender`] rules.
 
 use super::close::{CloseCode, CloseState};
 use super::error::Error;
 use super::frame::{OpCode, Role};
 use super::limits::Limits;
 use super::receiver::{Chunk, Handler, Message, Receiver};
-use super::sender::Sender;
+use super::sender::{ControlFrame, Sender};
+
+/// What a front-end gives the protocol core while it reads the peer's bytes
+/// ([`receive`]): the connection's write side, a place for the automatic
+/// replies, and somewhere for the events to go.
+pub trait Sink {
+    /// The connection's write side (`None` if the connection is gone).
+    /// Automatic replies are framed with it, so they follow its rules:
+    /// nothing after our close frame (§5.5.1), masked in the client role.
+    fn sender(&mut self) -> Option<&mut Sender>;
+
+    /// Queue an automatic reply: a pong, the close reply, or the close frame
+    /// that fails the connection. It must not be dropped for a full queue.
+    fn send_control(&mut self, frame: &ControlFrame);
+
+    /// A complete data message ([`super::Delivery::Messages`]).
+    fn on_message(&mut self, msg: Message<'_>);
+
+    /// A piece of a data message ([`super::Delivery::Chunks`]).
+    fn on_chunk(&mut self, chunk: Chunk<'_>) {
+        let _ = chunk;
+    }
+
+    /// A ping arrived; its pong is already queued.
+    fn on_ping(&mut self, payload: &[u8]) {
+        let _ = payload;
+    }
+
+    /// A pong arrived (§5.5.3; may be unsolicited).
+    fn on_pong(&mut self, payload: &[u8]) {
+        let _ = payload;
+    }
+
+    /// The peer's close frame arrived, valid; our reply, if one is due, is
+    /// already queued. Nothing more will be read.
+    fn on_close(&mut self, code: Option<CloseCode>, reason: &str) {
+        let _ = (code, reason);
+    }
+}
+
+/// Read `input` (unmasked in place) through `rx` and answer as RFC 6455
+/// requires, through `sink`: the pong for each ping, the close reply, and on
+/// a protocol violation the close frame with the violation's code, before
+/// the error is returned. Events go to `sink` after their reply is queued.
+/// Nothing more is read after the peer's close frame or a violation.
+#[inline]
+pub fn receive<S: Sink>(
+    rx: &mut Receiver,
+    input: &mut [u8],
+    limits: &Limits,
+    sink: &mut S,
+) -> Result<(), Error> {
+    let r = rx.receive(input, limits, &mut Replies(&mut *sink));
+    if let Err(e) = r {
+        // RFC 6455 §7.1.7: _Fail the WebSocket Connection_ with the code for
+        // the violation (none if our close frame is already out).
+        if let Some(f) = sink.sender().and_then(|tx| tx.fail(e)) {
+            sink.send_control(&f);
+        }
+    }
+    r
+}
+
+/// The receiver's events, with the automatic replies applied on the way to
+/// the sink.
+struct Replies<'a, S>(&'a mut S);
+
+impl<S: Sink> Handler for Replies<'_, S> {
+    #[inline]
+    fn on_message(&mut self, msg: Message<'_>) {
+        self.0.on_message(msg);
+    }
+
+    #[inline]
+    fn on_chunk(&mut self, chunk: Chunk<'_>) {
+        self.0.on_chunk(chunk);
+    }
+
+    fn on_ping(&mut self, payload: &[u8]) {
+        // RFC 6455 §5.5.2: answer with a pong with the same payload (none
+        // once our close frame is out).
+        if let Some(f) = self.0.sender().and_then(|tx| tx.pong(payload)) {
+            self.0.send_control(&f);
+        }
+        self.0.on_ping(payload);
+    }
+
+    fn on_pong(&mut self, payload: &[u8]) {
+        self.0.on_pong(payload);
+    }
+
+    fn on_close(&mut self, code: Option<CloseCode>, reason: &str) {
+        // RFC 6455 §5.5.1: reply with a close frame echoing the code, unless
+        // ours was sent already (then the handshake is complete).
+        if let Some(f) = self.0.sender().and_then(|tx| tx.close_reply(code)) {
+            self.0.send_control(&f);
+        }
+        self.0.on_close(code, reason);
+    }
+}
 
 /// What [`Connection::receive`] reports.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -41,7 +147,8 @@ pub enum Event<'a> {
     },
 }
 
-/// A WebSocket connection in either role, after the opening handshake.
+/// A WebSocket connection in either role, after the opening handshake, with
+/// its own output buffer: the buffered front-end of [`receive`].
 #[derive(Debug)]
 pub struct Connection {
     rx: Receiver,
@@ -51,13 +158,21 @@ pub struct Connection {
     out_pos: usize,
 }
 
-struct Auto<'a, F> {
+/// [`Connection`]'s sink: replies into its output buffer, events to the
+/// caller's closure.
+struct Buffered<'a, F> {
     tx: &'a mut Sender,
     out: &'a mut Vec<u8>,
     f: F,
 }
 
-impl<F: FnMut(Event<'_>)> Handler for Auto<'_, F> {
+impl<F: FnMut(Event<'_>)> Sink for Buffered<'_, F> {
+    fn sender(&mut self) -> Option<&mut Sender> {
+        Some(self.tx)
+    }
+    fn send_control(&mut self, frame: &ControlFrame) {
+        self.out.extend_from_slice(frame.as_bytes());
+    }
     fn on_message(&mut self, msg: Message<'_>) {
         (self.f)(Event::Message(msg));
     }
@@ -65,21 +180,12 @@ impl<F: FnMut(Event<'_>)> Handler for Auto<'_, F> {
         (self.f)(Event::Chunk(chunk));
     }
     fn on_ping(&mut self, payload: &[u8]) {
-        // RFC 6455 §5.5.2: answer with a pong with the same payload.
-        if let Some(f) = self.tx.pong(payload) {
-            self.out.extend_from_slice(f.as_bytes());
-        }
         (self.f)(Event::Ping(payload));
     }
     fn on_pong(&mut self, payload: &[u8]) {
         (self.f)(Event::Pong(payload));
     }
     fn on_close(&mut self, code: Option<CloseCode>, reason: &str) {
-        // RFC 6455 §5.5.1: reply with a close frame (echoing the code) unless
-        // ours was sent already.
-        if let Some(f) = self.tx.close_reply(code) {
-            self.out.extend_from_slice(f.as_bytes());
-        }
         (self.f)(Event::Close { code, reason });
     }
 }
@@ -103,24 +209,21 @@ impl Connection {
     }
 
     /// Feed received bytes (unmasked in place). Events go to `on_event`;
-    /// automatic replies go to the output. On a protocol violation the close
-    /// frame with the error's code is queued and the error returned.
+    /// automatic replies go to the output (see [`receive`]). On a protocol
+    /// violation the close frame with the error's code is queued and the
+    /// error returned.
     pub fn receive(
         &mut self,
         input: &mut [u8],
         on_event: impl FnMut(Event<'_>),
     ) -> Result<(), Error> {
-        let mut auto = Auto {
+        let mut sink = Buffered {
             tx: &mut self.tx,
             out: &mut self.out,
             f: on_event,
         };
-        let r = self.rx.receive(input, &self.limits, &mut auto);
-        if let Err(e) = r {
-            // RFC 6455 §7.1.7: _Fail the WebSocket Connection_.
-            if let Some(f) = self.tx.fail(e) {
-                self.out.extend_from_slice(f.as_bytes());
-            }
+        let r = receive(&mut self.rx, input, &self.limits, &mut sink);
+        if r.is_err() {
             // Nothing more will be read: no close reply is awaited.
             self.tx.mark_closed();
         }
@@ -288,6 +391,80 @@ mod tests {
         let joined: Vec<u8> = ev.iter().flat_map(|e| e.0.clone()).collect();
         assert_eq!(joined, b"abcdef");
         assert!(ev.first().unwrap().1 && ev.last().unwrap().2);
+    }
+
+    /// A sink of another front-end: replies in the order they are due,
+    /// between the events, through a sender that may be gone.
+    struct Log {
+        tx: Option<Sender>,
+        seen: Vec<String>,
+    }
+
+    impl Sink for Log {
+        fn sender(&mut self) -> Option<&mut Sender> {
+            self.tx.as_mut()
+        }
+        fn send_control(&mut self, frame: &ControlFrame) {
+            self.seen.push(format!("reply {:02x?}", frame.as_bytes()));
+        }
+        fn on_message(&mut self, msg: Message<'_>) {
+            self.seen.push(format!("{msg:?}"));
+        }
+        fn on_ping(&mut self, payload: &[u8]) {
+            self.seen.push(format!("ping {payload:?}"));
+        }
+        fn on_close(&mut self, code: Option<CloseCode>, _reason: &str) {
+            self.seen.push(format!("close {code:?}"));
+        }
+    }
+
+    #[test]
+    fn the_core_replies_through_any_sink() {
+        let mut input = masked(0x89, b"p");
+        input.extend(masked(0x82, b"m"));
+        input.extend(masked(0x88, &[0x03, 0xe8]));
+        let mut sink = Log {
+            tx: Some(Sender::new(Role::Server)),
+            seen: Vec::new(),
+        };
+        let mut rx = Receiver::new(Role::Server);
+        receive(&mut rx, &mut input.clone(), &Limits::default(), &mut sink).unwrap();
+        assert_eq!(
+            sink.seen,
+            [
+                "reply [8a, 01, 70]",
+                "ping [112]",
+                "Binary([109])",
+                "reply [88, 02, 03, e8]",
+                "close Some(CloseCode(1000))",
+            ]
+        );
+        // A connection that is gone: the events, no replies.
+        sink.tx = None;
+        sink.seen.clear();
+        let mut rx = Receiver::new(Role::Server);
+        receive(&mut rx, &mut input, &Limits::default(), &mut sink).unwrap();
+        assert_eq!(
+            sink.seen,
+            ["ping [112]", "Binary([109])", "close Some(CloseCode(1000))"]
+        );
+        // A violation: the failure's close frame, then the error.
+        sink.tx = Some(Sender::new(Role::Server));
+        sink.seen.clear();
+        let mut rx = Receiver::new(Role::Server);
+        let r = receive(
+            &mut rx,
+            &mut masked(0x81, b"\xff"),
+            &Limits::default(),
+            &mut sink,
+        );
+        assert_eq!(r, Err(Error::InvalidUtf8));
+        assert_eq!(sink.seen.len(), 1);
+        assert!(sink.seen[0].starts_with("reply [88, "), "{:?}", sink.seen);
+        assert_eq!(
+            sink.tx.map(|t| t.close_state()),
+            Some(CloseState::SentClose)
+        );
     }
 
     #[test]

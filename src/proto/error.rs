@@ -48,6 +48,9 @@ pub enum Error {
     /// API misuse: a data frame while an outgoing fragmented message is open,
     /// or a continuation without one.
     BadFragmentSequence,
+    /// A client frame could not be masked: the OS random generator failed,
+    /// and RFC 6455 §5.3 asks for an unpredictable key per frame.
+    MaskKeyUnavailable,
 }
 
 impl Error {
@@ -59,7 +62,8 @@ impl Error {
             Error::AlreadyClosed
             | Error::ControlPayloadTooLong
             | Error::InvalidCloseCode
-            | Error::BadFragmentSequence => CloseCode::INTERNAL,
+            | Error::BadFragmentSequence
+            | Error::MaskKeyUnavailable => CloseCode::INTERNAL,
             _ => CloseCode::PROTOCOL,
         }
     }
@@ -87,6 +91,7 @@ impl Error {
             Error::ControlPayloadTooLong => "control payload over 125 bytes",
             Error::InvalidCloseCode => "close code not allowed on the wire",
             Error::BadFragmentSequence => "bad outgoing fragment sequence",
+            Error::MaskKeyUnavailable => "no masking key: the OS random generator failed",
         }
     }
 }

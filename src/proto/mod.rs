@@ -5,16 +5,19 @@
 //! 2. [`mask`] — client-to-server masking (§5.3).
 //! 3. [`utf8`] — incremental UTF-8 validation for text (§8.1).
 //! 4. [`close`] — close codes and the close handshake state (§5.5.1, §7).
-//! 5. [`receiver`] — the streaming parser: fragmentation (§5.4), control
-//!    frames (§5.5), limits.
+//! 5. [`receiver`] — the streaming parser, one forward path from header to
+//!    message: fragmentation (§5.4), control frames (§5.5), limits.
 //! 6. [`sender`] — framing outgoing data, control replies, close.
 //! 7. [`handshake`] — the opening handshake (§4).
-//! 8. [`connection`] — all of it joined, with the automatic replies.
+//! 8. [`connection`] — the protocol core: receiver and sender joined, with
+//!    the automatic replies, under both front-ends (the buffered
+//!    [`Connection`] and the reactor).
 //!
 //! Every MUST of RFC 6455 that applies after the handshake is enforced in
 //! `frame::check_first_bytes`, `frame::decode_header`, `Receiver::start_frame`,
-//! `close::parse_close_payload` and `Sender`; each carries a `// RFC 6455 §`
-//! comment at the line that enforces it.
+//! `close::parse_close_payload`, `Sender` and, for the automatic replies,
+//! `connection::receive`; each carries a `// RFC 6455 §` comment at the line
+//! that enforces it.
 
 pub mod close;
 pub mod connection;
@@ -28,7 +31,7 @@ pub mod sender;
 pub mod utf8;
 
 pub use close::{CloseCode, CloseState};
-pub use connection::{Connection, Event};
+pub use connection::{Connection, Event, Sink};
 pub use error::Error;
 pub use frame::{OpCode, Role};
 pub use limits::{Delivery, Limits};

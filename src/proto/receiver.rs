@@ -5,9 +5,10 @@
 //! come out through a [`Handler`]. Every byte handed in is consumed: the only
 //! state kept between calls is a partial header (at most 14 bytes), the
 //! current frame's remaining length and mask phase, the UTF-8 state, and —
-//! only while a message is split across reads — its bytes so far. A message
-//! that arrives whole in one read is delivered straight from the caller's
-//! buffer, unmasked in place, without a copy.
+//! only while they are split across reads — a control frame's payload so far
+//! (its own buffer of at most 125 bytes) and a message's bytes so far. A
+//! message or control frame that arrives whole in one read is delivered
+//! straight from the caller's buffer, unmasked in place, without a copy.
 
 use super::close::{parse_close_payload, BadClose, CloseCode};
 use super::error::Error;
@@ -77,12 +78,48 @@ pub trait Handler {
 /// Where the parser is within the current frame.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Stage {
-    /// Collecting header bytes into `header`.
+    /// Collecting header bytes.
     Header,
     /// Reading `remaining` payload bytes.
     Payload,
     /// A close frame was received or the input was invalid: ignore the rest.
     Done,
+}
+
+/// A control frame's payload collected across reads (RFC 6455 §5.5: at most
+/// 125 bytes, checked at its header).
+#[derive(Debug)]
+struct ControlBuf {
+    bytes: [u8; MAX_CONTROL_PAYLOAD],
+    len: u8,
+}
+
+impl Default for ControlBuf {
+    fn default() -> Self {
+        ControlBuf {
+            bytes: [0; MAX_CONTROL_PAYLOAD],
+            len: 0,
+        }
+    }
+}
+
+impl ControlBuf {
+    fn push(&mut self, chunk: &[u8]) -> Result<(), Error> {
+        let start = self.len as usize;
+        let end = start + chunk.len();
+        // Within 125 bytes: the header said so (§5.5).
+        let room = self
+            .bytes
+            .get_mut(start..end)
+            .ok_or(Error::ControlTooLong)?;
+        room.copy_from_slice(chunk);
+        self.len = end as u8;
+        Ok(())
+    }
+
+    fn as_slice(&self) -> &[u8] {
+        &self.bytes[..self.len as usize]
+    }
 }
 
 /// State that exists only while a header, a control frame or a message
@@ -93,19 +130,26 @@ struct Partial {
     /// Header bytes collected so far.
     header: [u8; MAX_HEADER_LEN],
     header_len: u8,
-    /// Reassembly buffer: the open message's bytes (`..data_len`), then a
-    /// control frame's payload when that spans reads.
-    buf: Vec<u8>,
-    data_len: usize,
+    /// The current control frame's payload, when it spans reads.
+    control: ControlBuf,
+    /// The open message's bytes so far ([`Delivery::Messages`]).
+    message: Vec<u8>,
 }
 
 impl Partial {
     fn is_empty(&self) -> bool {
-        self.header_len == 0 && self.buf.is_empty()
+        self.header_len == 0 && self.control.len == 0 && self.message.is_empty()
     }
 }
 
 /// The streaming frame parser and message assembler.
+///
+/// Every byte takes one forward path: `header` reads a frame header and
+/// checks it (`start_frame`), then `payload` unmasks each piece of the
+/// payload and hands it to `control_payload` or `data_payload`, which
+/// deliver what is complete. `small_frame` is a shortcut for the commonest
+/// frame (whole, small, final, in one read) that takes the same decisions in
+/// one place.
 #[derive(Debug)]
 pub struct Receiver {
     role: Role,
@@ -115,8 +159,6 @@ pub struct Receiver {
     fin: bool,
     mask: Option<[u8; 4]>,
     phase: u8,
-    /// No payload byte of the current frame was consumed yet.
-    frame_fresh: bool,
     remaining: u64,
     // --- the message being read ---
     /// Text or Binary while a data message is open (between its first frame
@@ -127,7 +169,8 @@ pub struct Receiver {
     /// A chunk of the open message was delivered ([`Delivery::Chunks`]).
     chunk_sent: bool,
     utf8: Utf8Validator,
-    /// Split headers and reassembly, allocated only while needed.
+    /// Split headers, control payloads and messages, allocated only while
+    /// needed.
     partial: Option<Box<Partial>>,
 }
 
@@ -143,7 +186,6 @@ impl Receiver {
             fin: false,
             mask: None,
             phase: 0,
-            frame_fresh: false,
             remaining: 0,
             message: None,
             message_len: 0,
@@ -169,21 +211,18 @@ impl Receiver {
 
     /// Bytes held for a message or control frame split across reads.
     pub fn buffered(&self) -> usize {
-        self.partial.as_ref().map_or(0, |p| p.buf.len())
+        self.partial
+            .as_ref()
+            .map_or(0, |p| p.message.len() + p.control.len as usize)
     }
 
-    /// Capacity of the reassembly buffer (0 when idle).
+    /// Capacity of the message reassembly buffer (0 when idle).
     pub fn buffer_capacity(&self) -> usize {
-        self.partial.as_ref().map_or(0, |p| p.buf.capacity())
+        self.partial.as_ref().map_or(0, |p| p.message.capacity())
     }
 
     fn partial(&mut self) -> &mut Partial {
         self.partial.get_or_insert_with(Box::default)
-    }
-
-    /// Bytes of the open message buffered so far.
-    fn data_len(&self) -> usize {
-        self.partial.as_ref().map_or(0, |p| p.data_len)
     }
 
     /// Consume `input` (unmasking it in place) and report what it completes.
@@ -198,41 +237,17 @@ impl Receiver {
         h: &mut H,
     ) -> Result<(), Error> {
         while !input.is_empty() {
-            match self.stage {
+            let used = match self.stage {
                 Stage::Done => return Ok(()),
-                Stage::Header => {
-                    if self.partial.is_none() && self.message.is_none() {
-                        // Fast path for the common case: a whole, small,
-                        // final data frame at the start of `input`.
-                        match self.small_frame(input, limits, h) {
-                            Ok(0) => {}
-                            Ok(used) => {
-                                input = &mut std::mem::take(&mut input)[used..];
-                                continue;
-                            }
-                            Err(e) => return Err(self.fail(e)),
-                        }
-                    }
-                    let used = match self.read_header(input, limits) {
-                        Ok(n) => n,
-                        Err(e) => return Err(self.fail(e)),
-                    };
-                    input = &mut input[used..];
-                    if self.stage == Stage::Payload && self.remaining == 0 {
-                        // An empty frame ends where it starts.
-                        if let Err(e) = self.end_frame(&mut [], true, limits, h) {
-                            return Err(self.fail(e));
-                        }
-                    }
-                }
+                Stage::Header => self.header(input, limits, h),
                 Stage::Payload => {
                     let n = self.remaining.min(input.len() as u64) as usize;
-                    let (chunk, rest) = std::mem::take(&mut input).split_at_mut(n);
-                    input = rest;
-                    if let Err(e) = self.payload(chunk, limits, h) {
-                        return Err(self.fail(e));
-                    }
+                    self.payload(&mut input[..n], limits, h).map(|()| n)
                 }
+            };
+            match used {
+                Ok(n) => input = &mut std::mem::take(&mut input)[n..],
+                Err(e) => return Err(self.fail(e)),
             }
         }
         if self.partial.as_ref().is_some_and(|p| p.is_empty()) {
@@ -245,6 +260,30 @@ impl Receiver {
         self.stage = Stage::Done;
         self.partial = None;
         e
+    }
+
+    /// Step 1: a frame header at the start of `input` (or its rest, after a
+    /// piece that came in an earlier read). Returns the bytes used.
+    fn header<H: Handler>(
+        &mut self,
+        input: &mut [u8],
+        limits: &Limits,
+        h: &mut H,
+    ) -> Result<usize, Error> {
+        if self.partial.is_none() && self.message.is_none() {
+            // Fast path for the common case: a whole, small, final data
+            // frame at the start of `input`.
+            let used = self.small_frame(input, limits, h)?;
+            if used > 0 {
+                return Ok(used);
+            }
+        }
+        let used = self.read_header(input, limits)?;
+        if self.stage == Stage::Payload && self.remaining == 0 {
+            // An empty frame is complete with its header.
+            self.payload(&mut [], limits, h)?;
+        }
+        Ok(used)
     }
 
     /// A complete, unfragmented, masked text or binary frame of at most 125
@@ -359,121 +398,63 @@ impl Receiver {
         self.fin = h.fin;
         self.mask = h.mask;
         self.phase = 0;
-        self.frame_fresh = true;
         self.remaining = h.payload_len;
         self.stage = Stage::Payload;
         Ok(())
     }
 
-    /// Handle `chunk`, the next payload bytes of the current frame.
+    /// Step 2: `chunk`, the next payload bytes of the current frame (empty
+    /// for an empty frame): unmask it (§5.3) and pass it on.
     fn payload<H: Handler>(
         &mut self,
         chunk: &mut [u8],
         limits: &Limits,
         h: &mut H,
     ) -> Result<(), Error> {
-        // The frame's whole payload is in this chunk.
-        let whole_frame = self.frame_fresh && chunk.len() as u64 == self.remaining;
-        self.frame_fresh = false;
         if let Some(key) = self.mask {
             self.phase = apply_mask(chunk, key, self.phase as usize) as u8;
         }
         self.remaining -= chunk.len() as u64;
         let frame_done = self.remaining == 0;
-        if self.opcode.is_control() {
-            let started = self
-                .partial
-                .as_ref()
-                .is_some_and(|p| p.buf.len() > p.data_len);
-            if !frame_done || started {
-                append_bounded(&mut self.partial().buf, chunk, limits);
-            }
-            if frame_done {
-                self.end_frame(chunk, whole_frame, limits, h)?;
-            }
-            return Ok(());
-        }
-        let text = self.message == Some(OpCode::Text);
-        if text {
-            self.utf8.feed(chunk).map_err(|_| Error::InvalidUtf8)?;
-        }
-        let message_done = frame_done && self.fin;
-        if message_done && text {
-            self.utf8.finish().map_err(|_| Error::InvalidUtf8)?;
-        }
-        match limits.delivery {
-            Delivery::Chunks => {
-                // The first chunk of the message (empty fragments included).
-                let first = !self.chunk_sent;
-                self.chunk_sent = true;
-                h.on_chunk(Chunk {
-                    text,
-                    data: chunk,
-                    first,
-                    last: message_done,
-                });
-                if message_done {
-                    self.message = None;
-                }
-            }
-            Delivery::Messages => {
-                // Nothing of this message is buffered (earlier fragments,
-                // if any, were empty).
-                let first_frame = self.data_len() == 0;
-                if message_done && whole_frame && first_frame {
-                    // The whole message is in this read: no copy.
-                    self.message = None;
-                    deliver(h, text, chunk);
-                } else {
-                    let p = self.partial();
-                    append_bounded(&mut p.buf, chunk, limits);
-                    p.data_len = p.buf.len();
-                    if message_done {
-                        self.message = None;
-                        if let Some(p) = self.partial.as_mut() {
-                            deliver(h, text, &p.buf);
-                            p.buf = Vec::new();
-                            p.data_len = 0;
-                        }
-                    }
-                }
-            }
-        }
         if frame_done {
             self.stage = Stage::Header;
         }
-        Ok(())
+        if self.opcode.is_control() {
+            self.control_payload(chunk, frame_done, h)
+        } else {
+            self.data_payload(chunk, frame_done, limits, h)
+        }
     }
 
-    /// The current frame is complete; `chunk` is its payload when
-    /// `whole_frame` (else the payload is at `buf[data_len..]`). Only control
-    /// frames and empty data frames get here.
-    fn end_frame<H: Handler>(
+    /// Step 3a: a piece of a control frame (§5.5). Acted on once complete:
+    /// straight from the read when the whole payload is in it, otherwise
+    /// from the pieces collected in the control buffer.
+    fn control_payload<H: Handler>(
         &mut self,
-        chunk: &mut [u8],
-        whole_frame: bool,
-        limits: &Limits,
+        chunk: &[u8],
+        frame_done: bool,
         h: &mut H,
     ) -> Result<(), Error> {
-        self.stage = Stage::Header;
-        if !self.opcode.is_control() {
-            // An empty data frame: route through the normal path.
-            return self.payload(chunk, limits, h);
+        let held = self.partial.as_ref().map_or(0, |p| p.control.len);
+        if frame_done && held == 0 {
+            return self.control_frame(chunk, h);
         }
-        let buffered = self
-            .partial
-            .as_ref()
-            .filter(|p| !whole_frame || p.buf.len() > p.data_len);
-        let from_buf = buffered.is_some();
-        let payload: &[u8] = match buffered {
-            Some(p) => &p.buf[p.data_len..],
-            None => chunk,
-        };
+        self.partial().control.push(chunk)?;
+        if !frame_done {
+            return Ok(());
+        }
+        // Complete: taken out of the buffer (which is left empty) and acted on.
+        let payload = std::mem::take(&mut self.partial().control);
+        self.control_frame(payload.as_slice(), h)
+    }
+
+    /// A complete control frame's `payload`: report a ping or pong; validate
+    /// a close frame, report it, and stop reading (§5.5.1).
+    fn control_frame<H: Handler>(&mut self, payload: &[u8], h: &mut H) -> Result<(), Error> {
         match self.opcode {
             OpCode::Ping => h.on_ping(payload),
             OpCode::Pong => h.on_pong(payload),
             _ => {
-                // RFC 6455 §5.5.1: validate the close body, then stop reading.
                 let (code, reason) = parse_close_payload(payload).map_err(|e| match e {
                     BadClose::Protocol => Error::InvalidClosePayload,
                     BadClose::Utf8 => Error::InvalidCloseReason,
@@ -481,12 +462,61 @@ impl Receiver {
                 h.on_close(code, reason);
                 self.stage = Stage::Done;
                 self.partial = None;
-                return Ok(());
             }
         }
-        if from_buf {
+        Ok(())
+    }
+
+    /// Step 3b: a piece of a data message. Text is validated as it comes
+    /// (§8.1); the piece is then delivered as a chunk, or — in
+    /// [`Delivery::Messages`] — the message is delivered once complete:
+    /// straight from the read when nothing of it came before, otherwise
+    /// from the message buffer.
+    fn data_payload<H: Handler>(
+        &mut self,
+        chunk: &[u8],
+        frame_done: bool,
+        limits: &Limits,
+        h: &mut H,
+    ) -> Result<(), Error> {
+        let text = self.message == Some(OpCode::Text);
+        let message_done = frame_done && self.fin;
+        if text {
+            self.utf8.feed(chunk).map_err(|_| Error::InvalidUtf8)?;
+            if message_done {
+                self.utf8.finish().map_err(|_| Error::InvalidUtf8)?;
+            }
+        }
+        if message_done {
+            self.message = None;
+        }
+        if limits.delivery == Delivery::Chunks {
+            // The first chunk of the message (empty fragments included).
+            let first = !self.chunk_sent;
+            self.chunk_sent = true;
+            h.on_chunk(Chunk {
+                text,
+                data: chunk,
+                first,
+                last: message_done,
+            });
+            return Ok(());
+        }
+        let held = self.partial.as_ref().map_or(0, |p| p.message.len());
+        if message_done && held == 0 {
+            // The whole message is in this read (earlier fragments, if
+            // any, were empty): no copy.
+            deliver(h, text, chunk);
+            return Ok(());
+        }
+        if !chunk.is_empty() {
+            append_bounded(&mut self.partial().message, chunk, limits);
+        }
+        if message_done {
             if let Some(p) = self.partial.as_mut() {
-                p.buf.truncate(p.data_len);
+                // Taken out: the buffer is freed once delivered.
+                let message = std::mem::take(&mut p.message);
+                deliver(h, text, &message);
             }
         }
         Ok(())
@@ -494,15 +524,13 @@ impl Receiver {
 }
 
 /// Append `bytes` to the reassembly buffer, doubling its capacity as `Vec`
-/// does but never past what the limits allow it to hold (a whole message
-/// plus one control frame split across reads, §5.5), so a connection at
+/// does but never past what the limits allow it to hold, so a connection at
 /// [`Limits::max_message_size`] takes that much memory, not twice it.
 fn append_bounded(buf: &mut Vec<u8>, bytes: &[u8], limits: &Limits) {
     let need = buf.len() + bytes.len();
     if need > buf.capacity() {
         let most = usize::try_from(limits.max_message_size)
             .unwrap_or(usize::MAX)
-            .saturating_add(MAX_CONTROL_PAYLOAD)
             .max(need);
         let target = buf.capacity().saturating_mul(2).clamp(need, most);
         buf.reserve_exact(target - buf.len());
@@ -521,5 +549,84 @@ fn deliver<H: Handler>(h: &mut H, text: bool, bytes: &[u8]) {
         h.on_message(Message::Text(s));
     } else {
         h.on_message(Message::Binary(bytes));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proto::frame::EncodedHeader;
+
+    /// A masked client frame.
+    fn masked(fin: bool, opcode: OpCode, payload: &[u8]) -> Vec<u8> {
+        let key = [7, 1, 9, 3];
+        let mut f = EncodedHeader::new(fin, opcode, Some(key), payload.len() as u64)
+            .as_bytes()
+            .to_vec();
+        let start = f.len();
+        f.extend_from_slice(payload);
+        apply_mask(&mut f[start..], key, 0);
+        f
+    }
+
+    #[derive(Default)]
+    struct Seen(Vec<String>);
+
+    impl Handler for Seen {
+        fn on_message(&mut self, msg: Message<'_>) {
+            self.0.push(format!("{msg:?}"));
+        }
+        fn on_ping(&mut self, payload: &[u8]) {
+            self.0.push(format!("ping {payload:?}"));
+        }
+        fn on_close(&mut self, code: Option<CloseCode>, reason: &str) {
+            self.0.push(format!("close {code:?} {reason}"));
+        }
+    }
+
+    /// A fragmented message with a ping between its fragments, fed one byte
+    /// per read: the ping's payload and the message's bytes are collected
+    /// in their own buffers, and nothing is held once the message is out.
+    #[test]
+    fn control_frames_between_fragments_byte_by_byte() {
+        let mut wire = masked(false, OpCode::Text, "Hé".as_bytes());
+        wire.extend(masked(true, OpCode::Ping, b"are you there"));
+        wire.extend(masked(false, OpCode::Continuation, b""));
+        wire.extend(masked(true, OpCode::Continuation, "llo".as_bytes()));
+        wire.extend(masked(true, OpCode::Binary, &[1, 2, 3]));
+        wire.extend(masked(true, OpCode::Close, b"\x03\xe8bye"));
+        let mut rx = Receiver::new(Role::Server);
+        let mut seen = Seen::default();
+        for b in wire.iter_mut() {
+            rx.receive(std::slice::from_mut(b), &Limits::default(), &mut seen)
+                .unwrap();
+        }
+        assert_eq!(
+            seen.0,
+            [
+                format!("ping {:?}", b"are you there"),
+                "Text(\"Héllo\")".into(),
+                "Binary([1, 2, 3])".into(),
+                "close Some(CloseCode(1000)) bye".into(),
+            ]
+        );
+        assert!(rx.is_done());
+        assert_eq!((rx.buffered(), rx.buffer_capacity()), (0, 0));
+        assert!(rx.partial.is_none());
+    }
+
+    /// A message that arrives whole in one read is delivered from it, with
+    /// nothing buffered, even after an empty first fragment.
+    #[test]
+    fn a_whole_message_needs_no_buffer() {
+        let mut wire = masked(false, OpCode::Binary, b"");
+        wire.extend(masked(true, OpCode::Continuation, &[0xAB; 300]));
+        let mut rx = Receiver::new(Role::Server);
+        let mut seen = Seen::default();
+        rx.receive(&mut wire, &Limits::default(), &mut seen)
+            .unwrap();
+        assert_eq!(seen.0.len(), 1);
+        assert!(rx.partial.is_none());
+        assert!(!rx.is_mid_message());
     }
 }

@@ -58,23 +58,43 @@ impl std::fmt::Debug for ControlFrame {
 
 /// Source of masking keys for the client role (RFC 6455 §5.3: "derived from
 /// a strong source of entropy", fresh for every frame). Keys are drawn from
-/// the OS generator 64 at a time.
+/// the OS generator 64 at a time; a key is never reused, and when the
+/// generator fails no key is made up: the frame fails with
+/// [`Error::MaskKeyUnavailable`] (the next frame tries the generator again).
 struct MaskKeys {
     pool: [u8; 256],
+    /// Next unused byte of `pool`; `pool.len()` when it is used up (or was
+    /// never filled).
     pos: usize,
     fixed: Option<[u8; 4]>,
+    /// Fills the pool: the OS generator (a failing one in tests).
+    fill: fn(&mut [u8]) -> Result<(), Error>,
+}
+
+/// The OS random generator.
+fn os_random(buf: &mut [u8]) -> Result<(), Error> {
+    getrandom::getrandom(buf).map_err(|_| Error::MaskKeyUnavailable)
 }
 
 impl MaskKeys {
-    fn next(&mut self) -> [u8; 4] {
+    fn new(fill: fn(&mut [u8]) -> Result<(), Error>) -> Self {
+        MaskKeys {
+            pool: [0; 256],
+            pos: 256,
+            fixed: None,
+            fill,
+        }
+    }
+
+    fn next(&mut self) -> Result<[u8; 4], Error> {
         if let Some(k) = self.fixed {
-            return k;
+            return Ok(k);
         }
         if self.pos + 4 > self.pool.len() {
-            // The OS generator does not fail on supported platforms; if it
-            // ever did, a key from the previous pool is still unpredictable
-            // to a web attacker, which is what masking protects against.
-            let _ = getrandom::getrandom(&mut self.pool);
+            // `pos` moves only after a successful fill, so a failed one
+            // leaves the pool marked used up: no key from a stale (or, the
+            // first time, all-zero) pool.
+            (self.fill)(&mut self.pool)?;
             self.pos = 0;
         }
         let k = [
@@ -84,7 +104,7 @@ impl MaskKeys {
             self.pool[self.pos + 3],
         ];
         self.pos += 4;
-        k
+        Ok(k)
     }
 }
 
@@ -113,11 +133,7 @@ impl Sender {
     pub fn new(role: Role) -> Self {
         let keys = match role {
             Role::Server => None,
-            Role::Client => Some(Box::new(MaskKeys {
-                pool: [0; 256],
-                pos: 256,
-                fixed: None,
-            })),
+            Role::Client => Some(Box::new(MaskKeys::new(os_random))),
         };
         Sender {
             role,
@@ -148,10 +164,12 @@ impl Sender {
         self.close
     }
 
+    /// The masking key for the next frame: `None` for a server, a fresh key
+    /// for a client.
     #[inline]
-    fn next_mask(&mut self) -> Option<[u8; 4]> {
+    fn next_mask(&mut self) -> Result<Option<[u8; 4]>, Error> {
         // RFC 6455 §5.1: a client MUST mask every frame; a server MUST NOT.
-        self.keys.as_mut().map(|k| k.next())
+        self.keys.as_mut().map(|k| k.next()).transpose()
     }
 
     /// Header of a data frame carrying `len` payload bytes. `opcode` is Text
@@ -174,8 +192,8 @@ impl Sender {
             (OpCode::Continuation, true) | (OpCode::Text | OpCode::Binary, false) => {}
             _ => return Err(Error::BadFragmentSequence),
         }
+        let mask = self.next_mask()?;
         self.fragmenting = !fin;
-        let mask = self.next_mask();
         Ok(EncodedHeader::new(fin, opcode, mask, len))
     }
 
@@ -230,17 +248,18 @@ impl Sender {
         if self.close.close_sent() {
             return Err(Error::AlreadyClosed);
         }
-        let mask = self.next_mask();
+        let mask = self.next_mask()?;
         ControlFrame::new(OpCode::Ping, mask, &[payload])
     }
 
     /// The pong answering a ping (§5.5.2: same payload). Returns `None` once
-    /// our close frame is sent: nothing follows a close frame.
+    /// our close frame is sent (nothing follows a close frame), or for a
+    /// client whose OS random generator failed (no masking key).
     pub fn pong(&mut self, ping_payload: &[u8]) -> Option<ControlFrame> {
         if self.close.close_sent() {
             return None;
         }
-        let mask = self.next_mask();
+        let mask = self.next_mask().ok()?;
         // A received ping payload is at most 125 bytes (checked at its header).
         ControlFrame::new(OpCode::Pong, mask, &[ping_payload]).ok()
     }
@@ -254,7 +273,7 @@ impl Sender {
         }
         let frame = match code {
             None => {
-                let mask = self.next_mask();
+                let mask = self.next_mask()?;
                 ControlFrame::new(OpCode::Close, mask, &[])?
             }
             Some(c) => {
@@ -266,7 +285,7 @@ impl Sender {
                 while !reason.is_char_boundary(end) {
                     end -= 1;
                 }
-                let mask = self.next_mask();
+                let mask = self.next_mask()?;
                 ControlFrame::new(
                     OpCode::Close,
                     mask,
@@ -380,6 +399,39 @@ mod tests {
         let f = s.close(Some(CloseCode::NORMAL), &reason).unwrap();
         assert!(f.as_bytes().len() <= 2 + 125);
         assert!(std::str::from_utf8(&f.as_bytes()[4..]).is_ok());
+    }
+
+    /// RFC 6455 §5.3: no frame goes out with a made-up key. A generator that
+    /// fails makes every frame fail (not mask with the all-zero pool it
+    /// starts with), and the next frame tries it again.
+    #[test]
+    fn a_failing_random_generator_fails_the_frame() {
+        fn broken(_: &mut [u8]) -> Result<(), Error> {
+            Err(Error::MaskKeyUnavailable)
+        }
+        let mut s = Sender::new(Role::Client);
+        s.keys = Some(Box::new(MaskKeys::new(broken)));
+        let unavailable = Err(Error::MaskKeyUnavailable);
+        assert_eq!(
+            s.data_header(OpCode::Text, false, 1).map(|_| ()),
+            unavailable
+        );
+        assert_eq!(s.ping(b"").map(|_| ()), unavailable);
+        assert!(s.pong(b"").is_none());
+        assert_eq!(s.close(None, "").map(|_| ()), unavailable);
+        assert_eq!(
+            s.encode_data(OpCode::Text, true, b"x", &mut Vec::new()),
+            unavailable
+        );
+        // Nothing changed: no fragment opened, no close sent.
+        assert_eq!(s.check_whole_message(), Ok(()));
+        assert_eq!(s.close_state(), CloseState::Open);
+        // Once the generator works again, frames are masked again.
+        if let Some(k) = s.keys.as_mut() {
+            k.fill = os_random;
+        }
+        assert!(s.data_header(OpCode::Text, true, 1).unwrap().mask.is_some());
+        assert_eq!(Error::MaskKeyUnavailable.close_code(), CloseCode::INTERNAL);
     }
 
     #[test]

@@ -4,6 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::clock::Clock;
 use crate::proto::handshake::{HeadLimits, DEFAULT_MAX_HEADERS, DEFAULT_MAX_HEAD_SIZE};
 use crate::proto::{Delivery, Limits};
 
@@ -94,6 +95,10 @@ pub struct Config {
     /// The reason in the 1001 close frame of a graceful shutdown (default
     /// "server shutting down").
     pub shutdown_reason: String,
+    /// Where the loop reads the time (default: the system's monotonic
+    /// clock). Tests drive timers with a [`super::ManualClock`] instead of
+    /// sleeping.
+    pub clock: Clock,
     /// Serve TLS (wss://, https://) with this rustls configuration (default
     /// none: plain TCP). See [`super::tls::server_config_from_pem`]. Needs
     /// the `tls` feature.
@@ -124,6 +129,7 @@ impl Default for Config {
             reads_per_turn: 4,
             busy_poll: None,
             shutdown_reason: "server shutting down".into(),
+            clock: Clock::System,
             #[cfg(feature = "tls")]
             tls: None,
         }
@@ -192,6 +198,12 @@ impl Config {
         self
     }
 
+    /// Set [`Config::clock`] (a [`super::ManualClock`] converts into one).
+    pub fn with_clock(mut self, clock: impl Into<Clock>) -> Self {
+        self.clock = clock.into();
+        self
+    }
+
     /// Set [`Config::tls`].
     #[cfg(feature = "tls")]
     pub fn with_tls(mut self, tls: Arc<rustls::ServerConfig>) -> Self {
@@ -201,7 +213,8 @@ impl Config {
 }
 
 impl Config {
-    /// Whether connections speak TLS (set by [`Config::with_tls`]).
+    /// Whether connections speak TLS (set by `Config::with_tls`, with the
+    /// `tls` feature).
     pub fn serves_tls(&self) -> bool {
         #[cfg(feature = "tls")]
         return self.tls.is_some();

@@ -4,28 +4,70 @@ use super::stream::Stream;
 use super::timer::Millis;
 use super::write_queue::WriteQueue;
 use crate::proto::handshake::HeadBuffer;
-use crate::proto::{Receiver, Sender};
+use crate::proto::{Receiver, Role, Sender};
 
-/// Where a connection is in its life.
+/// Where a connection is in its life. What only one phase needs lives in
+/// that phase's variant: its deadline (loop milliseconds; `Open` derives its
+/// own), the heartbeat state, how the connection came to finish.
 #[derive(Debug)]
 pub(crate) enum Phase {
-    /// Collecting the request head (bounded by `max_head_size`); a buffer
-    /// only if it arrives in pieces.
-    Handshake(Option<Box<HeadBuffer>>),
-    /// Upgraded; frames flow both ways.
-    Open,
-    /// Our close frame is sent; waiting for the peer's (RFC 6455 §7.1.2).
-    /// Its data is still delivered.
-    Closing,
+    /// Collecting the request head (bounded by `max_head_size`; a buffer
+    /// only if it arrives in pieces) until `deadline`, then `408`.
+    Handshake {
+        head: Option<Box<HeadBuffer>>,
+        deadline: Millis,
+    },
+    /// Upgraded; frames flow both ways. `pong_due`: a heartbeat ping went
+    /// out and some byte from the peer is due by then (else close 1001);
+    /// `None`: the idle timer runs from the last read.
+    Open { pong_due: Option<Millis> },
+    /// Our close frame is sent; waiting for the peer's (RFC 6455 §7.1.2)
+    /// until `deadline`. Its data is still delivered.
+    Closing { deadline: Millis },
     /// Nothing more to exchange (close frames crossed, the connection
     /// failed, or an HTTP response is on its way): flush the queue, then
     /// close TCP first (§7.1.1) — at once after a complete close handshake
     /// with nothing left unread, otherwise by shutting down our side and
-    /// waiting for the peer's TCP close up to the close timeout.
-    Finishing,
+    /// waiting for the peer's TCP close until the deadline.
+    Finishing(Finish),
+}
+
+/// What the `Finishing` phase knows: how the connection got there and how
+/// far its TCP close has come.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Finish {
+    /// Given up then (the close timeout, or the shutdown deadline).
+    pub deadline: Millis,
+    /// It was upgraded: the handler saw `open`, so it will see `close`
+    /// (false after a plain HTTP response or a refused upgrade).
+    pub upgraded: bool,
+    /// The peer's close frame came first (the close was the peer's).
+    pub by_peer: bool,
+    /// Our write side is shut down (the queue was flushed).
+    pub write_shut: bool,
+    /// The peer closed its side of TCP while we were still flushing.
+    pub peer_eof: bool,
+}
+
+impl Phase {
+    /// Open: upgraded, and no close frame either way yet.
+    pub fn is_open(&self) -> bool {
+        matches!(self, Phase::Open { .. })
+    }
+
+    /// Upgraded (the handler saw `open`, so it will see `close`).
+    pub fn upgraded(&self) -> bool {
+        match self {
+            Phase::Handshake { .. } => false,
+            Phase::Open { .. } | Phase::Closing { .. } => true,
+            Phase::Finishing(f) => f.upgraded,
+        }
+    }
 }
 
 /// A connection. Kept small: an idle open connection owns no heap memory.
+/// Besides the phase, its flags are the loop's bookkeeping, which holds in
+/// every phase (list membership, flow control, teardown).
 #[derive(Debug)]
 pub(crate) struct Conn {
     pub stream: Stream,
@@ -40,16 +82,10 @@ pub(crate) struct Conn {
     pub data_mark: usize,
     /// Time of the last read (idle timer base) or of accept.
     pub last_read: Millis,
-    /// Explicit deadline of the current phase (handshake, pong, close).
-    pub deadline: Millis,
     /// Deadline of this connection's live entry in the timer heap (0: none).
     pub heap_at: Millis,
     /// The close code to report (0 until a close frame went either way).
     pub close_code: u16,
-    pub ping_sent: bool,
-    pub by_peer: bool,
-    /// Upgraded (the handler saw `open`, so it will see `close`).
-    pub opened: bool,
     /// In the loop's flush list.
     pub dirty: bool,
     /// A send reported backpressure; a drain event is owed.
@@ -59,15 +95,41 @@ pub(crate) struct Conn {
     /// On the loop's list of connections to read again next turn (their
     /// read budget ran out).
     pub unread: bool,
-    /// Our write side is shut down (Finishing, queue flushed).
-    pub write_shut: bool,
-    /// The peer closed its side of TCP while we were still flushing.
-    pub peer_eof: bool,
     /// Tear down without further writes (peer not reading at all, I/O error).
     pub abort: bool,
 }
 
 impl Conn {
+    /// A just-accepted connection (at loop time `now`) waiting for its
+    /// request head until `deadline`. Nothing is allocated.
+    pub fn new(stream: Stream, gen: u32, now: Millis, deadline: Millis) -> Conn {
+        Conn {
+            stream,
+            gen,
+            phase: Phase::Handshake {
+                head: None,
+                deadline,
+            },
+            rx: Receiver::new(Role::Server),
+            tx: Sender::new(Role::Server),
+            wq: WriteQueue::default(),
+            data_mark: 0,
+            last_read: now,
+            heap_at: 0,
+            close_code: 0,
+            dirty: false,
+            backpressured: false,
+            read_paused: false,
+            unread: false,
+            abort: false,
+        }
+    }
+
+    /// The peer closed its side of TCP while we were finishing.
+    pub fn peer_eof(&self) -> bool {
+        matches!(self.phase, Phase::Finishing(f) if f.peer_eof)
+    }
+
     /// Whether a writable socket gives this connection anything to do:
     /// queued bytes, TLS records, a drain event owed, a paused read to
     /// resume, or the end of its life. (Every readiness event says "writable"
@@ -79,7 +141,7 @@ impl Conn {
             || self.backpressured
             || self.read_paused
             || self.abort
-            || matches!(self.phase, Phase::Finishing)
+            || matches!(self.phase, Phase::Finishing(_))
     }
 }
 

@@ -6,8 +6,9 @@ use std::time::{Duration, Instant};
 
 use slab::Slab;
 
+use super::clock::{millis, Clock};
 use super::config::{Config, FullQueuePolicy};
-use super::conn::{Conn, Phase};
+use super::conn::{Conn, Finish, Phase};
 use super::frame::{Frame, SendStatus};
 use super::handle::Wake;
 use super::id::ConnId;
@@ -81,18 +82,9 @@ impl Core {
         }
     }
 
-    /// `d` in whole milliseconds (at most `u64::MAX / 2`, so deadlines
-    /// can add to it). No 128-bit division: this runs on every loop turn.
-    pub fn millis(d: Duration) -> Millis {
-        d.as_secs()
-            .saturating_mul(1000)
-            .saturating_add(u64::from(d.subsec_millis()))
-            .min(u64::MAX / 2)
-    }
-
     /// Read the clock: milliseconds since the loop started.
     pub fn clock(&self) -> Millis {
-        Self::millis(self.start.elapsed())
+        self.config.clock.read(self.start)
     }
 
     pub fn get(&self, id: ConnId) -> Option<&Conn> {
@@ -114,45 +106,29 @@ impl Core {
         }
     }
 
-    /// When this connection's timer should next be looked at.
-    pub fn effective_deadline(config: &Config, c: &Conn) -> Option<Millis> {
-        match c.phase {
-            Phase::Open if !c.ping_sent => {
-                config.idle_timeout.map(|d| c.last_read + Self::millis(d))
-            }
-            _ => Some(c.deadline),
-        }
-    }
-
-    /// Make sure the timer heap will look at `id` by its deadline.
-    pub fn arm_timer(&mut self, id: ConnId) {
-        let Some(c) = self.get(id) else { return };
-        let Some(at) = Self::effective_deadline(&self.config, c) else {
-            return;
-        };
-        let heap_at = c.heap_at;
-        if heap_at == 0 || at < heap_at {
-            self.timers.push(at, id.key, id.gen);
-            if let Some(c) = self.get_mut(id) {
-                c.heap_at = at;
-            }
-        }
-    }
-
     /// When a connection that starts closing now is given up: after
     /// `close_timeout`, or during a graceful shutdown at its deadline if
     /// that is later (a queue may drain to a slow reader until then).
     fn close_deadline(&self) -> u64 {
-        let at = self.now + Self::millis(self.config.close_timeout);
+        let at = self.now + millis(self.config.close_timeout);
         self.shutdown_at.map_or(at, |s| s.max(at))
     }
 
     /// Enter `Finishing`: flush, then close TCP (see [`Phase::Finishing`]).
-    pub fn finish(&mut self, id: ConnId) {
+    /// `by_peer`: the peer's close frame came first.
+    pub fn finish(&mut self, id: ConnId, by_peer: bool) {
         let deadline = self.close_deadline();
         if let Some(c) = self.get_mut(id) {
-            c.phase = Phase::Finishing;
-            c.deadline = deadline;
+            c.phase = match c.phase {
+                Phase::Finishing(f) => Phase::Finishing(Finish { deadline, ..f }),
+                ref p => Phase::Finishing(Finish {
+                    deadline,
+                    upgraded: p.upgraded(),
+                    by_peer,
+                    write_shut: false,
+                    peer_eof: false,
+                }),
+            };
         }
         self.arm_timer(id);
         self.mark_dirty(id);
@@ -178,36 +154,28 @@ impl Core {
         self.mark_dirty(id);
     }
 
-    /// The peer's close frame arrived (already validated by the receiver).
+    /// The peer's close frame arrived (validated, and our reply queued by
+    /// the protocol core): note who closed with what, and finish.
     pub fn peer_closed(&mut self, id: ConnId, code: Option<CloseCode>) {
         let Some(c) = self.get_mut(id) else { return };
-        if c.close_code == 0 {
+        let by_peer = c.close_code == 0;
+        if by_peer {
             c.close_code = code.unwrap_or(CloseCode::NO_STATUS).0;
-            c.by_peer = true;
         }
-        // RFC 6455 §5.5.1: reply with a close frame unless ours was sent.
-        let reply = c.tx.close_reply(code);
-        if let Some(f) = reply {
-            self.push_control(id, f.as_bytes());
-        }
-        self.finish(id);
+        self.finish(id, by_peer);
     }
 
-    /// The peer broke the protocol: send the close code for `e` and finish
-    /// (RFC 6455 §7.1.7: _Fail the WebSocket Connection_).
-    pub fn fail(&mut self, id: ConnId, e: Error) {
+    /// The peer broke the protocol and the protocol core failed the
+    /// connection (RFC 6455 §7.1.7: its close frame is queued): note the
+    /// code and finish without waiting for a reply. The close is not clean:
+    /// no valid close frame came from the peer.
+    pub fn failed(&mut self, id: ConnId, e: Error) {
         log::debug!("conn {id}: {e}");
         let Some(c) = self.get_mut(id) else { return };
         if c.close_code == 0 {
             c.close_code = e.close_code().0;
         }
-        // Not marked closed: no valid close frame came from the peer, so the
-        // close is not clean; our close frame already stops further frames.
-        let frame = c.tx.fail(e);
-        if let Some(f) = frame {
-            self.push_control(id, f.as_bytes());
-        }
-        self.finish(id);
+        self.finish(id, false);
     }
 
     /// Start the close handshake from our side.
@@ -215,8 +183,8 @@ impl Core {
         let deadline = self.close_deadline();
         let Some(c) = self.get_mut(id) else { return };
         match c.phase {
-            Phase::Open => {}
-            Phase::Handshake(_) => {
+            Phase::Open { .. } => {}
+            Phase::Handshake { .. } => {
                 c.abort = true;
                 self.mark_dirty(id);
                 return;
@@ -238,8 +206,7 @@ impl Core {
         if c.close_code == 0 {
             c.close_code = code.0;
         }
-        c.phase = Phase::Closing;
-        c.deadline = deadline;
+        c.phase = Phase::Closing { deadline };
         self.push_control(id, f.as_bytes());
         self.arm_timer(id);
     }
@@ -253,7 +220,7 @@ impl Core {
         let Some(c) = slot(&mut self.conns, id) else {
             return Err(SendStatus::Closed);
         };
-        if !matches!(c.phase, Phase::Open) || c.abort {
+        if !c.phase.is_open() || c.abort {
             return Err(SendStatus::Closed);
         }
         if c.wq.len() < cfg_max {
@@ -406,7 +373,7 @@ impl Core {
         if self.shutdown_at.is_some() {
             return;
         }
-        self.shutdown_at = Some(self.now + Self::millis(self.config.shutdown_timeout));
+        self.shutdown_at = Some(self.now + millis(self.config.shutdown_timeout));
         let ids: Vec<ConnId> = self
             .conns
             .iter()
@@ -426,6 +393,9 @@ impl Drop for Core {
     fn drop(&mut self) {
         // `Handle::wake` reports `Stopped` from now on.
         self.wake.stop();
+        if let Clock::Manual(clock) = &self.config.clock {
+            clock.detach();
+        }
     }
 }
 
@@ -483,7 +453,7 @@ impl Ctx<'_> {
         self.core
             .conns
             .iter()
-            .filter(|(_, c)| matches!(c.phase, Phase::Open))
+            .filter(|(_, c)| c.phase.is_open())
             .map(|(k, c)| ConnId {
                 key: k as u32,
                 gen: c.gen,
@@ -496,7 +466,7 @@ impl Ctx<'_> {
     /// bytes would land in the HTTP response).
     pub fn ping(&mut self, id: ConnId, payload: &[u8]) -> Result<(), Error> {
         let c = self.core.get_mut(id).ok_or(Error::AlreadyClosed)?;
-        if !matches!(c.phase, Phase::Open) {
+        if !c.phase.is_open() {
             return Err(Error::AlreadyClosed);
         }
         let f = c.tx.ping(payload)?;
@@ -527,9 +497,7 @@ impl Ctx<'_> {
 
     /// True if `id` is open (upgraded and not closing).
     pub fn is_open(&self, id: ConnId) -> bool {
-        self.core
-            .get(id)
-            .is_some_and(|c| matches!(c.phase, Phase::Open))
+        self.core.get(id).is_some_and(|c| c.phase.is_open())
     }
 
     /// The peer's address.
@@ -576,25 +544,5 @@ impl Ctx<'_> {
     /// The configuration.
     pub fn config(&self) -> &Config {
         &self.core.config
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::Core;
-    use std::time::Duration;
-
-    #[test]
-    fn millis_truncates_like_as_millis_and_saturates() {
-        for d in [
-            Duration::ZERO,
-            Duration::from_nanos(999_999),
-            Duration::from_micros(1_500),
-            Duration::new(3, 999_999_999),
-            Duration::new(86_400 * 365, 123_456_789),
-        ] {
-            assert_eq!(u128::from(Core::millis(d)), d.as_millis(), "{d:?}");
-        }
-        assert_eq!(Core::millis(Duration::MAX), u64::MAX / 2);
     }
 }

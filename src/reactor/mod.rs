@@ -1,31 +1,42 @@
 //! The `mio` reactor: one thread, one `Poll`, a slab of connections.
 //!
 //! Reading order: [`Config`] (every limit), [`Handler`] (what an application
-//! implements) and [`Frame`] (what goes out), then `server.rs` (the loop),
-//! `core.rs` (what a callback can do), `write_queue.rs` (corked, copy-free
-//! output), `timer.rs` and `wake_timer.rs`.
+//! implements) and [`Frame`] (what goes out), then the loop's rooms, one job
+//! each: `server.rs` (the loop), `accept.rs`, `read.rs` (input through the
+//! protocol core, `proto::connection`), `upgrade.rs` (the handshake),
+//! `core.rs` (what a callback can do), `conn.rs` (one connection and its
+//! phase), `timeouts.rs` and `clock.rs` (timer decisions, time as an input),
+//! `flush.rs` (output and the end of a connection), `write_queue.rs`
+//! (corked, copy-free output), `timer.rs` and `wake_timer.rs`.
 //!
 //! Per loop turn: poll; read every readable connection into one shared
 //! buffer and run the protocol over it (messages are delivered straight
 //! from that buffer); run due timers; then write each connection's queued
 //! output once, with one `writev` (`send` when it is one buffer).
 
+mod accept;
+mod clock;
 mod config;
 mod conn;
 mod core;
+mod flush;
 mod frame;
 mod handle;
 mod handler;
 mod id;
+mod read;
 mod server;
 mod stream;
+mod timeouts;
 pub mod timer;
 #[cfg(feature = "tls")]
 pub mod tls;
+mod upgrade;
 mod wake_timer;
 pub mod write_queue;
 
 pub use self::core::{Ctx, DIRECT_WRITE_THRESHOLD};
+pub use clock::{Clock, ManualClock};
 pub use config::{Config, FullQueuePolicy, MAX_BUSY_POLL};
 pub use frame::{Frame, SendStatus};
 pub use handle::{Call, Handle, HandleError};

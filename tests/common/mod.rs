@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 
 use wsmio::proto::handshake::{find_head_end, ClientHandshake, HeadLimits};
 use wsmio::proto::{self, CloseCode, OpCode, Receiver, Role, Sender};
+use wsmio::reactor::ManualClock;
 use wsmio::{CloseInfo, Config, ConnId, Ctx, Handle, Handler, Message, Server};
 
 /// Default bound on any single expected event.
@@ -28,6 +29,29 @@ pub fn config() -> Config {
         .with_close_timeout(Duration::from_secs(1))
         .with_shutdown_timeout(Duration::from_secs(1))
 }
+
+/// [`config`] on a clock that moves only when the test moves it ([`step`]):
+/// timer tests without sleeping. The shutdown deadline is on that clock
+/// too: close every client before [`stop`] (or step past the deadline).
+pub fn clocked_config() -> (Config, ManualClock) {
+    let clock = ManualClock::new();
+    (config().with_clock(clock.clone()), clock)
+}
+
+/// Move the server's clock `ms` forward; returns once the loop has run a
+/// turn at the new time (its timers handled, their output written).
+pub fn step(clock: &ManualClock, ms: u64) {
+    assert!(
+        clock.advance(Duration::from_millis(ms)),
+        "the loop did not run a turn at {} ms",
+        clock.now_ms()
+    );
+}
+
+/// How long a test looks for output that must not be there. The loop has
+/// already written whatever it was going to (see [`step`]); this only lets
+/// loopback delivery finish.
+pub const QUIET: Duration = Duration::from_millis(20);
 
 // ---------------------------------------------------------------- server
 
