@@ -268,8 +268,9 @@ fn dm_to_an_offline_user_is_in_the_inbox_on_resume() {
 /// nothing lost" (the old seq 3 is beyond the new topic's seq 2).
 #[test]
 fn a_dropped_and_recreated_topic_is_a_new_epoch() {
+    // Two rooms (inboxes are counted apart).
     let srv = serve_hub(HubConfig {
-        max_topics: 4,
+        max_topics: 2,
         ..hub_config_auth()
     });
     let mut p = connect_as(srv.addr, "pub");
@@ -326,11 +327,11 @@ fn a_dropped_and_recreated_topic_is_a_new_epoch() {
 /// topic is refused with `too_many_topics`; existing ones work on.
 #[test]
 fn a_full_node_refuses_new_topics() {
+    // One room ("a"); inboxes are counted apart.
     let srv = serve_hub(HubConfig {
-        max_topics: 2,
+        max_topics: 1,
         ..hub_config()
     });
-    // The inbox is one topic, "a" the other.
     let mut p = connect(srv.addr, None);
     p.sub("a");
     p.expect_error(json!({"op":"pub","topic":"b","data":1}), "too_many_topics");

@@ -121,7 +121,8 @@ struct ServeArgs {
     /// Subscriptions per connection.
     #[arg(long, env = "WSMIO_MAX_TOPICS_PER_CONN", default_value_t = 100)]
     max_topics_per_conn: usize,
-    /// Topics on this node (≥ 1; every user's inbox is a topic).
+    /// Topics on this node, user inboxes not counted (>= 1; see
+    /// --max-inboxes).
     #[arg(long, env = "WSMIO_MAX_TOPICS", default_value_t = 100_000,
           value_parser = clap::value_parser!(u64).range(1..))]
     max_topics: u64,
