@@ -584,3 +584,112 @@ fn an_unusable_redis_url_is_refused_at_startup() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("--redis-url"), "{err}");
 }
+
+#[test]
+fn acks_and_idempotency_keys_hold_on_every_node_and_across_restarts() {
+    let _one = one_at_a_time();
+    let redis = Redis::start();
+    let a = Node::start("A", &redis.url(), &[]);
+    let b = Node::start("B", &redis.url(), &[]);
+    let mut p = client(&b, "pub");
+    let mut phone = client(&a, "alice");
+    phone.sub_ack("room");
+    for k in 1..=5 {
+        p.publish("room", json!(k));
+    }
+    let mut other = Vec::new();
+    let seen = collect(&mut phone, "room", 5, Duration::from_secs(5), &mut other);
+    let epoch = seen[0]["epoch"].as_str().unwrap().to_string();
+    phone.send(&json!({"op":"ack","topic":"room","seq":2}));
+    let id = phone.request(json!({"op":"ack","topic":"room","seq":3}));
+    let ack = phone.skip_to("ack");
+    assert_eq!(
+        (&ack["id"], &ack["op"], &ack["seq"]),
+        (&json!(id), &json!("ack"), &json!(3))
+    );
+    phone.close();
+
+    // A new device on the other node: exactly what came after seq 3.
+    let resume_acked = |node: &Node, want: &[u64]| {
+        let mut laptop = client(node, "alice");
+        let id = laptop.request(json!({"op":"sub","topic":"room","since":"acked"}));
+        let ack = laptop.skip_to("ack");
+        assert_eq!(ack["id"], id, "{ack}");
+        assert_eq!(ack["acked"], json!({"epoch": epoch, "seq": 3}), "{ack}");
+        assert_eq!(
+            (&ack["recovered"], &ack["replayed"]),
+            (&json!(true), &json!(want.len())),
+            "{ack}"
+        );
+        let mut other = Vec::new();
+        let got = collect(
+            &mut laptop,
+            "room",
+            want.len(),
+            Duration::from_secs(5),
+            &mut other,
+        );
+        assert_eq!(seqs(&got), want);
+    };
+    resume_acked(&b, &[4, 5]);
+
+    // An idempotent retry on another node: the same seq, delivered once.
+    let mut watcher = client(&a, "watcher");
+    watcher.sub_ack("room");
+    let first = p.request(json!({"op":"pub","topic":"room","data":"x","idempotency_key":"k1"}));
+    let ack1 = p.skip_to("ack");
+    assert_eq!(
+        (&ack1["id"], &ack1["seq"]),
+        (&json!(first), &json!(6)),
+        "{ack1}"
+    );
+    let mut p2 = client(&a, "pub");
+    p2.request(json!({"op":"pub","topic":"room","data":"x","idempotency_key":"k1"}));
+    let ack2 = p2.skip_to("ack");
+    assert_eq!(
+        (&ack2["seq"], &ack2["epoch"], &ack2["duplicate"]),
+        (&json!(6), &json!(epoch), &json!(true)),
+        "{ack2}"
+    );
+    p2.request(json!({"op":"pub","topic":"room","data":"y","idempotency_key":"k2"}));
+    assert_eq!(p2.skip_to("ack")["seq"], 7);
+    let got = collect(&mut watcher, "room", 3, Duration::from_secs(2), &mut other);
+    assert_eq!(seqs(&got), [6, 7], "k1 delivered once");
+    drop((p, p2, watcher));
+
+    // Every node restarts: the position is still there.
+    a.stop();
+    b.stop();
+    let a = Node::start("A", &redis.url(), &[]);
+    resume_acked(&a, &[4, 5, 6, 7]);
+    // And so is the key, within its window.
+    let mut p3 = client(&a, "pub");
+    p3.request(json!({"op":"pub","topic":"room","data":"x","idempotency_key":"k1"}));
+    let ack3 = p3.skip_to("ack");
+    assert_eq!(
+        (&ack3["seq"], &ack3["duplicate"]),
+        (&json!(6), &json!(true)),
+        "{ack3}"
+    );
+}
+
+#[test]
+fn idempotency_keys_expire_after_their_window() {
+    let _one = one_at_a_time();
+    let redis = Redis::start();
+    let a = Node::start("A", &redis.url(), &["--idempotency-window", "1"]);
+    let mut p = client(&a, "pub");
+    let req = json!({"op":"pub","topic":"t","data":1,"idempotency_key":"once"});
+    p.request(req.clone());
+    assert_eq!(p.skip_to("ack")["seq"], 1);
+    p.request(req.clone());
+    assert_eq!(p.skip_to("ack")["duplicate"], true);
+    std::thread::sleep(Duration::from_millis(1200));
+    p.request(req);
+    let ack = p.skip_to("ack");
+    assert_eq!(
+        (&ack["seq"], ack.get("duplicate")),
+        (&json!(2), None),
+        "{ack}"
+    );
+}

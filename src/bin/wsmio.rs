@@ -149,6 +149,29 @@ struct ServeArgs {
     /// still exist (0: no limit).
     #[arg(long, env = "WSMIO_MAX_TOPICS_PER_IP", default_value_t = 10_000)]
     max_topics_per_ip: usize,
+    /// Seconds a user's acknowledged positions are kept after its last ack
+    /// (in Redis with --engine redis).
+    #[arg(long, env = "WSMIO_SESSION_TTL", default_value_t = 24 * 3600,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    session_ttl: u64,
+    /// Acknowledged positions kept per user (>= 1).
+    #[arg(long, env = "WSMIO_MAX_POSITIONS_PER_USER", default_value_t = 1000,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    max_positions_per_user: u64,
+    /// Acknowledged positions of all users together, memory engine (>= 1;
+    /// the oldest sessions go past it).
+    #[arg(long, env = "WSMIO_MAX_POSITIONS", default_value_t = 1_000_000,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    max_positions: u64,
+    /// Seconds an idempotency key is remembered: a retried pub or dm with
+    /// the same key within it gets the original ack (>= 1).
+    #[arg(long, env = "WSMIO_IDEMPOTENCY_WINDOW", default_value_t = 300,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    idempotency_window: u64,
+    /// Idempotency keys kept at once, memory engine (>= 1).
+    #[arg(long, env = "WSMIO_MAX_IDEMPOTENCY_KEYS", default_value_t = 100_000,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    max_idempotency_keys: u64,
     /// Sustained requests per second per connection (> 0).
     #[arg(long, env = "WSMIO_RATE", default_value_t = 50.0, value_parser = positive_rate)]
     rate: f64,
@@ -342,6 +365,11 @@ fn serve(a: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
         max_subscriptions_per_user: a.max_subscriptions_per_user,
         max_topics_per_user: a.max_topics_per_user,
         max_topics_per_ip: a.max_topics_per_ip,
+        session_ttl: Duration::from_secs(a.session_ttl),
+        max_positions_per_user: a.max_positions_per_user as usize,
+        max_positions: a.max_positions as usize,
+        idempotency_window: Duration::from_secs(a.idempotency_window),
+        max_idempotency_keys: a.max_idempotency_keys as usize,
         rate_per_sec: a.rate,
         rate_burst: a.burst,
         index_html: Some(DEMO_PAGE),
@@ -367,6 +395,9 @@ fn serve(a: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
                 node_ttl: Duration::from_secs(a.node_ttl),
                 timeout: Duration::from_secs(a.redis_timeout),
                 max_cache_bytes: a.max_history_bytes,
+                session_ttl: Duration::from_secs(a.session_ttl),
+                max_positions_per_user: a.max_positions_per_user as usize,
+                idempotency_window: Duration::from_secs(a.idempotency_window),
                 ..RedisConfig::default()
             };
             let engine = RedisEngine::start(cfg, server.handle())?;

@@ -8,7 +8,7 @@ use super::auth::Identity;
 use super::engine::{OpId, Position};
 use super::history::Stored;
 use super::missed::{CatchUp, Gap};
-use super::protocol::Since;
+use super::protocol::Resume;
 use super::ratelimit::TokenBucket;
 
 /// Requests a client may have waiting behind its pending subscriptions
@@ -101,9 +101,11 @@ pub(super) struct PendingSub {
     /// The request's id.
     pub req: Option<u64>,
     /// Its resume point.
-    pub since: Option<Since>,
+    pub since: Option<Resume>,
     /// A new subscription (its `join` and count are due when answered).
     pub new: bool,
+    /// `"since":"acked"` resolved already (see `ResumeFrom::acked`).
+    pub acked: Option<Option<Position>>,
     /// What it waits for.
     pub stage: Stage,
 }
@@ -116,6 +118,11 @@ pub(super) enum Stage {
     /// History older than this node's copy, fetched for the resume.
     Fetching {
         /// The fetch's id.
+        op: OpId,
+    },
+    /// The user's acknowledged position (`"since":"acked"`).
+    Acked {
+        /// The lookup's id.
         op: OpId,
     },
 }
@@ -136,4 +143,18 @@ pub(super) struct ResumeFrom {
     /// Deliveries fetched from the engine (older than this node's copy),
     /// replayed before what the node holds. Empty for the memory engine.
     pub fetched: Vec<Stored>,
+    /// With `"since":"acked"`: the stored position it was resolved to
+    /// (`Some(None)`: none was stored); `None` otherwise.
+    pub acked: Option<Option<Position>>,
+}
+
+impl ResumeFrom {
+    /// At `position`, nothing fetched or resolved yet.
+    pub fn at(position: Position) -> Self {
+        ResumeFrom {
+            position,
+            fetched: Vec::new(),
+            acked: None,
+        }
+    }
 }

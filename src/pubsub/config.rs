@@ -60,6 +60,22 @@ pub struct HubConfig {
     /// The same for all anonymous users of one network address together
     /// (default 10,000, a tenth of `max_topics`; 0: no limit).
     pub max_topics_per_ip: usize,
+    /// A user's acknowledged positions are kept this long after its last
+    /// `ack` (default 24 h).
+    pub session_ttl: Duration,
+    /// Acknowledged positions kept per user (default 1,000): an `ack` for
+    /// one more topic is refused (`too_many_topics`).
+    pub max_positions_per_user: usize,
+    /// Acknowledged positions of all users together, memory engine
+    /// (default 1,000,000, about 100 MB); past it the sessions acked
+    /// longest ago are dropped. (The Redis engine keeps them in Redis.)
+    pub max_positions: usize,
+    /// How long an idempotency key is remembered (default 5 min): a
+    /// retry within it gets the original ack.
+    pub idempotency_window: Duration,
+    /// Idempotency keys kept at once, memory engine (default 100,000);
+    /// past it the oldest are forgotten before their window ends.
+    pub max_idempotency_keys: usize,
     /// Frame bytes kept in all topics' histories together (default
     /// 64 MiB). Over it, the histories of the topics published to longest
     /// ago are cleared; their sequence numbers go on, so a resume reports
@@ -96,6 +112,11 @@ impl Default for HubConfig {
             max_subscriptions_per_user: 1000,
             max_topics_per_user: 1000,
             max_topics_per_ip: 10_000,
+            session_ttl: Duration::from_secs(24 * 3600),
+            max_positions_per_user: 1000,
+            max_positions: 1_000_000,
+            idempotency_window: Duration::from_secs(300),
+            max_idempotency_keys: 100_000,
             max_history_bytes: 64 << 20,
             rate_per_sec: 50.0,
             rate_burst: DEFAULT_RATE_BURST,

@@ -7,7 +7,7 @@
 //! Consecutive deliveries of one topic are held and queued to each
 //! subscriber in one piece, as for one read (see `fanout.rs`).
 
-use super::engine::{EngineEvent, Position};
+use super::engine::{EngineError, EngineEvent, Position, Receipt};
 use super::hub::{Hub, Op, EVENTS_PER_WAKE};
 use super::missed::record_gap;
 use super::protocol::Event;
@@ -42,7 +42,12 @@ impl Hub {
                     self.skip_in_replay(id, &topic, seq);
                 }
             },
-            EngineEvent::Published { op, topic, result } => self.published(ctx, op, &topic, result),
+            EngineEvent::Published { op, result } => self.published(ctx, op, result),
+            EngineEvent::Acked { op, topic, result } => {
+                if let Some(Op::Acked { conn }) = self.ops.remove(&op) {
+                    self.acked_found(ctx, conn, &topic, op, result);
+                }
+            }
             EngineEvent::Attached { topic, result } => self.attached(ctx, &topic, result),
             EngineEvent::Fetched { op, topic, result } => {
                 if let Some(Op::Fetch { conn }) = self.ops.remove(&op) {
@@ -84,15 +89,11 @@ impl Hub {
     }
 
     /// A pending publish was stored (ack it) or not (say why).
-    fn published(
-        &mut self,
-        ctx: &mut Ctx<'_>,
-        op: u64,
-        topic: &str,
-        result: Result<Position, super::engine::EngineError>,
-    ) {
-        if result.is_ok() {
-            self.metrics.publishes += 1;
+    fn published(&mut self, ctx: &mut Ctx<'_>, op: u64, result: Result<Receipt, EngineError>) {
+        match &result {
+            Ok(r) if r.duplicate => self.metrics.duplicates += 1,
+            Ok(_) => self.metrics.publishes += 1,
+            Err(_) => {}
         }
         let Some(Op::Publish {
             conn,
@@ -104,13 +105,14 @@ impl Hub {
             return;
         };
         match result {
-            Ok(p) => {
-                if exclude_self {
-                    self.skip_in_replay(conn, topic, p.seq);
+            Ok(r) => {
+                if exclude_self && !r.duplicate {
+                    self.skip_in_replay(conn, &r.topic, r.position.seq);
                 }
-                if req.is_some() {
-                    let epoch = Some(p.epoch.as_str());
-                    self.ack_publish(ctx, conn, req, topic, to.as_deref(), p.seq, epoch);
+                if req.is_some() || r.duplicate {
+                    let p = &r.position;
+                    let receipt = (r.topic.as_str(), p.seq, Some(p.epoch.as_str()), r.duplicate);
+                    self.ack_publish(ctx, conn, req, to.as_deref(), receipt);
                 }
             }
             Err(e) => self.engine_error(ctx, conn, req, &e),

@@ -124,6 +124,9 @@ impl Hub {
                 let stats = self.engine.stats();
                 self.metrics.topics = stats.topics;
                 self.metrics.history_bytes = stats.history_bytes;
+                self.metrics.sessions = stats.sessions;
+                self.metrics.positions = stats.positions;
+                self.metrics.idempotency_keys = stats.idempotency_keys;
                 self.metrics.local_topics = self.local.len() as u64;
                 self.metrics.subscriptions = self.local.subscriptions() as u64;
                 let mut text = self.metrics.render();

@@ -78,13 +78,18 @@ pub(super) enum Op {
     Fetch { conn: ConnId },
     /// A `presence` request.
     Members { conn: ConnId, req: Option<u64> },
+    /// The acknowledged position for a pending `"since":"acked"`.
+    Acked { conn: ConnId },
 }
 
 impl Op {
     /// The connection it answers.
     pub(super) fn conn(&self) -> ConnId {
         match self {
-            Op::Publish { conn, .. } | Op::Fetch { conn } | Op::Members { conn, .. } => *conn,
+            Op::Publish { conn, .. }
+            | Op::Fetch { conn }
+            | Op::Members { conn, .. }
+            | Op::Acked { conn } => *conn,
         }
     }
 }
@@ -111,11 +116,18 @@ impl Hub {
     /// A hub on the memory engine, with a fresh random epoch.
     pub fn new(config: HubConfig) -> Self {
         let limits = MemoryLimits {
-            max_topics: config.max_topics,
             max_inboxes: config.max_inboxes,
-            max_history_bytes: config.max_history_bytes,
-            history_len: config.history_len,
-            history_age_ms: config.history_age.as_millis() as u64,
+            session_ttl_ms: config.session_ttl.as_millis() as u64,
+            max_positions_per_user: config.max_positions_per_user,
+            max_positions: config.max_positions,
+            idempotency_window_ms: config.idempotency_window.as_millis() as u64,
+            max_idempotency_keys: config.max_idempotency_keys,
+            ..MemoryLimits::new(
+                config.max_topics,
+                config.max_history_bytes,
+                config.history_len,
+                config.history_age.as_millis() as u64,
+            )
         };
         let engine = MemoryEngine::new(&config.node, random_hex(6), limits);
         Hub::with_engine(config, Box::new(engine))

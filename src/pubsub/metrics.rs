@@ -25,6 +25,19 @@ pub struct Metrics {
     pub fanout_deliveries: u64,
     /// Publishes accepted.
     pub publishes: u64,
+    /// Publishes that were retries of stored ones (same idempotency key):
+    /// answered with the original's ack, not stored or delivered again.
+    pub duplicates: u64,
+    /// `ack` requests received.
+    pub acks: u64,
+    /// Subscriptions resumed from a stored acknowledged position.
+    pub positions_restored: u64,
+    /// Users with stored acknowledged positions (on this node).
+    pub sessions: u64,
+    /// Acknowledged positions stored (on this node).
+    pub positions: u64,
+    /// Idempotency keys within their window (on this node).
+    pub idempotency_keys: u64,
     /// Drops by reason.
     pub drops: BTreeMap<&'static str, u64>,
     /// Closes by code class.
@@ -163,6 +176,42 @@ impl Metrics {
             "counter",
             "Publishes accepted.",
             self.publishes,
+        );
+        metric(
+            "wsmio_duplicate_publishes_total",
+            "counter",
+            "Publishes that retried a stored one (same idempotency key): not stored or delivered again.",
+            self.duplicates,
+        );
+        metric(
+            "wsmio_acks_total",
+            "counter",
+            "Ack requests received.",
+            self.acks,
+        );
+        metric(
+            "wsmio_positions_restored_total",
+            "counter",
+            "Subscriptions resumed from a stored acknowledged position.",
+            self.positions_restored,
+        );
+        metric(
+            "wsmio_sessions",
+            "gauge",
+            "Users with stored acknowledged positions (kept on this node; the Redis engine keeps them in Redis).",
+            self.sessions,
+        );
+        metric(
+            "wsmio_acked_positions",
+            "gauge",
+            "Acknowledged positions stored (kept on this node).",
+            self.positions,
+        );
+        metric(
+            "wsmio_idempotency_keys",
+            "gauge",
+            "Idempotency keys within their window (kept on this node).",
+            self.idempotency_keys,
         );
         metric(
             "wsmio_outbound_queue_high_water_bytes",

@@ -10,6 +10,7 @@
 //! `missed` and [`batch`], then [`auth`], [`browser`], [`ratelimit`],
 //! [`metrics`].
 
+mod ack;
 pub mod auth;
 pub mod batch;
 pub mod browser;
@@ -31,6 +32,7 @@ mod quota;
 pub mod ratelimit;
 mod replay;
 mod request;
+mod resume;
 mod subscribe;
 
 pub use auth::Identity;

@@ -17,151 +17,128 @@ use crate::reactor::{ConnId, Ctx};
 /// The error text when a new topic does not fit on the node.
 pub(super) const NODE_FULL: &str = "topic limit of this node reached";
 
+/// A `pub` or `dm` on its way to the engine.
+pub(super) struct Pub<'a> {
+    pub rid: Option<u64>,
+    /// Where it goes (a `dm`: the recipient's inbox).
+    pub topic: &'a str,
+    /// The recipient of a `dm`.
+    pub to: Option<&'a str>,
+    pub data: &'a str,
+    pub exclude_self: bool,
+    /// Nothing can observe the order meanwhile: its delivery may be held
+    /// in the batch.
+    pub batchable: bool,
+    pub idempotency_key: Option<&'a str>,
+}
+
 impl Hub {
-    #[allow(clippy::too_many_arguments)]
-    pub(super) fn publish(
-        &mut self,
-        ctx: &mut Ctx<'_>,
-        id: ConnId,
-        rid: Option<u64>,
-        topic: &str,
-        data: &str,
-        exclude_self: bool,
-        batchable: bool,
-    ) {
+    /// A `pub`: rights, then [`Hub::store`].
+    pub(super) fn publish(&mut self, ctx: &mut Ctx<'_>, id: ConnId, p: Pub<'_>) {
         let Some(c) = self.clients.get(&id) else {
             return;
         };
-        if !protocol::valid_topic(topic) {
-            return self.error(ctx, id, rid, ErrorCode::BadTopic, "invalid topic name");
+        if !protocol::valid_topic(p.topic) {
+            return self.error(ctx, id, p.rid, ErrorCode::BadTopic, "invalid topic name");
         }
-        if !c.who.may_publish(topic) {
+        if !c.who.may_publish(p.topic) {
             let e = "not allowed to publish on this topic";
-            return self.error(ctx, id, rid, ErrorCode::Forbidden, e);
+            return self.error(ctx, id, p.rid, ErrorCode::Forbidden, e);
         }
-        let op = self.op_id();
-        let Some(c) = self.clients.get(&id) else {
-            return;
-        };
-        let p = Publish {
-            op,
-            topic,
-            from: &c.who.user,
-            data,
-            ts: wall_ms(),
-            exclude: exclude_self.then_some(id),
-            creator: quota::creator(&self.config, &c.who, &c.creator),
-        };
-        match self.engine.publish(&p, ctx.now_ms()) {
-            Err(e) => self.engine_error(ctx, id, rid, &e),
-            Ok(Outcome::Done(s)) => {
-                self.metrics.publishes += 1;
-                // The ack goes before the publisher's own copy.
-                if rid.is_some() {
-                    self.ack_publish(ctx, id, rid, topic, None, s.seq, None);
-                }
-                if batchable {
-                    self.fan_out_batched(ctx, topic, s.seq, s.frame);
-                } else {
-                    self.fanned(ctx, id, topic, s, exclude_self);
-                }
-            }
-            Ok(Outcome::Pending) => {
-                let pending = Op::Publish {
-                    conn: id,
-                    req: rid,
-                    to: None,
-                    exclude_self,
-                };
-                self.ops.insert(op, pending);
-            }
-        }
+        self.store(ctx, id, p);
     }
 
-    /// A direct message: a publish to the recipient's inbox topic.
-    pub(super) fn dm(
-        &mut self,
-        ctx: &mut Ctx<'_>,
-        id: ConnId,
-        rid: Option<u64>,
-        to: &str,
-        data: &str,
-    ) {
+    /// A `dm`: rights, then [`Hub::store`] in the recipient's inbox.
+    pub(super) fn dm(&mut self, ctx: &mut Ctx<'_>, id: ConnId, to: &str, p: Pub<'_>) {
         let Some(c) = self.clients.get(&id) else {
             return;
         };
         if !valid_user_id(to) {
-            return self.error(ctx, id, rid, ErrorCode::BadTopic, "invalid user id");
+            return self.error(ctx, id, p.rid, ErrorCode::BadTopic, "invalid user id");
         }
         if !c.who.may_dm(to) {
             let e = "not allowed to message this user";
-            return self.error(ctx, id, rid, ErrorCode::Forbidden, e);
+            return self.error(ctx, id, p.rid, ErrorCode::Forbidden, e);
         }
         let inbox = inbox_topic(to);
+        let p = Pub {
+            topic: &inbox,
+            to: Some(to),
+            ..p
+        };
+        self.store(ctx, id, p);
+    }
+
+    /// Have the engine store and number `p`; ack it (before the
+    /// publisher's own copy) and fan it out, now or when the engine says.
+    /// A new topic is charged to the publisher (a `dm` that creates the
+    /// recipient's inbox too).
+    fn store(&mut self, ctx: &mut Ctx<'_>, id: ConnId, p: Pub<'_>) {
         let op = self.op_id();
         let Some(c) = self.clients.get(&id) else {
             return;
         };
-        // A DM that creates the recipient's inbox is charged to the sender.
-        let p = Publish {
+        let publish = Publish {
             op,
-            topic: &inbox,
+            topic: p.topic,
             from: &c.who.user,
-            data,
+            data: p.data,
             ts: wall_ms(),
-            exclude: None,
+            exclude: p.exclude_self.then_some(id),
             creator: quota::creator(&self.config, &c.who, &c.creator),
+            idempotency_key: p.idempotency_key,
         };
-        match self.engine.publish(&p, ctx.now_ms()) {
-            Err(e) => self.engine_error(ctx, id, rid, &e),
-            Ok(Outcome::Done(s)) => {
+        match self.engine.publish(&publish, ctx.now_ms()) {
+            Err(e) => self.engine_error(ctx, id, p.rid, &e),
+            Ok(Outcome::Done(Sequenced::New { seq, frame })) => {
                 self.metrics.publishes += 1;
-                if rid.is_some() {
-                    self.ack_publish(ctx, id, rid, &inbox, Some(to), s.seq, None);
+                if p.rid.is_some() {
+                    let receipt = (p.topic, seq, None, false);
+                    self.ack_publish(ctx, id, p.rid, p.to, receipt);
                 }
-                self.fanned(ctx, id, &inbox, s, false);
+                if p.batchable {
+                    self.fan_out_batched(ctx, p.topic, seq, frame);
+                } else {
+                    let exclude = p.exclude_self.then_some(id);
+                    self.fan_out(ctx, p.topic, seq, &frame, exclude);
+                    if p.exclude_self {
+                        self.skip_in_replay(id, p.topic, seq);
+                    }
+                }
+            }
+            Ok(Outcome::Done(Sequenced::Duplicate(r))) => {
+                self.metrics.duplicates += 1;
+                let receipt = (
+                    r.topic.as_str(),
+                    r.position.seq,
+                    Some(r.position.epoch.as_str()),
+                    true,
+                );
+                self.ack_publish(ctx, id, p.rid, p.to, receipt);
             }
             Ok(Outcome::Pending) => {
                 let pending = Op::Publish {
                     conn: id,
-                    req: rid,
-                    to: Some(to.to_string()),
-                    exclude_self: false,
+                    req: p.rid,
+                    to: p.to.map(str::to_string),
+                    exclude_self: p.exclude_self,
                 };
                 self.ops.insert(op, pending);
             }
         }
     }
 
-    /// Fan out a delivery sequenced at once, now (not held).
-    fn fanned(
-        &mut self,
-        ctx: &mut Ctx<'_>,
-        id: ConnId,
-        topic: &str,
-        s: Sequenced,
-        exclude_self: bool,
-    ) {
-        let exclude = exclude_self.then_some(id);
-        self.fan_out(ctx, topic, s.seq, &s.frame, exclude);
-        if exclude_self {
-            self.skip_in_replay(id, topic, s.seq);
-        }
-    }
-
-    /// The ack of a `pub` (or, with `to`, a `dm`) numbered `seq` in
-    /// `epoch` (`None`: the topic's current one, as the memory engine knows
-    /// it).
-    #[allow(clippy::too_many_arguments)]
+    /// The ack of a `pub` (or, with `to`, a `dm`) stored at `(topic, seq,
+    /// epoch, duplicate)` (epoch `None`: the topic's current one, as the
+    /// memory engine knows it). A duplicate's ack goes out even without a
+    /// request id: a retry must learn where its original went.
     pub(super) fn ack_publish(
         &mut self,
         ctx: &mut Ctx<'_>,
         id: ConnId,
         rid: Option<u64>,
-        topic: &str,
         to: Option<&str>,
-        seq: u64,
-        epoch: Option<&str>,
+        (topic, seq, epoch, duplicate): (&str, u64, Option<&str>, bool),
     ) {
         let epoch = epoch
             .or_else(|| self.engine.topic_epoch(topic))
@@ -173,6 +150,7 @@ impl Hub {
                 topic,
                 seq,
                 epoch,
+                duplicate,
             },
             Some(to) => Event::DmAck {
                 id: rid,
@@ -181,6 +159,7 @@ impl Hub {
                 topic,
                 seq,
                 epoch,
+                duplicate,
             },
         }
         .encode();
@@ -198,6 +177,11 @@ impl Hub {
         match e {
             EngineError::TooManyTopics => {
                 self.error(ctx, id, rid, ErrorCode::TooManyTopics, NODE_FULL)
+            }
+            EngineError::TooManyPositions => {
+                self.metrics.quota("positions_per_user");
+                let e = "acknowledged positions of this user are at their limit";
+                self.error(ctx, id, rid, ErrorCode::TooManyTopics, e);
             }
             EngineError::QuotaExceeded => {
                 let by_address = self

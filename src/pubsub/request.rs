@@ -11,6 +11,7 @@ use super::auth::inbox_topic;
 use super::client::{Waiting, MAX_WAITING};
 use super::hub::Hub;
 use super::protocol::{ErrorCode, Request};
+use super::publish::Pub;
 use crate::reactor::{ConnId, Ctx};
 
 impl Hub {
@@ -67,8 +68,42 @@ impl Hub {
                 topic,
                 data,
                 exclude_self,
-            } => self.publish(ctx, id, rid, &topic, data.get(), exclude_self, batchable),
-            Request::Dm { id: rid, to, data } => self.dm(ctx, id, rid, &to, data.get()),
+                idempotency_key,
+            } => {
+                let p = Pub {
+                    rid,
+                    topic: &topic,
+                    to: None,
+                    data: data.get(),
+                    exclude_self,
+                    batchable,
+                    idempotency_key: idempotency_key.as_deref(),
+                };
+                self.publish(ctx, id, p)
+            }
+            Request::Dm {
+                id: rid,
+                to,
+                data,
+                idempotency_key,
+            } => {
+                let p = Pub {
+                    rid,
+                    topic: "",
+                    to: None,
+                    data: data.get(),
+                    exclude_self: false,
+                    batchable: false,
+                    idempotency_key: idempotency_key.as_deref(),
+                };
+                self.dm(ctx, id, &to, p)
+            }
+            Request::Ack {
+                id: rid,
+                topic,
+                seq,
+                epoch,
+            } => self.ack(ctx, id, rid, &topic, seq, epoch.as_deref()),
             Request::Presence { id: rid, topic } => self.presence(ctx, id, rid, &topic),
         }
     }
@@ -106,6 +141,7 @@ fn topic_of(req: &Request<'_>) -> Option<String> {
         Request::Sub { topic, .. }
         | Request::Unsub { topic, .. }
         | Request::Pub { topic, .. }
+        | Request::Ack { topic, .. }
         | Request::Presence { topic, .. } => Some(topic.clone()),
         Request::Dm { to, .. } => Some(inbox_topic(to)),
     }

@@ -23,9 +23,11 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
+use super::dedup::{self, Dedup};
+use super::sessions::{AckRefused, Sessions};
 use super::{
     Creator, Engine, EngineError, EngineEvent, EngineStats, Fetched, Members, OpId, Outcome,
-    Position, Publish, Sequenced,
+    Position, Publish, Receipt, Sequenced,
 };
 use crate::pubsub::history::{History, Stored};
 use crate::pubsub::protocol::Delivery;
@@ -48,6 +50,39 @@ pub struct MemoryLimits {
     pub history_len: usize,
     /// Oldest delivery kept, in ms.
     pub history_age_ms: u64,
+    /// A user's acknowledged positions live this long after its last ack.
+    pub session_ttl_ms: u64,
+    /// Acknowledged positions per user.
+    pub max_positions_per_user: usize,
+    /// Acknowledged positions of all users together.
+    pub max_positions: usize,
+    /// How long an idempotency key is remembered.
+    pub idempotency_window_ms: u64,
+    /// Idempotency keys remembered at once.
+    pub max_idempotency_keys: usize,
+}
+
+impl MemoryLimits {
+    /// The hub's defaults for everything but the topic table.
+    pub fn new(
+        max_topics: usize,
+        max_history_bytes: usize,
+        history_len: usize,
+        history_age_ms: u64,
+    ) -> Self {
+        MemoryLimits {
+            max_topics,
+            max_inboxes: max_topics,
+            max_history_bytes,
+            history_len,
+            history_age_ms,
+            session_ttl_ms: 24 * 3600 * 1000,
+            max_positions_per_user: 1000,
+            max_positions: 1_000_000,
+            idempotency_window_ms: 5 * 60 * 1000,
+            max_idempotency_keys: 100_000,
+        }
+    }
 }
 
 /// After a pass that could not make room for a new topic, refuse new
@@ -99,6 +134,10 @@ pub struct MemoryEngine {
     /// pass found no room (monotonic, so a wall-clock step cannot stretch
     /// it).
     full_until: [Option<Instant>; 2],
+    /// Acknowledged positions.
+    sessions: Sessions,
+    /// Idempotency keys within their window.
+    dedup: Dedup,
 }
 
 /// Inboxes are a class of their own: `@user`.
@@ -120,6 +159,12 @@ impl MemoryEngine {
             dropped: 0,
             history_bytes: 0,
             full_until: [None, None],
+            sessions: Sessions::new(
+                limits.session_ttl_ms,
+                limits.max_positions_per_user,
+                limits.max_positions,
+            ),
+            dedup: Dedup::new(limits.idempotency_window_ms, limits.max_idempotency_keys),
         }
     }
 
@@ -276,6 +321,15 @@ impl Engine for MemoryEngine {
     /// monotonic clock (`now_ms`), which its age limit runs on, so a
     /// wall-clock step neither keeps nor drops history early.
     fn publish(&mut self, p: &Publish<'_>, now_ms: u64) -> Result<Outcome<Sequenced>, EngineError> {
+        if let Some(key) = p.idempotency_key {
+            if let Some(s) = self.dedup.get(p.from, key, now_ms) {
+                return Ok(Outcome::Done(Sequenced::Duplicate(Receipt {
+                    topic: s.topic.clone(),
+                    position: s.position.clone(),
+                    duplicate: true,
+                })));
+            }
+        }
         let node = std::mem::take(&mut self.node);
         let t = match self.entry(p.topic, p.creator) {
             Ok(t) => t,
@@ -305,12 +359,25 @@ impl Engine for MemoryEngine {
             frame: frame.clone(),
         });
         let after = t.history.bytes();
+        // Where a retry with the same key will be sent back to.
+        let receipt = p.idempotency_key.map(|key| {
+            let position = Position {
+                epoch: t.epoch.clone(),
+                seq,
+            };
+            (key, position)
+        });
         self.node = node;
         self.history_bytes = self.history_bytes - before + after;
+        if let Some((key, position)) = receipt {
+            let topic = p.topic.to_string();
+            self.dedup
+                .insert(p.from, key, dedup::Stored { topic, position }, now_ms);
+        }
         if self.history_bytes > self.limits.max_history_bytes {
             self.shed();
         }
-        Ok(Outcome::Done(Sequenced { seq, frame }))
+        Ok(Outcome::Done(Sequenced::New { seq, frame }))
     }
 
     fn position(&self, topic: &str) -> Option<Position> {
@@ -417,6 +484,29 @@ impl Engine for MemoryEngine {
         }))
     }
 
+    fn ack(
+        &mut self,
+        user: &str,
+        topic: &str,
+        pos: &Position,
+        now_ms: u64,
+    ) -> Result<(), EngineError> {
+        self.sessions
+            .ack(user, topic, pos, now_ms)
+            .map_err(|AckRefused::TooManyTopics| EngineError::TooManyPositions)
+    }
+
+    fn acked(
+        &mut self,
+        user: &str,
+        topic: &str,
+        op: OpId,
+        now_ms: u64,
+    ) -> Result<Outcome<Option<Position>>, EngineError> {
+        let _ = op;
+        Ok(Outcome::Done(self.sessions.get(user, topic, now_ms)))
+    }
+
     fn poll(&mut self) -> Option<EngineEvent> {
         None
     }
@@ -425,6 +515,9 @@ impl Engine for MemoryEngine {
         EngineStats {
             topics: self.map.len() as u64,
             history_bytes: self.history_bytes as u64,
+            sessions: self.sessions.len() as u64,
+            positions: self.sessions.positions() as u64,
+            idempotency_keys: self.dedup.len() as u64,
         }
     }
 }
@@ -443,11 +536,8 @@ mod tests {
             "n",
             "e".into(),
             MemoryLimits {
-                max_topics,
                 max_inboxes: 2,
-                max_history_bytes: 1 << 20,
-                history_len: 10,
-                history_age_ms: 60_000,
+                ..MemoryLimits::new(max_topics, 1 << 20, 10, 60_000)
             },
         )
     }
@@ -469,10 +559,11 @@ mod tests {
             ts: 0,
             exclude: None,
             creator,
+            idempotency_key: None,
         };
         match e.publish(&p, 0)? {
-            Outcome::Done(s) => Ok(s.seq),
-            Outcome::Pending => panic!("the memory engine answers at once"),
+            Outcome::Done(Sequenced::New { seq, .. }) => Ok(seq),
+            other => panic!("the memory engine numbers a publish at once: {other:?}"),
         }
     }
 

@@ -17,9 +17,11 @@
 //! [`EngineEvent::Deliver`], in sequence order per topic, whichever node
 //! took the publish.
 
+pub mod dedup;
 pub mod memory;
 #[cfg(feature = "redis")]
 pub mod redis;
+pub mod sessions;
 
 use super::history::Stored;
 use crate::reactor::{ConnId, Frame};
@@ -45,6 +47,8 @@ pub enum EngineError {
     /// The topic is new, and whoever would create it keeps as many topics
     /// as their quota allows ([`Creator::quota`]).
     QuotaExceeded,
+    /// The user keeps as many acknowledged positions as allowed.
+    TooManyPositions,
     /// The engine's backing store cannot be reached. `maybe_stored`: the
     /// operation was sent before the connection failed, so it may have
     /// taken effect (a publish may still be delivered); retry with an
@@ -87,15 +91,36 @@ pub struct Publish<'a> {
     pub exclude: Option<ConnId>,
     /// Who a new topic would be charged to.
     pub creator: Creator<'a>,
+    /// The publisher's idempotency key: a publish with a key this user
+    /// used within the engine's window is not stored again; its original
+    /// receipt is returned ([`Sequenced::Duplicate`]).
+    pub idempotency_key: Option<&'a str>,
 }
 
-/// A publish the engine sequenced at once (memory engine): fan it out now.
+/// A publish the engine sequenced at once (memory engine).
 #[derive(Debug, Clone)]
-pub struct Sequenced {
-    /// Its sequence number in the topic's epoch ([`Engine::position`]).
-    pub seq: u64,
-    /// The delivery, framed once.
-    pub frame: Frame,
+pub enum Sequenced {
+    /// Numbered now: fan it out.
+    New {
+        /// Its sequence number in the topic's epoch ([`Engine::position`]).
+        seq: u64,
+        /// The delivery, framed once.
+        frame: Frame,
+    },
+    /// A retry (same idempotency key): stored before, not again; nothing
+    /// to deliver.
+    Duplicate(Receipt),
+}
+
+/// Where a publish was stored: what its ack says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Receipt {
+    /// Its topic (a `dm`: the recipient's inbox).
+    pub topic: String,
+    /// Its position there.
+    pub position: Position,
+    /// A retry of a publish stored before (same idempotency key).
+    pub duplicate: bool,
 }
 
 /// Where a topic stands: its epoch and the last sequence number given.
@@ -133,10 +158,18 @@ pub enum EngineEvent {
     Published {
         /// The publish's id.
         op: OpId,
+        /// Where it was stored, or why it failed.
+        result: Result<Receipt, EngineError>,
+    },
+    /// A pending [`Engine::acked`] lookup finished.
+    Acked {
+        /// The lookup's id.
+        op: OpId,
         /// Topic.
         topic: String,
-        /// Its position, or why it failed.
-        result: Result<Position, EngineError>,
+        /// The stored position (`None`: nothing stored), or why it could
+        /// not be read.
+        result: Result<Option<Position>, EngineError>,
     },
     /// A pending [`Engine::attach`] finished: live deliveries of `topic`
     /// after `result`'s seq follow as [`EngineEvent::Deliver`].
@@ -220,6 +253,12 @@ pub struct EngineStats {
     pub topics: u64,
     /// Frame bytes of history held on this node.
     pub history_bytes: u64,
+    /// Users with stored acknowledged positions (kept on this node).
+    pub sessions: u64,
+    /// Acknowledged positions stored (kept on this node).
+    pub positions: u64,
+    /// Idempotency keys within their window (kept on this node).
+    pub idempotency_keys: u64,
 }
 
 /// The engine seam. Every method runs on the loop thread and must not
@@ -290,6 +329,27 @@ pub trait Engine {
 
     /// Members of `topic` on every node.
     fn members(&mut self, topic: &str, op: OpId) -> Result<Outcome<Members>, EngineError>;
+
+    /// `user` processed `topic` up to `pos` (cumulative). Stored for the
+    /// user's next `"since":"acked"`, on any node; an engine that writes
+    /// elsewhere may do so later (several acks of a topic coalesce).
+    fn ack(
+        &mut self,
+        user: &str,
+        topic: &str,
+        pos: &Position,
+        now_ms: u64,
+    ) -> Result<(), EngineError>;
+
+    /// The position `user` acknowledged in `topic` (`None`: nothing
+    /// stored): `Done`, or `Pending` ([`EngineEvent::Acked`] follows).
+    fn acked(
+        &mut self,
+        user: &str,
+        topic: &str,
+        op: OpId,
+        now_ms: u64,
+    ) -> Result<Outcome<Option<Position>>, EngineError>;
 
     /// The next event, if any.
     fn poll(&mut self) -> Option<EngineEvent>;

@@ -120,6 +120,10 @@ pub enum Event<'a> {
         epoch_changed: bool,
         /// Deliveries replayed after this ack.
         replayed: u64,
+        /// With `"since":"acked"`: the user's stored position it resumed
+        /// from, or `null` when none was stored (a fresh subscription).
+        #[serde(skip_serializing_if = "Acked::is_absent")]
+        acked: Acked<'a>,
     },
     /// An `unsub` succeeded.
     #[serde(rename = "ack")]
@@ -144,6 +148,9 @@ pub enum Event<'a> {
         seq: u64,
         /// Its epoch.
         epoch: &'a str,
+        /// A retry (same idempotency key): stored before, not again.
+        #[serde(skip_serializing_if = "std::ops::Not::not")]
+        duplicate: bool,
     },
     /// A `dm` was stored and numbered in the recipient's inbox.
     #[serde(rename = "ack")]
@@ -160,6 +167,21 @@ pub enum Event<'a> {
         seq: u64,
         /// Its epoch.
         epoch: &'a str,
+        /// A retry (same idempotency key): stored before, not again.
+        #[serde(skip_serializing_if = "std::ops::Not::not")]
+        duplicate: bool,
+    },
+    /// An `ack` with an id was stored.
+    #[serde(rename = "ack")]
+    AckAck {
+        /// Request id.
+        id: Option<u64>,
+        /// Always `ack`.
+        op: &'static str,
+        /// Topic.
+        topic: &'a str,
+        /// The position stored.
+        seq: u64,
     },
     /// A request failed.
     Error {
@@ -227,6 +249,44 @@ pub enum Event<'a> {
         /// Its last seq.
         seq: u64,
     },
+}
+
+/// The `acked` field of a `sub` ack.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Acked<'a> {
+    /// Not asked for (no `"since":"acked"`): the field is left out.
+    #[default]
+    Absent,
+    /// Asked for, nothing stored: `null`.
+    None,
+    /// The stored position: `{"epoch":…,"seq":…}`.
+    At {
+        /// Its epoch.
+        epoch: &'a str,
+        /// Its seq.
+        seq: u64,
+    },
+}
+
+impl Acked<'_> {
+    fn is_absent(&self) -> bool {
+        *self == Acked::Absent
+    }
+}
+
+impl Serialize for Acked<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        match self {
+            Acked::Absent | Acked::None => s.serialize_none(),
+            Acked::At { epoch, seq } => {
+                let mut st = s.serialize_struct("Acked", 2)?;
+                st.serialize_field("epoch", epoch)?;
+                st.serialize_field("seq", seq)?;
+                st.end()
+            }
+        }
+    }
 }
 
 impl Event<'_> {
@@ -302,6 +362,7 @@ mod tests {
             lost: 2,
             epoch_changed: false,
             replayed: 1,
+            acked: Acked::Absent,
         }
         .encode();
         assert!(

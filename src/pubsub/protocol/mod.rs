@@ -4,7 +4,7 @@
 
 mod event;
 
-pub use event::{Delivery, Event};
+pub use event::{Acked, Delivery, Event};
 
 use serde::Deserialize;
 use serde_json::value::RawValue;
@@ -18,6 +18,27 @@ pub struct Since {
     pub seq: u64,
 }
 
+/// What a `sub` resumes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Resume {
+    /// After a position the client kept (`"since":{"epoch":…,"seq":…}`).
+    From(Since),
+    /// After the position this user last acknowledged, on any connection
+    /// (`"since":"acked"`).
+    Acked,
+}
+
+/// `since` on the wire: a position, or a word.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum SinceWire {
+    At(Since),
+    Word(String),
+}
+
+/// Longest idempotency key.
+pub const MAX_IDEMPOTENCY_KEY: usize = 128;
+
 /// A client request.
 #[derive(Debug)]
 pub enum Request<'a> {
@@ -28,7 +49,7 @@ pub enum Request<'a> {
         /// Topic name.
         topic: String,
         /// Resume point.
-        since: Option<Since>,
+        since: Option<Resume>,
     },
     /// Unsubscribe.
     Unsub {
@@ -47,6 +68,9 @@ pub enum Request<'a> {
         data: &'a RawValue,
         /// Do not deliver to the publishing connection.
         exclude_self: bool,
+        /// A retry with the same key within the engine's window is not
+        /// stored again: the original ack comes back.
+        idempotency_key: Option<String>,
     },
     /// A direct message to every connection of user `to` (through the
     /// user's inbox topic, so it has history).
@@ -57,6 +81,20 @@ pub enum Request<'a> {
         to: String,
         /// Payload.
         data: &'a RawValue,
+        /// As for `Pub`.
+        idempotency_key: Option<String>,
+    },
+    /// The client processed `topic` up to `seq` (cumulative).
+    Ack {
+        /// Request id; only a request with one gets an answer.
+        id: Option<u64>,
+        /// Topic name.
+        topic: String,
+        /// The last seq processed.
+        seq: u64,
+        /// The epoch of `seq`, if the client says (checked against the
+        /// topic's).
+        epoch: Option<String>,
     },
     /// Members and count of a topic.
     Presence {
@@ -74,8 +112,11 @@ struct Wire<'a> {
     op: String,
     id: Option<u64>,
     topic: Option<String>,
-    since: Option<Since>,
+    since: Option<SinceWire>,
     to: Option<String>,
+    seq: Option<u64>,
+    epoch: Option<String>,
+    idempotency_key: Option<String>,
     // `null` is a payload too: absent is `None`, `null` is `Some("null")`.
     #[serde(borrow, default, deserialize_with = "present")]
     data: Option<&'a RawValue>,
@@ -117,6 +158,7 @@ impl<'a> Request<'a> {
             | Request::Unsub { id, .. }
             | Request::Pub { id, .. }
             | Request::Dm { id, .. }
+            | Request::Ack { id, .. }
             | Request::Presence { id, .. } => *id,
         }
     }
@@ -130,9 +172,10 @@ impl<'a> Request<'a> {
             message: truncated(format!("invalid request: {e}")),
         })?;
         let id = w.id;
+        let op = w.op.clone();
         let missing = |field: &str| BadRequest {
             id,
-            message: truncated(format!("'{}' needs '{field}'", w.op)),
+            message: truncated(format!("'{op}' needs '{field}'")),
         };
         if let Some(d) = w.data {
             if json_depth_exceeds(d.get(), MAX_DATA_DEPTH) {
@@ -142,30 +185,56 @@ impl<'a> Request<'a> {
                 });
             }
         }
+        let bad = |message: &str| BadRequest {
+            id,
+            message: message.to_string(),
+        };
+        let since = match w.since {
+            None => None,
+            Some(SinceWire::At(s)) => Some(Resume::From(s)),
+            Some(SinceWire::Word(w)) if w == "acked" => Some(Resume::Acked),
+            Some(SinceWire::Word(_)) => {
+                return Err(bad(r#"'since' is {"epoch":…,"seq":…} or "acked""#));
+            }
+        };
+        let key = match w.idempotency_key {
+            Some(k) if k.is_empty() || k.len() > MAX_IDEMPOTENCY_KEY => {
+                return Err(bad("'idempotency_key' must be 1 to 128 bytes"));
+            }
+            k => k,
+        };
         Ok(match w.op.as_str() {
             "sub" => Request::Sub {
                 id,
-                topic: w.topic.clone().ok_or_else(|| missing("topic"))?,
-                since: w.since.clone(),
+                topic: w.topic.ok_or_else(|| missing("topic"))?,
+                since,
             },
             "unsub" => Request::Unsub {
                 id,
-                topic: w.topic.clone().ok_or_else(|| missing("topic"))?,
+                topic: w.topic.ok_or_else(|| missing("topic"))?,
             },
             "pub" => Request::Pub {
                 id,
-                topic: w.topic.clone().ok_or_else(|| missing("topic"))?,
+                topic: w.topic.ok_or_else(|| missing("topic"))?,
                 data: w.data.ok_or_else(|| missing("data"))?,
                 exclude_self: w.exclude_self,
+                idempotency_key: key,
             },
             "dm" => Request::Dm {
                 id,
-                to: w.to.clone().ok_or_else(|| missing("to"))?,
+                to: w.to.ok_or_else(|| missing("to"))?,
                 data: w.data.ok_or_else(|| missing("data"))?,
+                idempotency_key: key,
+            },
+            "ack" => Request::Ack {
+                id,
+                topic: w.topic.ok_or_else(|| missing("topic"))?,
+                seq: w.seq.ok_or_else(|| missing("seq"))?,
+                epoch: w.epoch,
             },
             "presence" => Request::Presence {
                 id,
-                topic: w.topic.clone().ok_or_else(|| missing("topic"))?,
+                topic: w.topic.ok_or_else(|| missing("topic"))?,
             },
             other => {
                 return Err(BadRequest {
@@ -208,6 +277,8 @@ pub enum ErrorCode {
     NotSubscribed,
     /// The topic name is empty, too long, or malformed.
     BadTopic,
+    /// An `ack` for a seq the topic has not reached, or of another epoch.
+    BadAck,
     /// The engine cannot be reached (Redis down): retry later. With
     /// `maybe_stored`, a publish may still have been stored.
     Unavailable,
@@ -223,6 +294,7 @@ impl ErrorCode {
             ErrorCode::RateLimited => "rate_limited",
             ErrorCode::NotSubscribed => "not_subscribed",
             ErrorCode::BadTopic => "bad_topic",
+            ErrorCode::BadAck => "bad_ack",
             ErrorCode::Unavailable => "unavailable",
         }
     }
@@ -326,6 +398,7 @@ mod tests {
                 topic,
                 data,
                 exclude_self,
+                ..
             } => {
                 assert_eq!(
                     (id, topic.as_str(), data.get(), exclude_self),
@@ -339,10 +412,50 @@ mod tests {
         assert!(matches!(
             r,
             Request::Sub {
-                since: Some(Since { seq: 3, .. }),
+                since: Some(Resume::From(Since { seq: 3, .. })),
                 ..
             }
         ));
+        let r = Request::parse(r#"{"op":"sub","topic":"t","since":"acked"}"#).unwrap();
+        assert!(matches!(
+            r,
+            Request::Sub {
+                since: Some(Resume::Acked),
+                ..
+            }
+        ));
+        let e = Request::parse(r#"{"op":"sub","topic":"t","since":"latest","id":8}"#).unwrap_err();
+        assert_eq!(e.id, Some(8));
+        assert!(Request::parse(r#"{"op":"sub","topic":"t","since":{"seq":1}}"#).is_err());
+        match Request::parse(r#"{"op":"ack","topic":"t","seq":57}"#).unwrap() {
+            Request::Ack {
+                topic,
+                seq,
+                epoch,
+                id,
+            } => {
+                assert_eq!((topic.as_str(), seq, epoch, id), ("t", 57, None, None))
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(Request::parse(r#"{"op":"ack","topic":"t"}"#).is_err());
+        assert!(Request::parse(r#"{"op":"ack","topic":"t","seq":-1}"#).is_err());
+        match Request::parse(r#"{"op":"pub","topic":"t","data":1,"idempotency_key":"k-1"}"#)
+            .unwrap()
+        {
+            Request::Pub {
+                idempotency_key, ..
+            } => assert_eq!(idempotency_key.as_deref(), Some("k-1")),
+            other => panic!("{other:?}"),
+        }
+        let long = format!(
+            r#"{{"op":"dm","to":"u","data":1,"idempotency_key":"{}"}}"#,
+            "k".repeat(129)
+        );
+        assert!(Request::parse(&long).is_err());
+        assert!(
+            Request::parse(r#"{"op":"pub","topic":"t","data":1,"idempotency_key":""}"#).is_err()
+        );
         assert_eq!(
             Request::parse(r#"{"op":"nope","id":4}"#).unwrap_err().id,
             Some(4)

@@ -26,13 +26,23 @@ const MAX_BATCH: usize = 1024;
 /// What the loop asks of Redis.
 #[derive(Debug)]
 pub(super) enum Command {
-    /// Run the publish script (`n`: this instance's publish number).
+    /// Run the publish script (`n`: this instance's publish number), with
+    /// the publisher's idempotency key `(user, key)` if it has one.
     Publish {
         n: u64,
         topic: String,
         tag: String,
         head: Vec<u8>,
         tail: Vec<u8>,
+        idempotency: Option<(String, String)>,
+    },
+    /// Store acknowledged positions: (user, topic, epoch, seq) each.
+    Acks(Vec<(String, String, String, u64)>),
+    /// A user's acknowledged position in a topic, for lookup `op`.
+    Acked {
+        op: OpId,
+        user: String,
+        topic: String,
     },
     /// Read (or create) a topic's position, for attach number `gen`.
     Attach { topic: String, gen: u64 },
@@ -66,6 +76,17 @@ pub(super) enum FetchFor {
     Resume(OpId),
 }
 
+/// Where the publish script stored a publish.
+#[derive(Debug)]
+pub(super) struct Published {
+    pub seq: u64,
+    pub epoch: String,
+    /// A retry of an earlier publish (same idempotency key).
+    pub duplicate: bool,
+    /// The original's topic (for a duplicate).
+    pub topic: String,
+}
+
 /// One history entry as Redis returns it.
 #[derive(Debug)]
 pub(super) struct Entry {
@@ -80,7 +101,15 @@ pub(super) struct Entry {
 pub(super) enum Reply {
     Published {
         n: u64,
-        result: Result<(u64, String), EngineError>,
+        result: Result<Published, EngineError>,
+    },
+    /// A batch of acks was stored; `refused` of them were over the
+    /// per-user limit.
+    AcksDone { refused: usize },
+    Acked {
+        op: OpId,
+        topic: String,
+        result: Result<Option<(String, u64)>, EngineError>,
     },
     Attached {
         topic: String,
@@ -113,6 +142,9 @@ pub(super) struct Setup {
     pub history_len: usize,
     pub history_age_ms: u64,
     pub meta_ttl_ms: u64,
+    pub session_ttl_ms: u64,
+    pub max_positions_per_user: usize,
+    pub idempotency_window_ms: u64,
     pub node_ttl: Duration,
     pub timeout: Duration,
     pub stats: Arc<Stats>,
@@ -266,6 +298,16 @@ fn failure(c: Command, maybe_stored: bool, stats: &Stats) -> Option<Reply> {
             topic,
             result: Err(e),
         },
+        Command::Acked { op, topic, .. } => Reply::Acked {
+            op,
+            topic,
+            result: Err(e),
+        },
+        // The positions are lost with the connection; the next acks store
+        // newer ones (they are cumulative).
+        Command::Acks(acks) => Reply::AcksDone {
+            refused: acks.len(),
+        },
         Command::Presence { .. } | Command::WakeSubscriber | Command::Stop => return None,
     };
     stats.errors.unavailable.fetch_add(1, Ordering::Relaxed);
@@ -302,6 +344,11 @@ impl EpochSource {
 /// An operation in the pipeline and what its reply answers.
 enum Sent {
     Publish(u64),
+    /// One ack of a batch; `last` ends the batch.
+    Ack {
+        last: bool,
+    },
+    Acked(OpId, String),
     Attach(String, u64),
     Fetch(String, u64, FetchFor),
     Presence,
@@ -327,7 +374,7 @@ fn round_trip(
     let mut sent = Vec::with_capacity(batch.len() + 1);
     let mut kept = Vec::with_capacity(batch.len());
     for c in batch {
-        if let Some((cmd, what)) = command(&c, s, scripts, epochs) {
+        for (cmd, what) in commands(&c, s, scripts, epochs) {
             pipe.add_command(cmd);
             sent.push(what);
         }
@@ -373,10 +420,19 @@ fn round_trip(
     };
     s.stats.round_trip(started.elapsed(), sent.len());
     let mut replies = Vec::with_capacity(values.len());
+    let mut refused = 0;
     for (what, v) in sent.into_iter().zip(values) {
         if let Value::ServerError(e) = &v {
             s.stats.errors.server.fetch_add(1, Ordering::Relaxed);
             log::warn!("redis: {e:?}");
+        }
+        if let Sent::Ack { last } = what {
+            refused += usize::from(!matches!(v, Value::Int(1)));
+            if last {
+                replies.push(Reply::AcksDone { refused });
+                refused = 0;
+            }
+            continue;
         }
         if let Some(r) = reply(what, v) {
             replies.push(r);
@@ -395,7 +451,35 @@ fn evalsha(script: &redis::Script, keys: &[String]) -> Cmd {
     c
 }
 
-/// The Redis command for `c`.
+/// The Redis commands for `c`.
+fn commands(
+    c: &Command,
+    s: &Setup,
+    scripts: &Scripts,
+    epochs: &mut EpochSource,
+) -> Vec<(Cmd, Sent)> {
+    let k = &s.keys;
+    if let Command::Acks(acks) = c {
+        let n = acks.len();
+        return acks
+            .iter()
+            .enumerate()
+            .map(|(i, (user, topic, epoch, seq))| {
+                let cmd = evalsha(&scripts.ack, &[k.session(user)])
+                    .arg(topic)
+                    .arg(epoch)
+                    .arg(*seq)
+                    .arg(s.session_ttl_ms)
+                    .arg(s.max_positions_per_user)
+                    .to_owned();
+                (cmd, Sent::Ack { last: i + 1 == n })
+            })
+            .collect();
+    }
+    command(c, s, scripts, epochs).into_iter().collect()
+}
+
+/// The Redis command for `c` (one command).
 fn command(
     c: &Command,
     s: &Setup,
@@ -410,8 +494,13 @@ fn command(
             tag,
             head,
             tail,
+            idempotency,
         } => {
-            let cmd = evalsha(&scripts.publish, &[k.meta(topic), k.history(topic)])
+            let idem = match idempotency {
+                Some((user, key)) => k.idempotency(user, key),
+                None => k.idempotency("", ""),
+            };
+            let cmd = evalsha(&scripts.publish, &[k.meta(topic), k.history(topic), idem])
                 .arg(k.channel(topic))
                 .arg(epochs.next())
                 .arg(head.as_slice())
@@ -420,9 +509,20 @@ fn command(
                 .arg(s.history_len)
                 .arg(s.history_age_ms)
                 .arg(s.meta_ttl_ms)
+                .arg(if idempotency.is_some() { "1" } else { "" })
+                .arg(s.idempotency_window_ms)
+                .arg(topic)
                 .to_owned();
             (cmd, Sent::Publish(*n))
         }
+        Command::Acked { op, user, topic } => {
+            let cmd = redis::cmd("HGET")
+                .arg(k.session(user))
+                .arg(topic)
+                .to_owned();
+            (cmd, Sent::Acked(*op, topic.clone()))
+        }
+        Command::Acks(_) => return None,
         Command::Attach { topic, gen } => {
             let cmd = evalsha(&scripts.attach, &[k.meta(topic), k.history(topic)])
                 .arg(epochs.next())
@@ -493,6 +593,11 @@ fn reply(what: Sent, v: Value) -> Option<Reply> {
             purpose,
             result: fetch_reply(v).ok_or_else(bad),
         },
+        Sent::Acked(op, topic) => Reply::Acked {
+            op,
+            topic,
+            result: acked_reply(&v).ok_or_else(bad),
+        },
         Sent::Members(op, topic) => Reply::Members {
             op,
             topic,
@@ -504,7 +609,7 @@ fn reply(what: Sent, v: Value) -> Option<Reply> {
             Value::Int(0) => Reply::Rejoin,
             _ => return None,
         },
-        Sent::Presence | Sent::Wake | Sent::Goodbye => return None,
+        Sent::Presence | Sent::Wake | Sent::Goodbye | Sent::Ack { .. } => return None,
     })
 }
 
@@ -532,12 +637,27 @@ fn bytes(v: Value) -> Option<Vec<u8>> {
     }
 }
 
-/// `{seq, epoch}`.
-fn publish_reply(v: &Value) -> Option<(u64, String)> {
+/// `{seq, epoch, duplicate, topic}`.
+fn publish_reply(v: &Value) -> Option<Published> {
     let Value::Array(a) = v else { return None };
-    let seq = int(a.first()?)?;
-    let epoch = string(a.get(1)?.clone())?;
-    Some((seq, epoch))
+    Some(Published {
+        seq: int(a.first()?)?,
+        epoch: string(a.get(1)?.clone())?,
+        duplicate: int(a.get(2)?)? == 1,
+        topic: string(a.get(3)?.clone())?,
+    })
+}
+
+/// `HGET` of a session field: `Nil`, or `{epoch}\x1f{seq}`.
+fn acked_reply(v: &Value) -> Option<Option<(String, u64)>> {
+    match v {
+        Value::Nil => Some(None),
+        v => {
+            let text = string(v.clone())?;
+            let (epoch, seq) = text.rsplit_once('\x1f')?;
+            Some(Some((epoch.to_string(), seq.parse().ok()?)))
+        }
+    }
 }
 
 /// `{epoch, seq}`.
@@ -598,8 +718,14 @@ mod tests {
 
     #[test]
     fn replies_are_read_back() {
-        let v = Value::Array(vec![Value::Int(7), bulk("ab")]);
-        assert_eq!(publish_reply(&v), Some((7, "ab".into())));
+        let v = Value::Array(vec![Value::Int(7), bulk("ab"), Value::Int(1), bulk("t")]);
+        let p = publish_reply(&v).unwrap();
+        assert_eq!(
+            (p.seq, p.epoch.as_str(), p.duplicate, p.topic.as_str()),
+            (7, "ab", true, "t")
+        );
+        assert_eq!(acked_reply(&Value::Nil), Some(None));
+        assert_eq!(acked_reply(&bulk("e\x1f9")), Some(Some(("e".into(), 9))));
         let v = Value::Array(vec![bulk("ab"), Value::Int(0)]);
         assert_eq!(position_reply(&v), Some(("ab".into(), 0)));
         let v = Value::Array(vec![
@@ -623,7 +749,7 @@ mod tests {
             members_reply(v),
             Some(vec![("alice".into(), 2), ("bob".into(), 1)])
         );
-        assert_eq!(publish_reply(&Value::Nil), None);
+        assert!(publish_reply(&Value::Nil).is_none());
     }
 
     #[test]

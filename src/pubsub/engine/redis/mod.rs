@@ -44,7 +44,7 @@ use self::subscriber::{SubCommand, SubEvent};
 use self::wire::Keys;
 use super::{
     Creator, Engine, EngineError, EngineEvent, EngineStats, Fetched, Members, OpId, Outcome,
-    Position, Publish, Sequenced,
+    Position, Publish, Receipt, Sequenced,
 };
 use crate::pubsub::history::Stored;
 use crate::pubsub::protocol::Delivery;
@@ -89,6 +89,14 @@ pub struct RedisConfig {
     /// 64 MiB); over it, the copies of the topics delivered to longest ago
     /// are cleared (resumes then read Redis).
     pub max_cache_bytes: usize,
+    /// A user's acknowledged positions live this long in Redis after its
+    /// last ack (default 24 h).
+    pub session_ttl: Duration,
+    /// Acknowledged positions per user (default 1,000); an ack for one
+    /// more topic is not stored (counted in the engine's errors).
+    pub max_positions_per_user: usize,
+    /// How long an idempotency key is remembered (default 5 min).
+    pub idempotency_window: Duration,
 }
 
 impl Default for RedisConfig {
@@ -105,6 +113,9 @@ impl Default for RedisConfig {
             max_pending: 65_536,
             max_inbound: 65_536,
             max_cache_bytes: 64 << 20,
+            session_ttl: Duration::from_secs(24 * 3600),
+            max_positions_per_user: 1000,
+            idempotency_window: Duration::from_secs(300),
         }
     }
 }
@@ -147,6 +158,12 @@ pub struct RedisEngine {
     /// This node's connections per (topic, user), to add them again if
     /// Redis lost them.
     members: HashMap<(String, String), u32>,
+    /// Acks not yet sent, per (user, topic): the newest position of each
+    /// (acks are cumulative, so several coalesce into one write).
+    acks: HashMap<(String, String), Position>,
+    /// A batch of acks is on its way to Redis (one at a time: the rest
+    /// coalesce meanwhile).
+    acks_in_flight: bool,
     stats: Arc<Stats>,
     threads: Vec<JoinHandle<()>>,
     /// Loop time, from the last call that passed it (cache age).
@@ -180,6 +197,9 @@ impl RedisEngine {
             history_len: cfg.history_len,
             history_age_ms: age_ms,
             meta_ttl_ms: cfg.topic_ttl.max(cfg.history_age).as_millis() as u64,
+            session_ttl_ms: cfg.session_ttl.as_millis().max(1) as u64,
+            max_positions_per_user: cfg.max_positions_per_user.max(1),
+            idempotency_window_ms: cfg.idempotency_window.as_millis().max(1) as u64,
             node_ttl: cfg.node_ttl.max(Duration::from_millis(300)),
             timeout: cfg.timeout,
             stats: stats.clone(),
@@ -223,6 +243,8 @@ impl RedisEngine {
             commands_up: false,
             subscriber_up: false,
             members: HashMap::new(),
+            acks: HashMap::new(),
+            acks_in_flight: false,
             stats,
             threads: vec![t1, t2],
             now_ms: 0,
@@ -400,6 +422,21 @@ impl RedisEngine {
                     .push_back(EngineEvent::Members { op, topic, result });
             }
             Reply::Connected(up) => self.set_up(Some(up), None),
+            Reply::AcksDone { refused } => {
+                self.acks_in_flight = false;
+                if refused > 0 {
+                    log::debug!("redis: {refused} acks over the per-user limit or lost");
+                    self.stats
+                        .acks_refused
+                        .fetch_add(refused as u64, Ordering::Relaxed);
+                }
+                self.send_acks();
+            }
+            Reply::Acked { op, topic, result } => {
+                let result = result.map(|p| p.map(|(epoch, seq)| Position { epoch, seq }));
+                self.events
+                    .push_back(EngineEvent::Acked { op, topic, result });
+            }
             Reply::Rejoin => {
                 for ((topic, user), &n) in &self.members {
                     let c = Command::Presence {
@@ -428,30 +465,36 @@ impl RedisEngine {
         });
     }
 
-    fn on_published(&mut self, n: u64, result: Result<(u64, String), EngineError>) {
+    fn on_published(&mut self, n: u64, result: Result<commands::Published, EngineError>) {
         let Some(p) = self.in_flight.get_mut(&n) else {
             return;
         };
         let keep = match &result {
+            // A duplicate is not delivered again.
+            Ok(r) if r.duplicate => false,
             // Its delivery will come back if the topic is attached here;
             // only an exclusion still needs it then.
-            Ok((seq, _)) => {
+            Ok(r) => {
                 p.exclude.is_some()
                     && self
                         .feeds
                         .get(&p.topic)
-                        .is_some_and(|f| f.state == State::Live && f.last < *seq)
+                        .is_some_and(|f| f.state == State::Live && f.last < r.seq)
             }
             Err(_) => false,
         };
         if !p.acked {
             p.acked = true;
-            let result = result.map(|(seq, epoch)| Position { epoch, seq });
-            self.events.push_back(EngineEvent::Published {
-                op: p.op,
-                topic: p.topic.clone(),
-                result,
+            let result = result.map(|r| Receipt {
+                topic: r.topic,
+                position: Position {
+                    epoch: r.epoch,
+                    seq: r.seq,
+                },
+                duplicate: r.duplicate,
             });
+            self.events
+                .push_back(EngineEvent::Published { op: p.op, result });
         }
         if !keep {
             self.in_flight.remove(&n);
@@ -553,13 +596,17 @@ impl RedisEngine {
             if let Some(p) = self.in_flight.remove(&n) {
                 exclude = p.exclude;
                 if !p.acked {
-                    self.events.push_back(EngineEvent::Published {
-                        op: p.op,
+                    let receipt = Receipt {
                         topic: p.topic,
-                        result: Ok(Position {
+                        position: Position {
                             epoch: a.epoch.clone(),
                             seq: a.seq,
-                        }),
+                        },
+                        duplicate: false,
+                    };
+                    self.events.push_back(EngineEvent::Published {
+                        op: p.op,
+                        result: Ok(receipt),
                     });
                     // Its reply will find nothing to do.
                     self.in_flight.insert(
@@ -605,6 +652,19 @@ impl RedisEngine {
                 f.cache.clear();
             }
         }
+    }
+
+    /// Send the coalesced acks as one batch, unless one is on its way.
+    fn send_acks(&mut self) {
+        if self.acks_in_flight || self.acks.is_empty() {
+            return;
+        }
+        let batch = self
+            .acks
+            .drain()
+            .map(|((user, topic), p)| (user, topic, p.epoch, p.seq))
+            .collect();
+        self.acks_in_flight = self.command(Command::Acks(batch));
     }
 
     /// Forget acked publishes whose delivery did not come, past the bound.
@@ -678,6 +738,9 @@ impl Engine for RedisEngine {
             tag: wire::tag(&self.instance, n),
             head,
             tail,
+            idempotency: p
+                .idempotency_key
+                .map(|k| (p.from.to_string(), k.to_string())),
         };
         if !self.command(c) {
             return Err(Self::unavailable());
@@ -833,6 +896,53 @@ impl Engine for RedisEngine {
         Ok(Outcome::Pending)
     }
 
+    /// Coalesced: the newest position per user and topic goes to Redis
+    /// with the next batch (one batch in flight at a time), so a client
+    /// acking every delivery costs about one write per round trip.
+    fn ack(
+        &mut self,
+        user: &str,
+        topic: &str,
+        pos: &Position,
+        now_ms: u64,
+    ) -> Result<(), EngineError> {
+        self.now_ms = now_ms;
+        let key = (user.to_string(), topic.to_string());
+        match self.acks.get_mut(&key) {
+            Some(p) if p.epoch == pos.epoch && p.seq >= pos.seq => {}
+            Some(p) => *p = pos.clone(),
+            None => {
+                self.acks.insert(key, pos.clone());
+            }
+        }
+        self.send_acks();
+        Ok(())
+    }
+
+    fn acked(
+        &mut self,
+        user: &str,
+        topic: &str,
+        op: OpId,
+        now_ms: u64,
+    ) -> Result<Outcome<Option<Position>>, EngineError> {
+        self.now_ms = now_ms;
+        // Not sent yet: this node knows the newest.
+        if let Some(p) = self.acks.get(&(user.to_string(), topic.to_string())) {
+            return Ok(Outcome::Done(Some(p.clone())));
+        }
+        let c = Command::Acked {
+            op,
+            user: user.to_string(),
+            topic: topic.to_string(),
+        };
+        // Queued behind any ack batch on its way: Redis answers after it.
+        if !self.commands_up || !self.command(c) {
+            return Err(Self::unavailable());
+        }
+        Ok(Outcome::Pending)
+    }
+
     fn poll(&mut self) -> Option<EngineEvent> {
         if self.events.is_empty() {
             self.refill();
@@ -840,10 +950,12 @@ impl Engine for RedisEngine {
         self.events.pop_front()
     }
 
+    /// Sessions and idempotency keys are kept in Redis, not counted here.
     fn stats(&self) -> EngineStats {
         EngineStats {
             topics: self.feeds.len() as u64,
             history_bytes: self.feeds.values().map(|f| f.cache.bytes() as u64).sum(),
+            ..EngineStats::default()
         }
     }
 

@@ -10,15 +10,27 @@ use redis::Script;
 
 /// `publish`: number a delivery, keep it in history, send it to the nodes.
 ///
-/// KEYS: meta, history. ARGV: channel, epoch for a new topic, head, tail,
-/// tag, history length, history age (ms), meta time-to-live (ms).
-/// Returns `{seq, epoch}`.
+/// KEYS: meta, history, idempotency key. ARGV: channel, epoch for a new
+/// topic, head, tail, tag, history length, history age (ms), meta
+/// time-to-live (ms), `1` if the idempotency key is used, its window (ms),
+/// the topic. Returns `{seq, epoch, duplicate (0/1), topic}`.
+///
+/// With a key: a publish whose key was used within the window is not
+/// stored again; the original's receipt comes back (`duplicate` 1), on
+/// whichever node the retry arrives.
 ///
 /// The delivery is `head .. seq .. ,"epoch":"E" .. tail` (see
 /// `Delivery::parts`): the node encodes it once and Redis only adds the
 /// two numbers it owns. A topic without a meta hash (new, or lost with
 /// Redis's data) starts a new epoch and an empty history.
 const PUBLISH: &str = r#"
+if ARGV[9] == '1' then
+  local prev = redis.call('GET', KEYS[3])
+  if prev then
+    local s, e, t = string.match(prev, '^(%d+)\31([^\31]*)\31(.*)$')
+    if s then return {tonumber(s), e, 1, t} end
+  end
+end
 local epoch = redis.call('HGET', KEYS[1], 'e')
 if not epoch then
   epoch = ARGV[2]
@@ -48,7 +60,32 @@ if maxlen > 0 then
 end
 redis.call('PEXPIRE', KEYS[1], ARGV[8])
 redis.call('PUBLISH', ARGV[1], 'd' .. seq .. ',' .. epoch .. ',' .. ARGV[5] .. ',' .. msg)
-return {seq, epoch}
+if ARGV[9] == '1' then
+  redis.call('SET', KEYS[3], seq .. '\31' .. epoch .. '\31' .. ARGV[11], 'PX', ARGV[10])
+end
+return {seq, epoch, 0, ARGV[11]}
+"#;
+
+/// `ack`: a user processed a topic up to a position (cumulative).
+///
+/// KEYS: the user's session hash. ARGV: topic, epoch, seq, session
+/// time-to-live (ms), most topics per user. Returns 1 (stored, or an
+/// older position of the same epoch left as it was) or 0 (the user keeps
+/// as many positions as allowed). Each ack renews the session's life.
+const ACK: &str = r#"
+local cur = redis.call('HGET', KEYS[1], ARGV[1])
+if cur then
+  local e, s = string.match(cur, '^(.*)\31(%d+)$')
+  if e == ARGV[2] and tonumber(s) >= tonumber(ARGV[3]) then
+    redis.call('PEXPIRE', KEYS[1], ARGV[4])
+    return 1
+  end
+elseif redis.call('HLEN', KEYS[1]) >= tonumber(ARGV[5]) then
+  return 0
+end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2] .. '\31' .. ARGV[3])
+redis.call('PEXPIRE', KEYS[1], ARGV[4])
+return 1
 "#;
 
 /// `attach`: where a topic stands (created with a new epoch if unknown).
@@ -196,6 +233,7 @@ return 1
 /// hash (`EVALSHA`).
 pub struct Scripts {
     pub publish: Script,
+    pub ack: Script,
     pub attach: Script,
     pub fetch: Script,
     pub presence: Script,
@@ -207,6 +245,7 @@ impl Scripts {
     pub fn new() -> Self {
         Scripts {
             publish: Script::new(PUBLISH),
+            ack: Script::new(ACK),
             attach: Script::new(ATTACH),
             fetch: Script::new(FETCH),
             presence: Script::new(PRESENCE),
@@ -216,9 +255,10 @@ impl Scripts {
     }
 
     /// All of them, to load after (re)connecting.
-    pub fn all(&self) -> [&Script; 6] {
+    pub fn all(&self) -> [&Script; 7] {
         [
             &self.publish,
+            &self.ack,
             &self.attach,
             &self.fetch,
             &self.presence,

@@ -42,6 +42,9 @@ pub(super) struct Stats {
     pub fills: AtomicU64,
     /// Deliveries reported lost to local subscribers (gone from history).
     pub lost: AtomicU64,
+    /// Acks not stored: over the per-user limit, or lost with a
+    /// connection (later acks store newer positions).
+    pub acks_refused: AtomicU64,
     pub errors: Errors,
     latency: [AtomicU64; BUCKETS_US.len() + 1],
     latency_sum_us: AtomicU64,
@@ -117,6 +120,12 @@ impl Stats {
             "counter",
             "Deliveries missed and gone from history (reported as gap).",
             get(&self.lost).to_string(),
+        );
+        one(
+            "wsmio_engine_acks_refused_total",
+            "counter",
+            "Acks not stored (over the per-user limit, or lost with a connection).",
+            get(&self.acks_refused).to_string(),
         );
         let _ = writeln!(
             out,

@@ -13,6 +13,8 @@
 //! | `{p}n:{instance}` | hash | one node's share of every topic's members: `{topic}\x1f{user}` → connections |
 //! | `{p}nodes` | sorted set | live node instances, scored by when their heartbeat expires |
 //! | `{p}ctl:{instance}` | channel | wakes a node's subscriber thread (see `subscriber.rs`) |
+//! | `{p}s:{user}` | hash | acknowledged positions: topic → `{epoch}\x1f{seq}`; expires `session_ttl` after the user's last ack |
+//! | `{p}i:{user}\x1f{key}` | string | an idempotency key's receipt `{seq}\x1f{epoch}\x1f{topic}`; expires after the window |
 //!
 //! A channel message is one of
 //! - `d{seq},{epoch},{tag},{delivery JSON}`: a delivery (the tag names the
@@ -72,6 +74,16 @@ impl Keys {
     /// The field of `user` in `topic` in [`Keys::node_members`].
     pub fn node_member_field(topic: &str, user: &str) -> String {
         format!("{topic}\x1f{user}")
+    }
+
+    /// A user's acknowledged positions.
+    pub fn session(&self, user: &str) -> String {
+        format!("{}s:{user}", self.prefix)
+    }
+
+    /// A user's idempotency key.
+    pub fn idempotency(&self, user: &str, key: &str) -> String {
+        format!("{}i:{user}\x1f{key}", self.prefix)
     }
 
     /// Live node instances.
