@@ -175,6 +175,15 @@ describe('demo page in headless Chromium', { timeout: FILE_TIMEOUT }, () => {
     const m = /^wsmio_connections_total(?:\{[^}]*\})? (\d+)/m.exec(metrics.body);
     assert.ok(m, 'wsmio_connections_total has no sample line');
     assert.ok(Number(m[1]) >= 2, `wsmio_connections_total = ${m[1]}, expected >= 2`);
+    // The page acknowledges what it has shown (once a second at most).
+    const deadline = Date.now() + STEP;
+    for (;;) {
+      const body = (await get(`${hub.base}/metrics`)).body;
+      const acks = Number(/^wsmio_acks_total (\d+)/m.exec(body)?.[1] ?? 0);
+      if (acks >= 1) break;
+      assert.ok(Date.now() < deadline, `the page sent no ack: ${body}`);
+      await new Promise((r) => setTimeout(r, 100));
+    }
   });
 
   step('no JavaScript errors on the pages', () => {
