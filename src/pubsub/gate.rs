@@ -4,6 +4,9 @@
 
 use std::net::IpAddr;
 
+/// The browser client (`wsmio.js`), served at `/wsmio.js`.
+const CLIENT_JS: &str = include_str!("wsmio.js");
+
 use super::auth::{verify_jwt, Identity, TokenError};
 use super::hub::{random_hex, wall_ms, Hub};
 use crate::proto::handshake::Request as HttpRequest;
@@ -133,12 +136,29 @@ impl Hub {
                 self.engine.render_metrics(&mut text);
                 HttpResponse::new(200, "text/plain; version=0.0.4", text.into_bytes())
             }
-            p if p == self.config.ws_path => {
-                HttpResponse::text(426, "WebSocket endpoint: upgrade required")
-                    .with_header("Upgrade", "websocket")
-            }
+            "/wsmio.js" => HttpResponse::new(200, "text/javascript; charset=utf-8", CLIENT_JS.as_bytes().to_vec())
+                .with_header("Cache-Control", "no-cache"),
+            p if p == self.config.ws_path => self.probe(req),
+
             _ => HttpResponse::text(404, "not found"),
         }
+    }
+
+    /// A plain GET of the WebSocket endpoint: the status an upgrade with
+    /// the same headers and query would be refused with (401, 403, 429,
+    /// 503), or `426` when it would pass. A browser sees a refused upgrade
+    /// only as close code 1006; the JS client asks this way to tell "try
+    /// again later" from "stop" (`wsmio.js`). Nothing is kept.
+    fn probe(&mut self, req: &HttpRequest) -> HttpResponse {
+        if !self.engine.ready() {
+            return HttpResponse::text(503, "engine unavailable, retry later")
+                .with_header("Retry-After", "1");
+        }
+        if let Err(e) = self.authenticate(req) {
+            return HttpResponse::text(401, e.reason()).with_header("WWW-Authenticate", "Bearer");
+        }
+        HttpResponse::text(426, "WebSocket endpoint: upgrade required")
+            .with_header("Upgrade", "websocket")
     }
 
     /// Count a request the reactor refused (bounded label set: the status

@@ -110,7 +110,7 @@ describe('demo page in headless Chromium', { timeout: FILE_TIMEOUT }, () => {
   step('a page that lost its connection before any message gets what was sent meanwhile', async () => {
     // B has seen no message in the room yet: it resumes from the position
     // the subscribe ack gave it.
-    await b.page.evaluate(() => ws.close());
+    await b.page.evaluate(() => demo.hub.ws.close());
     await b.page.waitForFunction(
       () => document.getElementById('status').textContent.startsWith('disconnected'),
       null,
@@ -118,7 +118,7 @@ describe('demo page in headless Chromium', { timeout: FILE_TIMEOUT }, () => {
     );
     // Published while B is away (it reconnects after 250-500 ms).
     const text = `while you were away ${Date.now()}`;
-    await a.page.evaluate((text) => send({ op: 'pub', id: nextId++, topic: room, data: { text } }), text);
+    await a.page.evaluate((text) => demo.hub.publish(demo.room, { text }), text);
     await waitConnected(b);
     const got = await waitMessage(b, a.user, text);
     assert.match(got.seq, /^#\d+$/);

@@ -58,6 +58,6 @@ if [[ -z "${WSMIO_BIN:-}" ]]; then
 fi
 
 # --- the test (bounded by the test file's own timeouts; this is a backstop)
-step "node --test tests/browser/ (demo on one node; chat across two nodes over Redis)"
+step "node --test tests/browser/ (demo on one node; chat across two nodes over Redis; the JS client)"
 cd "$REPO"
-timeout --kill-after=10 300 node --test tests/browser/demo.test.mjs tests/browser/cluster.test.mjs
+timeout --kill-after=10 420 node --test tests/browser/demo.test.mjs tests/browser/cluster.test.mjs tests/browser/client.test.mjs
