@@ -49,6 +49,7 @@
 #   cluster: CLUSTER_SCEN ["clat c100 cN cack"] (cN = the FAN_BIG run)  CLUSTER_RATE [10000]
 #       CLUSTER_LAT_SUBS [10]  CLUSTER_WINDOW [256]  CLUSTER_ACK_PUBS [4]  CLUSTER_ACK_WINDOW [64]
 #       CACK_REDIS_CPU [1] (0: Redis stays with the nodes on CPU 0 in cack too)
+#       CLUSTER_REDIS_CPU [0] (Redis's CPU in the other scenarios; 1: next to the generator)
 #       REDIS_SERVER [redis-server] (Debian: apt-get install redis-server; the suite is
 #       skipped without it)
 #   IDLE_WAIT [180/0] s: before measuring, wait up to this long for the 1-minute load
@@ -112,6 +113,7 @@ case $TD in /*) ;; *) TD="$ROOT/$TD" ;; esac
 REL="$TD/release"
 LG="$REL/loadgen"
 [ "$ROUNDS" -ge 1 ] 2>/dev/null || die "ROUNDS must be >= 1"
+for v in CACK_REDIS_CPU CLUSTER_REDIS_CPU; do case ${!v:-} in ""|0|1) ;; *) die "$v must be 0 or 1" ;; esac; done
 for v in SCALE_CONNS RSS_CONNS FAN_BIG; do
   [ "${!v}" -ge 1 ] 2>/dev/null && [ "${!v}" -le 15000 ] || die "$v must be 1..15000 (fd limits)"
 done
@@ -340,6 +342,7 @@ CLUSTER_WINDOW=${CLUSTER_WINDOW:-256}
 CLUSTER_ACK_PUBS=${CLUSTER_ACK_PUBS:-4}
 CLUSTER_ACK_WINDOW=${CLUSTER_ACK_WINDOW:-64}
 CACK_REDIS_CPU=${CACK_REDIS_CPU:-1}
+CLUSTER_REDIS_CPU=${CLUSTER_REDIS_CPU:-0}
 REDIS_SERVER=${REDIS_SERVER:-redis-server}
 CN="c$(kname "$FAN_BIG")"
 CLUSTER_SCEN=${CLUSTER_SCEN//cN/$CN}
@@ -416,7 +419,7 @@ start_cluster() {
   else
     CL_REDIS_DIR=$(mktemp -d "${TMPDIR:-/tmp}/wsmio-bench-redis.XXXXXX") || return 1
     free_port; CL_REDIS_PORT=$FP
-    start_bg 0 "$OUT/redis-$r.log" "$REDIS_SERVER" --port "$CL_REDIS_PORT" --bind 127.0.0.1 --dir "$CL_REDIS_DIR" \
+    start_bg "$CLUSTER_REDIS_CPU" "$OUT/redis-$r.log" "$REDIS_SERVER" --port "$CL_REDIS_PORT" --bind 127.0.0.1 --dir "$CL_REDIS_DIR" \
       --appendonly yes --appendfsync everysec --save '' --daemonize no
     CL_REDIS_PID=$BG_PID
     local i up=0
@@ -552,6 +555,7 @@ done
   echo "cluster_ack_pubs=$CLUSTER_ACK_PUBS"
   echo "cluster_ack_window=$CLUSTER_ACK_WINDOW"
   echo "cack_redis_cpu=$CACK_REDIS_CPU"
+  echo "cluster_redis_cpu=$CLUSTER_REDIS_CPU"
 } > "$OUT/machine.txt"
 
 T_START=$(date +%s)
@@ -701,14 +705,14 @@ for r in $(seq 1 "$ROUNDS"); do
         # that the node and Redis each have a core and either can be the bound
         [ "$eng" = redis ] && redis_stats "$CL_REDIS_PORT" > "$pre-redis-before.txt"
         moved=0
-        if [ "$s" = cack ] && [ "$eng" = redis ] && [ "$CACK_REDIS_CPU" != 0 ]; then
+        if [ "$s" = cack ] && [ "$eng" = redis ] && [ "$CACK_REDIS_CPU" != "$CLUSTER_REDIS_CPU" ]; then
           taskset -a -cp "$CACK_REDIS_CPU" "$CL_REDIS_PID" > /dev/null && moved=1
         fi
         # shellcheck disable=SC2086
         run_lg "$s" "$(fsum "$WARMUP" "$DUR" "$DRAIN" 150)" --mode fanout --hub --size 64 $ca \
           --pub-port "$CL_PUB" --topic "bench-r$r-$s" --expect-engine "$eng" --token "$CL_TOKEN" \
           --watch "$CL_WATCH" --duration "$DUR" --warmup "$WARMUP" --drain "$DRAIN"
-        [ "$moved" = 1 ] && taskset -a -cp 0 "$CL_REDIS_PID" > /dev/null
+        [ "$moved" = 1 ] && taskset -a -cp "$CLUSTER_REDIS_CPU" "$CL_REDIS_PID" > /dev/null
         http_get "http://127.0.0.1:$CL_PUB/metrics" > "$pre-pub-after.txt"
         [ "$CL_SUB" != "$CL_PUB" ] && http_get "http://127.0.0.1:$CL_SUB/metrics" > "$pre-sub-after.txt"
         read -r rtpp cpr rtus epubs erts <<< "$(engine_delta "$pre-pub-before.txt" "$pre-pub-after.txt")"

@@ -201,6 +201,7 @@ def cluster_report(out, m):
     ack_pubs = m.get("cluster_ack_pubs", "4")
     ack_win = m.get("cluster_ack_window", "64")
     rcpu = m.get("cack_redis_cpu", "1")
+    ccpu = m.get("cluster_redis_cpu", "0")
     # CPU ns per delivery of the node that fans out (memory: the one node; Redis: node B)
     # and Redis CPU us per publish (from /proc: its CPU share / publishes sent)
     for r in rows:
@@ -216,7 +217,7 @@ def cluster_report(out, m):
         if r.get("engine") == "memory":
             r["cpu0"], r["cpu1"] = a, g
         elif None not in (a, b, rc, g):
-            red1 = r.get("scen") == "cack" and rcpu != "0"
+            red1 = (rcpu if r.get("scen") == "cack" else ccpu) != "0"
             r["cpu0"] = a + b + (0 if red1 else rc)
             r["cpu1"] = g + (rc if red1 else 0)
 
@@ -275,7 +276,7 @@ def cluster_report(out, m):
 
     # CPU of every process per scenario (what bounds each figure)
     cpu = ["CPU use over the measured window, medians (100 %% = one core; servers on CPU 0 and the "
-           "generator on CPU 1, except Redis in cack: CPU %s):" % rcpu, "",
+           "generator on CPU 1, except Redis: CPU %s, in cack CPU %s):" % (ccpu, rcpu), "",
            "| scenario | engine | publishers' node | subscribers' node | Redis | generator | CPU 0 total | CPU 1 total |",
            "|---|---|---|---|---|---|---|---|"]
     scens = [s for s in m.get("cluster_scen", "clat c100 %s cack" % cn).split() if any(r.get("scen") == s for r in rows)]
@@ -307,9 +308,9 @@ def cluster_report(out, m):
     mode = m.get("mode", "?")
     rep.append("Run %s, `SUITES=cluster bench/compare.sh%s` (%s mode): %s round(s), %s s measured per run after %s s warm-up; "
                "Redis %s (AOF on, appendfsync everysec), two hub nodes and the memory-engine node started fresh per round; "
-               "all servers on CPU 0, the load generator on CPU 1 (Redis on CPU %s in cack). Wall time %s s." % (
+               "the nodes on CPU 0, Redis on CPU %s (CPU %s in cack), the load generator on CPU 1. Wall time %s s." % (
                    m.get("date", "?"), " --quick" if mode == "quick" else "", mode, m.get("rounds", "?"), m.get("dur", "?"),
-                   m.get("warmup", "?"), m.get("redis_version", "?"), rcpu, m.get("elapsed_s", "?")))
+                   m.get("warmup", "?"), m.get("redis_version", "?"), ccpu, rcpu, m.get("elapsed_s", "?")))
     try:
         busy = float(m.get("loadavg_before", "0").split()[0])
     except ValueError:
@@ -320,7 +321,8 @@ def cluster_report(out, m):
                    "competes for the two CPUs, so the figures are unreliable.**" % busy)
     if mode == "quick":
         rep.append("")
-        rep.append("**Quick mode: short runs, %s instead of 5,000 subscribers — indicative only.**" % fb)
+        rep.append("**Quick mode: short runs%s — indicative only.**" % (
+            "" if fb == "5000" else ", %s instead of 5,000 subscribers in %s" % (fb, cn)))
     rep.append("")
     rep.append("Machine: %s%s, %s CPUs, %s; wsmio commit %s; load average before/after: %s / %s." % (
         m.get("cpu", "?"), (" (%s guest)" % m["hypervisor"]) if m.get("hypervisor") else "", m.get("nproc", "?"),
