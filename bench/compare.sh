@@ -25,14 +25,33 @@
 #   fanout servers: wsmio (examples/broadcast) + wsmio hub (`wsmio serve --listen`)
 #          + FAN_PEERS (tt-batch tt fastws-bcast); 1 publisher, 64 B binary, window 64
 #          s100  100 connections        s5k  FAN_BIG (5,000) connections
+#   cluster the hub on its Redis engine (two nodes, A and B, and one redis-server
+#          of this script's own) against the hub on its memory engine (one node),
+#          same run, same generator options; publishers on node A, subscribers on
+#          node B (on the memory node: both on it), 64 B payloads, one user's token
+#          clat  10,000 publishes/s paced, CLUSTER_LAT_SUBS (10) subscribers:
+#                publish -> delivery p50/p99 (goal p99 <= 2 ms)
+#          c100  fan-out, 100 subscribers, window CLUSTER_WINDOW (256): deliveries/s
+#          c5k   fan-out, FAN_BIG subscribers (goal: Redis >= 0.7x memory)
+#          cack  CLUSTER_ACK_PUBS (4) publishers with ids, CLUSTER_ACK_WINDOW (64)
+#                acks outstanding each, 1 subscriber on B: acked publishes/s (goal
+#                >= 50,000/s), with Redis on CPU CACK_REDIS_CPU (1)
+#          every Redis row also gives Redis round trips per publish from node A's
+#          /metrics (goal: well under 1) and the CPU of node A, node B, Redis
 #
 # Environment knobs [full / --quick default]:
 #   ROUNDS [3/1]  DUR [5/1] s measured per run  WARMUP [1/0.3]  DRAIN [3/3] (max; ends when all delivered)
 #   SCALE_CONNS [10000/2000]  RSS_CONNS [10000/2000]  RSS_HOLD [6/3]  FAN_BIG [5000/1000]
-#   SUITES ["echo rss fanout"]  SCEN ["a1 c bs e100 eN churn"] (eN = the SCALE_CONNS run)
+#   SUITES ["echo rss fanout cluster"]  SCEN ["a1 c bs e100 eN churn"] (eN = the SCALE_CONNS run)
 #   ECHO_PEERS ["tt-ct fastws ws floor"]  FAN_PEERS ["tt-batch tt fastws-bcast"]
 #   OUT [/tmp/wsmio-compare-<timestamp>]  BENCH_MD [<repo>/BENCHMARKS.md] (BENCH_MD=none: don't write)
 #   SKIP_BUILD [0]  PORT_BASE [19500]  CARGO_TARGET_DIR [<repo>/target]
+#   cluster: CLUSTER_SCEN ["clat c100 cN cack"] (cN = the FAN_BIG run)  CLUSTER_RATE [10000]
+#       CLUSTER_LAT_SUBS [10]  CLUSTER_WINDOW [256]  CLUSTER_ACK_PUBS [4]  CLUSTER_ACK_WINDOW [64]
+#       CACK_REDIS_CPU [1] (0: Redis stays with the nodes on CPU 0 in cack too)
+#       CLUSTER_REDIS_CPU [0] (Redis's CPU in the other scenarios; 1: next to the generator)
+#       REDIS_SERVER [redis-server] (Debian: apt-get install redis-server; the suite is
+#       skipped without it)
 #   IDLE_WAIT [180/0] s: before measuring, wait up to this long for the 1-minute load
 #       average to fall to IDLE_LOAD [0.5] (a build just before leaves it high); a run
 #       that starts above 0.5 anyway is flagged in the report
@@ -82,7 +101,7 @@ else
   ROUNDS=${ROUNDS:-3}; DUR=${DUR:-5}; WARMUP=${WARMUP:-1}; DRAIN=${DRAIN:-3}
   SCALE_CONNS=${SCALE_CONNS:-10000}; RSS_CONNS=${RSS_CONNS:-10000}; RSS_HOLD=${RSS_HOLD:-6}; FAN_BIG=${FAN_BIG:-5000}
 fi
-SUITES=${SUITES:-"echo rss fanout"}
+SUITES=${SUITES:-"echo rss fanout cluster"}
 SCEN=${SCEN:-"a1 c bs e100 eN churn"}
 ECHO_PEERS=${ECHO_PEERS:-"tt-ct fastws ws floor"}
 FAN_PEERS=${FAN_PEERS:-"tt-batch tt fastws-bcast"}
@@ -94,6 +113,7 @@ case $TD in /*) ;; *) TD="$ROOT/$TD" ;; esac
 REL="$TD/release"
 LG="$REL/loadgen"
 [ "$ROUNDS" -ge 1 ] 2>/dev/null || die "ROUNDS must be >= 1"
+for v in CACK_REDIS_CPU CLUSTER_REDIS_CPU; do case ${!v:-} in ""|0|1) ;; *) die "$v must be 0 or 1" ;; esac; done
 for v in SCALE_CONNS RSS_CONNS FAN_BIG; do
   [ "${!v}" -ge 1 ] 2>/dev/null && [ "${!v}" -le 15000 ] || die "$v must be 1..15000 (fd limits)"
 done
@@ -104,7 +124,7 @@ EN="e$(kname "$SCALE_CONNS")"
 SN="s$(kname "$FAN_BIG")"
 SCEN=${SCEN//eN/$EN}
 
-mkdir -p "$OUT/echo" "$OUT/fanout" || die "cannot create $OUT"
+mkdir -p "$OUT/echo" "$OUT/fanout" "$OUT/cluster" || die "cannot create $OUT"
 : > "$OUT/skipped.txt"
 : > "$OUT/notes.txt"
 : > "$OUT/failures.txt"
@@ -121,15 +141,20 @@ echo "compare.sh: mode=$([ "$QUICK" = 1 ] && echo quick || echo full) rounds=$RO
 
 # ------------------------------------------------------------------ build
 PEER_PKGS="-p loadgen -p floor -p tungstenite-echo -p fastws-echo -p tungstenite-bcast -p fastws-bcast"
+# the cluster suite alone needs neither the peers nor wsmio's examples
+ONLY_CLUSTER=1
+for x in echo rss fanout; do [[ " $SUITES " == *" $x "* ]] && ONLY_CLUSTER=0; done
+[ "$ONLY_CLUSTER" = 1 ] && PEER_PKGS="-p loadgen" && ECHO_PEERS=""
 if [ "${SKIP_BUILD:-0}" != 1 ]; then
-  echo "compare.sh: building loadgen + peers (release)"
+  echo "compare.sh: building $([ "$ONLY_CLUSTER" = 1 ] && echo loadgen || echo "loadgen + peers") (release)"
   (cd "$ROOT" && cargo build --release -q $PEER_PKGS) || die "build of loadgen/peers failed: cargo build --release $PEER_PKGS"
   if [[ " $ECHO_PEERS " == *" ws "* ]]; then
     (cd "$ROOT" && cargo build --release -q -p ws-echo) ||
       { echo "compare.sh: WARNING: ws-echo (ws 0.9) did not build; dropping the ws peer" >&2; echo "ws-echo did not build: skipped" >> "$OUT/skipped.txt"; }
   fi
-  echo "compare.sh: building wsmio examples (release)"
-  if ! (cd "$ROOT" && cargo build --release -q --examples); then
+  if [ "$ONLY_CLUSTER" = 1 ]; then
+    : # the cluster suite needs only the hub binary (below)
+  elif echo "compare.sh: building wsmio examples (release)"; ! (cd "$ROOT" && cargo build --release -q --examples); then
     if [ -n "${WSMIO_ECHO_CMD:-}${WSMIO_ECHO_BIN:-}" ] && [ -n "${WSMIO_BCAST_CMD:-}${WSMIO_BCAST_BIN:-}" ]; then
       echo "compare.sh: WARNING: 'cargo build --release --examples' failed; continuing with the WSMIO_* overrides" >&2
     else
@@ -236,7 +261,7 @@ stop_server() {
 cleanup() {
   [ -n "$LPID" ] && kill "$LPID" 2>/dev/null && wait "$LPID" 2>/dev/null
   LPID=""
-  stop_server
+  if [ -n "${CL_PIDS:-}" ]; then stop_cluster; else stop_server; fi
 }
 trap cleanup EXIT
 trap 'echo "compare.sh: interrupted" >&2; cleanup; exit 130' INT TERM
@@ -273,7 +298,7 @@ run_lg() { # scen tmo args...
     else
       # the counters that made ok=0
       local k v bad=""
-      for k in verify_errors closed gaps missing stalled errors unfinished timeouts open_at_end; do
+      for k in verify_errors closed gaps missing stalled errors unfinished timeouts open_at_end unacked seq_mismatch; do
         v=$(get "$k"); case $v in ""|0) ;; *) bad+="$k=$v " ;; esac
       done
       why="${bad}${why}"
@@ -304,6 +329,179 @@ echo_args() {
     "$EN") echo "--conns $SCALE_CONNS --size 20 --depth 4 --src-ips 16 --connect-timeout 60" ;;
     *) return 1 ;;
   esac
+}
+
+# ------------------------------------------------------------------ cluster
+# The cluster suite runs several processes at once (a redis-server of its
+# own, two hub nodes): their PIDs are in CL_PIDS (stopped by PID, nodes
+# first, then Redis), Redis's data directory is a fresh temporary one.
+CLUSTER_SCEN=${CLUSTER_SCEN:-"clat c100 cN cack"}
+CLUSTER_RATE=${CLUSTER_RATE:-10000}
+CLUSTER_LAT_SUBS=${CLUSTER_LAT_SUBS:-10}
+CLUSTER_WINDOW=${CLUSTER_WINDOW:-256}
+CLUSTER_ACK_PUBS=${CLUSTER_ACK_PUBS:-4}
+CLUSTER_ACK_WINDOW=${CLUSTER_ACK_WINDOW:-64}
+CACK_REDIS_CPU=${CACK_REDIS_CPU:-1}
+CLUSTER_REDIS_CPU=${CLUSTER_REDIS_CPU:-0}
+REDIS_SERVER=${REDIS_SERVER:-redis-server}
+CN="c$(kname "$FAN_BIG")"
+CLUSTER_SCEN=${CLUSTER_SCEN//cN/$CN}
+CL_PIDS=""; CL_REDIS_PID=""; CL_REDIS_DIR=""
+free_port() { while port_busy "$NEXT_PORT"; do NEXT_PORT=$((NEXT_PORT + 1)); done; FP=$NEXT_PORT; NEXT_PORT=$((NEXT_PORT + 1)); }
+# start a process pinned to a CPU, its output in a log; sets BG_PID
+start_bg() { # cpu log cmd...
+  local cpu=$1 log=$2; shift 2
+  echo "# $*" > "$log"
+  taskset -c "$cpu" "$@" >> "$log" 2>&1 &
+  BG_PID=$!
+  CL_PIDS="$CL_PIDS $BG_PID"
+}
+stop_pid() { # pid [seconds before KILL]
+  local p=$1 n=$(( ${2:-3} * 10 )) i
+  [ -n "$p" ] || return 0
+  kill -TERM "$p" 2>/dev/null
+  for i in $(seq "$n"); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
+  kill -0 "$p" 2>/dev/null && kill -KILL "$p" 2>/dev/null
+  wait "$p" 2>/dev/null
+}
+stop_cluster() {
+  local p
+  for p in $CL_PIDS; do [ "$p" = "$CL_REDIS_PID" ] || stop_pid "$p" 8; done
+  stop_pid "$CL_REDIS_PID" 5
+  CL_PIDS=""; CL_REDIS_PID=""; SPID=""
+  [ -n "$CL_REDIS_DIR" ] && [ -d "$CL_REDIS_DIR" ] && rm -rf -- "$CL_REDIS_DIR"
+  CL_REDIS_DIR=""
+}
+cl_alive() { local p; for p in $CL_PIDS; do kill -0 "$p" 2>/dev/null || return 1; done; }
+redis_ping() { # port -> 0 if Redis answers PONG
+  python3 - "$1" <<'PY' 2>/dev/null
+import socket, sys
+s = socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=1)
+s.sendall(b"PING\r\n")
+sys.exit(0 if s.recv(64).startswith(b"+PONG") else 1)
+PY
+}
+http_get() { # url -> body on stdout; fails unless 200
+  python3 - "$1" <<'PY' 2>/dev/null
+import sys, urllib.request
+sys.stdout.write(urllib.request.urlopen(sys.argv[1], timeout=3).read().decode())
+PY
+}
+wait_ready() { # pid port -> 0 once /readyz says 200 (the engine reached Redis)
+  local i
+  for i in $(seq 150); do
+    kill -0 "$1" 2>/dev/null || return 1
+    http_get "http://127.0.0.1:$2/readyz" > /dev/null && return 0
+    sleep 0.1
+  done
+  return 1
+}
+# a hub node: engine (memory|redis) name cpu -> sets BG_PID, FP (its port)
+start_node() {
+  local engine=$1 name=$2 cpu=$3 extra=""
+  free_port
+  [ "$engine" = redis ] && extra="--engine redis --redis-url redis://127.0.0.1:$CL_REDIS_PORT/0"
+  NSTART=$((NSTART + 1))
+  # shellcheck disable=SC2086
+  WSMIO_AUTH_SECRET=$CL_SECRET start_bg "$cpu" "$OUT/server-$NSTART-cluster-$engine-$name.log" \
+    "$WSMIO_HUB_BIN" serve --listen "127.0.0.1:$FP" --node "$name" $WSMIO_HUB_ARGS $extra
+  wait_ready "$BG_PID" "$FP" || { echo "compare.sh: hub node $name ($engine) not ready within 15 s (log $OUT/server-$NSTART-cluster-$engine-$name.log)" >&2; return 1; }
+}
+# engine -> starts its processes; sets CL_PUB (port of the publishers' node),
+# CL_SUB (subscribers' node), CL_PUB_PID, CL_SUB_PID, CL_WATCH (--watch list)
+start_cluster() {
+  local engine=$1
+  CL_SECRET=$(od -An -N24 -tx1 /dev/urandom | tr -d ' \n')
+  if [ "$engine" = memory ]; then
+    start_node memory M 0 || { stop_cluster; return 1; }
+    CL_PUB=$FP; CL_SUB=$FP; CL_PUB_PID=$BG_PID; CL_SUB_PID=$BG_PID
+    CL_WATCH="node=$BG_PID"
+  else
+    CL_REDIS_DIR=$(mktemp -d "${TMPDIR:-/tmp}/wsmio-bench-redis.XXXXXX") || return 1
+    free_port; CL_REDIS_PORT=$FP
+    start_bg "$CLUSTER_REDIS_CPU" "$OUT/redis-$r.log" "$REDIS_SERVER" --port "$CL_REDIS_PORT" --bind 127.0.0.1 --dir "$CL_REDIS_DIR" \
+      --appendonly yes --appendfsync everysec --save '' --daemonize no
+    CL_REDIS_PID=$BG_PID
+    local i up=0
+    for i in $(seq 100); do
+      kill -0 "$CL_REDIS_PID" 2>/dev/null || break
+      redis_ping "$CL_REDIS_PORT" && { up=1; break; }
+      sleep 0.1
+    done
+    [ "$up" = 1 ] || { echo "compare.sh: redis-server did not answer on port $CL_REDIS_PORT (log $OUT/redis-$r.log)" >&2; stop_cluster; return 1; }
+    start_node redis A 0 || { stop_cluster; return 1; }
+    CL_PUB=$FP; CL_PUB_PID=$BG_PID
+    start_node redis B 0 || { stop_cluster; return 1; }
+    CL_SUB=$FP; CL_SUB_PID=$BG_PID
+    CL_WATCH="nodeA=$CL_PUB_PID,nodeB=$CL_SUB_PID,redis=$CL_REDIS_PID"
+  fi
+  CL_TOKEN=$(WSMIO_AUTH_SECRET=$CL_SECRET "$WSMIO_HUB_BIN" token --user bench --ttl 86400) || { stop_cluster; return 1; }
+  # run_lg drives SPORT (the subscribers' node) and reports SPID's CPU
+  SPORT=$CL_SUB; SPID=$CL_SUB_PID; SNAME="cluster-$engine"
+}
+cluster_args() { # scenario -> loadgen arguments
+  case $1 in
+    clat) echo "--conns $CLUSTER_LAT_SUBS --publishers 1 --rate $CLUSTER_RATE" ;;
+    c100) echo "--conns 100 --publishers 1 --window $CLUSTER_WINDOW" ;;
+    "$CN") echo "--conns $FAN_BIG --publishers 1 --window $CLUSTER_WINDOW --src-ips 16 --connect-timeout 60" ;;
+    cack) echo "--conns 1 --publishers $CLUSTER_ACK_PUBS --window $CLUSTER_ACK_WINDOW --acks" ;;
+    *) return 1 ;;
+  esac
+}
+# Redis round trips per publish etc. from two /metrics snapshots of node A
+engine_delta() { # before after -> "rt_per_pub cmds_per_rt rt_mean_us publishes round_trips"
+  python3 - "$1" "$2" <<'PY'
+import sys
+def read(p):
+    m = {}
+    try:
+        for l in open(p):
+            if l.startswith("wsmio_engine_") and " " in l:
+                k, v = l.rsplit(" ", 1)
+                m[k] = float(v)
+    except OSError:
+        pass
+    return m
+a, b = read(sys.argv[1]), read(sys.argv[2])
+d = lambda k: b[k] - a[k] if k in a and k in b else None
+pubs, rts = d("wsmio_engine_publishes_total"), d("wsmio_engine_round_trip_seconds_count")
+cmds, rsum = d("wsmio_engine_commands_total"), d("wsmio_engine_round_trip_seconds_sum")
+f = lambda x, y, s: s % (x / y) if x is not None and y else "na"
+print(f(rts, pubs, "%.4f"), f(cmds, rts, "%.1f"), f(rsum * 1e6 if rsum is not None else None, rts, "%.0f"),
+      "%d" % pubs if pubs is not None else "na", "%d" % rts if rts is not None else "na")
+PY
+}
+# Redis's own accounting (INFO commandstats): "cmdstat_evalsha calls=... usec=..."
+redis_stats() { # port -> one "name calls usec" line per command
+  python3 - "$1" <<'PY' 2>/dev/null
+import re, socket, sys
+s = socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=2)
+s.sendall(b"INFO commandstats\r\n")
+buf = b""
+while True:
+    if buf.startswith(b"$") and b"\r\n" in buf:
+        n = int(buf[1:buf.index(b"\r\n")])
+        if len(buf) >= buf.index(b"\r\n") + 2 + n:
+            break
+    c = s.recv(65536)
+    if not c:
+        break
+    buf += c
+for m in re.finditer(rb"cmdstat_([a-z|]+):calls=(\d+),usec=(\d+)", buf):
+    print(m.group(1).decode(), m.group(2).decode(), m.group(3).decode())
+PY
+}
+# Redis's time per publish script (us) and in the XRANGE inside it, when publish
+# scripts (one XADD each) are at least 90 % of the scripts run (presence scripts
+# of many subscribers' joins and leaves would be counted in otherwise); wall time
+# inside Redis, so it includes preemption when Redis shares its core
+redis_delta() { # before after -> "script_us_per_call xrange_us_per_call"
+  awk 'NR == FNR { c[$1] = $2; u[$1] = $3; next } { dc[$1] = $2 - c[$1]; du[$1] = $3 - u[$1] }
+       END { n = dc["evalsha"]; x = dc["xadd"]
+             if (n > 0 && x >= 0.9 * n) printf "%.1f %.1f\n", du["evalsha"] / n, du["xrange"] / x; else print "na na" }' "$1" "$2" 2>/dev/null || echo "na na"
+}
+mget() { # metrics file, name -> value or na
+  awk -v k="$2" '$1 == k { print $2; f = 1 } END { if (!f) print "na" }' "$1" 2>/dev/null || echo na
 }
 
 # ------------------------------------------------------------------ settle
@@ -349,12 +547,22 @@ done
   echo "override_echo=$OV_ECHO"
   echo "override_bcast=$OV_BCAST"
   echo "override_hub=$OV_HUB"
+  echo "cluster_scen=$CLUSTER_SCEN"
+  echo "cn=$CN"
+  echo "cluster_rate=$CLUSTER_RATE"
+  echo "cluster_lat_subs=$CLUSTER_LAT_SUBS"
+  echo "cluster_window=$CLUSTER_WINDOW"
+  echo "cluster_ack_pubs=$CLUSTER_ACK_PUBS"
+  echo "cluster_ack_window=$CLUSTER_ACK_WINDOW"
+  echo "cack_redis_cpu=$CACK_REDIS_CPU"
+  echo "cluster_redis_cpu=$CLUSTER_REDIS_CPU"
 } > "$OUT/machine.txt"
 
 T_START=$(date +%s)
 printf "round\tpeer\tscen\tmsgs_per_s\tMB_per_s\tp50_us\tp99_us\tp999_us\tserver_cpu\tclient_cpu\tok\tserver_user\ttcp_segs\ttcp_data_segs\ttcp_delayed_acks\n" > "$OUT/echo/results.tsv"
 printf "round\tpeer\tcycles_per_s\ths_p50_us\tp50_us\tp99_us\terrors\tno_fin\tserver_fds_start\tserver_fds_end\tserver_cpu\tok\n" > "$OUT/echo/churn.tsv"
 printf "peer\trss_start_kb\trss_idle_kb\tconns_open\tkb_per_conn\tround\tok\n" > "$OUT/echo/rss.tsv"
+printf "round\tengine\tscen\tsubs\tpublishers\twindow\trate\tpublishes_per_s\tdeliveries_per_s\tp50_us\tp99_us\tp999_us\tacks_per_s\tack_p50_us\tack_p99_us\tpace_p99_us\tcpu_pub_node\tcpu_sub_node\tcpu_redis\tclient_cpu\trt_per_pub\tcmds_per_rt\trt_mean_us\tengine_publishes\tround_trips\tfills\tlost\tengine_errors\tack_no_epoch\tgaps\tmissing\tverify_errors\tsent_per_s\tredis_script_us\tredis_xrange_us\tok\n" > "$OUT/cluster/results.tsv"
 printf "round\tpeer\tscen\tsubs\twindow\tpublishes_per_s\tdeliveries_per_s\tp50_us\tp99_us\tp999_us\tserver_cpu\tclient_cpu\tns_per_delivery\tcore_busy\tcore_irq\tgaps\tmissing\tverify_errors\tok\n" > "$OUT/fanout/results.tsv"
 
 ECHO_SERVERS=""; FAN_SERVERS=""
@@ -372,6 +580,20 @@ if [[ " $SUITES " == *" fanout "* ]]; then
   if [[ " $FAN_SERVERS " != *" wsmio-"* ]]; then
     echo "compare.sh: WARNING: neither wsmio examples/broadcast nor the hub is available: the fanout suite is skipped" >&2
     SUITES=$(echo " $SUITES " | sed 's/ fanout / /')
+  fi
+fi
+if [[ " $SUITES " == *" cluster "* ]]; then
+  why=""
+  if [ ! -x "$WSMIO_HUB_BIN" ]; then why="cluster: hub not built: skipped (no $WSMIO_HUB_BIN)"
+  elif ! command -v "$REDIS_SERVER" > /dev/null 2>&1; then why="cluster: $REDIS_SERVER not found: skipped (Debian: apt-get install -y redis-server)"
+  elif [ -n "${WSMIO_HUB_CMD:-}" ]; then why="cluster: WSMIO_HUB_CMD is set; the cluster suite runs only WSMIO_HUB_BIN (wsmio serve): skipped"
+  fi
+  if [ -n "$why" ]; then
+    echo "compare.sh: $why" >&2
+    echo "$why" >> "$OUT/skipped.txt"
+    SUITES=$(echo " $SUITES " | sed 's/ cluster / /')
+  else
+    echo "redis_version=$("$REDIS_SERVER" --version | grep -oE 'v=[^ ]+' | cut -d= -f2)" >> "$OUT/machine.txt"
   fi
 fi
 [ -n "$(echo $SUITES)" ] || die "no wsmio server to compare (see the 'skipped' lines above); build wsmio or set WSMIO_*_BIN / WSMIO_*_CMD"
@@ -462,6 +684,58 @@ for r in $(seq 1 "$ROUNDS"); do
         sleep 0.2
       done
       stop_server
+      sleep 0.3
+    done
+  fi
+  # ---------------------------------------------------------------- cluster
+  if [[ " $SUITES " == *" cluster "* ]]; then
+    for eng in $(order "$r" memory redis); do
+      if ! start_cluster "$eng"; then echo "cluster ($eng engine) failed to start in round $r: its rows are missing" >> "$OUT/notes.txt"; continue; fi
+      for s in $CLUSTER_SCEN; do
+        if ! cl_alive; then
+          echo "compare.sh: WARNING: a process of the $eng cluster died (crashed?), restarting it; logs: $OUT/server-*-cluster-$eng-*.log $OUT/redis-$r.log" >&2
+          echo "a process of the $eng cluster died during round $r (before $s); logs in $OUT" >> "$OUT/notes.txt"
+          stop_cluster
+          start_cluster "$eng" || break
+        fi
+        ca=$(cluster_args "$s") || { echo "compare.sh: unknown cluster scenario '$s'" >&2; continue; }
+        pre="$OUT/cluster/metrics-r$r-$eng-$s"
+        http_get "http://127.0.0.1:$CL_PUB/metrics" > "$pre-pub-before.txt"
+        # cack: Redis moves to CPU CACK_REDIS_CPU (with the light generator), so
+        # that the node and Redis each have a core and either can be the bound
+        [ "$eng" = redis ] && redis_stats "$CL_REDIS_PORT" > "$pre-redis-before.txt"
+        moved=0
+        if [ "$s" = cack ] && [ "$eng" = redis ] && [ "$CACK_REDIS_CPU" != "$CLUSTER_REDIS_CPU" ]; then
+          taskset -a -cp "$CACK_REDIS_CPU" "$CL_REDIS_PID" > /dev/null && moved=1
+        fi
+        # shellcheck disable=SC2086
+        run_lg "$s" "$(fsum "$WARMUP" "$DUR" "$DRAIN" 150)" --mode fanout --hub --size 64 $ca \
+          --pub-port "$CL_PUB" --topic "bench-r$r-$s" --expect-engine "$eng" --token "$CL_TOKEN" \
+          --watch "$CL_WATCH" --duration "$DUR" --warmup "$WARMUP" --drain "$DRAIN"
+        [ "$moved" = 1 ] && taskset -a -cp "$CLUSTER_REDIS_CPU" "$CL_REDIS_PID" > /dev/null
+        http_get "http://127.0.0.1:$CL_PUB/metrics" > "$pre-pub-after.txt"
+        [ "$CL_SUB" != "$CL_PUB" ] && http_get "http://127.0.0.1:$CL_SUB/metrics" > "$pre-sub-after.txt"
+        read -r rtpp cpr rtus epubs erts <<< "$(engine_delta "$pre-pub-before.txt" "$pre-pub-after.txt")"
+        rsus=na; rxus=na
+        if [ "$eng" = redis ]; then
+          redis_stats "$CL_REDIS_PORT" > "$pre-redis-after.txt"
+          read -r rsus rxus <<< "$(redis_delta "$pre-redis-before.txt" "$pre-redis-after.txt")"
+          cpub=$(get cpu_nodeA_pct); csub=$(get cpu_nodeB_pct); cred=$(get cpu_redis_pct)
+          fills=$(mget "$pre-sub-after.txt" wsmio_engine_fills_total); lost=$(mget "$pre-sub-after.txt" wsmio_engine_lost_total)
+          eerr=$(grep -E '^wsmio_engine_errors_total' "$pre-pub-after.txt" "$pre-sub-after.txt" 2>/dev/null | awk '{ s += $2 } END { print s + 0 }')
+        else
+          cpub=$(get cpu_node_pct); csub=$cpub; cred=na; fills=na; lost=na; eerr=na
+        fi
+        printf "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n" \
+          "$r" "$eng" "$s" "$(get subs)" "$(get publishers)" "$(get window)" "$(get rate)" "$(get publishes_per_s)" \
+          "$(get deliveries_per_s)" "$(get p50_us)" "$(get p99_us)" "$(get p999_us)" "$(get acks_per_s)" "$(get ack_p50_us)" \
+          "$(get ack_p99_us)" "$(get pace_p99_us)" "$cpub" "$csub" "$cred" "$(get client_cpu_pct)" "$rtpp" "$cpr" "$rtus" \
+          "$epubs" "$erts" "$fills" "$lost" "$eerr" "$(get ack_no_epoch)" "$(get gaps)" "$(get missing)" "$(get verify_errors)" \
+          "$(get sent_per_s)" "$rsus" "$rxus" "$(get ok)" >> "$OUT/cluster/results.tsv"
+        echo "round $r cluster-$eng $s: deliv/s=$(get deliveries_per_s) pub/s=$(get publishes_per_s) acks/s=$(get acks_per_s) p50=$(get p50_us)us p99=$(get p99_us)us cpu pub/sub/redis/gen=$cpub/$csub/$cred/$(get client_cpu_pct)% rt/pub=$rtpp redis us/script=$rsus ok=$(get ok)"
+        sleep 0.2
+      done
+      stop_cluster
       sleep 0.3
     done
   fi

@@ -4,9 +4,11 @@
 usage: compare_report.py OUT_DIR [--root REPO] [--md BENCHMARKS.md|none]
 
 Reads OUT_DIR/{machine.txt, skipped.txt, notes.txt, echo/results.tsv, echo/churn.tsv,
-echo/rss.tsv, fanout/results.tsv, details-*.md}, prints the wsmio-vs-peer table
-(median over rounds, [min-max], ratio wsmio/peer of the medians) and replaces the
-"## Latest run" section of the markdown file with it (the file is created if missing).
+echo/rss.tsv, fanout/results.tsv, cluster/results.tsv, details-*.md}, prints the
+wsmio-vs-peer table (median over rounds, [min-max], ratio wsmio/peer of the medians) and
+replaces the "## Latest run" section of the markdown file with it (the file is created if
+missing) when the run had the echo, rss or fanout suite; the cluster suite's table (memory vs
+Redis engine, goals) replaces "### Latest cluster run" in "## Cluster (Redis engine)".
 Medians use only the runs that passed verification (ok=1), as in the reference harness.
 """
 import csv
@@ -178,6 +180,207 @@ def scaling_table(echo, servers, en, nm):
             pair(s, "pure_ack_share", pct), pair(s, "segs_per_msg", lambda x: "%.2f" % x),
             pair(s, "server_user_ns_per_msg", lambda x: "%.0f" % x)))
     return "\n".join(out)
+
+
+# ---------------------------------------------------------------- cluster
+CLUSTER_SECTION = "## Cluster (Redis engine)"
+CLUSTER_SUB = "### Latest cluster run"
+
+
+def cluster_report(out, m):
+    """The cluster suite's table (memory engine vs Redis engine, same run),
+    with the goals of the cluster issue and whether the medians meet them."""
+    rows = load(os.path.join(out, "cluster", "results.tsv"))
+    if not rows:
+        return None
+    cn = m.get("cn", "c5k")
+    fb = m.get("fan_big", "5000")
+    rate = m.get("cluster_rate", "10000")
+    lat_subs = m.get("cluster_lat_subs", "10")
+    win = m.get("cluster_window", "256")
+    ack_pubs = m.get("cluster_ack_pubs", "4")
+    ack_win = m.get("cluster_ack_window", "64")
+    rcpu = m.get("cack_redis_cpu", "1")
+    ccpu = m.get("cluster_redis_cpu", "0")
+    # CPU ns per delivery of the node that fans out (memory: the one node; Redis: node B)
+    # and Redis CPU us per publish (from /proc: its CPU share / publishes sent)
+    for r in rows:
+        d, c = num(r.get("deliveries_per_s")), num(r.get("cpu_sub_node"))
+        if d and c is not None:
+            r["sub_ns_per_delivery"] = "%.0f" % (c / 100.0 * 1e9 / d)
+        p, rc = num(r.get("sent_per_s")), num(r.get("cpu_redis"))
+        if p and rc is not None:
+            r["redis_us_per_pub"] = "%.1f" % (rc / 100.0 * 1e6 / p)
+        # each core's total: the servers' core 0 and the generator's core 1
+        # (Redis sits on CACK_REDIS_CPU in cack)
+        a, b, g = num(r.get("cpu_pub_node")), num(r.get("cpu_sub_node")), num(r.get("client_cpu"))
+        if r.get("engine") == "memory":
+            r["cpu0"], r["cpu1"] = a, g
+        elif None not in (a, b, rc, g):
+            red1 = (rcpu if r.get("scen") == "cack" else ccpu) != "0"
+            r["cpu0"] = a + b + (0 if red1 else rc)
+            r["cpu1"] = g + (rc if red1 else 0)
+
+    def c(key, eng, scen, fmt=human):
+        rs = [r for r in rows if r.get("engine") == eng and r.get("scen") == scen]
+        return Cell([num(r.get(key)) for r in rs if r.get("ok") == "1"], len(rs), fmt)
+
+    us = lambda x: "%.0f" % x if x >= 100 else "%.1f" % x
+    pct = lambda x: "%.0f %%" % x
+    f2 = lambda x: "%.3f" % x if x < 1 else "%.2f" % x
+    f1 = lambda x: "%.1f" % x
+    lines = ["| scenario | metric | memory engine (1 node) | Redis engine (node A → Redis → node B) | Redis/memory | goal | met? |",
+             "|---|---|---|---|---|---|---|"]
+
+    def row(label, metric, key, scen, fmt=human, goal="", check=None, ratio_goal=None, mem=True, show_ratio=True):
+        a = c(key, "memory", scen, fmt) if mem else Cell([], 0)
+        b = c(key, "redis", scen, fmt)
+        if a.total == 0 and b.total == 0:
+            return
+        rt = ratio(b, a) if mem and show_ratio else ""
+        met = ""
+        if ratio_goal is not None and a.med is not None and b.med is not None and a.med:
+            met = "**yes**" if b.med / a.med >= ratio_goal else "**no**"
+            # On an idle machine the memory engine's fan-out saturates a core
+            # (its node or the generator); if neither was busy, other work
+            # took the CPUs and the ratio says nothing.
+            busy = [x for x in (c("cpu0", "memory", scen).med, c("cpu1", "memory", scen).med) if x is not None]
+            if busy and max(busy) < 80:
+                met = "not judged: the memory runs were starved (busiest core %.0f %%)" % max(busy)
+        elif check is not None and b.med is not None:
+            met = "**yes**" if check(b.med) else "**no**"
+        lines.append("| %s | %s | %s | %s | %s | %s | %s |" % (
+            label, metric, a.text() if mem else "—", b.text(), rt, goal, met))
+
+    L = "clat: %s publishes/s paced, %s subs" % (human(num(rate) or 0), lat_subs)
+    row(L, "publish→delivery p50 µs ↓", "p50_us", "clat", us)
+    row(L, "publish→delivery p99 µs ↓", "p99_us", "clat", us, "p99 ≤ 2 ms", lambda v: v <= 2000)
+    row(L, "publish→delivery p99.9 µs ↓", "p999_us", "clat", us)
+    row(L, "generator's send lag p99 µs (sanity)", "pace_p99_us", "clat", us, show_ratio=False)
+    row(L, "Redis round trips per publish", "rt_per_pub", "clat", f2, mem=False)
+    row(L, "node A's mean Redis round trip µs (one pipeline)", "rt_mean_us", "clat", us, mem=False)
+    for scen, subs in (("c100", "100"), (cn, fb)):
+        L = "%s: fan-out %s subs on B, 1 publisher on A, W %s" % (scen, subs, win)
+        row(L, "deliveries/s ↑", "deliveries_per_s", scen, human, "≥ 0.7× memory", ratio_goal=0.7)
+        row(L, "publishes/s ↑", "publishes_per_s", scen, human)
+        row(L, "p99 µs ↓ (includes the window's queueing)", "p99_us", scen, us)
+        row(L, "fan-out node CPU ns/delivery ↓", "sub_ns_per_delivery", scen, human)
+        row(L, "Redis round trips per publish", "rt_per_pub", scen, f2, "well under 1 (≤ 0.1)",
+            lambda v: v <= 0.1, mem=False)
+    L = "cack: %s publishers with ids, %s acks outstanding each, 1 sub on B" % (ack_pubs, ack_win)
+    row(L, "acked publishes/s ↑", "acks_per_s", "cack", human, "≥ 50,000/s", lambda v: v >= 50000)
+    row(L, "publish→ack p50 µs ↓", "ack_p50_us", "cack", us)
+    row(L, "publish→ack p99 µs ↓", "ack_p99_us", "cack", us)
+    row(L, "Redis round trips per publish", "rt_per_pub", "cack", f2, "well under 1 (≤ 0.1)",
+        lambda v: v <= 0.1, mem=False)
+    row(L, "commands per round trip (pipeline length)", "cmds_per_rt", "cack", f1, mem=False)
+    row(L, "node A's mean Redis round trip µs (one pipeline)", "rt_mean_us", "cack", us, mem=False)
+    row(L, "Redis time per publish script, µs (INFO commandstats)", "redis_script_us", "cack", f1, mem=False)
+    row(L, "… of which the XRANGE inside it, µs", "redis_xrange_us", "cack", f1, mem=False)
+    row(L, "Redis CPU µs per publish (/proc)", "redis_us_per_pub", "cack", f1, mem=False)
+    table = "\n".join(lines)
+
+    # CPU of every process per scenario (what bounds each figure)
+    cpu = ["CPU use over the measured window, medians (100 %% = one core; servers on CPU 0 and the "
+           "generator on CPU 1, except Redis: CPU %s, in cack CPU %s):" % (ccpu, rcpu), "",
+           "| scenario | engine | publishers' node | subscribers' node | Redis | generator | CPU 0 total | CPU 1 total |",
+           "|---|---|---|---|---|---|---|---|"]
+    scens = [s for s in m.get("cluster_scen", "clat c100 %s cack" % cn).split() if any(r.get("scen") == s for r in rows)]
+    for s in scens:
+        for eng in ("memory", "redis"):
+            if not any(r.get("engine") == eng and r.get("scen") == s for r in rows):
+                continue
+            g = lambda k: c(k, eng, s, pct).text()
+            if eng == "memory":
+                cpu.append("| %s | memory | %s (one node) | (same) | — | %s | %s | %s |" % (
+                    s, g("cpu_pub_node"), g("client_cpu"), g("cpu0"), g("cpu1")))
+            else:
+                cpu.append("| %s | redis | %s | %s | %s | %s | %s | %s |" % (
+                    s, g("cpu_pub_node"), g("cpu_sub_node"), g("cpu_redis"), g("client_cpu"), g("cpu0"), g("cpu1")))
+    # what went wrong, and what the nodes noticed
+    bad, odd = [], []
+    for r in rows:
+        if r.get("ok") != "1":
+            bad.append("round %s %s %s (gaps=%s missing=%s verify_errors=%s)" % (
+                r["round"], r["engine"], r["scen"], r.get("gaps") or "?", r.get("missing") or "?", r.get("verify_errors") or "?"))
+        for k, what in (("fills", "history fills on node B (Redis pub/sub dropped messages, recovered from history)"),
+                        ("lost", "deliveries lost on node B (reported as gap)"),
+                        ("engine_errors", "engine errors on the nodes (wsmio_engine_errors_total)"),
+                        ("ack_no_epoch", "pub acks with an empty epoch")):
+            v = num(r.get(k))
+            if v:
+                odd.append("round %s %s %s: %d %s" % (r["round"], r["engine"], r["scen"], v, what))
+    rep = []
+    mode = m.get("mode", "?")
+    rep.append("Run %s, `SUITES=cluster bench/compare.sh%s` (%s mode): %s round(s), %s s measured per run after %s s warm-up; "
+               "Redis %s (AOF on, appendfsync everysec), two hub nodes and the memory-engine node started fresh per round; "
+               "the nodes on CPU 0, Redis on CPU %s (CPU %s in cack), the load generator on CPU 1. Wall time %s s." % (
+                   m.get("date", "?"), " --quick" if mode == "quick" else "", mode, m.get("rounds", "?"), m.get("dur", "?"),
+                   m.get("warmup", "?"), m.get("redis_version", "?"), ccpu, rcpu, m.get("elapsed_s", "?")))
+    try:
+        busy = float(m.get("loadavg_before", "0").split()[0])
+    except ValueError:
+        busy = 0.0
+    if busy > 0.5:
+        rep.append("")
+        rep.append("**WARNING: the machine was not idle when the run started (1-min load average %.2f): other work "
+                   "competes for the two CPUs, so the figures are unreliable.**" % busy)
+    if mode == "quick":
+        rep.append("")
+        rep.append("**Quick mode: short runs%s — indicative only.**" % (
+            "" if fb == "5000" else ", %s instead of 5,000 subscribers in %s" % (fb, cn)))
+    rep.append("")
+    rep.append("Machine: %s%s, %s CPUs, %s; wsmio commit %s; load average before/after: %s / %s." % (
+        m.get("cpu", "?"), (" (%s guest)" % m["hypervisor"]) if m.get("hypervisor") else "", m.get("nproc", "?"),
+        m.get("kernel", "?"), m.get("git", "?"), m.get("loadavg_before", "?"), m.get("loadavg_after", "?")))
+    rep.append("")
+    rep.append("Median over rounds [min–max] of the runs that passed verification (every subscriber got every "
+               "publish once, in order, with consecutive topic seqs following its sub ack; every ack named an "
+               "outstanding publish once and agreed with the deliveries' seq). \"met?\" judges the Redis medians.")
+    rep.append("")
+    rep.append(table)
+    rep.append("")
+    rep.append("\n".join(cpu))
+    rep.append("")
+    if bad:
+        rep.append("Runs that failed verification or did not complete (left out of the medians):")
+        rep.extend("- %s" % b for b in bad)
+        rep.append("")
+    if odd:
+        rep.append("Noted by the nodes or the generator:")
+        rep.extend("- %s" % o for o in odd)
+        rep.append("")
+    rep.append("Raw results: `%s/cluster/` (results.tsv; every run's /metrics before/after and Redis INFO "
+               "commandstats), server logs in `%s`." % (out, out))
+    return "\n".join(rep)
+
+
+def put_cluster_section(md, body):
+    """Replace the "### Latest cluster run" part of the cluster section
+    (created at the end of the file if missing); the rest of the section
+    (method, analysis) is kept."""
+    sub = CLUSTER_SUB + "\n\n" + body + "\n"
+    old = open(md).read() if os.path.exists(md) else "# Benchmarks\n"
+    ls = old.split("\n")
+    start = next((k for k, l in enumerate(ls) if l.strip() == CLUSTER_SECTION), None)
+    if start is None:
+        new = old.rstrip("\n") + "\n\n" + CLUSTER_SECTION + "\n\n" + \
+            "Measured by `SUITES=cluster bench/compare.sh` (bench/README.md); the part below is rewritten by every run.\n\n" + sub
+    else:
+        end = next((k for k in range(start + 1, len(ls)) if re.match(r"^#{1,2} ", ls[k])), len(ls))
+        s = next((k for k in range(start + 1, end) if ls[k].strip() == CLUSTER_SUB), None)
+        if s is None:
+            head, tail = ls[:end], ls[end:]
+            while head and not head[-1].strip():
+                head.pop()
+            new = "\n".join(head) + "\n\n" + sub + ("\n" + "\n".join(tail) if tail else "")
+        else:
+            e = next((k for k in range(s + 1, end) if re.match(r"^#{1,3} ", ls[k])), end)
+            tail = ls[e:]
+            new = "\n".join(ls[:s]) + "\n" + sub + ("\n" + "\n".join(tail) if tail else "")
+    with open(md, "w") as f:
+        f.write(new)
+    print("wrote section \"%s\" / \"%s\" of %s" % (CLUSTER_SECTION[3:], CLUSTER_SUB[4:], md))
 
 
 def main():
@@ -381,12 +584,23 @@ def main():
             txt = re.sub(r"(?m)^#{2,3} ", "#### ", txt)  # never end our section early
             det.append("<details><summary>%s</summary>\n\n%s\n\n</details>" % (title, txt))
 
-    print()
-    print("=" * 78)
-    print(body)
-    print("=" * 78)
+    suites = m.get("suites", "echo rss fanout").split()
+    classic = any(x in suites for x in ("echo", "rss", "fanout")) or not suites
+    cl = cluster_report(out, m) if "cluster" in suites else None
+    if classic:
+        print()
+        print("=" * 78)
+        print(body)
+        print("=" * 78)
+    if cl:
+        print()
+        print("=" * 78)
+        print(cl)
+        print("=" * 78)
+        if md and md != "none":
+            put_cluster_section(md, cl)
 
-    if md and md != "none":
+    if md and md != "none" and classic:
         section = SECTION + "\n\n" + body + "\n\n" + "\n\n".join(det) + "\n"
         if os.path.exists(md):
             old = open(md).read()

@@ -18,7 +18,10 @@
 //!         every message any client sends to ALL connected clients, the sender
 //!         included.  See `mod fanout notes` below (search "FANOUT MODE").
 //!         With --hub: the same measurement against the wsmio hub's JSON
-//!         protocol on /ws (subscribe, publish, `msg` deliveries): hubfan.rs.
+//!         protocol on /ws (subscribe, publish, `msg` deliveries): hubfan.rs,
+//!         which also drives hub clusters (publishers on one node, subscribers
+//!         on others: --pub-port, --sub-ports), paced publishing (--rate),
+//!         publishes with acks (--acks) and other processes' CPU (--watch).
 //!   churn connection churn: open a connection, upgrade it, close it (close
 //!         handshake, then wait for the server's TCP FIN), over and over, at
 //!         most --conns cycles in flight, optionally paced to --rate cycles/s,
@@ -72,6 +75,20 @@ struct Opts {
     path: String,
     /// hub: token appended as ?token=
     token: String,
+    /// hub: publishers are `--publishers` extra connections to this port that
+    /// never subscribe (0: the last P subscribers publish, as before)
+    pub_port: u16,
+    /// hub: ports the subscribers connect to, round robin (default: --port)
+    sub_ports: Vec<u16>,
+    /// hub: every publish carries an `id`; `--window` bounds the acks outstanding
+    acks: bool,
+    /// hub: the topic (default "bench")
+    topic: String,
+    /// hub: the `engine` every welcome must name ("": not checked)
+    expect_engine: String,
+    /// hub: processes whose CPU use over the measured window is reported
+    /// (`cpu_<name>_pct`)
+    watch: Vec<(String, u32)>,
 }
 
 fn usage() -> ! {
@@ -85,6 +102,8 @@ fn usage() -> ! {
          \x20              churn mode: --mode churn [--conns N in flight] [--rate R/s (0 = max)]\n\
          \x20              [--cycle-timeout S=5] [--drain S=3] [--src-ips K] [--path /p]\n\
          \x20              wsmio hub (JSON on /ws): --mode fanout --hub [--path /ws] [--token JWT] [--size B>=40]\n\
+         \x20              [--topic T] [--pub-port P] [--sub-ports P1,P2] [--rate R publishes/s (paced)]\n\
+         \x20              [--acks] [--expect-engine memory|redis] [--watch name=PID,...]\n\
          Loopback targets only (127.0.0.0/8). duration/hold are capped at 600 s."
     );
     std::process::exit(2)
@@ -118,6 +137,12 @@ fn parse_opts() -> Opts {
         hub: false,
         path: String::new(),
         token: String::new(),
+        pub_port: 0,
+        sub_ports: Vec::new(),
+        acks: false,
+        topic: "bench".into(),
+        expect_engine: String::new(),
+        watch: Vec::new(),
     };
     let args: Vec<String> = std::env::args().skip(1).collect();
     let mut i = 0;
@@ -156,6 +181,27 @@ fn parse_opts() -> Opts {
             "--hub" => o.hub = true,
             "--path" => o.path = val(&mut i),
             "--token" => o.token = val(&mut i),
+            "--pub-port" => o.pub_port = val(&mut i).parse().unwrap_or_else(|_| usage()),
+            "--sub-ports" => {
+                o.sub_ports = val(&mut i)
+                    .split(',')
+                    .map(|p| p.trim().parse().unwrap_or_else(|_| usage()))
+                    .collect()
+            }
+            "--acks" => o.acks = true,
+            "--topic" => o.topic = val(&mut i),
+            "--expect-engine" => o.expect_engine = val(&mut i),
+            "--watch" => {
+                for w in val(&mut i).split(',').filter(|w| !w.is_empty()) {
+                    let (n, p) = w.split_once('=').unwrap_or_else(|| usage());
+                    let ok =
+                        !n.is_empty() && n.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
+                    match (ok, p.parse::<u32>()) {
+                        (true, Ok(pid)) => o.watch.push((n.to_string(), pid)),
+                        _ => usage(),
+                    }
+                }
+            }
             _ => usage(),
         }
         i += 1;
@@ -173,11 +219,11 @@ fn parse_opts() -> Opts {
     if o.mode == "fanout" {
         if o.size < fanout::HDR
             || o.publishers == 0
-            || o.publishers > o.conns
+            || (o.publishers > o.conns && o.pub_port == 0)
             || o.window == 0
             || o.window > 65536
         {
-            eprintln!("loadgen: fanout needs --size >= {}, 1 <= --publishers <= --conns, 1 <= --window <= 65536", fanout::HDR);
+            eprintln!("loadgen: fanout needs --size >= {}, 1 <= --publishers <= --conns (unless --pub-port), 1 <= --window <= 65536", fanout::HDR);
             std::process::exit(2);
         }
         o.binary = true;
@@ -200,6 +246,29 @@ fn parse_opts() -> Opts {
         eprintln!(
             "loadgen: --hub needs --mode fanout and --size >= 40; --path must start with '/'"
         );
+        std::process::exit(2);
+    }
+    let hub_only = o.pub_port != 0
+        || (o.rate > 0.0 && o.mode == "fanout")
+        || !o.sub_ports.is_empty()
+        || o.acks
+        || o.topic != "bench"
+        || !o.expect_engine.is_empty()
+        || !o.watch.is_empty();
+    if hub_only && !o.hub {
+        eprintln!("loadgen: --pub-port, --sub-ports, --acks, --topic, --expect-engine, --watch (and --rate in fanout mode) are for --hub only");
+        std::process::exit(2);
+    }
+    // the topic goes into JSON unescaped and is matched byte for byte
+    if o.topic.is_empty()
+        || o.topic.len() > 128
+        || !o
+            .topic
+            .bytes()
+            .all(|b| b.is_ascii_graphic() && b != b'"' && b != b'\\')
+        || o.sub_ports.contains(&0)
+    {
+        eprintln!("loadgen: --topic must be 1-128 printable ASCII bytes without quotes or backslashes; ports must not be 0");
         std::process::exit(2);
     }
     if !o.path.is_empty() && !o.hub && (o.mode != "churn" || !o.path.starts_with('/')) {
