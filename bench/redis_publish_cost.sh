@@ -9,13 +9,16 @@
 # The cluster suite (compare.sh, scenario cack) finds Redis's CPU to be what
 # bounds the publishes one node can push through it; this says which part of
 # the script that CPU goes to. Variants:
-#   engine              the script as the engine runs it
-#   no-age-scan         without the per-publish XRANGE of the 16 oldest entries
-#                       (and the XTRIM it may lead to) that drops entries older
-#                       than --history-age
-#   age-scan-count-1    the age scan looking at the oldest entry only
-#   reference           counter + XADD MAXLEN ~ 1000 + PUBLISH, the shape measured
-#                       in /work/shared/ANCHORS.md (no epoch, no TTLs, no age limit)
+#   engine              the publish script as the engine runs it for one publish
+#   no-age-scan         without the age scan (every 16th publish: an XRANGE of
+#                       the 16 oldest entries and the XTRIM it may lead to, which
+#                       drops entries older than --history-age)
+#   batch16             the publish_batch script with 16 publishes of one topic
+#                       in one run (what the engine sends for publishes of one
+#                       topic that wait in the same pipeline); per publish
+#   reference           counter + XADD MAXLEN ~ 1000 + PUBLISH, the shape the
+#                       project's notes on the anchors measured (no epoch, no
+#                       TTLs, no age limit)
 # Each runs with a history already full (--history-len 100 entries, as after the
 # first 100 publishes of a topic), one subscriber on the channel (a node), 20
 # clients with 16 calls pipelined each (a node pipelines its publishes).
@@ -59,16 +62,15 @@ if not m:
     sys.exit(1)
 engine = m.group(1)
 open(out + "/engine.lua", "w").write(engine)
+b = re.search(r'const PUBLISH_BATCH: &str = r#"(.*?)"#;', open(src).read(), re.S)
+if b:
+    open(out + "/batch16.lua", "w").write(b.group(1))
 # the age scan: from the XRANGE of the front to the end of `if cut then ... end`
 scan = re.search(r"\n[ \t]*local front = redis\.call\('XRANGE'.*?\n[ \t]*if cut then.*?\n[ \t]*end\n", engine, re.S)
 if scan:
     open(out + "/no-age-scan.lua", "w").write(engine[:scan.start()] + "\n" + engine[scan.end():])
 else:
     print("note: no age scan found in the script: variant no-age-scan skipped", file=sys.stderr)
-if "'COUNT', 16)" in engine:
-    open(out + "/age-scan-count-1.lua", "w").write(engine.replace("'COUNT', 16)", "'COUNT', 1)"))
-else:
-    print("note: no XRANGE ... COUNT 16 in the script: variant age-scan-count-1 skipped", file=sys.stderr)
 open(out + "/reference.lua", "w").write("""
 local seq = redis.call('HINCRBY', KEYS[1], 's', 1)
 local msg = ARGV[3] .. seq .. ',"epoch":"' .. ARGV[2] .. '"' .. ARGV[4]
@@ -95,21 +97,29 @@ SPID=$!
 # the arguments the engine passes (wire.rs keys, Delivery::parts around seq and epoch)
 HEAD='{"type":"msg","topic":"cost","seq":'
 TAIL=',"node":"A","from":"bench","ts":1796436000150,"data":"00000000000000000000000000000000000000ABCDEFGHIJKLMNOPQRSTUVWXYZ"}'
-ARGS=(2 wsmio:m:cost wsmio:h:cost "$CH" 0123456789ab "$HEAD" "$TAIL" 0123456789ab.1 100 600000 86400000)
+ARGS=(3 wsmio:m:cost wsmio:h:cost "wsmio:i:\x1f" "$CH" 0123456789ab "$HEAD" "$TAIL" 0123456789ab.1 100 600000 86400000 "" 300000 cost)
+# publish_batch: 16 publishes per run
+BATCH=16
+BARGS=(2 wsmio:m:cost wsmio:h:cost "$CH" 0123456789ab 100 600000 86400000 "$BATCH")
+for i in $(seq "$BATCH"); do BARGS+=("$HEAD" "$TAIL" "0123456789ab.$i"); done
 ticks() { awk '{ print $14 + $15 }' "/proc/$RPID/stat"; }
 echo "redis_publish_cost.sh: $("$REDIS_SERVER" --version | grep -oE 'v=[^ ]+'), $N calls per variant, 20 clients x 16 pipelined; load average $(cut -d' ' -f1-3 /proc/loadavg)"
-printf "%-18s %12s %22s %24s\n" variant "calls/s" "Redis CPU us/call" "Redis us/call (INFO)"
-for v in engine no-age-scan age-scan-count-1 reference; do
+printf "%-18s %14s %24s %24s\n" variant "publishes/s" "Redis CPU us/publish" "Redis us/call (INFO)"
+for v in engine no-age-scan batch16 reference; do
   [ -f "$TMP/$v.lua" ] || continue
+  args=("${ARGS[@]}"); per=1
+  [ "$v" = batch16 ] && { args=("${BARGS[@]}"); per=$BATCH; }
   sha=$(redis-cli -p "$PORT" script load "$(cat "$TMP/$v.lua")") || die "SCRIPT LOAD of $v failed"
   redis-cli -p "$PORT" del wsmio:m:cost wsmio:h:cost > /dev/null
   # a full history first (100 entries), as on a topic past its first 100 publishes
-  taskset -c 0 redis-benchmark -p "$PORT" -n 200 -c 1 -q evalsha "$sha" "${ARGS[@]}" > /dev/null 2>&1
+  taskset -c 0 redis-benchmark -p "$PORT" -n 200 -c 1 -q evalsha "$sha" "${args[@]}" > /dev/null 2>&1
   redis-cli -p "$PORT" config resetstat > /dev/null
   t0=$(ticks)
-  rps=$(taskset -c 0 redis-benchmark -p "$PORT" -n "$N" -c 20 -P 16 -q evalsha "$sha" "${ARGS[@]}" 2>&1 |
+  n=$((N / per))
+  rps=$(taskset -c 0 redis-benchmark -p "$PORT" -n "$n" -c 20 -P 16 -q evalsha "$sha" "${args[@]}" 2>&1 |
         tr '\r' '\n' | grep -oE '[0-9.]+ requests per second' | tail -1 | cut -d' ' -f1)
   t1=$(ticks)
   info=$(redis-cli -p "$PORT" info commandstats | grep -oE 'cmdstat_evalsha:calls=[0-9]+,usec=[0-9]+,usec_per_call=[0-9.]+' | grep -oE 'usec_per_call=[0-9.]+' | cut -d= -f2)
-  printf "%-18s %12s %22s %24s\n" "$v" "${rps:-?}" "$(python3 -c "import sys; print('%.1f' % ((int(sys.argv[2]) - int(sys.argv[1])) * 1e4 / int(sys.argv[3])))" "$t0" "$t1" "$N")" "${info:-?}"
+  pps=$(python3 -c "import sys; print('%.0f' % (float(sys.argv[1]) * int(sys.argv[2])))" "${rps:-0}" "$per")
+  printf "%-18s %14s %24s %24s\n" "$v" "$pps" "$(python3 -c "import sys; print('%.1f' % ((int(sys.argv[2]) - int(sys.argv[1])) * 1e4 / int(sys.argv[3])))" "$t0" "$t1" "$N")" "${info:-?}"
 done

@@ -136,8 +136,12 @@ impl Hub {
                 self.engine.render_metrics(&mut text);
                 HttpResponse::new(200, "text/plain; version=0.0.4", text.into_bytes())
             }
-            "/wsmio.js" => HttpResponse::new(200, "text/javascript; charset=utf-8", CLIENT_JS.as_bytes().to_vec())
-                .with_header("Cache-Control", "no-cache"),
+            "/wsmio.js" => HttpResponse::new(
+                200,
+                "text/javascript; charset=utf-8",
+                CLIENT_JS.as_bytes().to_vec(),
+            )
+            .with_header("Cache-Control", "no-cache"),
             p if p == self.config.ws_path => self.probe(req),
 
             _ => HttpResponse::text(404, "not found"),

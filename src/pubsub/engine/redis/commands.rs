@@ -344,6 +344,8 @@ impl EpochSource {
 /// An operation in the pipeline and what its reply answers.
 enum Sent {
     Publish(u64),
+    /// Publishes of one topic in one run, in seq order.
+    PublishBatch(String, Vec<u64>),
     /// One ack of a batch; `last` ends the batch.
     Ack {
         last: bool,
@@ -373,13 +375,22 @@ fn round_trip(
     let mut pipe = redis::pipe();
     let mut sent = Vec::with_capacity(batch.len() + 1);
     let mut kept = Vec::with_capacity(batch.len());
-    for c in batch {
-        for (cmd, what) in commands(&c, s, scripts, epochs) {
+    let mut i = 0;
+    while i < batch.len() {
+        let group = publish_group(&batch[i..]);
+        if group > 1 {
+            let (cmd, what) = publish_batch(&batch[i..i + group], s, scripts, epochs);
             pipe.add_command(cmd);
             sent.push(what);
+        } else {
+            for (cmd, what) in commands(&batch[i], s, scripts, epochs) {
+                pipe.add_command(cmd);
+                sent.push(what);
+            }
         }
-        kept.push(c);
+        i += group.max(1);
     }
+    kept.extend(batch);
     if heartbeat {
         let now = super::wall_ms();
         let hb = evalsha(&scripts.heartbeat, &[s.keys.nodes()])
@@ -426,6 +437,22 @@ fn round_trip(
             s.stats.errors.server.fetch_add(1, Ordering::Relaxed);
             log::warn!("redis: {e:?}");
         }
+        if let Sent::PublishBatch(topic, ns) = what {
+            let first = position_reply_rev(&v);
+            for (i, n) in ns.into_iter().enumerate() {
+                let result = match &first {
+                    Some((first, epoch)) => Ok(Published {
+                        seq: first + i as u64,
+                        epoch: epoch.clone(),
+                        duplicate: false,
+                        topic: topic.clone(),
+                    }),
+                    None => Err(EngineError::Unavailable { maybe_stored: true }),
+                };
+                replies.push(Reply::Published { n, result });
+            }
+            continue;
+        }
         if let Sent::Ack { last } = what {
             refused += usize::from(!matches!(v, Value::Int(1)));
             if last {
@@ -449,6 +476,74 @@ fn evalsha(script: &redis::Script, keys: &[String]) -> Cmd {
         c.arg(k);
     }
     c
+}
+
+/// Publishes sent as one `publish_batch` run at most, and their bytes.
+const GROUP_MAX: usize = 64;
+const GROUP_MAX_BYTES: usize = 256 * 1024;
+
+/// How many commands at the front of `cs` are publishes of one topic
+/// without an idempotency key (a keyed one runs alone: its check and its
+/// receipt are per publish), within [`GROUP_MAX`] and
+/// [`GROUP_MAX_BYTES`].
+fn publish_group(cs: &[Command]) -> usize {
+    let Some(Command::Publish {
+        topic,
+        idempotency: None,
+        ..
+    }) = cs.first()
+    else {
+        return 0;
+    };
+    let mut bytes = 0;
+    cs.iter()
+        .take(GROUP_MAX)
+        .take_while(|c| match c {
+            Command::Publish {
+                topic: t,
+                idempotency: None,
+                head,
+                tail,
+                ..
+            } if t == topic => {
+                bytes += head.len() + tail.len();
+                bytes <= GROUP_MAX_BYTES
+            }
+            _ => false,
+        })
+        .count()
+}
+
+/// One `publish_batch` run for the publishes `group` (see
+/// [`publish_group`]).
+fn publish_batch(
+    group: &[Command],
+    s: &Setup,
+    scripts: &Scripts,
+    epochs: &mut EpochSource,
+) -> (Cmd, Sent) {
+    let k = &s.keys;
+    let Some(Command::Publish { topic, .. }) = group.first() else {
+        unreachable!("publish_group counts publishes only")
+    };
+    let mut cmd = evalsha(&scripts.publish_batch, &[k.meta(topic), k.history(topic)]);
+    cmd.arg(k.channel(topic))
+        .arg(epochs.next())
+        .arg(s.history_len)
+        .arg(s.history_age_ms)
+        .arg(s.meta_ttl_ms)
+        .arg(group.len());
+    let mut ns = Vec::with_capacity(group.len());
+    for c in group {
+        if let Command::Publish {
+            n, tag, head, tail, ..
+        } = c
+        {
+            cmd.arg(head.as_slice()).arg(tail.as_slice()).arg(tag);
+            ns.push(*n);
+        }
+    }
+    (cmd, Sent::PublishBatch(topic.clone(), ns))
 }
 
 /// The Redis commands for `c`.
@@ -609,7 +704,9 @@ fn reply(what: Sent, v: Value) -> Option<Reply> {
             Value::Int(0) => Reply::Rejoin,
             _ => return None,
         },
-        Sent::Presence | Sent::Wake | Sent::Goodbye | Sent::Ack { .. } => return None,
+        Sent::Presence | Sent::Wake | Sent::Goodbye | Sent::Ack { .. } | Sent::PublishBatch(..) => {
+            return None
+        }
     })
 }
 
@@ -658,6 +755,12 @@ fn acked_reply(v: &Value) -> Option<Option<(String, u64)>> {
             Some(Some((epoch.to_string(), seq.parse().ok()?)))
         }
     }
+}
+
+/// `{seq, epoch}` (`publish_batch`: the first seq).
+fn position_reply_rev(v: &Value) -> Option<(u64, String)> {
+    let Value::Array(a) = v else { return None };
+    Some((int(a.first()?)?, string(a.get(1)?.clone())?))
 }
 
 /// `{epoch, seq}`.

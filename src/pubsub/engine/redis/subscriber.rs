@@ -187,25 +187,41 @@ fn listen(
             continue; // left already
         }
         s.stats.messages.fetch_add(1, Ordering::Relaxed);
-        let ev = match ChannelMsg::parse(msg.get_payload_bytes()) {
+        let parsed = ChannelMsg::parse(msg.get_payload_bytes());
+        if let Some(ChannelMsg::Batch {
+            first,
+            epoch,
+            entries,
+        }) = &parsed
+        {
+            for (i, (tag, text)) in entries.iter().enumerate() {
+                let seq = first + i as u64;
+                let Some(arrival) = arrival(topic, seq, epoch, tag, text) else {
+                    continue;
+                };
+                let ev = SubEvent::Delivery {
+                    topic: topic.to_string(),
+                    arrival,
+                };
+                if !send(ev) {
+                    return End::Stop;
+                }
+            }
+            continue;
+        }
+        let ev = match parsed {
             Some(ChannelMsg::Delivery {
                 seq,
                 epoch,
                 tag,
                 text,
             }) => {
-                let Ok(text) = std::str::from_utf8(text) else {
-                    log::warn!("redis: delivery {seq} on {topic} is not UTF-8; dropped");
+                let Some(arrival) = arrival(topic, seq, epoch, tag, text) else {
                     continue;
                 };
                 SubEvent::Delivery {
                     topic: topic.to_string(),
-                    arrival: Arrival {
-                        seq,
-                        epoch: epoch.to_string(),
-                        frame: Frame::text(text),
-                        tag: tag.to_string(),
-                    },
+                    arrival,
                 }
             }
             Some(ChannelMsg::Presence { joined, user, .. }) => SubEvent::Presence {
@@ -213,10 +229,25 @@ fn listen(
                 user: user.to_string(),
                 joined,
             },
-            None => continue,
+            Some(ChannelMsg::Batch { .. }) | None => continue,
         };
         if !send(ev) {
             return End::Stop;
         }
     }
+}
+
+/// A delivery framed once, here (a JSON text is UTF-8: anything else is
+/// dropped, logged).
+fn arrival(topic: &str, seq: u64, epoch: &str, tag: &str, text: &[u8]) -> Option<Arrival> {
+    let Ok(text) = std::str::from_utf8(text) else {
+        log::warn!("redis: delivery {seq} on {topic} is not UTF-8; dropped");
+        return None;
+    };
+    Some(Arrival {
+        seq,
+        epoch: epoch.to_string(),
+        frame: Frame::text(text),
+        tag: tag.to_string(),
+    })
 }

@@ -19,6 +19,10 @@
 //! A channel message is one of
 //! - `d{seq},{epoch},{tag},{delivery JSON}`: a delivery (the tag names the
 //!   node instance and publish that sent it: `{instance}.{n}`);
+//! - `b{first},{epoch},{n}` followed by `n` times `,{tag},{length}:{delivery
+//!   JSON}`: deliveries `first..first+n-1` published together (one script
+//!   run, see `scripts.rs`); the length (bytes) delimits each, as a
+//!   payload may hold any byte of JSON text;
 //! - `j{ts},{user}` / `l{ts},{user}`: a user joined / left (`ts`: wall-clock
 //!   ms of the node that saw it).
 
@@ -111,6 +115,15 @@ pub enum ChannelMsg<'a> {
         /// The delivery JSON.
         text: &'a [u8],
     },
+    /// Deliveries `first..` published together.
+    Batch {
+        /// Seq of the first.
+        first: u64,
+        /// Their epoch.
+        epoch: &'a str,
+        /// Each one's tag and delivery JSON, in seq order.
+        entries: Vec<(&'a str, &'a [u8])>,
+    },
     /// A user's first connection anywhere subscribed (`joined`), or its
     /// last one left.
     Presence {
@@ -141,6 +154,7 @@ impl ChannelMsg<'_> {
                     text,
                 })
             }
+            b'b' => ChannelMsg::batch(rest),
             b'j' | b'l' => {
                 let rest = std::str::from_utf8(rest).ok()?;
                 let (ts, user) = rest.split_once(',')?;
@@ -152,6 +166,40 @@ impl ChannelMsg<'_> {
             }
             _ => None,
         }
+    }
+}
+
+impl<'a> ChannelMsg<'a> {
+    /// `{first},{epoch},{n}` then `n` times `,{tag},{length}:{bytes}`.
+    fn batch(rest: &'a [u8]) -> Option<ChannelMsg<'a>> {
+        let mut parts = rest.splitn(3, |&b| b == b',');
+        let first = std::str::from_utf8(parts.next()?).ok()?.parse().ok()?;
+        let epoch = std::str::from_utf8(parts.next()?).ok()?;
+        let tail = parts.next()?;
+        let n_end = tail.iter().position(|&b| b == b',').unwrap_or(tail.len());
+        let n: usize = std::str::from_utf8(&tail[..n_end]).ok()?.parse().ok()?;
+        let mut rest = &tail[n_end..];
+        // Each entry takes at least 5 bytes: never trust `n` for memory.
+        let mut entries = Vec::with_capacity(n.min(rest.len() / 5));
+        for _ in 0..n {
+            rest = rest.strip_prefix(b",")?;
+            let tag_end = rest.iter().position(|&b| b == b',')?;
+            let tag = std::str::from_utf8(&rest[..tag_end]).ok()?;
+            rest = &rest[tag_end + 1..];
+            let len_end = rest.iter().position(|&b| b == b':')?;
+            let len: usize = std::str::from_utf8(&rest[..len_end]).ok()?.parse().ok()?;
+            rest = &rest[len_end + 1..];
+            if rest.len() < len {
+                return None;
+            }
+            entries.push((tag, &rest[..len]));
+            rest = &rest[len..];
+        }
+        rest.is_empty().then_some(ChannelMsg::Batch {
+            first,
+            epoch,
+            entries,
+        })
     }
 }
 
@@ -205,6 +253,29 @@ mod tests {
             ChannelMsg::parse(b"l5,bob"),
             Some(ChannelMsg::Presence { joined: false, .. })
         ));
+        let b = ChannelMsg::parse(b"b7,ep,2,n.1,2:{},n.2,7:[\",\n:\"]").unwrap();
+        assert_eq!(
+            b,
+            ChannelMsg::Batch {
+                first: 7,
+                epoch: "ep",
+                entries: vec![("n.1", &b"{}"[..]), ("n.2", &b"[\",\n:\"]"[..])],
+            }
+        );
+        for bad in [
+            &b"b7,ep,2,n.1,2:{}"[..], // one entry short
+            b"b7,ep,1,n.1,5:{}",      // shorter than its length
+            b"b7,ep,1,n.1,2:{}x",     // bytes after the last
+            b"b7,ep,1,n.1,x:{}",
+            b"b,ep,1,n.1,2:{}",
+        ] {
+            assert_eq!(
+                ChannelMsg::parse(bad),
+                None,
+                "{:?}",
+                String::from_utf8_lossy(bad)
+            );
+        }
         for bad in [
             &b""[..],
             b"x1",
