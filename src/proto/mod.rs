@@ -10,6 +10,8 @@
 //! 6. [`sender`] — framing outgoing data, control replies, close.
 //! 7. [`handshake`] — the opening handshake (§4).
 //! 8. [`connection`] — all of it joined, with the automatic replies.
+//! 9. [`extension`] — `Sec-WebSocket-Extensions` and the permessage-deflate
+//!    negotiation (RFC 7692 §5, §7.1).
 //!
 //! Every MUST of RFC 6455 that applies after the handshake is enforced in
 //! `frame::check_first_bytes`, `frame::decode_header`, `Receiver::start_frame`,
@@ -19,6 +21,7 @@
 pub mod close;
 pub mod connection;
 pub mod error;
+pub mod extension;
 pub mod frame;
 pub mod handshake;
 pub mod limits;
