@@ -11,7 +11,8 @@
 //! 7. [`handshake`] — the opening handshake (§4).
 //! 8. [`connection`] — all of it joined, with the automatic replies.
 //! 9. [`extension`] — `Sec-WebSocket-Extensions` and the permessage-deflate
-//!    negotiation (RFC 7692 §5, §7.1).
+//!    negotiation (RFC 7692 §5, §7.1); `deflate` (feature `deflate`) — the
+//!    per-message compressor and decompressor (RFC 7692 §6, §7.2).
 //!
 //! Every MUST of RFC 6455 that applies after the handshake is enforced in
 //! `frame::check_first_bytes`, `frame::decode_header`, `Receiver::start_frame`,
@@ -20,6 +21,8 @@
 
 pub mod close;
 pub mod connection;
+#[cfg(feature = "deflate")]
+pub mod deflate;
 pub mod error;
 pub mod extension;
 pub mod frame;
