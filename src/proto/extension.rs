@@ -513,24 +513,16 @@ impl Offer {
 
     /// The `Sec-WebSocket-Extensions` value for this offer.
     pub fn header_value(&self) -> String {
-        let mut s = String::from(PERMESSAGE_DEFLATE);
-        if self.server_no_context_takeover {
-            s.push_str("; server_no_context_takeover");
-        }
-        if self.client_no_context_takeover {
-            s.push_str("; client_no_context_takeover");
-        }
-        if let Some(b) = self.server_max_window_bits {
-            let _ = write!(s, "; server_max_window_bits={b}");
-        }
-        match self.client_max_window_bits {
-            ClientWindowBits::Absent => {}
-            ClientWindowBits::Supported => s.push_str("; client_max_window_bits"),
-            ClientWindowBits::Hint(b) => {
-                let _ = write!(s, "; client_max_window_bits={b}");
-            }
-        }
-        s
+        header_value(
+            self.server_no_context_takeover,
+            self.client_no_context_takeover,
+            self.server_max_window_bits,
+            match self.client_max_window_bits {
+                ClientWindowBits::Absent => None,
+                ClientWindowBits::Supported => Some(None),
+                ClientWindowBits::Hint(b) => Some(Some(b)),
+            },
+        )
     }
 }
 
@@ -567,21 +559,36 @@ impl Response {
 
     /// The `Sec-WebSocket-Extensions` value for this response.
     pub fn header_value(&self) -> String {
-        let mut s = String::from(PERMESSAGE_DEFLATE);
-        if self.server_no_context_takeover {
-            s.push_str("; server_no_context_takeover");
-        }
-        if self.client_no_context_takeover {
-            s.push_str("; client_no_context_takeover");
-        }
-        if let Some(b) = self.server_max_window_bits {
-            let _ = write!(s, "; server_max_window_bits={b}");
-        }
-        if let Some(b) = self.client_max_window_bits {
+        header_value(
+            self.server_no_context_takeover,
+            self.client_no_context_takeover,
+            self.server_max_window_bits,
+            self.client_max_window_bits.map(Some),
+        )
+    }
+}
+
+/// `permessage-deflate` and its parameters, in the RFC's order;
+/// `client_max_window_bits`: absent, without a value, or with one.
+fn header_value(snct: bool, cnct: bool, smwb: Option<u8>, cmwb: Option<Option<u8>>) -> String {
+    let mut s = String::from(PERMESSAGE_DEFLATE);
+    if snct {
+        s.push_str("; server_no_context_takeover");
+    }
+    if cnct {
+        s.push_str("; client_no_context_takeover");
+    }
+    if let Some(b) = smwb {
+        let _ = write!(s, "; server_max_window_bits={b}");
+    }
+    match cmwb {
+        None => {}
+        Some(None) => s.push_str("; client_max_window_bits"),
+        Some(Some(b)) => {
             let _ = write!(s, "; client_max_window_bits={b}");
         }
-        s
     }
+    s
 }
 
 /// What one end wants from permessage-deflate, in its own terms (outgoing:
