@@ -4,12 +4,15 @@
 Run from anywhere: `python3 fuzz/gen_corpus.py`. The seeds are small and
 meaningful: RFC 6455 §1.2/§4 handshakes, the §5.7 sample frames, fragmented
 messages with interleaved control frames, close frames, and a few violations
-the receiver must reject. Each target's input layout is described at the top
+the receiver must reject; RFC 7692 §7.2.3 payloads, zlib's output and bombs
+for `inflate`; browsers' and Autobahn's offers and bad parameters for
+`extensions`. Each target's input layout is described at the top
 of its fuzz_targets/<target>.rs.
 """
 import os
 import shutil
 import struct
+import zlib
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 CORPUS = os.path.join(HERE, "corpus")
@@ -41,6 +44,23 @@ GOOD_RESPONSE = (
     b"Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n"
     b"Sec-WebSocket-Protocol: chat\r\n\r\n"
 )
+
+
+# RFC 7692 §7.2.3.1: "Hello" compressed, tail removed.
+RFC_HELLO = bytes([0xF2, 0x48, 0xCD, 0xC9, 0xC9, 0x07, 0x00])
+HUB_JSON = (
+    b'{"type":"msg","topic":"room.1","seq":42,"epoch":"9f3c1a2b4d5e","node":"local",'
+    b'"from":"alice","ts":1763900000000,"data":{"text":"hello there, see you at noon"}}'
+)
+
+
+def raw_deflate(data, level=6):
+    """A permessage-deflate payload: raw DEFLATE, sync-flushed, the
+    0x00 0x00 0xff 0xff tail removed (RFC 7692 §7.2.1)."""
+    c = zlib.compressobj(level, zlib.DEFLATED, -15)
+    out = c.compress(data) + c.flush(zlib.Z_SYNC_FLUSH)
+    assert out.endswith(b"\x00\x00\xff\xff")
+    return out[:-4]
 
 
 def frame(opcode, payload=b"", fin=True, key=ZERO_KEY, rsv=0, length=None):
@@ -177,6 +197,73 @@ def seeds():
         ("overlong", b"\x02abc\xc0\xaf\xe0\x80\xaf"),
         ("truncated", b"\x01ok\xe2\x82"),
         ("ascii-then-ff", b"\x04" + b"12345678901234567890\xff"),
+    ]
+    # inflate: mode (even: arbitrary payload; odd: round trip with settings),
+    # limit index (0, 1, 5, 100, 1000, 4096, 64 KiB, 1 MiB), cut count,
+    # payload. RFC 7692 §7.2.3 examples, zlib's own output, bombs, damage.
+    out["inflate"] = [
+        ("rfc-hello", b"\x00\x07\x00" + RFC_HELLO),
+        ("rfc-hello-cut", b"\x00\x07\x03" + RFC_HELLO),
+        ("rfc-hello-limit-5", b"\x00\x02\x01" + RFC_HELLO),
+        ("rfc-hello-limit-1", b"\x00\x01\x00" + RFC_HELLO),
+        ("rfc-second-hello-no-context", b"\x00\x07\x00" + bytes([0xF2, 0x00, 0x11, 0x00, 0x00])),
+        ("rfc-stored-block", b"\x00\x07\x02" + bytes([0x00, 0x05, 0x00, 0xFA, 0xFF]) + b"Hello\x00"),
+        ("rfc-bfinal", b"\x00\x07\x01" + bytes([0xF3, 0x48, 0xCD, 0xC9, 0xC9, 0x07, 0x00, 0x00])),
+        ("rfc-bfinal-then-block", b"\x00\x07\x02" + bytes([0xF3, 0x48, 0xCD, 0xC9, 0xC9, 0x07, 0x00]) + raw_deflate(b" world")),
+        (
+            "rfc-two-blocks",
+            b"\x00\x07\x02"
+            + bytes([0xF2, 0x48, 0x05, 0x00, 0x00, 0x00, 0xFF, 0xFF, 0xCA, 0xC9, 0xC9, 0x07, 0x00]),
+        ),
+        ("json-dynamic-huffman", b"\x00\x06\x05" + raw_deflate(HUB_JSON * 4, level=9)),
+        ("empty-message", b"\x00\x00\x00\x00"),
+        ("bomb-1mib-limit-4096", b"\x00\x05\x00" + raw_deflate(bytes(1 << 20), level=9)),
+        ("zeros-64k-at-limit", b"\x00\x06\x02" + raw_deflate(bytes(65536), level=9)),
+        ("zeros-64k-plus-one", b"\x00\x06\x02" + raw_deflate(bytes(65537), level=9)),
+        ("reserved-block-type", b"\x00\x07\x00\xff\xff\xff"),
+        ("stored-len-mismatch", b"\x00\x07\x00\x00\x05\x00\x00\x00"),
+        ("round-trip-json-window-8", b"\x01\x00\x03" + HUB_JSON),
+        ("round-trip-json-context-15", b"\xff\x00\x05" + HUB_JSON * 3),
+        ("round-trip-level-0", b"\x0d\x00\x02" + HUB_JSON),
+        ("round-trip-binary", b"\xb3\x00\x07" + bytes(range(256)) * 2),
+    ]
+
+    # extensions: server config byte, client config byte, header values
+    # separated by \n. Browsers' offers, Autobahn's, every bad parameter,
+    # and responses for the client role.
+    pmd = b"permessage-deflate"
+    out["extensions"] = [
+        ("chrome-offer", b"\x00\x00" + pmd + b"; client_max_window_bits"),
+        ("firefox-offer", b"\x03\x03" + pmd),
+        ("context-takeover-both", b"\x03\x03" + pmd + b"; client_max_window_bits"),
+        (
+            "every-parameter",
+            b"\x1c\x41" + pmd + b"; server_no_context_takeover; client_no_context_takeover; "
+            b"server_max_window_bits=10; client_max_window_bits=12",
+        ),
+        ("server-window-8", b"\x00\x00" + pmd + b"; client_max_window_bits; server_max_window_bits=8"),
+        (
+            "autobahn-13-7",
+            b"\x00\x00" + pmd + b"; client_no_context_takeover; client_max_window_bits; "
+            b"server_no_context_takeover; server_max_window_bits=8, " + pmd
+            + b"; client_no_context_takeover; client_max_window_bits; server_no_context_takeover, "
+            + pmd + b"; client_no_context_takeover; client_max_window_bits",
+        ),
+        ("quoted-values", b"\x00\x00" + pmd + b'; server_max_window_bits="9"; client_max_window_bits="1\\0"'),
+        ("several-fields", b"\x00\x00x-webkit-deflate-frame\n" + pmd + b"; foo, " + pmd + b"\n, ,"),
+        ("duplicate-param", b"\x00\x00" + pmd + b"; server_no_context_takeover; server_no_context_takeover"),
+        ("value-on-flag", b"\x00\x00" + pmd + b"; client_no_context_takeover=1"),
+        ("bits-out-of-range", b"\x00\x00" + pmd + b"; server_max_window_bits=16, " + pmd + b"; client_max_window_bits=08"),
+        ("bits-missing-value", b"\x00\x00" + pmd + b"; server_max_window_bits"),
+        ("unterminated-quote", b"\x00\x00" + pmd + b'; server_max_window_bits="10'),
+        ("quoted-not-token", b"\x00\x00" + pmd + b'; server_max_window_bits="1 0"'),
+        (
+            "response-full",
+            b"\x00\x60" + pmd + b"; server_no_context_takeover; client_no_context_takeover; "
+            b"server_max_window_bits=9; client_max_window_bits=8",
+        ),
+        ("response-two-extensions", b"\x00\x00" + pmd + b", " + pmd),
+        ("response-client-bits-no-value", b"\x00\x00" + pmd + b"; client_max_window_bits"),
     ]
     return out
 

@@ -12,6 +12,9 @@
 //! 8. [`connection`] — the protocol core: receiver and sender joined, with
 //!    the automatic replies, under both front-ends (the buffered
 //!    [`Connection`] and the reactor).
+//! 9. [`extension`] — `Sec-WebSocket-Extensions` and the permessage-deflate
+//!    negotiation (RFC 7692 §5, §7.1); `deflate` (feature `deflate`) — the
+//!    per-message compressor and decompressor (RFC 7692 §6, §7.2).
 //!
 //! Every MUST of RFC 6455 that applies after the handshake is enforced in
 //! `frame::check_first_bytes`, `frame::decode_header`, `Receiver::start_frame`,
@@ -21,7 +24,10 @@
 
 pub mod close;
 pub mod connection;
+#[cfg(feature = "deflate")]
+pub mod deflate;
 pub mod error;
+pub mod extension;
 pub mod frame;
 pub mod handshake;
 pub mod limits;
