@@ -57,16 +57,24 @@ trap 'exit 130' INT TERM
 python3 - "$SRC" "$TMP" <<'PY' || die "could not read the publish script from $SRC"
 import re, sys
 src, out = sys.argv[1], sys.argv[2]
-m = re.search(r'const PUBLISH: &str = r#"(.*?)"#;', open(src).read(), re.S)
-if not m:
+text = open(src).read()
+def script(name):
+    # `const NAME: &str = concat!(lua_topic!(), r#"..."#);` or a plain r#"..."#
+    common = re.search(r'macro_rules! lua_topic \{\s*\(\) => \{\s*r#"(.*?)"#', text, re.S)
+    m = re.search(r'const ' + name + r': &str = concat!\(\s*lua_topic!\(\),\s*r#"(.*?)"#\s*\);', text, re.S)
+    if m and common:
+        return common.group(1) + m.group(1)
+    m = re.search(r'const ' + name + r': &str = r#"(.*?)"#;', text, re.S)
+    return m.group(1) if m else None
+engine = script("PUBLISH")
+if not engine:
     sys.exit(1)
-engine = m.group(1)
 open(out + "/engine.lua", "w").write(engine)
-b = re.search(r'const PUBLISH_BATCH: &str = r#"(.*?)"#;', open(src).read(), re.S)
+b = script("PUBLISH_BATCH")
 if b:
-    open(out + "/batch16.lua", "w").write(b.group(1))
-# the age scan: from the XRANGE of the front to the end of `if cut then ... end`
-scan = re.search(r"\n[ \t]*local front = redis\.call\('XRANGE'.*?\n[ \t]*if cut then.*?\n[ \t]*end\n", engine, re.S)
+    open(out + "/batch16.lua", "w").write(b)
+# the age scan: the call of trim_age (every 16th seq)
+scan = re.search(r"\n[ \t]*if seq % 16 == 0 then trim_age\(.*?\) end\n", engine)
 if scan:
     open(out + "/no-age-scan.lua", "w").write(engine[:scan.start()] + "\n" + engine[scan.end():])
 else:

@@ -9,12 +9,12 @@
 //   instead of retrying forever.
 // (Environment: see helpers.mjs.)
 
-import { after, before, describe, it } from 'node:test';
+import { after, before, describe } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHmac } from 'node:crypto';
 import {
   FILE_TIMEOUT, Hub, SHUTDOWN, STARTUP, STEP, closeClient, freePort, openClient, waitConnected,
-  waitMessage, within,
+  waitMessage, within, steps,
 } from './helpers.mjs';
 
 const SECRET = 'browser-client-test-secret-0123456789';
@@ -43,17 +43,9 @@ const count = (c, text) =>
 describe('the browser client /wsmio.js', { timeout: FILE_TIMEOUT * 2 }, () => {
   const hubs = [];
   const clients = [];
-  let failed = false;
+  const s = steps();
+  const step = s.step;
   const errors = [];
-  const step = (name, fn) =>
-    it(name, { timeout: FILE_TIMEOUT }, async (t) => {
-      try {
-        await fn(t);
-      } catch (e) {
-        failed = true;
-        throw e;
-      }
-    });
 
   before(() => process.once('exit', () => hubs.forEach((h) => h.kill())));
 
@@ -62,7 +54,7 @@ describe('the browser client /wsmio.js', { timeout: FILE_TIMEOUT * 2 }, () => {
     for (const h of hubs) {
       h.kill();
       await within(SHUTDOWN, h.exited, 'hub exit').catch(() => {});
-      if (failed || process.env.WSMIO_E2E_KEEP_LOG) console.log(`----- hub log (port ${h.port}) -----\n${h.log}-----`);
+      if (s.showLogs) console.log(`----- hub log (port ${h.port}) -----\n${h.log}-----`);
     }
   });
 

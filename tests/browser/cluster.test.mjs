@@ -4,12 +4,12 @@
 // node 2. They see each other in presence, chat both ways with the same
 // sequence numbers, and A sees B leave. (Environment: see helpers.mjs.)
 
-import { after, before, describe, it } from 'node:test';
+import { after, before, describe } from 'node:test';
 import assert from 'node:assert/strict';
 import { accessSync, constants } from 'node:fs';
 import {
   CHROMIUM, FILE_TIMEOUT, SHUTDOWN, STEP, WSMIO_BIN, closeClient, get, openClient,
-  startHub, startRedis, waitConnected, waitMembers, waitMessage, waitSystemLine, within,
+  startHub, startRedis, waitConnected, waitMembers, waitMessage, waitSystemLine, within, steps,
 } from './helpers.mjs';
 
 const ROOM = 'e2e-cluster';
@@ -19,27 +19,12 @@ describe('demo page on two nodes over Redis', { timeout: FILE_TIMEOUT }, () => {
   const hubs = [];
   let a = null;
   let b = null;
-  let failed = false;
+  const s = steps();
+  const step = s.step;
   const pageErrors = [];
 
-  const step = (name, fn) =>
-    it(name, { timeout: FILE_TIMEOUT }, async (t) => {
-      try {
-        await fn(t);
-      } catch (e) {
-        failed = true;
-        throw e;
-      }
-    });
 
-  before(async () => {
-    try {
-      await setUp();
-    } catch (e) {
-      failed = true;
-      throw e;
-    }
-  });
+  before(() => s.guard(setUp));
 
   async function setUp() {
     accessSync(WSMIO_BIN, constants.X_OK);
@@ -67,7 +52,7 @@ describe('demo page on two nodes over Redis', { timeout: FILE_TIMEOUT }, () => {
     for (const h of hubs) {
       h.kill();
       await within(SHUTDOWN, h.exited, 'hub exit after SIGKILL').catch(() => {});
-      if (failed || process.env.WSMIO_E2E_KEEP_LOG) {
+      if (s.showLogs) {
         console.log(`----- wsmio hub log (port ${h.port}) -----\n${h.log}-----`);
       }
     }

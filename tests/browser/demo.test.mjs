@@ -12,13 +12,13 @@
 // (environment: see helpers.mjs; WSMIO_E2E_KEEP_LOG=1 prints the hub's log
 // even when everything passed).
 
-import { after, before, describe, it } from 'node:test';
+import { after, before, describe } from 'node:test';
 import assert from 'node:assert/strict';
 import { accessSync, constants, mkdtempSync } from 'node:fs';
 import path from 'node:path';
 import {
   CHROMIUM, FILE_TIMEOUT, SHUTDOWN, STEP, WSMIO_BIN, closeClient, get, openClient,
-  startHub, waitConnected, waitMembers, waitMessage, waitSystemLine, within,
+  startHub, waitConnected, waitMembers, waitMessage, waitSystemLine, within, steps,
 } from './helpers.mjs';
 
 const ROOM = 'e2e';
@@ -29,29 +29,13 @@ describe('demo page in headless Chromium', { timeout: FILE_TIMEOUT }, () => {
   let hub = null;
   let a = null;
   let b = null;
-  let failed = false;
+  const s = steps();
+  const step = s.step;
   const pageErrors = [];
   const url = () => `${hub.base}/?room=${ROOM}`;
 
-  // Each step records failure so the hub's log is printed at the end.
-  const step = (name, fn) =>
-    it(name, { timeout: FILE_TIMEOUT }, async (t) => {
-      try {
-        await fn(t);
-      } catch (e) {
-        failed = true;
-        throw e;
-      }
-    });
 
-  before(async () => {
-    try {
-      await setUp();
-    } catch (e) {
-      failed = true;
-      throw e;
-    }
-  });
+  before(() => s.guard(setUp));
 
   async function setUp() {
     try {
@@ -84,7 +68,7 @@ describe('demo page in headless Chromium', { timeout: FILE_TIMEOUT }, () => {
     if (hub) {
       hub.kill();
       await within(SHUTDOWN, hub.exited, 'hub exit after SIGKILL').catch(() => {});
-      if (failed || process.env.WSMIO_E2E_KEEP_LOG) {
+      if (s.showLogs) {
         console.log(`----- wsmio hub log (port ${hub.port}) -----\n${hub.log}-----`);
       }
     }

@@ -10,6 +10,7 @@
 //   REDIS_SERVER      redis-server (default: redis-server on the PATH)
 
 import assert from 'node:assert/strict';
+import { it } from 'node:test';
 import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { createServer, Socket } from 'node:net';
@@ -322,4 +323,29 @@ export async function startRedis() {
   const r = new Redis(await freePort());
   await r.ready(Date.now() + STARTUP);
   return r;
+}
+
+/** Steps of a suite that remember whether one failed (so that `after`
+ *  prints the servers' logs then): `s.step(name, fn)` is `it` with the
+ *  file's timeout; `s.guard(fn)` runs set-up code the same way;
+ *  `s.showLogs` says whether logs are wanted. */
+export function steps(timeout = FILE_TIMEOUT) {
+  const s = {
+    failed: false,
+    get showLogs() {
+      return s.failed || Boolean(process.env.WSMIO_E2E_KEEP_LOG);
+    },
+    async guard(fn, ...args) {
+      try {
+        return await fn(...args);
+      } catch (e) {
+        s.failed = true;
+        throw e;
+      }
+    },
+    step(name, fn) {
+      return it(name, { timeout }, (t) => s.guard(fn, t));
+    },
+  };
+  return s;
 }

@@ -8,6 +8,71 @@
 
 use redis::Script;
 
+/// Functions the topic scripts start with (Lua has no code shared between
+/// scripts: each carries what it uses, defined again at every call, which
+/// costs a fraction of a microsecond).
+macro_rules! lua_topic {
+    () => {
+        r#"
+-- The topic's epoch, created (with an empty history) if it has none.
+local function topic_epoch(meta, history, new_epoch, ttl)
+  local epoch = redis.call('HGET', meta, 'e')
+  if not epoch then
+    epoch = new_epoch
+    redis.call('HSET', meta, 'e', epoch, 's', 0)
+    redis.call('DEL', history)
+    if ttl then redis.call('PEXPIRE', meta, ttl) end
+  end
+  return epoch
+end
+-- Redis's clock in ms: one clock for every node.
+local function now_ms()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+-- Entries past the age limit leave from the front, up to 16 at a time
+-- (reads skip any that remain; the key expires when publishes stop).
+-- Reading the front costs more than the rest of a publish: callers run
+-- it every 16th seq.
+local function trim_age(history, now, age)
+  local front = redis.call('XRANGE', history, '-', '+', 'COUNT', 16)
+  local cut = nil
+  for _, e in ipairs(front) do
+    if now - tonumber(e[2][4]) > age then cut = e[1] else break end
+  end
+  if cut then
+    local s = tonumber(string.match(cut, '^(%d+)'))
+    redis.call('XTRIM', history, 'MINID', (s + 1) .. '-0')
+  end
+end
+"#
+    };
+}
+
+/// Functions the membership scripts start with.
+macro_rules! lua_members {
+    () => {
+        r#"
+-- Take `count` connections of `user` off `topic`'s members (prefix `p`):
+-- `l` on the topic's channel if that was the last of them.
+local function leave(p, topic, user, count, ts)
+  local pk = p .. 'p:' .. topic
+  local n = redis.call('HINCRBY', pk, user, -count)
+  if n <= 0 then
+    redis.call('HDEL', pk, user)
+    redis.call('PUBLISH', p .. 'c:' .. topic, 'l' .. ts .. ',' .. user)
+  end
+end
+-- A node's share field `{topic}\x1f{user}` split in two.
+local function split_field(f)
+  local sep = string.find(f, '\31', 1, true)
+  if not sep then return nil end
+  return string.sub(f, 1, sep - 1), string.sub(f, sep + 1)
+end
+"#
+    };
+}
+
 /// `publish`: number a delivery, keep it in history, send it to the nodes.
 ///
 /// KEYS: meta, history, idempotency key. ARGV: channel, epoch for a new
@@ -23,7 +88,9 @@ use redis::Script;
 /// `Delivery::parts`): the node encodes it once and Redis only adds the
 /// two numbers it owns. A topic without a meta hash (new, or lost with
 /// Redis's data) starts a new epoch and an empty history.
-const PUBLISH: &str = r#"
+const PUBLISH: &str = concat!(
+    lua_topic!(),
+    r#"
 if ARGV[9] == '1' then
   local prev = redis.call('GET', KEYS[3])
   if prev then
@@ -31,34 +98,15 @@ if ARGV[9] == '1' then
     if s then return {tonumber(s), e, 1, t} end
   end
 end
-local epoch = redis.call('HGET', KEYS[1], 'e')
-if not epoch then
-  epoch = ARGV[2]
-  redis.call('HSET', KEYS[1], 'e', epoch, 's', 0)
-  redis.call('DEL', KEYS[2])
-end
+local epoch = topic_epoch(KEYS[1], KEYS[2], ARGV[2], nil)
 local seq = redis.call('HINCRBY', KEYS[1], 's', 1)
 local msg = ARGV[3] .. seq .. ',"epoch":"' .. epoch .. '"' .. ARGV[4]
 local maxlen = tonumber(ARGV[6])
 if maxlen > 0 then
-  local t = redis.call('TIME')
-  local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+  local now = now_ms()
   local age = tonumber(ARGV[7])
   redis.call('XADD', KEYS[2], 'MAXLEN', maxlen, seq .. '-0', 'd', msg, 't', now, 'o', ARGV[5])
-  -- Entries past the age limit leave from the front, up to 16 every 16th
-  -- publish (reads skip any that remain; the key expires when publishes
-  -- stop). Reading the front costs more than the rest of the script.
-  if seq % 16 == 0 then
-    local front = redis.call('XRANGE', KEYS[2], '-', '+', 'COUNT', 16)
-    local cut = nil
-    for _, e in ipairs(front) do
-      if now - tonumber(e[2][4]) > age then cut = e[1] else break end
-    end
-    if cut then
-      local s = tonumber(string.match(cut, '^(%d+)'))
-      redis.call('XTRIM', KEYS[2], 'MINID', (s + 1) .. '-0')
-    end
-  end
+  if seq % 16 == 0 then trim_age(KEYS[2], now, age) end
   redis.call('PEXPIRE', KEYS[2], age)
 end
 redis.call('PEXPIRE', KEYS[1], ARGV[8])
@@ -67,7 +115,8 @@ if ARGV[9] == '1' then
   redis.call('SET', KEYS[3], seq .. '\31' .. epoch .. '\31' .. ARGV[11], 'PX', ARGV[10])
 end
 return {seq, epoch, 0, ARGV[11]}
-"#;
+"#
+);
 
 /// `ack`: a user processed a topic up to a position (cumulative).
 ///
@@ -103,22 +152,16 @@ return 1
 /// The same as `n` runs of `publish`, for the price of one: the call, the
 /// epoch, the clock, the time-to-live updates and the `PUBLISH` are paid
 /// once per batch.
-const PUBLISH_BATCH: &str = r#"
-local epoch = redis.call('HGET', KEYS[1], 'e')
-if not epoch then
-  epoch = ARGV[2]
-  redis.call('HSET', KEYS[1], 'e', epoch, 's', 0)
-  redis.call('DEL', KEYS[2])
-end
+const PUBLISH_BATCH: &str = concat!(
+    lua_topic!(),
+    r#"
+local epoch = topic_epoch(KEYS[1], KEYS[2], ARGV[2], nil)
 local n = tonumber(ARGV[6])
 local last = redis.call('HINCRBY', KEYS[1], 's', n)
 local first = last - n + 1
 local maxlen = tonumber(ARGV[3])
 local now = 0
-if maxlen > 0 then
-  local t = redis.call('TIME')
-  now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-end
+if maxlen > 0 then now = now_ms() end
 local out = {'b' .. first .. ',' .. epoch .. ',' .. n}
 for i = 0, n - 1 do
   local seq = first + i
@@ -131,39 +174,27 @@ for i = 0, n - 1 do
 end
 if maxlen > 0 then
   local age = tonumber(ARGV[4])
-  -- The age scan of `publish`, once per batch that passes a 16th seq.
-  if math.floor(last / 16) ~= math.floor((first - 1) / 16) then
-    local front = redis.call('XRANGE', KEYS[2], '-', '+', 'COUNT', 16)
-    local cut = nil
-    for _, e in ipairs(front) do
-      if now - tonumber(e[2][4]) > age then cut = e[1] else break end
-    end
-    if cut then
-      local s = tonumber(string.match(cut, '^(%d+)'))
-      redis.call('XTRIM', KEYS[2], 'MINID', (s + 1) .. '-0')
-    end
-  end
+  -- As `publish`: once per batch that passes a 16th seq.
+  if math.floor(last / 16) ~= math.floor((first - 1) / 16) then trim_age(KEYS[2], now, age) end
   redis.call('PEXPIRE', KEYS[2], age)
 end
 redis.call('PEXPIRE', KEYS[1], ARGV[5])
 redis.call('PUBLISH', ARGV[1], table.concat(out))
 return {first, epoch}
-"#;
+"#
+);
 
 /// `attach`: where a topic stands (created with a new epoch if unknown).
 ///
 /// KEYS: meta, history. ARGV: epoch for a new topic, meta time-to-live.
 /// Returns `{epoch, seq}`.
-const ATTACH: &str = r#"
-local epoch = redis.call('HGET', KEYS[1], 'e')
-if not epoch then
-  epoch = ARGV[1]
-  redis.call('HSET', KEYS[1], 'e', epoch, 's', 0)
-  redis.call('DEL', KEYS[2])
-  redis.call('PEXPIRE', KEYS[1], ARGV[2])
-end
+const ATTACH: &str = concat!(
+    lua_topic!(),
+    r#"
+local epoch = topic_epoch(KEYS[1], KEYS[2], ARGV[1], ARGV[2])
 return {epoch, tonumber(redis.call('HGET', KEYS[1], 's'))}
-"#;
+"#
+);
 
 /// `fetch`: a topic's position and its history after a seq (created with
 /// a new epoch if unknown, as `attach` does).
@@ -172,17 +203,12 @@ return {epoch, tonumber(redis.call('HGET', KEYS[1], 's'))}
 /// epoch for a new topic, meta time-to-live (ms). Returns
 /// `{epoch, seq, {seq, time, delivery, tag, ...}}`: entries after
 /// `after`, oldest first, those past the age limit left out.
-const FETCH: &str = r#"
-local epoch = redis.call('HGET', KEYS[1], 'e')
-if not epoch then
-  epoch = ARGV[4]
-  redis.call('HSET', KEYS[1], 'e', epoch, 's', 0)
-  redis.call('DEL', KEYS[2])
-  redis.call('PEXPIRE', KEYS[1], ARGV[5])
-end
+const FETCH: &str = concat!(
+    lua_topic!(),
+    r#"
+local epoch = topic_epoch(KEYS[1], KEYS[2], ARGV[4], ARGV[5])
 local seq = tonumber(redis.call('HGET', KEYS[1], 's'))
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local now = now_ms()
 local age = tonumber(ARGV[3])
 local out = {}
 local entries = redis.call('XRANGE', KEYS[2], '(' .. ARGV[1] .. '-0', '+', 'COUNT', ARGV[2])
@@ -196,7 +222,8 @@ for _, e in ipairs(entries) do
   end
 end
 return {epoch, seq, out}
-"#;
+"#
+);
 
 /// `presence`: a connection of `user` subscribed (+1) or left (-1).
 ///
@@ -231,65 +258,48 @@ return n
 /// A dead node's share of each topic's members is subtracted (`l` where a
 /// user has no connection left), a bounded number per heartbeat; the node
 /// leaves the set once nothing of it is left.
-const HEARTBEAT: &str = r#"
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+const HEARTBEAT: &str = concat!(
+    lua_members!(),
+    r#"
+local now = now_ms()
 local p = ARGV[3]
 local was = redis.call('ZSCORE', KEYS[1], ARGV[1])
 redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), ARGV[1])
 local dead = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, 4)
 for _, d in ipairs(dead) do
   local key = p .. 'n:' .. d
-  local r = redis.call('HSCAN', key, 0, 'COUNT', ARGV[4])
-  local fields = r[2]
+  local fields = redis.call('HSCAN', key, 0, 'COUNT', ARGV[4])[2]
   for i = 1, #fields, 2 do
-    local f = fields[i]
-    local c = tonumber(fields[i + 1])
-    local sep = string.find(f, '\31', 1, true)
-    if sep then
-      local topic = string.sub(f, 1, sep - 1)
-      local user = string.sub(f, sep + 1)
-      local pk = p .. 'p:' .. topic
-      local n = redis.call('HINCRBY', pk, user, -c)
-      if n <= 0 then
-        redis.call('HDEL', pk, user)
-        redis.call('PUBLISH', p .. 'c:' .. topic, 'l' .. ARGV[5] .. ',' .. user)
-      end
-    end
-    redis.call('HDEL', key, f)
+    local topic, user = split_field(fields[i])
+    if topic then leave(p, topic, user, tonumber(fields[i + 1]), ARGV[5]) end
+    redis.call('HDEL', key, fields[i])
   end
   if redis.call('EXISTS', key) == 0 then redis.call('ZREM', KEYS[1], d) end
 end
 if was then return 1 end
 return 0
-"#;
+"#
+);
 
 /// `goodbye`: this node leaves the cluster (graceful shutdown): its share
 /// of the members is subtracted as the heartbeat does for a dead node.
 ///
 /// KEYS: nodes. ARGV: this instance, key prefix, wall-clock ms.
-const GOODBYE: &str = r#"
+const GOODBYE: &str = concat!(
+    lua_members!(),
+    r#"
 local p = ARGV[2]
 local key = p .. 'n:' .. ARGV[1]
 local fields = redis.call('HGETALL', key)
 for i = 1, #fields, 2 do
-  local f = fields[i]
-  local sep = string.find(f, '\31', 1, true)
-  if sep then
-    local topic = string.sub(f, 1, sep - 1)
-    local user = string.sub(f, sep + 1)
-    local pk = p .. 'p:' .. topic
-    local n = redis.call('HINCRBY', pk, user, -tonumber(fields[i + 1]))
-    if n <= 0 then
-      redis.call('HDEL', pk, user)
-      redis.call('PUBLISH', p .. 'c:' .. topic, 'l' .. ARGV[3] .. ',' .. user)
-    end
-  end
+  local topic, user = split_field(fields[i])
+  if topic then leave(p, topic, user, tonumber(fields[i + 1]), ARGV[3]) end
 end
 redis.call('DEL', key)
 redis.call('ZREM', KEYS[1], ARGV[1])
 return 1
-"#;
+"#
+);
 
 /// Every script, loaded once per connection (`SCRIPT LOAD`) and run by
 /// hash (`EVALSHA`).
