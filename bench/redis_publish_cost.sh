@@ -59,11 +59,17 @@ import re, sys
 src, out = sys.argv[1], sys.argv[2]
 text = open(src).read()
 def script(name):
-    # `const NAME: &str = concat!(lua_topic!(), r#"..."#);` or a plain r#"..."#
-    common = re.search(r'macro_rules! lua_topic \{\s*\(\) => \{\s*r#"(.*?)"#', text, re.S)
-    m = re.search(r'const ' + name + r': &str = concat!\(\s*lua_topic!\(\),\s*r#"(.*?)"#\s*\);', text, re.S)
-    if m and common:
-        return common.group(1) + m.group(1)
+    # `const NAME: &str = concat!(frag_a!(), frag_b!(), r#"..."#);` (each
+    # `macro_rules! frag { () => { r#"..."# } }`) or a plain r#"..."#
+    m = re.search(r'const ' + name + r': &str = concat!\(((?:\s*\w+!\(\),)*)\s*r#"(.*?)"#\s*\);', text, re.S)
+    if m:
+        body = ""
+        for frag in re.findall(r'(\w+)!\(\)', m.group(1)):
+            f = re.search(r'macro_rules! ' + frag + r' \{\s*\(\) => \{\s*r#"(.*?)"#', text, re.S)
+            if not f:
+                return None
+            body += f.group(1)
+        return body + m.group(2)
     m = re.search(r'const ' + name + r': &str = r#"(.*?)"#;', text, re.S)
     return m.group(1) if m else None
 engine = script("PUBLISH")

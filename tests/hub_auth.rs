@@ -342,8 +342,11 @@ fn wrong_path_is_404_and_checked_first() {
     // The path is checked before Origin and token.
     let (status, _) = refusal(a, "/nope", &[("Origin", "http://evil.example")]);
     assert_eq!(status, "HTTP/1.1 404 Not Found");
-    // A plain GET of /ws asks for an upgrade; other paths are 404.
+    // A plain GET of /ws answers what an upgrade would get: 401 without
+    // a token, 426 with one; other paths are 404.
     let resp = http_get(a, "/ws");
+    assert_eq!(status_line(&resp), "HTTP/1.1 401 Unauthorized", "{resp}");
+    let resp = http_get(a, &format!("/ws?token={t}"));
     assert_eq!(
         status_line(&resp),
         "HTTP/1.1 426 Upgrade Required",

@@ -320,11 +320,49 @@ fn token(a: TokenArgs) {
 }
 
 fn serve(a: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
-    let max_connections = a.max_connections as usize;
-    fit_open_file_limit(max_connections);
+    fit_open_file_limit(a.max_connections as usize);
+    let config = reactor_config(&a)?;
+    let tls = config.serves_tls();
+    let hub_config = hub_config(&a)?;
+    if hub_config.auth_secret.is_none() {
+        log::warn!("no --auth-secret: admitting anonymous users with generated ids");
+        if hub_config.hosts == HostPolicy::Any {
+            log::warn!("anonymous users and any Host name: a DNS-rebinding page can reach this hub; name the hosts with --allowed-hosts");
+        }
+    }
+    let server = Server::bind(a.listen, config)?;
+    // The engine before the "listening" line: a bad --redis-url stops here.
+    let hub = match a.engine {
+        EngineKind::Memory => Hub::new(hub_config),
+        EngineKind::Redis => {
+            let engine = RedisEngine::start(redis_config(&a), server.handle())?;
+            Hub::with_engine(hub_config, Box::new(engine))
+        }
+    };
+    let (ws, http) = if tls {
+        ("wss", "https")
+    } else {
+        ("ws", "http")
+    };
+    log::info!(
+        "wsmio hub listening: {ws}://{0}/ws, demo {http}://{0}/, metrics {http}://{0}/metrics",
+        server.local_addr()
+    );
+    shut_down_on_signals(server.handle())?;
+    let hub = server.run(hub)?;
+    log::info!(
+        "stopped: {} connections served, {} publishes",
+        hub.metrics().connections_total,
+        hub.metrics().publishes
+    );
+    Ok(())
+}
+
+/// The reactor's settings from the flags.
+fn reactor_config(a: &ServeArgs) -> Result<Config, Box<dyn std::error::Error>> {
     let max_queued_bytes = a.max_queued_bytes as usize;
-    let mut config = Config::default()
-        .with_max_connections(max_connections)
+    let config = Config::default()
+        .with_max_connections(a.max_connections as usize)
         .with_max_message_size(a.max_message_size)
         .with_max_frame_size(a.max_message_size)
         .with_idle_timeout((a.idle_timeout > 0).then(|| Duration::from_secs(a.idle_timeout)))
@@ -339,16 +377,22 @@ fn serve(a: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
         .with_shutdown_timeout(Duration::from_secs(a.shutdown_timeout))
         .with_busy_poll((a.busy_poll_us > 0).then(|| Duration::from_micros(a.busy_poll_us)))
         .with_shutdown_reason("server restarting, reconnect later");
-    if let (Some(cert), Some(key)) = (&a.tls_cert, &a.tls_key) {
-        config = config.with_tls(wsmio::reactor::tls::server_config_from_pem(cert, key)?);
-    }
-    let tls = config.tls.is_some();
-    let hub_config = HubConfig {
+    Ok(match (&a.tls_cert, &a.tls_key) {
+        (Some(cert), Some(key)) => {
+            config.with_tls(wsmio::reactor::tls::server_config_from_pem(cert, key)?)
+        }
+        _ => config,
+    })
+}
+
+/// The hub's settings from the flags.
+fn hub_config(a: &ServeArgs) -> Result<HubConfig, String> {
+    Ok(HubConfig {
         node: a.node.clone(),
-        auth_secret: a.auth_secret.map(String::into_bytes),
+        auth_secret: a.auth_secret.clone().map(String::into_bytes),
         token_rules: TokenRules {
-            audience: a.token_audience,
-            issuer: a.token_issuer,
+            audience: a.token_audience.clone(),
+            issuer: a.token_issuer.clone(),
             leeway_secs: a.token_leeway,
         },
         origins: OriginPolicy::parse(&a.allowed_origins),
@@ -374,47 +418,30 @@ fn serve(a: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
         rate_burst: a.burst,
         index_html: Some(DEMO_PAGE),
         ..HubConfig::default()
-    };
-    if hub_config.auth_secret.is_none() {
-        log::warn!("no --auth-secret: admitting anonymous users with generated ids");
-        if hub_config.hosts == HostPolicy::Any {
-            log::warn!("anonymous users and any Host name: a DNS-rebinding page can reach this hub; name the hosts with --allowed-hosts");
-        }
+    })
+}
+
+/// The Redis engine's settings from the flags.
+fn redis_config(a: &ServeArgs) -> RedisConfig {
+    RedisConfig {
+        url: a.redis_url.clone(),
+        prefix: a.redis_prefix.clone(),
+        node: a.node.clone(),
+        history_len: a.history_len,
+        history_age: Duration::from_secs(a.history_age),
+        node_ttl: Duration::from_secs(a.node_ttl),
+        timeout: Duration::from_secs(a.redis_timeout),
+        max_cache_bytes: a.max_history_bytes,
+        session_ttl: Duration::from_secs(a.session_ttl),
+        max_positions_per_user: a.max_positions_per_user as usize,
+        idempotency_window: Duration::from_secs(a.idempotency_window),
+        ..RedisConfig::default()
     }
-    let server = Server::bind(a.listen, config)?;
-    // The engine before the "listening" line: a bad --redis-url stops here.
-    let hub = match a.engine {
-        EngineKind::Memory => Hub::new(hub_config),
-        EngineKind::Redis => {
-            let cfg = RedisConfig {
-                url: a.redis_url.clone(),
-                prefix: a.redis_prefix.clone(),
-                node: a.node.clone(),
-                history_len: a.history_len,
-                history_age: Duration::from_secs(a.history_age),
-                node_ttl: Duration::from_secs(a.node_ttl),
-                timeout: Duration::from_secs(a.redis_timeout),
-                max_cache_bytes: a.max_history_bytes,
-                session_ttl: Duration::from_secs(a.session_ttl),
-                max_positions_per_user: a.max_positions_per_user as usize,
-                idempotency_window: Duration::from_secs(a.idempotency_window),
-                ..RedisConfig::default()
-            };
-            let engine = RedisEngine::start(cfg, server.handle())?;
-            Hub::with_engine(hub_config, Box::new(engine))
-        }
-    };
-    let (ws, http) = if tls {
-        ("wss", "https")
-    } else {
-        ("ws", "http")
-    };
-    log::info!(
-        "wsmio hub listening: {ws}://{0}/ws, demo {http}://{0}/, metrics {http}://{0}/metrics",
-        server.local_addr()
-    );
-    // SIGINT/SIGTERM: graceful shutdown (close 1001 to everyone, drain, exit 0).
-    let handle = server.handle();
+}
+
+/// SIGINT/SIGTERM: a graceful shutdown (close 1001 to everyone, drain,
+/// exit 0); a second one exits at once (status 130).
+fn shut_down_on_signals(handle: wsmio::Handle) -> std::io::Result<()> {
     let mut signals = signal_hook::iterator::Signals::new([
         signal_hook::consts::SIGINT,
         signal_hook::consts::SIGTERM,
@@ -431,12 +458,6 @@ fn serve(a: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
             std::process::exit(130);
         }
     });
-    let hub = server.run(hub)?;
-    log::info!(
-        "stopped: {} connections served, {} publishes",
-        hub.metrics().connections_total,
-        hub.metrics().publishes
-    );
     Ok(())
 }
 

@@ -125,168 +125,114 @@ impl Metrics {
 
     /// The Prometheus text exposition.
     pub fn render(&self) -> String {
-        let mut s = String::with_capacity(2048);
-        let mut metric = |name: &str, kind: &str, help: &str, v: u64| {
+        let mut s = String::with_capacity(4096);
+        for (name, kind, help, v) in self.samples() {
             let _ = writeln!(s, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {v}");
-        };
-        metric(
-            "wsmio_connections",
-            "gauge",
-            "Open WebSocket connections.",
-            self.connections_current,
-        );
-        metric(
-            "wsmio_connections_total",
-            "counter",
-            "WebSocket connections opened.",
-            self.connections_total,
-        );
-        metric(
-            "wsmio_messages_in_total",
-            "counter",
-            "Messages received from clients.",
-            self.messages_in,
-        );
-        metric(
-            "wsmio_bytes_in_total",
-            "counter",
-            "Message bytes received from clients.",
-            self.bytes_in,
-        );
-        metric(
-            "wsmio_messages_out_total",
-            "counter",
-            "Messages queued to clients.",
-            self.messages_out,
-        );
-        metric(
-            "wsmio_bytes_out_total",
-            "counter",
-            "Frame bytes (headers included) queued to clients.",
-            self.bytes_out,
-        );
-        metric(
-            "wsmio_fanout_deliveries_total",
-            "counter",
-            "Topic deliveries, one per recipient.",
-            self.fanout_deliveries,
-        );
-        metric(
-            "wsmio_publishes_total",
-            "counter",
-            "Publishes accepted.",
-            self.publishes,
-        );
-        metric(
-            "wsmio_duplicate_publishes_total",
-            "counter",
-            "Publishes that retried a stored one (same idempotency key): not stored or delivered again.",
-            self.duplicates,
-        );
-        metric(
-            "wsmio_acks_total",
-            "counter",
-            "Ack requests received.",
-            self.acks,
-        );
-        metric(
-            "wsmio_positions_restored_total",
-            "counter",
-            "Subscriptions resumed from a stored acknowledged position.",
-            self.positions_restored,
-        );
-        metric(
-            "wsmio_sessions",
-            "gauge",
-            "Users with stored acknowledged positions (kept on this node; the Redis engine keeps them in Redis).",
-            self.sessions,
-        );
-        metric(
-            "wsmio_acked_positions",
-            "gauge",
-            "Acknowledged positions stored (kept on this node).",
-            self.positions,
-        );
-        metric(
-            "wsmio_idempotency_keys",
-            "gauge",
-            "Idempotency keys within their window (kept on this node).",
-            self.idempotency_keys,
-        );
-        metric(
-            "wsmio_outbound_queue_high_water_bytes",
-            "gauge",
-            "Largest outbound queue seen when a send reported backpressure (0: none reached the limit).",
-            self.queue_high_water,
-        );
-        metric(
-            "wsmio_topics",
-            "gauge",
-            "Topics the engine holds on this node.",
-            self.topics,
-        );
-        metric(
-            "wsmio_history_bytes",
-            "gauge",
-            "Frame bytes kept in all topics' histories.",
-            self.history_bytes,
-        );
-        metric(
-            "wsmio_local_topics",
-            "gauge",
-            "Topics with subscribers on this node.",
-            self.local_topics,
-        );
-        metric(
-            "wsmio_subscriptions",
-            "gauge",
-            "Subscriptions across all topics.",
-            self.subscriptions,
-        );
-        let mut labeled = |name: &str, help: &str, label: &str, items: Vec<(String, u64)>| {
+        }
+        let codes: BTreeMap<String, u64> = self
+            .closes
+            .iter()
+            .map(|(k, v)| (k.to_string(), *v))
+            .collect();
+        let labeled: [Labeled<'_>; 4] = [
+            (
+                "wsmio_drops_total",
+                "Messages dropped, by reason.",
+                "reason",
+                pairs(&self.drops),
+            ),
+            (
+                "wsmio_closes_total",
+                "Connections closed, by close code (3000/4000: class; 0: other).",
+                "code",
+                codes.iter().map(|(k, v)| (k.as_str(), *v)).collect(),
+            ),
+            (
+                "wsmio_quota_hits_total",
+                "Upgrades and requests refused by a per-user or per-address quota, by quota.",
+                "quota",
+                pairs(&self.quota_hits),
+            ),
+            (
+                "wsmio_handshake_rejections_total",
+                "Upgrades refused, by reason.",
+                "reason",
+                pairs(&self.rejections),
+            ),
+        ];
+        for (name, help, label, items) in labeled {
             let _ = writeln!(s, "# HELP {name} {help}\n# TYPE {name} counter");
             for (k, v) in items {
                 let _ = writeln!(s, "{name}{{{label}=\"{k}\"}} {v}");
             }
-        };
-        labeled(
-            "wsmio_drops_total",
-            "Messages dropped, by reason.",
-            "reason",
-            self.drops
-                .iter()
-                .map(|(k, v)| (k.to_string(), *v))
-                .collect(),
-        );
-        labeled(
-            "wsmio_closes_total",
-            "Connections closed, by close code (3000/4000: class; 0: other).",
-            "code",
-            self.closes
-                .iter()
-                .map(|(k, v)| (k.to_string(), *v))
-                .collect(),
-        );
-        labeled(
-            "wsmio_quota_hits_total",
-            "Upgrades and requests refused by a per-user or per-address quota, by quota.",
-            "quota",
-            self.quota_hits
-                .iter()
-                .map(|(k, v)| (k.to_string(), *v))
-                .collect(),
-        );
-        labeled(
-            "wsmio_handshake_rejections_total",
-            "Upgrades refused, by reason.",
-            "reason",
-            self.rejections
-                .iter()
-                .map(|(k, v)| (k.to_string(), *v))
-                .collect(),
-        );
+        }
         s
     }
+
+    /// Every unlabeled sample: name, kind, help, value.
+    fn samples(&self) -> [(&'static str, &'static str, &'static str, u64); 19] {
+        const C: &str = "counter";
+        const G: &str = "gauge";
+        [
+            ("wsmio_connections", G, "Open WebSocket connections.", self.connections_current),
+            ("wsmio_connections_total", C, "WebSocket connections opened.", self.connections_total),
+            ("wsmio_messages_in_total", C, "Messages received from clients.", self.messages_in),
+            ("wsmio_bytes_in_total", C, "Message bytes received from clients.", self.bytes_in),
+            ("wsmio_messages_out_total", C, "Messages queued to clients.", self.messages_out),
+            ("wsmio_bytes_out_total", C, "Frame bytes (headers included) queued to clients.", self.bytes_out),
+            ("wsmio_fanout_deliveries_total", C, "Topic deliveries, one per recipient.", self.fanout_deliveries),
+            ("wsmio_publishes_total", C, "Publishes accepted.", self.publishes),
+            (
+                "wsmio_duplicate_publishes_total",
+                C,
+                "Publishes that retried a stored one (same idempotency key): not stored or delivered again.",
+                self.duplicates,
+            ),
+            ("wsmio_acks_total", C, "Ack requests received.", self.acks),
+            (
+                "wsmio_positions_restored_total",
+                C,
+                "Subscriptions resumed from a stored acknowledged position.",
+                self.positions_restored,
+            ),
+            (
+                "wsmio_sessions",
+                G,
+                "Users with stored acknowledged positions (kept on this node; the Redis engine keeps them in Redis).",
+                self.sessions,
+            ),
+            ("wsmio_acked_positions", G, "Acknowledged positions stored (kept on this node).", self.positions),
+            (
+                "wsmio_idempotency_keys",
+                G,
+                "Idempotency keys within their window (kept on this node).",
+                self.idempotency_keys,
+            ),
+            (
+                "wsmio_outbound_queue_high_water_bytes",
+                G,
+                "Largest outbound queue seen when a send reported backpressure (0: none reached the limit).",
+                self.queue_high_water,
+            ),
+            ("wsmio_topics", G, "Topics the engine holds on this node.", self.topics),
+            ("wsmio_history_bytes", G, "Frame bytes kept in all topics' histories.", self.history_bytes),
+            ("wsmio_local_topics", G, "Topics with subscribers on this node.", self.local_topics),
+            ("wsmio_subscriptions", G, "Subscriptions across all topics.", self.subscriptions),
+        ]
+    }
+}
+
+/// A labeled counter: name, help, label, samples.
+type Labeled<'a> = (
+    &'static str,
+    &'static str,
+    &'static str,
+    Vec<(&'a str, u64)>,
+);
+
+/// A labeled counter's samples.
+fn pairs(m: &BTreeMap<&'static str, u64>) -> Vec<(&'static str, u64)> {
+    m.iter().map(|(k, v)| (*k, *v)).collect()
 }
 
 #[cfg(test)]

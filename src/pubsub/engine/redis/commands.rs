@@ -154,110 +154,157 @@ pub(super) struct Setup {
 
 /// Run the command thread until `Stop` (or the loop is gone).
 pub(super) fn run(s: Setup, rx: Receiver<Command>, tx: Sender<Reply>) {
-    let scripts = Scripts::new();
-    let mut con: Option<Connection> = None;
-    let mut backoff = super::Backoff::new();
-    let mut next_heartbeat = Instant::now();
-    let mut epochs = EpochSource::new();
-    let heartbeat_every = s.node_ttl / 3;
-    // This process has been listed once: from then on a heartbeat that
-    // finds it missing means Redis lost it, or the others took it for dead.
-    let mut listed = false;
-    let send = |r: Reply| {
-        let ok = tx.send(r).is_ok();
-        (s.wake)();
-        ok
+    let mut t = Thread {
+        scripts: Scripts::new(),
+        con: None,
+        backoff: super::Backoff::new(),
+        next_heartbeat: Instant::now(),
+        epochs: EpochSource::new(),
+        listed: false,
+        since: Instant::now(),
+        s,
+        rx,
+        tx,
     };
-    let mut since = Instant::now();
-    loop {
-        if con.is_none() {
-            match connect(&s, &scripts) {
-                Ok(c) => {
-                    con = Some(c);
-                    since = Instant::now();
-                    next_heartbeat = Instant::now();
-                    if !send(Reply::Connected(true)) {
-                        return;
-                    }
-                }
-                Err(e) => {
-                    log::warn!("redis: {e}; retrying");
-                    s.stats.errors.io.fetch_add(1, Ordering::Relaxed);
-                    // Fail what waits (nothing was sent) until it is time
-                    // to try again.
-                    let until = Instant::now() + backoff.next();
-                    loop {
-                        let left = until.saturating_duration_since(Instant::now());
-                        match rx.recv_timeout(left) {
-                            Ok(Command::Stop) | Err(RecvTimeoutError::Disconnected) => return,
-                            Ok(c) => {
-                                if let Some(r) = failure(c, false, &s.stats) {
-                                    send(r);
-                                }
+    while t.turn() {}
+}
+
+/// The command thread's state.
+struct Thread {
+    s: Setup,
+    rx: Receiver<Command>,
+    tx: Sender<Reply>,
+    scripts: Scripts,
+    con: Option<Connection>,
+    backoff: super::Backoff,
+    next_heartbeat: Instant,
+    epochs: EpochSource,
+    /// This process has been listed once: from then on a heartbeat that
+    /// finds it missing means Redis lost it, or the others took it for
+    /// dead.
+    listed: bool,
+    /// When the connection was made.
+    since: Instant,
+}
+
+impl Thread {
+    /// One pipeline (or one connection attempt); false ends the thread.
+    fn turn(&mut self) -> bool {
+        if self.con.is_none() {
+            return self.connect();
+        }
+        let Some(batch) = self.next_batch() else {
+            return false;
+        };
+        let stop = batch.iter().any(|c| matches!(c, Command::Stop));
+        let heartbeat = Instant::now() >= self.next_heartbeat;
+        if heartbeat {
+            self.next_heartbeat = Instant::now() + self.s.node_ttl / 3;
+        }
+        self.s
+            .stats
+            .pending
+            .fetch_sub(batch.len() as i64, Ordering::Relaxed);
+        let Some(c) = self.con.as_mut() else {
+            return true;
+        };
+        let done = round_trip(
+            c,
+            &self.s,
+            &self.scripts,
+            &mut self.epochs,
+            batch,
+            heartbeat,
+            stop,
+        );
+        let alive = match done {
+            Ok(replies) => self.hand_over(replies),
+            Err((e, replies)) => {
+                log::warn!("redis: {e}; reconnecting");
+                self.s.stats.reconnects.fetch_add(1, Ordering::Relaxed);
+                self.con = None;
+                // Only a connection that lasted resets the backoff.
+                self.backoff.ended(self.since);
+                self.hand_over(replies) && self.send(Reply::Connected(false))
+            }
+        };
+        alive && !stop
+    }
+
+    /// Connect; if that fails, fail what is asked meanwhile (nothing was
+    /// sent) until it is time to try again. False ends the thread.
+    fn connect(&mut self) -> bool {
+        match connect(&self.s, &self.scripts) {
+            Ok(c) => {
+                self.con = Some(c);
+                self.since = Instant::now();
+                self.next_heartbeat = Instant::now();
+                self.send(Reply::Connected(true))
+            }
+            Err(e) => {
+                log::warn!("redis: {e}; retrying");
+                self.s.stats.errors.io.fetch_add(1, Ordering::Relaxed);
+                let until = Instant::now() + self.backoff.next();
+                loop {
+                    let left = until.saturating_duration_since(Instant::now());
+                    match self.rx.recv_timeout(left) {
+                        Ok(Command::Stop) | Err(RecvTimeoutError::Disconnected) => return false,
+                        Ok(c) => {
+                            if let Some(r) = failure(c, false, &self.s.stats) {
+                                self.send(r);
                             }
-                            Err(RecvTimeoutError::Timeout) => break,
                         }
+                        Err(RecvTimeoutError::Timeout) => return true,
                     }
-                    continue;
                 }
             }
         }
-        let Some(c) = con.as_mut() else { continue };
-        let wait = next_heartbeat.saturating_duration_since(Instant::now());
+    }
+
+    /// What waits, up to [`MAX_BATCH`] (waiting until the next heartbeat
+    /// for the first); `None` once the loop is gone.
+    fn next_batch(&mut self) -> Option<Vec<Command>> {
+        let wait = self
+            .next_heartbeat
+            .saturating_duration_since(Instant::now());
         let mut batch = Vec::new();
-        match rx.recv_timeout(wait) {
+        match self.rx.recv_timeout(wait) {
             Ok(cmd) => batch.push(cmd),
             Err(RecvTimeoutError::Timeout) => {}
-            Err(RecvTimeoutError::Disconnected) => return,
+            Err(RecvTimeoutError::Disconnected) => return None,
         }
         while batch.len() < MAX_BATCH {
-            match rx.try_recv() {
+            match self.rx.try_recv() {
                 Ok(cmd) => batch.push(cmd),
                 Err(_) => break,
             }
         }
-        let stop = batch.iter().any(|c| matches!(c, Command::Stop));
-        let heartbeat = Instant::now() >= next_heartbeat;
-        if heartbeat {
-            next_heartbeat = Instant::now() + heartbeat_every;
-        }
-        s.stats
-            .pending
-            .fetch_sub(batch.len() as i64, Ordering::Relaxed);
-        match round_trip(c, &s, &scripts, &mut epochs, batch, heartbeat, stop) {
-            Ok(replies) => {
-                for r in replies {
-                    if let Reply::Rejoin = r {
-                        if !std::mem::replace(&mut listed, true) {
-                            continue; // the first heartbeat lists it
-                        }
-                        log::warn!(
-                            "redis: this node ({}) was not listed (Redis lost it, or the others took it for dead); adding its members again",
-                            s.instance
-                        );
-                    }
-                    if !send(r) {
-                        return;
-                    }
+        Some(batch)
+    }
+
+    /// Hand the replies to the loop; false if it is gone.
+    fn hand_over(&mut self, replies: Vec<Reply>) -> bool {
+        for r in replies {
+            if let Reply::Rejoin = r {
+                if !std::mem::replace(&mut self.listed, true) {
+                    continue; // the first heartbeat lists it
                 }
+                log::warn!(
+                    "redis: this node ({}) was not listed (Redis lost it, or the others took it for dead); adding its members again",
+                    self.s.instance
+                );
             }
-            Err((e, replies)) => {
-                log::warn!("redis: {e}; reconnecting");
-                s.stats.reconnects.fetch_add(1, Ordering::Relaxed);
-                con = None;
-                // Only a connection that lasted resets the backoff.
-                backoff.ended(since);
-                for r in replies {
-                    send(r);
-                }
-                if !send(Reply::Connected(false)) {
-                    return;
-                }
+            if !self.send(r) {
+                return false;
             }
         }
-        if stop {
-            return;
-        }
+        true
+    }
+
+    fn send(&self, r: Reply) -> bool {
+        let ok = self.tx.send(r).is_ok();
+        (self.s.wake)();
+        ok
     }
 }
 
@@ -372,9 +419,41 @@ fn round_trip(
     heartbeat: bool,
     stop: bool,
 ) -> Result<Vec<Reply>, (redis::RedisError, Vec<Reply>)> {
+    let (pipe, sent) = pipeline(s, scripts, epochs, &batch, heartbeat, stop);
+    if sent.is_empty() {
+        return Ok(Vec::new());
+    }
+    let started = Instant::now();
+    let bytes = pipe.get_packed_pipeline();
+    use redis::ConnectionLike;
+    let values = match con.req_packed_commands(&bytes, 0, sent.len()) {
+        Ok(v) => v,
+        Err(e) => {
+            s.stats.errors.io.fetch_add(1, Ordering::Relaxed);
+            let replies = batch
+                .into_iter()
+                .filter_map(|c| failure(c, true, &s.stats))
+                .collect();
+            return Err((e, replies));
+        }
+    };
+    s.stats.round_trip(started.elapsed(), sent.len());
+    Ok(map_replies(s, sent, values))
+}
+
+/// The pipeline for `batch` (publishes of one topic grouped, see
+/// [`publish_group`]), with the heartbeat and the goodbye when due, and
+/// what each command's reply answers.
+fn pipeline(
+    s: &Setup,
+    scripts: &Scripts,
+    epochs: &mut EpochSource,
+    batch: &[Command],
+    heartbeat: bool,
+    stop: bool,
+) -> (redis::Pipeline, Vec<Sent>) {
     let mut pipe = redis::pipe();
     let mut sent = Vec::with_capacity(batch.len() + 1);
-    let mut kept = Vec::with_capacity(batch.len());
     let mut i = 0;
     while i < batch.len() {
         let group = publish_group(&batch[i..]);
@@ -390,15 +469,13 @@ fn round_trip(
         }
         i += group.max(1);
     }
-    kept.extend(batch);
     if heartbeat {
-        let now = super::wall_ms();
         let hb = evalsha(&scripts.heartbeat, &[s.keys.nodes()])
             .arg(&s.instance)
             .arg(s.node_ttl.as_millis() as u64)
             .arg(s.keys.prefix())
             .arg(1000)
-            .arg(now)
+            .arg(super::wall_ms())
             .to_owned();
         pipe.add_command(hb);
         sent.push(Sent::Heartbeat);
@@ -412,60 +489,49 @@ fn round_trip(
         pipe.add_command(bye);
         sent.push(Sent::Goodbye);
     }
-    if sent.is_empty() {
-        return Ok(Vec::new());
-    }
-    let started = Instant::now();
-    let bytes = pipe.get_packed_pipeline();
-    use redis::ConnectionLike;
-    let values = match con.req_packed_commands(&bytes, 0, sent.len()) {
-        Ok(v) => v,
-        Err(e) => {
-            s.stats.errors.io.fetch_add(1, Ordering::Relaxed);
-            let replies = kept
-                .into_iter()
-                .filter_map(|c| failure(c, true, &s.stats))
-                .collect();
-            return Err((e, replies));
-        }
-    };
-    s.stats.round_trip(started.elapsed(), sent.len());
+    (pipe, sent)
+}
+
+/// The replies `values` of the pipeline `sent` described.
+fn map_replies(s: &Setup, sent: Vec<Sent>, values: Vec<Value>) -> Vec<Reply> {
     let mut replies = Vec::with_capacity(values.len());
     let mut refused = 0;
     for (what, v) in sent.into_iter().zip(values) {
         if let Value::ServerError(e) = &v {
             s.stats.errors.server.fetch_add(1, Ordering::Relaxed);
-            log::warn!("redis: {e:?}");
-        }
-        if let Sent::PublishBatch(topic, ns) = what {
-            let first = position_reply_rev(&v);
-            for (i, n) in ns.into_iter().enumerate() {
-                let result = match &first {
-                    Some((first, epoch)) => Ok(Published {
-                        seq: first + i as u64,
-                        epoch: epoch.clone(),
-                        duplicate: false,
-                        topic: topic.clone(),
-                    }),
-                    None => Err(EngineError::Unavailable { maybe_stored: true }),
-                };
-                replies.push(Reply::Published { n, result });
+            match what {
+                // Without them dead nodes are never cleared.
+                Sent::Heartbeat | Sent::Goodbye => log::error!("redis: membership script: {e:?}"),
+                _ => log::warn!("redis: {e:?}"),
             }
-            continue;
         }
-        if let Sent::Ack { last } = what {
-            refused += usize::from(!matches!(v, Value::Int(1)));
-            if last {
-                replies.push(Reply::AcksDone { refused });
-                refused = 0;
+        match what {
+            Sent::PublishBatch(topic, ns) => {
+                let first = position_reply_rev(&v);
+                for (i, n) in ns.into_iter().enumerate() {
+                    let result = match &first {
+                        Some((first, epoch)) => Ok(Published {
+                            seq: first + i as u64,
+                            epoch: epoch.clone(),
+                            duplicate: false,
+                            topic: topic.clone(),
+                        }),
+                        None => Err(EngineError::Unavailable { maybe_stored: true }),
+                    };
+                    replies.push(Reply::Published { n, result });
+                }
             }
-            continue;
-        }
-        if let Some(r) = reply(what, v) {
-            replies.push(r);
+            Sent::Ack { last } => {
+                refused += usize::from(!matches!(v, Value::Int(1)));
+                if last {
+                    replies.push(Reply::AcksDone { refused });
+                    refused = 0;
+                }
+            }
+            what => replies.extend(reply(what, v)),
         }
     }
-    Ok(replies)
+    replies
 }
 
 /// `EVALSHA` of `script` with `keys` (arguments follow).
@@ -574,6 +640,45 @@ fn commands(
     command(c, s, scripts, epochs).into_iter().collect()
 }
 
+/// The `publish` run for one publish `c` (a keyed one, or one alone).
+fn publish_command(
+    c: &Command,
+    s: &Setup,
+    scripts: &Scripts,
+    epochs: &mut EpochSource,
+) -> Option<(Cmd, Sent)> {
+    let Command::Publish {
+        n,
+        topic,
+        tag,
+        head,
+        tail,
+        idempotency,
+    } = c
+    else {
+        return None;
+    };
+    let k = &s.keys;
+    let idem = match idempotency {
+        Some((user, key)) => k.idempotency(user, key),
+        None => k.idempotency("", ""),
+    };
+    let cmd = evalsha(&scripts.publish, &[k.meta(topic), k.history(topic), idem])
+        .arg(k.channel(topic))
+        .arg(epochs.next())
+        .arg(head.as_slice())
+        .arg(tail.as_slice())
+        .arg(tag)
+        .arg(s.history_len)
+        .arg(s.history_age_ms)
+        .arg(s.meta_ttl_ms)
+        .arg(if idempotency.is_some() { "1" } else { "" })
+        .arg(s.idempotency_window_ms)
+        .arg(topic)
+        .to_owned();
+    Some((cmd, Sent::Publish(*n)))
+}
+
 /// The Redis command for `c` (one command).
 fn command(
     c: &Command,
@@ -583,33 +688,7 @@ fn command(
 ) -> Option<(Cmd, Sent)> {
     let k = &s.keys;
     Some(match c {
-        Command::Publish {
-            n,
-            topic,
-            tag,
-            head,
-            tail,
-            idempotency,
-        } => {
-            let idem = match idempotency {
-                Some((user, key)) => k.idempotency(user, key),
-                None => k.idempotency("", ""),
-            };
-            let cmd = evalsha(&scripts.publish, &[k.meta(topic), k.history(topic), idem])
-                .arg(k.channel(topic))
-                .arg(epochs.next())
-                .arg(head.as_slice())
-                .arg(tail.as_slice())
-                .arg(tag)
-                .arg(s.history_len)
-                .arg(s.history_age_ms)
-                .arg(s.meta_ttl_ms)
-                .arg(if idempotency.is_some() { "1" } else { "" })
-                .arg(s.idempotency_window_ms)
-                .arg(topic)
-                .to_owned();
-            (cmd, Sent::Publish(*n))
-        }
+        Command::Publish { .. } => return publish_command(c, s, scripts, epochs),
         Command::Acked { op, user, topic } => {
             let cmd = redis::cmd("HGET")
                 .arg(k.session(user))

@@ -25,11 +25,6 @@ local function topic_epoch(meta, history, new_epoch, ttl)
   end
   return epoch
 end
--- Redis's clock in ms: one clock for every node.
-local function now_ms()
-  local t = redis.call('TIME')
-  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-end
 -- Entries past the age limit leave from the front, up to 16 at a time
 -- (reads skip any that remain; the key expires when publishes stop).
 -- Reading the front costs more than the rest of a publish: callers run
@@ -44,6 +39,18 @@ local function trim_age(history, now, age)
     local s = tonumber(string.match(cut, '^(%d+)'))
     redis.call('XTRIM', history, 'MINID', (s + 1) .. '-0')
   end
+end
+"#
+    };
+}
+
+/// Redis's clock in ms: one clock for every node.
+macro_rules! lua_clock {
+    () => {
+        r#"
+local function now_ms()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 end
 "#
     };
@@ -89,6 +96,7 @@ end
 /// two numbers it owns. A topic without a meta hash (new, or lost with
 /// Redis's data) starts a new epoch and an empty history.
 const PUBLISH: &str = concat!(
+    lua_clock!(),
     lua_topic!(),
     r#"
 if ARGV[9] == '1' then
@@ -153,6 +161,7 @@ return 1
 /// epoch, the clock, the time-to-live updates and the `PUBLISH` are paid
 /// once per batch.
 const PUBLISH_BATCH: &str = concat!(
+    lua_clock!(),
     lua_topic!(),
     r#"
 local epoch = topic_epoch(KEYS[1], KEYS[2], ARGV[2], nil)
@@ -204,6 +213,7 @@ return {epoch, tonumber(redis.call('HGET', KEYS[1], 's'))}
 /// `{epoch, seq, {seq, time, delivery, tag, ...}}`: entries after
 /// `after`, oldest first, those past the age limit left out.
 const FETCH: &str = concat!(
+    lua_clock!(),
     lua_topic!(),
     r#"
 local epoch = topic_epoch(KEYS[1], KEYS[2], ARGV[4], ARGV[5])
@@ -259,6 +269,7 @@ return n
 /// user has no connection left), a bounded number per heartbeat; the node
 /// leaves the set once nothing of it is left.
 const HEARTBEAT: &str = concat!(
+    lua_clock!(),
     lua_members!(),
     r#"
 local now = now_ms()

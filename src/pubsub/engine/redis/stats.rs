@@ -67,81 +67,87 @@ impl Stats {
     /// The Prometheus text.
     pub fn render(&self, ready: bool, out: &mut String) {
         let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
-        let mut one = |name: &str, kind: &str, help: &str, v: String| {
+        let pending = self.pending.load(Ordering::Relaxed).max(0) as u64;
+        let samples = [
+            (
+                "wsmio_engine_ready",
+                "gauge",
+                "1 when the engine takes publishes (/readyz).",
+                u64::from(ready),
+            ),
+            (
+                "wsmio_engine_pending_operations",
+                "gauge",
+                "Operations queued for Redis and not yet sent.",
+                pending,
+            ),
+            (
+                "wsmio_engine_reconnects_total",
+                "counter",
+                "Reconnects to Redis (either connection).",
+                get(&self.reconnects),
+            ),
+            (
+                "wsmio_engine_messages_total",
+                "counter",
+                "Pub/sub messages received from Redis.",
+                get(&self.messages),
+            ),
+            (
+                "wsmio_engine_publishes_total",
+                "counter",
+                "Publishes sent to Redis.",
+                get(&self.publishes),
+            ),
+            (
+                "wsmio_engine_commands_total",
+                "counter",
+                "Commands sent to Redis.",
+                get(&self.commands),
+            ),
+            (
+                "wsmio_engine_fills_total",
+                "counter",
+                "History fetches that filled a hole in a topic's deliveries.",
+                get(&self.fills),
+            ),
+            (
+                "wsmio_engine_lost_total",
+                "counter",
+                "Deliveries missed and gone from history (reported as gap).",
+                get(&self.lost),
+            ),
+            (
+                "wsmio_engine_acks_refused_total",
+                "counter",
+                "Acks not stored (over the per-user limit, or lost with a connection).",
+                get(&self.acks_refused),
+            ),
+        ];
+        for (name, kind, help, v) in samples {
             let _ = writeln!(
                 out,
                 "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {v}"
             );
-        };
-        one(
-            "wsmio_engine_ready",
-            "gauge",
-            "1 when the engine takes publishes (/readyz).",
-            u8::from(ready).to_string(),
-        );
-        one(
-            "wsmio_engine_pending_operations",
-            "gauge",
-            "Operations queued for Redis and not yet sent.",
-            self.pending.load(Ordering::Relaxed).max(0).to_string(),
-        );
-        one(
-            "wsmio_engine_reconnects_total",
-            "counter",
-            "Reconnects to Redis (either connection).",
-            get(&self.reconnects).to_string(),
-        );
-        one(
-            "wsmio_engine_messages_total",
-            "counter",
-            "Pub/sub messages received from Redis.",
-            get(&self.messages).to_string(),
-        );
-        one(
-            "wsmio_engine_publishes_total",
-            "counter",
-            "Publishes sent to Redis.",
-            get(&self.publishes).to_string(),
-        );
-        one(
-            "wsmio_engine_commands_total",
-            "counter",
-            "Commands sent to Redis.",
-            get(&self.commands).to_string(),
-        );
-        one(
-            "wsmio_engine_fills_total",
-            "counter",
-            "History fetches that filled a hole in a topic's deliveries.",
-            get(&self.fills).to_string(),
-        );
-        one(
-            "wsmio_engine_lost_total",
-            "counter",
-            "Deliveries missed and gone from history (reported as gap).",
-            get(&self.lost).to_string(),
-        );
-        one(
-            "wsmio_engine_acks_refused_total",
-            "counter",
-            "Acks not stored (over the per-user limit, or lost with a connection).",
-            get(&self.acks_refused).to_string(),
-        );
+        }
+        let name = "wsmio_engine_errors_total";
         let _ = writeln!(
             out,
-            "# HELP wsmio_engine_errors_total Engine errors, by kind.\n# TYPE wsmio_engine_errors_total counter"
+            "# HELP {name} Engine errors, by kind.\n# TYPE {name} counter"
         );
         for (kind, a) in [
             ("io", &self.errors.io),
             ("server", &self.errors.server),
             ("unavailable", &self.errors.unavailable),
         ] {
-            let _ = writeln!(
-                out,
-                "wsmio_engine_errors_total{{kind=\"{kind}\"}} {}",
-                get(a)
-            );
+            let _ = writeln!(out, "{name}{{kind=\"{kind}\"}} {}", get(a));
         }
+        self.render_latency(out);
+    }
+
+    /// The round-trip histogram.
+    fn render_latency(&self, out: &mut String) {
+        let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
         let name = "wsmio_engine_round_trip_seconds";
         let _ = writeln!(
             out,

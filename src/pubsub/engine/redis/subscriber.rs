@@ -153,27 +153,8 @@ fn listen(
     }
     loop {
         // The loop's requests first, in order.
-        loop {
-            match rx.try_recv() {
-                Ok(SubCommand::Subscribe { topic, gen }) => {
-                    if let Err(e) = ps.subscribe(s.keys.channel(&topic)) {
-                        wanted.insert(topic, gen);
-                        return End::Reconnect(e.to_string());
-                    }
-                    wanted.insert(topic.clone(), gen);
-                    if !send(SubEvent::Subscribed { topic, gen }) {
-                        return End::Stop;
-                    }
-                }
-                Ok(SubCommand::Unsubscribe { topic }) => {
-                    wanted.remove(&topic);
-                    if let Err(e) = ps.unsubscribe(s.keys.channel(&topic)) {
-                        return End::Reconnect(e.to_string());
-                    }
-                }
-                Ok(SubCommand::Stop) | Err(TryRecvError::Disconnected) => return End::Stop,
-                Err(TryRecvError::Empty) => break,
-            }
+        if let Some(end) = apply(s, &mut ps, rx, wanted, send) {
+            return end;
         }
         let msg = match ps.get_message() {
             Ok(m) => m,
@@ -187,53 +168,74 @@ fn listen(
             continue; // left already
         }
         s.stats.messages.fetch_add(1, Ordering::Relaxed);
-        let parsed = ChannelMsg::parse(msg.get_payload_bytes());
-        if let Some(ChannelMsg::Batch {
+        if !relay(topic, msg.get_payload_bytes(), send) {
+            return End::Stop;
+        }
+    }
+}
+
+/// Subscribe and unsubscribe as the loop asked; `Some` ends `listen`.
+fn apply(
+    s: &Setup,
+    ps: &mut redis::PubSub<'_>,
+    rx: &Receiver<SubCommand>,
+    wanted: &mut HashMap<String, u64>,
+    send: &impl Fn(SubEvent) -> bool,
+) -> Option<End> {
+    loop {
+        match rx.try_recv() {
+            Ok(SubCommand::Subscribe { topic, gen }) => {
+                let done = ps.subscribe(s.keys.channel(&topic));
+                wanted.insert(topic.clone(), gen);
+                if let Err(e) = done {
+                    return Some(End::Reconnect(e.to_string()));
+                }
+                if !send(SubEvent::Subscribed { topic, gen }) {
+                    return Some(End::Stop);
+                }
+            }
+            Ok(SubCommand::Unsubscribe { topic }) => {
+                wanted.remove(&topic);
+                if let Err(e) = ps.unsubscribe(s.keys.channel(&topic)) {
+                    return Some(End::Reconnect(e.to_string()));
+                }
+            }
+            Ok(SubCommand::Stop) | Err(TryRecvError::Disconnected) => return Some(End::Stop),
+            Err(TryRecvError::Empty) => return None,
+        }
+    }
+}
+
+/// Hand the loop what a message on `topic`'s channel says (a delivery,
+/// a batch of them, a presence change); false if the loop is gone.
+fn relay(topic: &str, payload: &[u8], send: &impl Fn(SubEvent) -> bool) -> bool {
+    let delivery = |seq, epoch, tag, text| {
+        arrival(topic, seq, epoch, tag, text).map(|arrival| SubEvent::Delivery {
+            topic: topic.to_string(),
+            arrival,
+        })
+    };
+    match ChannelMsg::parse(payload) {
+        Some(ChannelMsg::Delivery {
+            seq,
+            epoch,
+            tag,
+            text,
+        }) => delivery(seq, epoch, tag, text).is_none_or(&send),
+        Some(ChannelMsg::Batch {
             first,
             epoch,
             entries,
-        }) = &parsed
-        {
-            for (i, (tag, text)) in entries.iter().enumerate() {
-                let seq = first + i as u64;
-                let Some(arrival) = arrival(topic, seq, epoch, tag, text) else {
-                    continue;
-                };
-                let ev = SubEvent::Delivery {
-                    topic: topic.to_string(),
-                    arrival,
-                };
-                if !send(ev) {
-                    return End::Stop;
-                }
-            }
-            continue;
-        }
-        let ev = match parsed {
-            Some(ChannelMsg::Delivery {
-                seq,
-                epoch,
-                tag,
-                text,
-            }) => {
-                let Some(arrival) = arrival(topic, seq, epoch, tag, text) else {
-                    continue;
-                };
-                SubEvent::Delivery {
-                    topic: topic.to_string(),
-                    arrival,
-                }
-            }
-            Some(ChannelMsg::Presence { joined, user, .. }) => SubEvent::Presence {
-                topic: topic.to_string(),
-                user: user.to_string(),
-                joined,
-            },
-            Some(ChannelMsg::Batch { .. }) | None => continue,
-        };
-        if !send(ev) {
-            return End::Stop;
-        }
+        }) => entries
+            .iter()
+            .enumerate()
+            .all(|(i, (tag, text))| delivery(first + i as u64, epoch, tag, text).is_none_or(&send)),
+        Some(ChannelMsg::Presence { joined, user, .. }) => send(SubEvent::Presence {
+            topic: topic.to_string(),
+            user: user.to_string(),
+            joined,
+        }),
+        None => true,
     }
 }
 
