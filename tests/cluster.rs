@@ -381,8 +381,8 @@ fn a_killed_node_leaves_presence_within_its_ttl_and_its_clients_resume_elsewhere
         let v = u2
             .recv_within(Duration::from_secs(10))
             .expect("a leave event");
-        if v["type"] == "leave" {
-            break v;
+        if v["type"] == "presence_diff" && v["leaves"] == json!(["u1"]) {
+            break json!({"topic": v["topic"], "user": "u1"});
         }
     };
     let took = killed.elapsed();
@@ -692,4 +692,91 @@ fn idempotency_keys_expire_after_their_window() {
         (&json!(2), None),
         "{ack}"
     );
+}
+
+/// Presence across nodes: cluster-wide counts in every `presence_diff`,
+/// the switch to `presence_count` past the cap on every node, and paging
+/// through members of all nodes by name.
+#[test]
+fn presence_counts_and_pages_span_the_nodes() {
+    let _one = one_at_a_time();
+    let redis = Redis::start();
+    let cap = ["--presence-events-max", "3"];
+    let a = Node::start("A", &redis.url(), &cap);
+    let b = Node::start("B", &redis.url(), &cap);
+    let mut wa = client(&a, "wa");
+    wa.sub("hall");
+    let mut wb = client(&b, "wb");
+    wb.sub_ack("hall");
+    // wa hears wb join through Redis, with the count of both nodes.
+    let (_, j) = next_of(&mut wa, "presence_diff");
+    assert_eq!(
+        (&j["joins"], &j["count"]),
+        (&json!(["wb"]), &json!(2)),
+        "{j}"
+    );
+    // Past the cap (3) both nodes switch to counts.
+    let mut conns = Vec::new();
+    for (i, u) in ["m0", "m1", "m2", "m3", "m4", "m5"].into_iter().enumerate() {
+        let node = if i % 2 == 0 { &a } else { &b };
+        let mut c = client(node, u);
+        c.sub_ack("hall");
+        conns.push(c);
+    }
+    for w in [&mut wa, &mut wb] {
+        let (before, v) = next_of_where(w, |v| v["type"] == "presence_count" && v["count"] == 8);
+        assert!(
+            before
+                .iter()
+                .all(|b| b["type"] == "presence_count" || b["count"].as_u64() <= Some(3)),
+            "{before:?}"
+        );
+        assert_eq!(v["topic"], "hall");
+    }
+    // Pages of 3 list the members of both nodes, in order, once.
+    let mut seen = Vec::new();
+    let mut cursor = Value::Null;
+    loop {
+        let id = wb.request(json!({"op":"presence","topic":"hall","limit":3,"cursor":cursor}));
+        let (_, p) = next_of_where(&mut wb, |v| v["type"] == "presence" && v["id"] == id);
+        assert_eq!(p["count"], 8, "{p}");
+        seen.extend(p["members"].as_array().unwrap().iter().cloned());
+        cursor = p["cursor"].clone();
+        if cursor.is_null() {
+            break;
+        }
+    }
+    assert_eq!(
+        seen,
+        json!(["m0", "m1", "m2", "m3", "m4", "m5", "wa", "wb"])
+            .as_array()
+            .unwrap()
+            .clone()
+    );
+    // Leaving below the cap again: diffs, with the cluster-wide count.
+    for c in conns.drain(..) {
+        c.close();
+    }
+    let (_, d) = next_of_where(&mut wa, |v| v["type"] == "presence_diff");
+    assert!(d["count"].as_u64() <= Some(3), "{d}");
+    let p = hub_support::presence_until(&mut wa, "hall", |p| p["count"] == 2);
+    assert_eq!(p["members"], json!(["wa", "wb"]));
+}
+
+/// Skip to the next message of type `typ`: (the ones before, it).
+fn next_of(hc: &mut Hc, typ: &str) -> (Vec<Value>, Value) {
+    next_of_where(hc, |v| v["type"] == typ)
+}
+
+fn next_of_where(hc: &mut Hc, done: impl Fn(&Value) -> bool) -> (Vec<Value>, Value) {
+    let mut before = Vec::new();
+    loop {
+        let v = hc
+            .recv_within(Duration::from_secs(10))
+            .unwrap_or_else(|| panic!("{}: nothing matched; got {before:?}", hc.user));
+        if done(&v) {
+            return (before, v);
+        }
+        before.push(v);
+    }
 }

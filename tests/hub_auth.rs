@@ -396,7 +396,7 @@ fn token_patterns_limit_topics() {
     assert_eq!((&p["id"], &p["count"]), (&json!(id), &json!(0)));
     let ack = other.sub("room.7");
     assert_eq!(ack["seq"], 0, "forbidden pub did not sequence anything");
-    assert_eq!(a.expect("join")["user"], "bob");
+    assert_eq!(a.expect_join()["user"], "bob");
 
     // A token with no lists may only read its inbox: no direct messages
     // either (each DM to a new user creates an inbox with history).
@@ -447,8 +447,8 @@ fn anonymous_mode_without_a_secret() {
     // Everything but other users' inboxes is allowed.
     a.sub("any.topic");
     b.sub_ack("any.topic");
-    a.expect("join");
-    b.expect("join");
+    a.expect_join();
+    b.expect_join();
     b.publish("any.topic", json!(1));
     b.expect("msg");
     assert_eq!(a.expect("msg")["from"], json!(b.user));

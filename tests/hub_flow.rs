@@ -57,7 +57,7 @@ fn flood(srv: &Srv) -> Flooded {
     fast.sub("flood");
     let mut p = connect(srv.addr, None);
     p.sub("flood");
-    fast.expect("join");
+    fast.expect_join();
     let reader = thread::spawn(move || {
         let mut seqs = Vec::new();
         loop {
@@ -172,7 +172,7 @@ fn slow_consumer_is_closed_and_never_slows_the_others() {
     // The others saw it leave and are still fine.
     let (mut fast, mut p) = (f.fast, f.publisher);
     for c in [&mut fast, &mut p] {
-        assert_eq!(c.expect("leave")["user"], json!(slow_user));
+        assert_eq!(c.expect_leave()["user"], json!(slow_user));
     }
     p.publish("flood", json!("after"));
     assert_eq!(p.expect("msg")["seq"], total + 1);
@@ -221,7 +221,7 @@ fn slow_consumer_under_drop_policy_gets_a_gap_event() {
                     assert!(missing.insert(s), "gap {v} reported twice");
                 }
             }
-            "join" => {}
+            "presence_diff" => {}
             _ => panic!("unexpected {v}"),
         }
     }
@@ -292,7 +292,7 @@ fn a_replay_larger_than_the_queue_arrives_whole_under_drop_policy() {
                     assert_eq!((&v["from"], &v["to"]), (&json!(have + 1), &json!(N)), "{v}");
                     break;
                 }
-                "join" => {}
+                "presence_diff" => {}
                 _ => panic!("unexpected {v}"),
             }
         }
@@ -312,7 +312,7 @@ trait QuietOrJoin {
 impl QuietOrJoin for Hc {
     fn assert_quiet_or_join(&mut self) {
         let got = self.barrier();
-        assert!(got.iter().all(|v| v["type"] == "join"), "{got:?}");
+        assert!(got.iter().all(|v| v["type"] == "presence_diff"), "{got:?}");
     }
 }
 
@@ -404,7 +404,7 @@ fn rate_limit_refills_and_forgives() {
         let mut got: Vec<(String, u64)> = Vec::new();
         while got.len() < 4 {
             let v = a.recv();
-            if v["type"] != "join" {
+            if v["type"] != "presence_diff" {
                 got.push((
                     v["type"].as_str().unwrap().into(),
                     v["id"].as_u64().unwrap(),
@@ -454,7 +454,7 @@ fn shutdown_drains_acked_messages_then_closes_1001() {
     srv.handle.shutdown().unwrap();
 
     // The reader gets every acked message, in order, then 1001, then EOF.
-    reader.expect("join"); // the silent one's
+    reader.expect_join(); // the silent one's
     for i in 1..=N {
         let m = reader.expect("msg");
         assert_eq!((&m["seq"], &m["data"]["i"]), (&json!(i), &json!(i)));
@@ -509,7 +509,7 @@ fn metrics_count_connections_messages_closes_and_rejections() {
     let mut bob = connect_as(a, "bob");
     alice.sub("m");
     bob.sub("m");
-    alice.expect("join");
+    alice.expect_join();
     for i in 0..3 {
         alice.publish("m", json!(i));
         alice.expect("msg");
@@ -579,7 +579,7 @@ fn dropped_batches_are_reported_delivery_by_delivery() {
     slow.sub("burst");
     let mut p = connect(srv.addr, None);
     p.sub("burst");
-    slow.expect("join");
+    slow.expect_join();
     let mut sent = 0u64;
     while metric(&metrics(srv.addr), DROPS) == 0 {
         let mut wire = Vec::new();

@@ -34,10 +34,7 @@ fn welcome_then_inbox_subscription() {
     let p = a.expect("presence");
     assert_eq!(p["id"], id);
     assert_eq!(p["members"], json!([a.user]));
-    assert_eq!(
-        (p["count"].as_u64(), p["connections"].as_u64()),
-        (Some(1), Some(1))
-    );
+    assert_eq!((p["count"].as_u64(), &p["cursor"]), (Some(1), &json!(null)));
 
     // Another client: another anonymous id, same epoch.
     let b = connect(srv.addr, None);
@@ -59,7 +56,7 @@ fn sub_and_unsub_are_acked_with_their_ids() {
         json!({"type":"ack","id":7,"op":"sub","topic":"room.1","epoch":a.epoch,"seq":0,
                "resumed":false,"recovered":true,"lost":0,"epoch_changed":false,"replayed":0})
     );
-    let join = a.expect("join");
+    let join = a.expect_join();
     assert_eq!(
         (&join["topic"], &join["user"]),
         (&json!("room.1"), &json!(a.user))
@@ -109,9 +106,9 @@ fn publish_acks_first_then_everyone_gets_the_delivery() {
     let mut c = connect(srv.addr, None); // not subscribed
     a.sub("room");
     b.sub_ack("room");
-    let j = a.expect("join");
+    let j = a.expect_join();
     assert_eq!(j["user"], json!(b.user));
-    b.expect("join");
+    b.expect_join();
 
     let data = json!({"text":"hi","n":[1,2,{"x":null}],"u":"\u{e9}\u{1F600}"});
     a.send(&json!({"op":"pub","topic":"room","data":data,"id":42}));
@@ -172,9 +169,9 @@ fn exclude_self_skips_only_the_publishing_connection() {
     a1.sub("t");
     a2.sub_ack("t");
     b.sub_ack("t");
-    a1.expect("join"); // bob
-    a2.expect("join");
-    b.expect("join");
+    a1.expect_join(); // bob
+    a2.expect_join();
+    b.expect_join();
 
     a1.send(&json!({"op":"pub","topic":"t","data":{"k":1},"exclude_self":true,"id":1}));
     let ack = a1.expect("ack");
@@ -260,10 +257,7 @@ fn dm_reaches_every_connection_of_the_user_and_nobody_else() {
     let id = a1.request(json!({"op":"presence","topic":"@alice"}));
     let p = a1.expect("presence");
     assert_eq!(p["id"], id);
-    assert_eq!(
-        (&p["members"], &p["count"], &p["connections"]),
-        (&json!(["alice"]), &json!(1), &json!(2))
-    );
+    assert_eq!((&p["members"], &p["count"]), (&json!(["alice"]), &json!(1)));
     for x in [a1, a2, b, c] {
         x.close();
     }
@@ -282,11 +276,11 @@ fn presence_members_count_and_join_leave_events() {
     let id = watcher.request(json!({"op":"presence","topic":"lobby"}));
     assert_eq!(
         watcher.expect("presence"),
-        json!({"type":"presence","id":id,"topic":"lobby","members":[],"count":0,"connections":0})
+        json!({"type":"presence","id":id,"topic":"lobby","members":[],"count":0,"cursor":null})
     );
     watcher.sub("lobby");
     a1.sub("lobby");
-    let j = watcher.expect("join");
+    let j = watcher.expect_join();
     assert_eq!(
         (&j["user"], &j["topic"]),
         (&json!("alice"), &json!("lobby"))
@@ -294,9 +288,9 @@ fn presence_members_count_and_join_leave_events() {
     // Alice's second connection: no new join.
     a2.sub_ack("lobby");
     b.sub("lobby");
-    assert_eq!(watcher.expect("join")["user"], "bob");
-    assert_eq!(a1.expect("join")["user"], "bob");
-    assert_eq!(a2.expect("join")["user"], "bob");
+    assert_eq!(watcher.expect_join()["user"], "bob");
+    assert_eq!(a1.expect_join()["user"], "bob");
+    assert_eq!(a2.expect_join()["user"], "bob");
     watcher.assert_quiet();
     a1.assert_quiet();
 
@@ -304,19 +298,20 @@ fn presence_members_count_and_join_leave_events() {
     assert_eq!(
         b.expect("presence"),
         json!({"type":"presence","id":id,"topic":"lobby",
-               "members":["alice","bob","wat"],"count":3,"connections":4})
+               "members":["alice","bob","wat"],"count":3,"cursor":null})
     );
 
     // One of alice's connections leaves (by closing): no leave event.
     a1.close();
-    let p = presence_until(&mut watcher, "lobby", |p| p["connections"] == 3);
+    watcher.assert_quiet();
+    let p = presence_until(&mut watcher, "lobby", |_| true);
     assert_eq!(p["members"], json!(["alice", "bob", "wat"]));
     // Her last one unsubscribes: leave, to everyone still there.
     a2.send(&json!({"op":"unsub","topic":"lobby","id":3}));
     assert_eq!(a2.expect("ack")["op"], "unsub");
     a2.assert_quiet();
     for x in [&mut watcher, &mut b] {
-        let l = x.expect("leave");
+        let l = x.expect_leave();
         assert_eq!(
             (&l["user"], &l["topic"]),
             (&json!("alice"), &json!("lobby"))
@@ -325,15 +320,12 @@ fn presence_members_count_and_join_leave_events() {
     }
     // Bob disconnects without a close handshake: leave as well.
     drop(b);
-    let l = watcher.expect("leave");
+    let l = watcher.expect_leave();
     assert_eq!(l["user"], "bob");
     let id = watcher.request(json!({"op":"presence","topic":"lobby"}));
     let p = watcher.expect("presence");
     assert_eq!(p["id"], id);
-    assert_eq!(
-        (&p["members"], &p["count"], &p["connections"]),
-        (&json!(["wat"]), &json!(1), &json!(1))
-    );
+    assert_eq!((&p["members"], &p["count"]), (&json!(["wat"]), &json!(1)));
     a2.close();
     watcher.close();
     srv.stop();
@@ -505,7 +497,7 @@ trait QuietExceptJoins {
 impl QuietExceptJoins for Hc {
     fn assert_quiet_except_joins(&mut self) {
         let got = self.barrier();
-        assert!(got.iter().all(|v| v["type"] == "join"), "{got:?}");
+        assert!(got.iter().all(|v| v["type"] == "presence_diff"), "{got:?}");
     }
 }
 
@@ -564,7 +556,7 @@ fn pipelined_publishes_arrive_whole_and_in_order_around_other_replies() {
             "msg" => order.push(format!("msg {}", v["seq"])),
             "ack" => order.push(format!("ack {} seq {}", v["id"], v["seq"])),
             "presence" => order.push("presence".into()),
-            "join" => {}
+            "presence_diff" => {}
             t => panic!("unexpected {t}: {v}"),
         }
     }

@@ -57,7 +57,7 @@ fn reconnect_and_resume_gets_everything_missed() {
         check_msg(m, "room", n, &epoch, "pub", &json!({ "n": n }));
     }
     // Then the join event and live deliveries continue the sequence.
-    assert_eq!(a.expect("join")["user"], "alice");
+    assert_eq!(a.expect_join()["user"], "alice");
     p.publish("room", json!({"n":5}));
     check_msg(&a.expect("msg"), "room", 5, &epoch, "pub", &json!({"n":5}));
 
@@ -113,7 +113,7 @@ fn resume_with_a_gap_reports_what_was_lost() {
     );
     assert_eq!(seqs(&missed), [6, 7, 8]);
     assert_eq!(missed[0]["data"], 6);
-    a.expect("join");
+    a.expect_join();
     // From within the window it is complete again.
     let (ack, missed) = resume(&mut a, "g", &epoch, 6);
     assert_eq!((&ack["recovered"], &ack["lost"]), (&json!(true), &json!(0)));
@@ -210,7 +210,7 @@ fn resume_across_a_restart_says_the_epoch_changed() {
             &json!(d),
         );
     }
-    a.expect("join");
+    a.expect_join();
     // A made-up epoch is treated the same way.
     let (ack, _) = resume(&mut a, "r", "000000000000", 1);
     assert_eq!(ack["epoch_changed"], true);
@@ -371,7 +371,7 @@ fn history_is_bounded_in_bytes_across_topics() {
         "{ack}"
     );
     assert!(replay.is_empty());
-    r.expect("join");
+    r.expect_join();
     let (ack, replay) = resume(&mut r, "c", &epoch, 0);
     assert_eq!((&ack["recovered"], &ack["lost"]), (&json!(true), &json!(0)));
     assert_eq!(seqs(&replay), [1, 2, 3, 4, 5]);
@@ -428,7 +428,7 @@ fn a_replay_larger_than_the_queue_is_paced() {
         let v = a.recv();
         match v["type"].as_str() {
             Some("msg") => got.push(v["seq"].as_u64().unwrap()),
-            Some("join") => {}
+            Some("presence_diff") => {}
             _ => panic!("unexpected {v}"),
         }
     }
@@ -465,7 +465,7 @@ fn a_paced_replay_survives_resubscribing_and_honours_exclude_self() {
                 got.push(v["seq"].as_u64().unwrap());
             }
             Some("ack") => acks += 1,
-            Some("join") => {}
+            Some("presence_diff") => {}
             _ => panic!("unexpected {v}"),
         }
     }

@@ -172,6 +172,11 @@ struct ServeArgs {
     #[arg(long, env = "WSMIO_MAX_IDEMPOTENCY_KEYS", default_value_t = 100_000,
           value_parser = clap::value_parser!(u64).range(1..))]
     max_idempotency_keys: u64,
+    /// Most members a topic may have for its subscribers to get each join
+    /// and leave (`presence_diff`); past it they get the count instead
+    /// (`presence_count`, at most once a second per topic).
+    #[arg(long, env = "WSMIO_PRESENCE_EVENTS_MAX", default_value_t = 100)]
+    presence_events_max: usize,
     /// Sustained requests per second per connection (> 0).
     #[arg(long, env = "WSMIO_RATE", default_value_t = 50.0, value_parser = positive_rate)]
     rate: f64,
@@ -414,6 +419,7 @@ fn hub_config(a: &ServeArgs) -> Result<HubConfig, String> {
         max_positions: a.max_positions as usize,
         idempotency_window: Duration::from_secs(a.idempotency_window),
         max_idempotency_keys: a.max_idempotency_keys as usize,
+        presence_events_max: a.presence_events_max,
         rate_per_sec: a.rate,
         rate_burst: a.burst,
         index_html: Some(DEMO_PAGE),

@@ -89,6 +89,12 @@ pub struct HubConfig {
     /// Consecutive rate-limited requests after which the connection is
     /// closed with 1008 (default 50).
     pub rate_violation_limit: u32,
+    /// Most members a topic may have for its subscribers to be told each
+    /// join and leave (`presence_diff`, default 100); past it they get
+    /// the member count instead (`presence_count`, at most once a second
+    /// per topic). Bounds the cost of presence to one message per
+    /// subscriber per loop turn.
+    pub presence_events_max: usize,
     /// The page served at `/` (the binary embeds the demo page).
     pub index_html: Option<&'static str>,
 }
@@ -121,6 +127,7 @@ impl Default for HubConfig {
             rate_per_sec: 50.0,
             rate_burst: DEFAULT_RATE_BURST,
             rate_violation_limit: 50,
+            presence_events_max: 100,
             index_html: None,
         }
     }

@@ -63,11 +63,8 @@ impl Hub {
                 topic,
                 user,
                 joined,
-            } => {
-                if !topic.starts_with('@') {
-                    self.announce(ctx, &topic, &user, joined);
-                }
-            }
+                count,
+            } => self.announce(ctx, &topic, &user, joined, count),
             EngineEvent::Gap {
                 topic,
                 epoch,

@@ -9,7 +9,9 @@
 //! - `publish.rs`: `pub` and `dm` — sequenced by the engine, acked;
 //! - `subscribe.rs`: `sub` and `unsub`, with the resume that `since` asks;
 //! - `replay.rs`: a resume replay, paced by the client's queue;
-//! - `presence.rs`: `join`/`leave` events and `presence` answers;
+//! - `presence.rs`: `presence` answers, a page at a time;
+//! - `presence_feed.rs`: joins and leaves told to a topic's subscribers,
+//!   coalesced per loop turn, a count past `presence_events_max`;
 //! - `fanout.rs`: local fan-out (encode once, share the frame) and every
 //!   send, behind the batch of held deliveries;
 //! - `events.rs`: what the engine reports (its results, deliveries that
@@ -32,6 +34,7 @@ use super::engine::memory::{MemoryEngine, MemoryLimits};
 use super::engine::{Engine, OpId};
 use super::local::LocalTopics;
 use super::metrics::Metrics;
+use super::presence_feed::PresenceFeed;
 use super::protocol::Event;
 use super::protocol::{self, ErrorCode};
 use super::quota::Quotas;
@@ -61,7 +64,13 @@ pub struct Hub {
     /// Engine operations the hub waits for, by id.
     pub(super) ops: HashMap<OpId, Op>,
     pub(super) next_op: OpId,
+    /// Presence changes not yet told (see `presence_feed.rs`).
+    pub(super) presence: PresenceFeed,
 }
+
+/// The hub's timer for throttled `presence_count`s
+/// ([`Handler::timer`] token).
+pub(super) const TIMER_PRESENCE: u64 = 1;
 
 /// An engine operation the hub waits for, and whom it answers.
 #[derive(Debug)]
@@ -147,6 +156,7 @@ impl Hub {
             batch: Batch::default(),
             ops: HashMap::new(),
             next_op: 1,
+            presence: PresenceFeed::default(),
         }
     }
 
@@ -323,6 +333,13 @@ impl Handler for Hub {
 
     fn wake(&mut self, ctx: &mut Ctx<'_>) {
         self.engine_events(ctx);
+        self.flush_presence(ctx);
+    }
+
+    fn timer(&mut self, ctx: &mut Ctx<'_>, token: u64) {
+        if token == TIMER_PRESENCE {
+            self.presence_tick(ctx);
+        }
     }
 
     fn close(&mut self, ctx: &mut Ctx<'_>, id: ConnId, info: CloseInfo) {

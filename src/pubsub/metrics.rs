@@ -23,6 +23,11 @@ pub struct Metrics {
     pub bytes_out: u64,
     /// Topic deliveries (one per recipient).
     pub fanout_deliveries: u64,
+    /// `presence_diff` events sent (one per topic and loop turn, each to
+    /// every local subscriber).
+    pub presence_diffs: u64,
+    /// `presence_count` events sent (topics over `presence_events_max`).
+    pub presence_counts: u64,
     /// Publishes accepted.
     pub publishes: u64,
     /// Publishes that were retries of stored ones (same idempotency key):
@@ -170,7 +175,7 @@ impl Metrics {
     }
 
     /// Every unlabeled sample: name, kind, help, value.
-    fn samples(&self) -> [(&'static str, &'static str, &'static str, u64); 19] {
+    fn samples(&self) -> [(&'static str, &'static str, &'static str, u64); 21] {
         const C: &str = "counter";
         const G: &str = "gauge";
         [
@@ -181,6 +186,8 @@ impl Metrics {
             ("wsmio_messages_out_total", C, "Messages queued to clients.", self.messages_out),
             ("wsmio_bytes_out_total", C, "Frame bytes (headers included) queued to clients.", self.bytes_out),
             ("wsmio_fanout_deliveries_total", C, "Topic deliveries, one per recipient.", self.fanout_deliveries),
+            ("wsmio_presence_diffs_total", C, "presence_diff events, one per topic and loop turn.", self.presence_diffs),
+            ("wsmio_presence_counts_total", C, "presence_count events (topics over presence_events_max).", self.presence_counts),
             ("wsmio_publishes_total", C, "Publishes accepted.", self.publishes),
             (
                 "wsmio_duplicate_publishes_total",

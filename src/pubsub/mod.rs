@@ -26,6 +26,7 @@ mod local;
 pub mod metrics;
 mod missed;
 mod presence;
+mod presence_feed;
 pub mod protocol;
 mod publish;
 mod quota;

@@ -104,7 +104,12 @@ impl Hub {
                 seq,
                 epoch,
             } => self.ack(ctx, id, rid, &topic, seq, epoch.as_deref()),
-            Request::Presence { id: rid, topic } => self.presence(ctx, id, rid, &topic),
+            Request::Presence {
+                id: rid,
+                topic,
+                limit,
+                cursor,
+            } => self.presence(ctx, id, rid, &topic, (limit, cursor)),
         }
     }
 

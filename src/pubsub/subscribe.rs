@@ -11,7 +11,7 @@
 use super::auth::inbox_topic;
 use super::client::{PendingSub, ResumeFrom, Stage};
 use super::engine::{Creator, EngineError, Outcome, Position};
-use super::hub::{wall_ms, Hub};
+use super::hub::Hub;
 use super::protocol::{self, ErrorCode, Event, Resume};
 use super::quota;
 use crate::reactor::{ConnId, Ctx};
@@ -120,10 +120,9 @@ impl Hub {
         let Some(c) = self.clients.get(&id) else {
             return;
         };
-        let joined = self.engine.join(topic, &c.who.user);
-        if joined && !topic.starts_with('@') {
+        if let Some(count) = self.engine.join(topic, &c.who.user) {
             let user = c.who.user.clone();
-            self.announce(ctx, topic, &user, true);
+            self.announce(ctx, topic, &user, true, count);
         }
     }
 
@@ -218,25 +217,13 @@ impl Hub {
         if topic != inbox_topic(&c.who.user) {
             self.quotas.unsubscribed(&c.who.user);
         }
-        let left = member && self.engine.leave(topic, &c.who.user);
-        let user = left.then(|| c.who.user.clone());
+        let left = member
+            .then(|| self.engine.leave(topic, &c.who.user))
+            .flatten();
+        let user = left.map(|count| (c.who.user.clone(), count));
         self.engine.detach(topic);
-        if let Some(user) = user {
-            if !topic.starts_with('@') {
-                self.announce(ctx, topic, &user, false);
-            }
+        if let Some((user, count)) = user {
+            self.announce(ctx, topic, &user, false, count);
         }
-    }
-
-    /// Tell `topic`'s local subscribers that `user` joined or left.
-    pub(super) fn announce(&mut self, ctx: &mut Ctx<'_>, topic: &str, user: &str, joined: bool) {
-        let ts = wall_ms();
-        let ev = if joined {
-            Event::Join { topic, user, ts }
-        } else {
-            Event::Leave { topic, user, ts }
-        };
-        let text = ev.encode();
-        self.notify(ctx, topic, &text);
     }
 }

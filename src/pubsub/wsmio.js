@@ -25,7 +25,11 @@
 //   sent again after a drop is stored once; `publish()` resolves with its
 //   ack;
 // - acknowledges what the application processed (`autoAck`, or `ack()`),
-//   batched: one cumulative ack per topic every `ackEvery` ms.
+//   batched: one cumulative ack per topic every `ackEvery` ms;
+// - keeps each topic's member list (`onPresence`): read a page at a time
+//   after the subscription, kept current with `presence_diff`, replaced by
+//   the bare count while the hub sends `presence_count` (a big topic), and
+//   read again when the list may have drifted.
 
 const DEFAULTS = {
   token: null,             // () => string | Promise<string> (a token for ?token=)
@@ -36,6 +40,7 @@ const DEFAULTS = {
   ackEvery: 1000,          // ms between batched acks
   autoAck: true,           // ack each message after its onMessage returns
   requestTimeout: 15000,   // ms an outstanding request waits for its answer
+  maxMembers: 1000,        // most members read for a topic's list (onPresence)
   WebSocket: globalThis.WebSocket,
   fetch: globalThis.fetch ? globalThis.fetch.bind(globalThis) : null,
 };
@@ -66,7 +71,8 @@ export class Hub {
   // ------------------------------------------------------------ events
 
   /** Listen for `state`, `welcome`, `open`, `close`, `reconnecting`,
-   *  `stopped`, `error`, `recovered`, `gap`, `reset`, `join`, `leave`. */
+   *  `stopped`, `error`, `recovered`, `gap`, `reset`, `presence_diff`,
+   *  `presence_count`. */
   on(event, fn) {
     if (!this.listeners.has(event)) this.listeners.set(event, new Set());
     this.listeners.get(event).add(fn);
@@ -91,11 +97,16 @@ export class Hub {
   // ------------------------------------------------------------ API
 
   /** Subscribe to `topic`. `handlers`: onMessage(msg), onGap(gap),
-   *  onReset(reset), onJoin(ev), onLeave(ev), onAck(ack), since: "acked"
-   *  to start from the user's acknowledged position. Returns an object
-   *  with `unsubscribe()`. */
+   *  onReset(reset), onJoin({topic, user, ts}), onLeave(…), onAck(ack),
+   *  onPresence({members, count}) with the member list kept current
+   *  (`members` is null while the topic is too big to list: the count
+   *  alone), since: "acked" to start from the user's acknowledged
+   *  position. Returns an object with `unsubscribe()`. */
   subscribe(topic, handlers = {}) {
-    const t = { handlers, last: null, live: false, since: handlers.since || null };
+    const t = {
+      handlers, last: null, live: false, since: handlers.since || null,
+      roster: { members: null, count: 0, loading: null, queued: [] },
+    };
     this.topics.set(topic, t);
     if (this.state === "open") this.sendSub(topic, t);
     return { unsubscribe: () => this.unsubscribe(topic) };
@@ -121,9 +132,28 @@ export class Hub {
     return this.queue({ op: "dm", to: user, data, idempotency_key: newKey() });
   }
 
-  /** Who is subscribed to `topic`; resolves with the presence answer. */
-  presence(topic) {
-    return this.request({ op: "presence", topic });
+  /** One page of who is subscribed to `topic` (`limit`, and `cursor` from
+   *  the previous page's answer); resolves with the presence answer. */
+  presence(topic, { limit, cursor } = {}) {
+    const req = { op: "presence", topic };
+    if (limit) req.limit = limit;
+    if (cursor) req.cursor = cursor;
+    return this.request(req);
+  }
+
+  /** Every member of `topic` (at most `max`), page by page: resolves with
+   *  {members, count, complete}. */
+  async members(topic, max = this.opt.maxMembers) {
+    const members = [];
+    let cursor = null;
+    let count = 0;
+    do {
+      const p = await this.presence(topic, { limit: 256, cursor });
+      members.push(...p.members);
+      count = p.count;
+      cursor = p.cursor;
+    } while (cursor && members.length < max);
+    return { members, count, complete: !cursor };
   }
 
   /** Say that `topic` was processed up to `seq` (batched; cumulative). */
@@ -358,9 +388,11 @@ export class Hub {
         return this.emit("error", m);
       case "gap":
       case "reset":
-      case "join":
-      case "leave":
         return this.onTopicEvent(m);
+      case "presence_diff":
+        return this.onPresenceDiff(m);
+      case "presence_count":
+        return this.onPresenceCount(m);
       default:
         return undefined;
     }
@@ -384,6 +416,7 @@ export class Hub {
         if (!t.last || m.epoch_changed) t.last = { epoch: m.epoch, seq: m.seq - (m.replayed || 0) };
         if (m.resumed) this.emit("recovered", m);
         if (t.handlers.onAck) t.handlers.onAck(m);
+        if (t.handlers.onPresence) this.loadRoster(m.topic, t);
       }
     }
     this.answer(m.id, m);
@@ -407,6 +440,71 @@ export class Hub {
     t.last = { epoch: m.epoch, seq: m.seq };
     if (t.handlers.onMessage) t.handlers.onMessage(m);
     if (this.opt.autoAck) this.ack(m.topic, m.seq, m.epoch);
+  }
+
+  /** Joins and leaves of one server turn: applied to the list (read again
+   *  if it no longer adds up), then told member by member. */
+  onPresenceDiff(m) {
+    this.emit("presence_diff", m);
+    const t = this.topics.get(m.topic);
+    if (!t) return;
+    const r = t.roster;
+    if (r.loading) {
+      r.queued.push(m);
+    } else if (r.members) {
+      this.applyDiff(r, m);
+      // Adds up: current. Else a change was missed (after counts, or a
+      // reconnect): read the list again.
+      if (r.members.size === m.count) this.rosterChanged(t);
+      else this.loadRoster(m.topic, t);
+    } else if (t.handlers.onPresence) {
+      this.loadRoster(m.topic, t);
+    }
+    const ts = m.ts;
+    for (const user of m.joins) if (t.handlers.onJoin) t.handlers.onJoin({ topic: m.topic, user, ts });
+    for (const user of m.leaves) if (t.handlers.onLeave) t.handlers.onLeave({ topic: m.topic, user, ts });
+  }
+
+  applyDiff(r, m) {
+    for (const u of m.leaves) r.members.delete(u);
+    for (const u of m.joins) r.members.add(u);
+    r.count = m.count;
+  }
+
+  /** Too many members to be told each one: the count alone. */
+  onPresenceCount(m) {
+    this.emit("presence_count", m);
+    const t = this.topics.get(m.topic);
+    if (!t) return;
+    t.roster.members = null;
+    t.roster.queued = [];
+    t.roster.count = m.count;
+    this.rosterChanged(t);
+  }
+
+  /** Read the member list again, page by page; diffs that arrive
+   *  meanwhile are applied after it. */
+  loadRoster(topic, t) {
+    const r = t.roster;
+    if (r.loading) return;
+    r.queued = [];
+    r.loading = this.members(topic)
+      .then(({ members, count, complete }) => {
+        if (this.topics.get(topic) !== t) return;
+        r.members = complete ? new Set(members) : null;
+        r.count = count;
+        for (const m of r.queued.splice(0)) if (r.members) this.applyDiff(r, m);
+        this.rosterChanged(t);
+      })
+      .catch(() => {})
+      .finally(() => { r.loading = null; });
+  }
+
+  rosterChanged(t) {
+    const r = t.roster;
+    if (t.handlers.onPresence) {
+      t.handlers.onPresence({ members: r.members ? [...r.members].sort() : null, count: r.count });
+    }
   }
 
   onTopicEvent(m) {

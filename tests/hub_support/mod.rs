@@ -339,6 +339,28 @@ impl Hc {
         v
     }
 
+    /// The next message: a `presence_diff` in which one user joined and
+    /// nobody left, as `{"topic","user","count","ts"}`.
+    pub fn expect_join(&mut self) -> Value {
+        self.expect_change("joins", "leaves")
+    }
+
+    /// The next message: a `presence_diff` in which one user left and
+    /// nobody joined, as `{"topic","user","count","ts"}`.
+    pub fn expect_leave(&mut self) -> Value {
+        self.expect_change("leaves", "joins")
+    }
+
+    fn expect_change(&mut self, one: &str, none: &str) -> Value {
+        let v = self.expect("presence_diff");
+        let users = v[one].as_array().expect("a list of users");
+        assert_eq!(users.len(), 1, "{}: {v}", self.user);
+        assert_eq!(v[none], serde_json::json!([]), "{}: {v}", self.user);
+        serde_json::json!({
+            "topic": v["topic"], "user": users[0], "count": v["count"], "ts": v["ts"]
+        })
+    }
+
     /// Skip messages until one of type `typ` (bounded).
     pub fn skip_to(&mut self, typ: &str) -> Value {
         loop {
@@ -371,7 +393,7 @@ impl Hc {
     /// our own join event.
     pub fn sub(&mut self, topic: &str) -> Value {
         let ack = self.sub_ack(topic);
-        let j = self.expect("join");
+        let j = self.expect_join();
         assert_eq!(
             (&j["topic"], &j["user"]),
             (&json!(topic), &json!(self.user))

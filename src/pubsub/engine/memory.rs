@@ -20,13 +20,14 @@
 //! dropped numbers its deliveries in an epoch of its own: the node's
 //! epoch, `.`, and how many numbered topics had been dropped.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
+use std::ops::Bound;
 use std::time::{Duration, Instant};
 
 use super::dedup::{self, Dedup};
 use super::sessions::{AckRefused, Sessions};
 use super::{
-    Creator, Engine, EngineError, EngineEvent, EngineStats, Fetched, Members, OpId, Outcome,
+    Creator, Engine, EngineError, EngineEvent, EngineStats, Fetched, Members, OpId, Outcome, Page,
     Position, Publish, Receipt, Sequenced,
 };
 use crate::pubsub::history::{History, Stored};
@@ -102,7 +103,8 @@ struct Topic {
     /// Local subscriptions ([`Engine::attach`] minus [`Engine::detach`]).
     attached: u32,
     /// Distinct users subscribed, with their number of connections.
-    members: HashMap<String, u32>,
+    /// (Ordered, so that `presence` pages by name.)
+    members: BTreeMap<String, u32>,
     /// Who it is charged to.
     creator: Option<Box<str>>,
 }
@@ -207,7 +209,7 @@ impl MemoryEngine {
                 seq: 0,
                 history: History::new(limits.history_len, limits.history_age_ms),
                 attached: 0,
-                members: HashMap::new(),
+                members: BTreeMap::new(),
                 creator: (creator.quota > 0).then(|| Box::from(creator.key)),
             };
             if let Some(c) = &topic.creator {
@@ -445,42 +447,53 @@ impl Engine for MemoryEngine {
         }))
     }
 
-    fn join(&mut self, topic: &str, user: &str) -> bool {
-        let Some(t) = self.map.get_mut(topic) else {
-            return false;
-        };
+    fn join(&mut self, topic: &str, user: &str) -> Option<u64> {
+        let t = self.map.get_mut(topic)?;
         let n = t.members.entry(user.to_string()).or_insert(0);
         *n += 1;
-        *n == 1
+        (*n == 1).then_some(t.members.len() as u64)
     }
 
-    fn leave(&mut self, topic: &str, user: &str) -> bool {
-        let Some(t) = self.map.get_mut(topic) else {
-            return false;
-        };
-        match t.members.get_mut(user) {
-            Some(n) if *n > 1 => {
-                *n -= 1;
-                false
-            }
-            Some(_) => {
-                t.members.remove(user);
-                true
-            }
-            None => false,
+    fn leave(&mut self, topic: &str, user: &str) -> Option<u64> {
+        let t = self.map.get_mut(topic)?;
+        let n = t.members.get_mut(user)?;
+        if *n > 1 {
+            *n -= 1;
+            return None;
         }
+        t.members.remove(user);
+        Some(t.members.len() as u64)
     }
 
-    fn members(&mut self, topic: &str, op: OpId) -> Result<Outcome<Members>, EngineError> {
+    fn members(
+        &mut self,
+        topic: &str,
+        page: &Page,
+        op: OpId,
+    ) -> Result<Outcome<Members>, EngineError> {
         let _ = op;
         let Some(t) = self.map.get(topic) else {
             return Ok(Outcome::Done(Members::default()));
         };
-        let mut users: Vec<String> = t.members.keys().cloned().collect();
-        users.sort_unstable();
+        // The cursor is the last name of the previous page.
+        let from = match &page.cursor {
+            Some(c) => Bound::Excluded(c.as_str()),
+            None => Bound::Unbounded,
+        };
+        let limit = page.limit.max(1);
+        let mut users: Vec<String> = t
+            .members
+            .range::<str, _>((from, Bound::Unbounded))
+            .take(limit + 1)
+            .map(|(u, _)| u.clone())
+            .collect();
+        let more = users.len() > limit;
+        users.truncate(limit);
+        let next = more.then(|| users.last().cloned()).flatten();
         Ok(Outcome::Done(Members {
             users,
-            connections: u64::from(t.attached),
+            count: t.members.len() as u64,
+            next,
         }))
     }
 

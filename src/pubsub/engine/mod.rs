@@ -142,13 +142,27 @@ pub struct Fetched {
     pub items: Vec<Stored>,
 }
 
-/// Who is subscribed to a topic, on every node.
+/// Who is subscribed to a topic, on every node: one page of them.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Members {
-    /// Distinct users, sorted.
+    /// Distinct users on this page (sorted with the memory engine; in
+    /// Redis's hash order with the Redis engine).
     pub users: Vec<String>,
-    /// Subscribed connections.
-    pub connections: u64,
+    /// Distinct users in all.
+    pub count: u64,
+    /// Where the next page starts (`None`: this was the last one).
+    /// Opaque to the client, which sends it back as `cursor`.
+    pub next: Option<String>,
+}
+
+/// Which page of a topic's members a `presence` request asks for.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Page {
+    /// Where to start: a previous page's [`Members::next`] (`None`: the
+    /// first page).
+    pub cursor: Option<String>,
+    /// Most users on the page (at least 1; the hub bounds it).
+    pub limit: usize,
 }
 
 /// What an engine reports on the loop thread ([`Engine::poll`]).
@@ -231,6 +245,8 @@ pub enum EngineEvent {
         user: String,
         /// Joined (else left).
         joined: bool,
+        /// Distinct members of the topic right after the change.
+        count: u64,
     },
     /// A pending [`Engine::members`] query finished.
     Members {
@@ -318,17 +334,23 @@ pub trait Engine {
         -> Result<Outcome<Fetched>, EngineError>;
 
     /// `user` subscribed to `topic` on this node (every connection).
-    /// Returns true if that made the user a member (its first connection
-    /// anywhere): send `join` now. Engines with other nodes report joins
-    /// as [`EngineEvent::Presence`] instead.
-    fn join(&mut self, topic: &str, user: &str) -> bool;
+    /// Returns the topic's member count if that made the user a member
+    /// (its first connection anywhere): announce the join now. Engines
+    /// with other nodes return `None` and report joins as
+    /// [`EngineEvent::Presence`] instead.
+    fn join(&mut self, topic: &str, user: &str) -> Option<u64>;
 
-    /// The opposite of [`Engine::join`]: true if the user is no longer a
-    /// member anywhere (send `leave` now).
-    fn leave(&mut self, topic: &str, user: &str) -> bool;
+    /// The opposite of [`Engine::join`]: the member count left if the user
+    /// is no longer a member anywhere (announce the leave now).
+    fn leave(&mut self, topic: &str, user: &str) -> Option<u64>;
 
-    /// Members of `topic` on every node.
-    fn members(&mut self, topic: &str, op: OpId) -> Result<Outcome<Members>, EngineError>;
+    /// One page of `topic`'s members on every node.
+    fn members(
+        &mut self,
+        topic: &str,
+        page: &Page,
+        op: OpId,
+    ) -> Result<Outcome<Members>, EngineError>;
 
     /// `user` processed `topic` up to `pos` (cumulative). Stored for the
     /// user's next `"since":"acked"`, on any node; an engine that writes

@@ -196,21 +196,29 @@ pub enum Event<'a> {
         #[serde(skip_serializing_if = "std::ops::Not::not")]
         maybe_stored: bool,
     },
-    /// A user's first connection subscribed to a topic.
-    Join {
+    /// Who joined (first connection anywhere) and left (last one) a
+    /// topic since the last such event, while it has at most the hub's
+    /// `presence_events_max` members.
+    PresenceDiff {
         /// Topic.
         topic: &'a str,
-        /// User id.
-        user: &'a str,
+        /// Users that joined, in order.
+        joins: &'a [String],
+        /// Users that left, in order.
+        leaves: &'a [String],
+        /// Distinct members after these changes.
+        count: u64,
         /// Wall-clock ms.
         ts: u64,
     },
-    /// A user's last connection left a topic.
-    Leave {
+    /// A topic's member count, in place of `presence_diff` while it has
+    /// more than `presence_events_max` members: at most one per topic per
+    /// second, when the count changed.
+    PresenceCount {
         /// Topic.
         topic: &'a str,
-        /// User id.
-        user: &'a str,
+        /// Distinct members.
+        count: u64,
         /// Wall-clock ms.
         ts: u64,
     },
@@ -225,18 +233,19 @@ pub enum Event<'a> {
         /// Their epoch.
         epoch: &'a str,
     },
-    /// The answer to `presence`.
+    /// The answer to `presence`: one page of members.
     Presence {
         /// Request id.
         id: Option<u64>,
         /// Topic.
         topic: &'a str,
-        /// Distinct users, sorted.
+        /// Distinct users on this page.
         members: &'a [String],
-        /// How many.
-        count: usize,
-        /// Subscribed connections.
-        connections: u64,
+        /// Distinct users in all.
+        count: u64,
+        /// Send it back as `cursor` for the next page (`null`: this was
+        /// the last).
+        cursor: Option<&'a str>,
     },
     /// The topic's numbering started over (the engine lost its data):
     /// positions in the old epoch mean nothing now; deliveries go on in
@@ -388,13 +397,35 @@ mod tests {
             id: None,
             topic: "t",
             members: &m,
-            count: 1,
-            connections: 2,
+            count: 3,
+            cursor: Some("a"),
         }
         .encode();
         assert_eq!(
             p,
-            r#"{"type":"presence","id":null,"topic":"t","members":["a"],"count":1,"connections":2}"#
+            r#"{"type":"presence","id":null,"topic":"t","members":["a"],"count":3,"cursor":"a"}"#
+        );
+        let d = Event::PresenceDiff {
+            topic: "t",
+            joins: &m,
+            leaves: &[],
+            count: 1,
+            ts: 5,
+        }
+        .encode();
+        assert_eq!(
+            d,
+            r#"{"type":"presence_diff","topic":"t","joins":["a"],"leaves":[],"count":1,"ts":5}"#
+        );
+        let c = Event::PresenceCount {
+            topic: "t",
+            count: 900,
+            ts: 5,
+        }
+        .encode();
+        assert_eq!(
+            c,
+            r#"{"type":"presence_count","topic":"t","count":900,"ts":5}"#
         );
     }
 

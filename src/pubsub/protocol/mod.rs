@@ -96,12 +96,17 @@ pub enum Request<'a> {
         /// topic's).
         epoch: Option<String>,
     },
-    /// Members and count of a topic.
+    /// One page of a topic's members, and their count.
     Presence {
         /// Request id.
         id: Option<u64>,
         /// Topic name.
         topic: String,
+        /// Most members on the page (the hub's default if absent; capped
+        /// at [`PRESENCE_PAGE_MAX`]).
+        limit: Option<u64>,
+        /// Where to go on: the `cursor` of the previous page's answer.
+        cursor: Option<String>,
     },
 }
 
@@ -117,6 +122,8 @@ struct Wire<'a> {
     seq: Option<u64>,
     epoch: Option<String>,
     idempotency_key: Option<String>,
+    limit: Option<u64>,
+    cursor: Option<String>,
     // `null` is a payload too: absent is `None`, `null` is `Some("null")`.
     #[serde(borrow, default, deserialize_with = "present")]
     data: Option<&'a RawValue>,
@@ -235,6 +242,8 @@ impl<'a> Request<'a> {
             "presence" => Request::Presence {
                 id,
                 topic: w.topic.ok_or_else(|| missing("topic"))?,
+                limit: w.limit,
+                cursor: w.cursor,
             },
             other => {
                 return Err(BadRequest {
@@ -302,6 +311,14 @@ impl ErrorCode {
 
 /// Longest topic name.
 pub const MAX_TOPIC_LEN: usize = 128;
+
+/// Members on a `presence` page when the request does not say.
+pub const PRESENCE_PAGE_DEFAULT: usize = 100;
+
+/// Most members on one `presence` page. A user id is shorter than
+/// [`MAX_TOPIC_LEN`], so a page stays under 256 × 2 × 128 bytes (64 KiB)
+/// even with every character escaped.
+pub const PRESENCE_PAGE_MAX: usize = 256;
 
 /// A topic name is 1–128 bytes of visible characters: no spaces of any
 /// kind, no control characters, and no invisible format characters (zero

@@ -59,8 +59,14 @@ pub(super) enum Command {
         user: String,
         delta: i64,
     },
-    /// Members of a topic, for `presence` request `op`.
-    Members { op: OpId, topic: String },
+    /// One page of a topic's members, for `presence` request `op`: up to
+    /// `limit` names after `after` (empty: from the first).
+    Members {
+        op: OpId,
+        topic: String,
+        after: String,
+        limit: usize,
+    },
     /// Wake the subscriber thread (it waits on its connection).
     WakeSubscriber,
     /// Leave the cluster and end the thread.
@@ -125,7 +131,10 @@ pub(super) enum Reply {
     Members {
         op: OpId,
         topic: String,
-        result: Result<Vec<(String, u64)>, EngineError>,
+        /// The page asked for.
+        limit: usize,
+        /// The member count and up to `limit + 1` names.
+        result: Result<(u64, Vec<String>), EngineError>,
     },
     /// The connection is up (after connecting) or down.
     Connected(bool),
@@ -340,9 +349,12 @@ fn failure(c: Command, maybe_stored: bool, stats: &Stats) -> Option<Reply> {
             purpose,
             result: Err(e),
         },
-        Command::Members { op, topic } => Reply::Members {
+        Command::Members {
+            op, topic, limit, ..
+        } => Reply::Members {
             op,
             topic,
+            limit,
             result: Err(e),
         },
         Command::Acked { op, topic, .. } => Reply::Acked {
@@ -401,7 +413,7 @@ enum Sent {
     Attach(String, u64),
     Fetch(String, u64, FetchFor),
     Presence,
-    Members(OpId, String),
+    Members(OpId, String, usize),
     Wake,
     Heartbeat,
     Goodbye,
@@ -721,7 +733,11 @@ fn command(
         Command::Presence { topic, user, delta } => {
             let cmd = evalsha(
                 &scripts.presence,
-                &[k.members(topic), k.node_members(&s.instance)],
+                &[
+                    k.members(topic),
+                    k.node_members(&s.instance),
+                    k.member_names(topic),
+                ],
             )
             .arg(user)
             .arg(*delta)
@@ -731,9 +747,17 @@ fn command(
             .to_owned();
             (cmd, Sent::Presence)
         }
-        Command::Members { op, topic } => {
-            let cmd = redis::cmd("HGETALL").arg(k.members(topic)).to_owned();
-            (cmd, Sent::Members(*op, topic.clone()))
+        Command::Members {
+            op,
+            topic,
+            after,
+            limit,
+        } => {
+            let cmd = evalsha(&scripts.members, &[k.member_names(topic)])
+                .arg(after)
+                .arg(*limit)
+                .to_owned();
+            (cmd, Sent::Members(*op, topic.clone(), *limit))
         }
         Command::WakeSubscriber => {
             let cmd = redis::cmd("PUBLISH")
@@ -772,9 +796,10 @@ fn reply(what: Sent, v: Value) -> Option<Reply> {
             topic,
             result: acked_reply(&v).ok_or_else(bad),
         },
-        Sent::Members(op, topic) => Reply::Members {
+        Sent::Members(op, topic, limit) => Reply::Members {
             op,
             topic,
+            limit,
             result: members_reply(v).ok_or_else(bad),
         },
         // 0: this node was not listed (its first heartbeat, or Redis lost
@@ -870,24 +895,18 @@ fn fetch_reply(v: Value) -> Option<(String, u64, Vec<Entry>)> {
     Some((epoch, seq, entries))
 }
 
-/// `HGETALL`: user → connections.
-fn members_reply(v: Value) -> Option<Vec<(String, u64)>> {
-    let pairs: Vec<(Value, Value)> = match v {
-        Value::Array(a) => {
-            let mut out = Vec::with_capacity(a.len() / 2);
-            let mut it = a.into_iter();
-            while let (Some(k), Some(v)) = (it.next(), it.next()) {
-                out.push((k, v));
-            }
-            out
-        }
-        Value::Map(m) => m,
-        _ => return None,
+/// `members`: `{count, {name, ...}}`.
+fn members_reply(v: Value) -> Option<(u64, Vec<String>)> {
+    let Value::Array(a) = v else {
+        return None;
     };
-    pairs
-        .into_iter()
-        .map(|(k, v)| Some((string(k)?, int(&v)?)))
-        .collect()
+    let mut it = a.into_iter();
+    let count = int(&it.next()?)?;
+    let Value::Array(names) = it.next()? else {
+        return None;
+    };
+    let names = names.into_iter().map(string).collect::<Option<_>>()?;
+    Some((count, names))
 }
 
 #[cfg(test)]
@@ -926,11 +945,15 @@ mod tests {
             (entries[0].seq, entries[0].ts, entries[0].tag.as_str()),
             (8, 100, "x.1")
         );
-        let v = Value::Array(vec![bulk("alice"), bulk("2"), bulk("bob"), bulk("1")]);
+        let v = Value::Array(vec![
+            Value::Int(5),
+            Value::Array(vec![bulk("alice"), bulk("bob")]),
+        ]);
         assert_eq!(
             members_reply(v),
-            Some(vec![("alice".into(), 2), ("bob".into(), 1)])
+            Some((5, vec!["alice".into(), "bob".into()]))
         );
+        assert_eq!(members_reply(Value::Array(vec![Value::Int(5)])), None);
         assert!(publish_reply(&Value::Nil).is_none());
     }
 

@@ -43,7 +43,7 @@ use self::stats::Stats;
 use self::subscriber::{SubCommand, SubEvent};
 use self::wire::Keys;
 use super::{
-    Creator, Engine, EngineError, EngineEvent, EngineStats, Fetched, Members, OpId, Outcome,
+    Creator, Engine, EngineError, EngineEvent, EngineStats, Fetched, Members, OpId, Outcome, Page,
     Position, Publish, Receipt, Sequenced,
 };
 use crate::pubsub::history::Stored;
@@ -349,6 +349,7 @@ impl RedisEngine {
                 topic,
                 user,
                 joined,
+                count,
             } => {
                 if self
                     .feeds
@@ -359,6 +360,7 @@ impl RedisEngine {
                         topic,
                         user,
                         joined,
+                        count,
                     });
                 }
             }
@@ -411,12 +413,17 @@ impl RedisEngine {
                 purpose,
                 result,
             } => self.on_fetched(topic, after, purpose, result),
-            Reply::Members { op, topic, result } => {
-                let result = result.map(|m| {
-                    let connections = m.iter().map(|(_, n)| n).sum();
-                    let mut users: Vec<String> = m.into_iter().map(|(u, _)| u).collect();
-                    users.sort_unstable();
-                    Members { users, connections }
+            Reply::Members {
+                op,
+                topic,
+                limit,
+                result,
+            } => {
+                let result = result.map(|(count, mut users)| {
+                    let more = users.len() > limit;
+                    users.truncate(limit);
+                    let next = more.then(|| users.last().cloned()).flatten();
+                    Members { users, count, next }
                 });
                 self.events
                     .push_back(EngineEvent::Members { op, topic, result });
@@ -855,7 +862,7 @@ impl Engine for RedisEngine {
         Ok(Outcome::Pending)
     }
 
-    fn join(&mut self, topic: &str, user: &str) -> bool {
+    fn join(&mut self, topic: &str, user: &str) -> Option<u64> {
         *self
             .members
             .entry((topic.to_string(), user.to_string()))
@@ -865,30 +872,37 @@ impl Engine for RedisEngine {
             user: user.to_string(),
             delta: 1,
         });
-        false
+        None
     }
 
-    fn leave(&mut self, topic: &str, user: &str) -> bool {
+    fn leave(&mut self, topic: &str, user: &str) -> Option<u64> {
         let key = (topic.to_string(), user.to_string());
         match self.members.get_mut(&key) {
             Some(n) if *n > 1 => *n -= 1,
             Some(_) => {
                 self.members.remove(&key);
             }
-            None => return false,
+            None => return None,
         }
         self.command(Command::Presence {
             topic: key.0,
             user: key.1,
             delta: -1,
         });
-        false
+        None
     }
 
-    fn members(&mut self, topic: &str, op: OpId) -> Result<Outcome<Members>, EngineError> {
+    fn members(
+        &mut self,
+        topic: &str,
+        page: &Page,
+        op: OpId,
+    ) -> Result<Outcome<Members>, EngineError> {
         let c = Command::Members {
             op,
             topic: topic.to_string(),
+            after: page.cursor.clone().unwrap_or_default(),
+            limit: page.limit.max(1),
         };
         if !self.commands_up || !self.command(c) {
             return Err(Self::unavailable());

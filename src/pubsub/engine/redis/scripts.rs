@@ -66,8 +66,11 @@ local function leave(p, topic, user, count, ts)
   local pk = p .. 'p:' .. topic
   local n = redis.call('HINCRBY', pk, user, -count)
   if n <= 0 then
+    local uk = p .. 'u:' .. topic
     redis.call('HDEL', pk, user)
-    redis.call('PUBLISH', p .. 'c:' .. topic, 'l' .. ts .. ',' .. user)
+    redis.call('ZREM', uk, user)
+    local left = redis.call('ZCARD', uk)
+    redis.call('PUBLISH', p .. 'c:' .. topic, 'l' .. ts .. ',' .. left .. ',' .. user)
   end
 end
 -- A node's share field `{topic}\x1f{user}` split in two.
@@ -237,9 +240,10 @@ return {epoch, seq, out}
 
 /// `presence`: a connection of `user` subscribed (+1) or left (-1).
 ///
-/// KEYS: members, node members. ARGV: user, delta, node-member field,
-/// channel, wall-clock ms. Returns the user's connections now. Sends `j`
-/// when that makes the user a member, `l` when it ends the membership.
+/// KEYS: members, node members, member names. ARGV: user, delta,
+/// node-member field, channel, wall-clock ms. Returns the user's
+/// connections now. Sends `j` when that makes the user a member, `l` when
+/// it ends the membership, each with the member count after it.
 const PRESENCE: &str = r#"
 local delta = tonumber(ARGV[2])
 local n = redis.call('HINCRBY', KEYS[1], ARGV[1], delta)
@@ -248,14 +252,30 @@ if m <= 0 then redis.call('HDEL', KEYS[2], ARGV[3]) end
 if n <= 0 then
   redis.call('HDEL', KEYS[1], ARGV[1])
   if delta < 0 and n - delta > 0 then
-    redis.call('PUBLISH', ARGV[4], 'l' .. ARGV[5] .. ',' .. ARGV[1])
+    redis.call('ZREM', KEYS[3], ARGV[1])
+    local c = redis.call('ZCARD', KEYS[3])
+    redis.call('PUBLISH', ARGV[4], 'l' .. ARGV[5] .. ',' .. c .. ',' .. ARGV[1])
   end
   return 0
 end
 if n == delta then
-  redis.call('PUBLISH', ARGV[4], 'j' .. ARGV[5] .. ',' .. ARGV[1])
+  redis.call('ZADD', KEYS[3], 0, ARGV[1])
+  local c = redis.call('ZCARD', KEYS[3])
+  redis.call('PUBLISH', ARGV[4], 'j' .. ARGV[5] .. ',' .. c .. ',' .. ARGV[1])
 end
 return n
+"#;
+
+/// `members`: one page of a topic's members, by name.
+///
+/// KEYS: member names. ARGV: the last name of the previous page (empty:
+/// from the start), most names. Returns `{count, {name, ...}}` with up to
+/// one name more than asked (so the caller knows whether more follow).
+const MEMBERS: &str = r#"
+local from = '-'
+if ARGV[1] ~= '' then from = '(' .. ARGV[1] end
+local names = redis.call('ZRANGEBYLEX', KEYS[1], from, '+', 'LIMIT', 0, tonumber(ARGV[2]) + 1)
+return {redis.call('ZCARD', KEYS[1]), names}
 "#;
 
 /// `heartbeat`: keep this node alive, and clear what dead nodes left.
@@ -321,6 +341,7 @@ pub struct Scripts {
     pub attach: Script,
     pub fetch: Script,
     pub presence: Script,
+    pub members: Script,
     pub heartbeat: Script,
     pub goodbye: Script,
 }
@@ -334,13 +355,14 @@ impl Scripts {
             attach: Script::new(ATTACH),
             fetch: Script::new(FETCH),
             presence: Script::new(PRESENCE),
+            members: Script::new(MEMBERS),
             heartbeat: Script::new(HEARTBEAT),
             goodbye: Script::new(GOODBYE),
         }
     }
 
     /// All of them, to load after (re)connecting.
-    pub fn all(&self) -> [&Script; 8] {
+    pub fn all(&self) -> [&Script; 9] {
         [
             &self.publish,
             &self.publish_batch,
@@ -348,6 +370,7 @@ impl Scripts {
             &self.attach,
             &self.fetch,
             &self.presence,
+            &self.members,
             &self.heartbeat,
             &self.goodbye,
         ]

@@ -53,6 +53,8 @@ pub(super) enum SubEvent {
         topic: String,
         user: String,
         joined: bool,
+        /// Distinct members after the change.
+        count: u64,
     },
     /// Connected and subscribed to everything again (`true`), or cut off.
     Up(bool),
@@ -230,10 +232,16 @@ fn relay(topic: &str, payload: &[u8], send: &impl Fn(SubEvent) -> bool) -> bool 
             .iter()
             .enumerate()
             .all(|(i, (tag, text))| delivery(first + i as u64, epoch, tag, text).is_none_or(&send)),
-        Some(ChannelMsg::Presence { joined, user, .. }) => send(SubEvent::Presence {
+        Some(ChannelMsg::Presence {
+            joined,
+            user,
+            count,
+            ..
+        }) => send(SubEvent::Presence {
             topic: topic.to_string(),
             user: user.to_string(),
             joined,
+            count,
         }),
         None => true,
     }

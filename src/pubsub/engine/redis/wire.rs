@@ -10,6 +10,7 @@
 //! | `{p}h:{topic}` | stream | history: entry id `{seq}-0`, fields `d` (the delivery), `t` (Redis time, ms), `o` (origin tag) |
 //! | `{p}c:{topic}` | channel | deliveries and presence changes, for the nodes that have subscribers |
 //! | `{p}p:{topic}` | hash | members: user → connections on every node |
+//! | `{p}u:{topic}` | sorted set | the same users, all scored 0, so that `presence` pages by name (`ZRANGEBYLEX`) |
 //! | `{p}n:{instance}` | hash | one node's share of every topic's members: `{topic}\x1f{user}` → connections |
 //! | `{p}nodes` | sorted set | live node instances, scored by when their heartbeat expires |
 //! | `{p}ctl:{instance}` | channel | wakes a node's subscriber thread (see `subscriber.rs`) |
@@ -23,8 +24,9 @@
 //!   JSON}`: deliveries `first..first+n-1` published together (one script
 //!   run, see `scripts.rs`); the length (bytes) delimits each, as a
 //!   payload may hold any byte of JSON text;
-//! - `j{ts},{user}` / `l{ts},{user}`: a user joined / left (`ts`: wall-clock
-//!   ms of the node that saw it).
+//! - `j{ts},{count},{user}` / `l{ts},{count},{user}`: a user joined / left
+//!   (`ts`: wall-clock ms of the node that saw it; `count`: the topic's
+//!   distinct members right after the change).
 
 /// The keys and channels of one cluster (one prefix).
 #[derive(Debug, Clone)]
@@ -68,6 +70,11 @@ impl Keys {
     /// A topic's members.
     pub fn members(&self, topic: &str) -> String {
         format!("{}p:{topic}", self.prefix)
+    }
+
+    /// A topic's member names, ordered (for paging).
+    pub fn member_names(&self, topic: &str) -> String {
+        format!("{}u:{topic}", self.prefix)
     }
 
     /// A node instance's share of the members of every topic.
@@ -131,6 +138,8 @@ pub enum ChannelMsg<'a> {
         joined: bool,
         /// Wall-clock ms.
         ts: u64,
+        /// Distinct members after the change.
+        count: u64,
         /// User id.
         user: &'a str,
     },
@@ -157,10 +166,12 @@ impl ChannelMsg<'_> {
             b'b' => ChannelMsg::batch(rest),
             b'j' | b'l' => {
                 let rest = std::str::from_utf8(rest).ok()?;
-                let (ts, user) = rest.split_once(',')?;
+                let (ts, rest) = rest.split_once(',')?;
+                let (count, user) = rest.split_once(',')?;
                 Some(ChannelMsg::Presence {
                     joined: kind == b'j',
                     ts: ts.parse().ok()?,
+                    count: count.parse().ok()?,
                     user,
                 })
             }
@@ -227,6 +238,7 @@ mod tests {
         assert_eq!(k.topic_of("x:c:a"), None);
         assert_eq!(k.topic_of("w:ctl:abc"), None);
         assert_eq!(Keys::node_member_field("t", "u"), "t\x1fu");
+        assert_eq!(k.member_names("a"), "w:u:a");
     }
 
     #[test]
@@ -242,16 +254,21 @@ mod tests {
             }
         );
         assert_eq!(
-            ChannelMsg::parse(b"j1700,al,ice"),
+            ChannelMsg::parse(b"j1700,3,al,ice"),
             Some(ChannelMsg::Presence {
                 joined: true,
                 ts: 1700,
+                count: 3,
                 user: "al,ice"
             })
         );
         assert!(matches!(
-            ChannelMsg::parse(b"l5,bob"),
-            Some(ChannelMsg::Presence { joined: false, .. })
+            ChannelMsg::parse(b"l5,0,bob"),
+            Some(ChannelMsg::Presence {
+                joined: false,
+                count: 0,
+                ..
+            })
         ));
         let b = ChannelMsg::parse(b"b7,ep,2,n.1,2:{},n.2,7:[\",\n:\"]").unwrap();
         assert_eq!(
@@ -285,6 +302,8 @@ mod tests {
             b"j,u",
             b"jx,u",
             b"j5",
+            b"j5,u",
+            b"j5,x,u",
         ] {
             assert_eq!(
                 ChannelMsg::parse(bad),
