@@ -592,16 +592,65 @@ mod tests {
         let (items, complete) = e.history("t", 1, 10, 0);
         assert!(complete);
         assert_eq!(items.iter().map(|s| s.seq).collect::<Vec<_>>(), [2]);
-        assert!(e.join("t", "alice"));
-        assert!(!e.join("t", "alice"), "a second connection of alice");
-        assert!(e.join("t", "bob"));
-        assert!(!e.leave("t", "alice"));
-        match e.members("t", 0) {
-            Ok(Outcome::Done(m)) => assert_eq!(m.users, ["alice", "bob"]),
+        assert_eq!(e.join("t", "alice"), Some(1));
+        assert_eq!(e.join("t", "alice"), None, "a second connection of alice");
+        assert_eq!(e.join("t", "bob"), Some(2));
+        assert_eq!(e.leave("t", "alice"), None);
+        let all = Page {
+            cursor: None,
+            limit: 10,
+        };
+        match e.members("t", &all, 0) {
+            Ok(Outcome::Done(m)) => assert_eq!(
+                (m.users, m.count, m.next),
+                (vec!["alice".into(), "bob".into()], 2, None)
+            ),
             other => panic!("{other:?}"),
         }
-        assert!(e.leave("t", "alice"));
+        assert_eq!(e.leave("t", "alice"), Some(1));
         assert_eq!(e.position("t").map(|p| p.seq), Some(2));
+    }
+
+    #[test]
+    fn members_are_paged_by_name() {
+        let mut e = engine(10);
+        assert!(e.attach("t", ANYONE).is_ok());
+        for u in ["d", "a", "c", "b", "e"] {
+            e.join("t", u);
+        }
+        let mut cursor = None;
+        let mut pages = Vec::new();
+        loop {
+            let page = Page { cursor, limit: 2 };
+            let Ok(Outcome::Done(m)) = e.members("t", &page, 0) else {
+                panic!()
+            };
+            assert_eq!(m.count, 5);
+            pages.push(m.users);
+            cursor = m.next;
+            if cursor.is_none() {
+                break;
+            }
+        }
+        assert_eq!(pages, [vec!["a", "b"], vec!["c", "d"], vec!["e"]]);
+        // Exactly full pages: the last one says so without an empty page.
+        let page = Page {
+            cursor: Some("c".into()),
+            limit: 2,
+        };
+        let Ok(Outcome::Done(m)) = e.members("t", &page, 0) else {
+            panic!()
+        };
+        assert_eq!((m.users, m.next), (vec!["d".to_string(), "e".into()], None));
+        // A cursor past everyone, or not a member: the names after it.
+        let page = Page {
+            cursor: Some("bb".into()),
+            limit: 9,
+        };
+        let Ok(Outcome::Done(m)) = e.members("t", &page, 0) else {
+            panic!()
+        };
+        assert_eq!(m.users, ["c", "d", "e"]);
     }
 
     #[test]
