@@ -207,7 +207,7 @@ fn pub_sub_over_wss() {
     a.send(&json!({"op":"sub","topic":"secure","id":1}));
     let ack = a.expect("ack");
     assert_eq!((&ack["id"], &ack["topic"]), (&json!(1), &json!("secure")));
-    a.expect_join();
+    a.expect("presence_diff");
     let data = json!({"text":"over TLS","big":"z".repeat(40_000)});
     b.send(&json!({"op":"pub","topic":"secure","data":data,"id":2}));
     let ack = b.expect("ack");
@@ -237,7 +237,7 @@ fn subscribed(addr: SocketAddr, cfg: &Arc<ClientConfig>, topic: &str) -> Wss {
     c.expect("ack");
     c.send(&json!({"op":"sub","topic":topic,"id":1}));
     c.expect("ack");
-    c.expect_join();
+    c.expect("presence_diff");
     c
 }
 
