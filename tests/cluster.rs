@@ -759,8 +759,10 @@ fn presence_counts_and_pages_span_the_nodes() {
     }
     let (_, d) = next_of_where(&mut wa, |v| v["type"] == "presence_diff");
     assert!(d["count"].as_u64() <= Some(3), "{d}");
-    let p = hub_support::presence_until(&mut wa, "hall", |p| p["count"] == 2);
-    assert_eq!(p["members"], json!(["wa", "wb"]));
+    next_of_where(&mut wa, |v| v["type"] == "presence_diff" && v["count"] == 2);
+    let id = wa.request(json!({"op":"presence","topic":"hall"}));
+    let (_, p) = next_of_where(&mut wa, |v| v["type"] == "presence" && v["id"] == id);
+    assert_eq!((&p["members"], &p["count"]), (&json!(["wa", "wb"]), &json!(2)));
 }
 
 /// Skip to the next message of type `typ`: (the ones before, it).
