@@ -23,6 +23,7 @@ fn welcome_then_inbox_subscription() {
     let w = a.welcome.clone();
     assert_eq!(w["anonymous"], true, "{w}");
     assert_eq!(w["node"], "node-a", "{w}");
+    assert_eq!(w["presence_events_max"], 100, "{w}");
     assert!(a.user.starts_with("anon-"), "{w}");
     let epoch = w["epoch"].as_str().unwrap();
     assert!(

@@ -209,6 +209,7 @@ impl Hub {
             epoch: self.engine.epoch(),
             inbox: &inbox,
             engine: self.engine.kind(),
+            presence_events_max: self.config.presence_events_max,
         }
         .encode();
         let bucket = TokenBucket::new(self.config.rate_per_sec, self.config.rate_burst, now);

@@ -476,9 +476,14 @@ export class Hub {
     this.emit("presence_count", m);
     const t = this.topics.get(m.topic);
     if (!t) return;
-    t.roster.members = null;
-    t.roster.queued = [];
-    t.roster.count = m.count;
+    const r = t.roster;
+    r.count = m.count;
+    // At most the cap: too many changes at once to list, but few members;
+    // read the list again. Over it: the count alone.
+    const cap = this.welcome ? this.welcome.presence_events_max : 0;
+    if (m.count <= cap && t.handlers.onPresence) return this.loadRoster(m.topic, t);
+    r.members = null;
+    r.queued = [];
     this.rosterChanged(t);
   }
 

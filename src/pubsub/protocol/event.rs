@@ -96,6 +96,11 @@ pub enum Event<'a> {
         inbox: &'a str,
         /// The engine: `memory` or `redis`.
         engine: &'a str,
+        /// Topics with at most this many members send `presence_diff`,
+        /// bigger ones `presence_count`. A `presence_count` at or below it
+        /// follows a turn with too many changes to list: the client's
+        /// member list is out of date and cheap to read again.
+        presence_events_max: usize,
     },
     /// A `sub` succeeded.
     #[serde(rename = "ack")]
