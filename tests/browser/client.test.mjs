@@ -6,7 +6,9 @@
 //   fresh one and reconnect; the publish the expiry interrupted is stored
 //   once (idempotency key);
 // - a refused token stops the client (HTTP 401 seen through the probe)
-//   instead of retrying forever.
+//   instead of retrying forever;
+// - a room past --presence-events-max shows the count alone, and its
+//   member list again once it is back under the cap.
 // (Environment: see helpers.mjs.)
 
 import { after, before, describe } from 'node:test';
@@ -14,7 +16,7 @@ import assert from 'node:assert/strict';
 import { createHmac } from 'node:crypto';
 import {
   FILE_TIMEOUT, Hub, SHUTDOWN, STARTUP, STEP, closeClient, freePort, openClient, waitConnected,
-  waitMessage, within, steps,
+  waitMembers, waitMessage, within, steps,
 } from './helpers.mjs';
 
 const SECRET = 'browser-client-test-secret-0123456789';
@@ -137,6 +139,29 @@ describe('the browser client /wsmio.js', { timeout: FILE_TIMEOUT * 2 }, () => {
     assert.equal(stopped.code, 401, JSON.stringify(stopped));
     assert.match(stopped.reason, /401/);
     assert.ok(hub.log.includes('listening'));
+  });
+
+  step('a room past --presence-events-max shows its count alone, and its list again below it', async () => {
+    const port = await freePort();
+    const hub = await hubOn(port, ['--presence-events-max', '2']);
+    hubs.push(hub);
+    const url = `${hub.base}/?room=big`;
+    const pages = await Promise.all(['P', 'Q', 'R'].map((n) => openClient(n, url, errors)));
+    clients.push(...pages);
+    await Promise.all(pages.map(waitConnected));
+    // Three members, cap two: every page shows "3" and no names.
+    for (const c of pages) {
+      await c.page.waitForFunction(
+        () => document.getElementById('count').textContent === '3' &&
+          document.querySelectorAll('#members li').length === 0,
+        null, { timeout: STEP },
+      );
+    }
+    // One leaves: diffs again, and the pages read the list again.
+    const gone = pages.pop();
+    clients.splice(clients.indexOf(gone), 1);
+    await closeClient(gone);
+    await Promise.all(pages.map((c) => waitMembers(c, pages.map((p) => p.user))));
   });
 
   step('no JavaScript errors (besides the network errors these steps cause)', () => {
