@@ -41,6 +41,8 @@ const DEFAULTS = {
   autoAck: true,           // ack each message after its onMessage returns
   requestTimeout: 15000,   // ms an outstanding request waits for its answer
   maxMembers: 1000,        // most members read for a topic's list (onPresence)
+                           // (a topic over the hub's presence_events_max has
+                           // its count only: no diffs would keep a list current)
   WebSocket: globalThis.WebSocket,
   fetch: globalThis.fetch ? globalThis.fetch.bind(globalThis) : null,
 };
@@ -496,7 +498,9 @@ export class Hub {
     r.loading = this.members(topic)
       .then(({ members, count, complete }) => {
         if (this.topics.get(topic) !== t) return;
-        r.members = complete ? new Set(members) : null;
+        // Over the cap no diffs come to keep a list current: count only.
+        const cap = this.welcome ? this.welcome.presence_events_max : Infinity;
+        r.members = complete && count <= cap ? new Set(members) : null;
         r.count = count;
         for (const m of r.queued.splice(0)) if (r.members) this.applyDiff(r, m);
         this.rosterChanged(t);
