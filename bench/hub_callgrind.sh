@@ -221,7 +221,7 @@ diff = sorted(((b.get(k, 0) - a.get(k, 0)) / du, k) for k in set(a) | set(b))
 diff.reverse()
 tot = sum(x for x, _ in diff)
 print("# %s %s ack-every %s rep %s: marginal instructions per unit by function (exclusive), total %.1f" % (*sys.argv[4:8], tot))
-for x, k in diff[:40]:
+for x, k in diff[:80]:
     print("%9.2f  %5.1f %%  %s" % (x, 100 * x / tot if tot else 0, k))
 PY
 }
