@@ -76,7 +76,7 @@ bins = []
 for r in rows:
     if r["bin"] not in bins:
         bins.append(r["bin"])
-print("| scenario | acks every | unit | " + " | ".join(bins) + (" | %s / %s |" % (bins[-1], bins[0]) if len(bins) > 1 else ""))
+print("| scenario | acks every | unit | " + " | ".join(bins) + " |" + (" %s / %s |" % (bins[-1], bins[0]) if len(bins) > 1 else ""))
 print("|---|---|---|" + "---|" * len(bins) + ("---|" if len(bins) > 1 else ""))
 keys = sorted({(k[1], k[2]) for k in res}, key=lambda x: (x[0], int(x[1])))
 for scen, k in keys:
