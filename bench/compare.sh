@@ -38,11 +38,20 @@
 #                >= 50,000/s), with Redis on CPU CACK_REDIS_CPU (1)
 #          every Redis row also gives Redis round trips per publish from node A's
 #          /metrics (goal: well under 1) and the CPU of node A, node B, Redis
+#   acks   what subscriber acknowledgements cost the hub (issue 19): the same fan-out
+#          with every subscriber acking every ACK_EVERY (10) deliveries and without
+#          acks, in alternating order, on the memory engine (one node) and the Redis
+#          engine (publisher on node A, subscribers on node B, a redis-server of this
+#          script's own); anonymous users, one per connection, so every subscriber
+#          acks its own (user, topic) position; window ACKS_WINDOW (256)
+#          a100  100 subscribers        aN  FAN_BIG (5,000) subscribers (a5k)
+#          reported: server CPU ns per delivery with / without acks (goal, memory
+#          engine: <= 1.10x), acks the hub received (its /metrics), Redis writes per ack
 #
 # Environment knobs [full / --quick default]:
 #   ROUNDS [3/1]  DUR [5/1] s measured per run  WARMUP [1/0.3]  DRAIN [3/3] (max; ends when all delivered)
 #   SCALE_CONNS [10000/2000]  RSS_CONNS [10000/2000]  RSS_HOLD [6/3]  FAN_BIG [5000/1000]
-#   SUITES ["echo rss fanout cluster"]  SCEN ["a1 c bs e100 eN churn"] (eN = the SCALE_CONNS run)
+#   SUITES ["echo rss fanout cluster acks"]  SCEN ["a1 c bs e100 eN churn"] (eN = the SCALE_CONNS run)
 #   ECHO_PEERS ["tt-ct fastws ws floor"]  FAN_PEERS ["tt-batch tt fastws-bcast"]
 #   OUT [/tmp/wsmio-compare-<timestamp>]  BENCH_MD [<repo>/BENCHMARKS.md] (BENCH_MD=none: don't write)
 #   SKIP_BUILD [0]  PORT_BASE [19500]  CARGO_TARGET_DIR [<repo>/target]
@@ -52,6 +61,8 @@
 #       CLUSTER_REDIS_CPU [0] (Redis's CPU in the other scenarios; 1: next to the generator)
 #       REDIS_SERVER [redis-server] (Debian: apt-get install redis-server; the suite is
 #       skipped without it)
+#   acks: ACKS_SCEN ["a100 aN"] (aN = the FAN_BIG run)  ACK_EVERY [10]  ACKS_WINDOW [256]
+#       ACKS_ENGINES ["memory redis"] (redis is dropped without REDIS_SERVER)
 #   IDLE_WAIT [180/0] s: before measuring, wait up to this long for the 1-minute load
 #       average to fall to IDLE_LOAD [0.5] (a build just before leaves it high); a run
 #       that starts above 0.5 anyway is flagged in the report
@@ -101,7 +112,7 @@ else
   ROUNDS=${ROUNDS:-3}; DUR=${DUR:-5}; WARMUP=${WARMUP:-1}; DRAIN=${DRAIN:-3}
   SCALE_CONNS=${SCALE_CONNS:-10000}; RSS_CONNS=${RSS_CONNS:-10000}; RSS_HOLD=${RSS_HOLD:-6}; FAN_BIG=${FAN_BIG:-5000}
 fi
-SUITES=${SUITES:-"echo rss fanout cluster"}
+SUITES=${SUITES:-"echo rss fanout cluster acks"}
 SCEN=${SCEN:-"a1 c bs e100 eN churn"}
 ECHO_PEERS=${ECHO_PEERS:-"tt-ct fastws ws floor"}
 FAN_PEERS=${FAN_PEERS:-"tt-batch tt fastws-bcast"}
@@ -124,7 +135,7 @@ EN="e$(kname "$SCALE_CONNS")"
 SN="s$(kname "$FAN_BIG")"
 SCEN=${SCEN//eN/$EN}
 
-mkdir -p "$OUT/echo" "$OUT/fanout" "$OUT/cluster" || die "cannot create $OUT"
+mkdir -p "$OUT/echo" "$OUT/fanout" "$OUT/cluster" "$OUT/acks" || die "cannot create $OUT"
 : > "$OUT/skipped.txt"
 : > "$OUT/notes.txt"
 : > "$OUT/failures.txt"
@@ -141,7 +152,7 @@ echo "compare.sh: mode=$([ "$QUICK" = 1 ] && echo quick || echo full) rounds=$RO
 
 # ------------------------------------------------------------------ build
 PEER_PKGS="-p loadgen -p floor -p tungstenite-echo -p fastws-echo -p tungstenite-bcast -p fastws-bcast"
-# the cluster suite alone needs neither the peers nor wsmio's examples
+# the cluster and acks suites alone need neither the peers nor wsmio's examples
 ONLY_CLUSTER=1
 for x in echo rss fanout; do [[ " $SUITES " == *" $x "* ]] && ONLY_CLUSTER=0; done
 [ "$ONLY_CLUSTER" = 1 ] && PEER_PKGS="-p loadgen" && ECHO_PEERS=""
@@ -153,7 +164,7 @@ if [ "${SKIP_BUILD:-0}" != 1 ]; then
       { echo "compare.sh: WARNING: ws-echo (ws 0.9) did not build; dropping the ws peer" >&2; echo "ws-echo did not build: skipped" >> "$OUT/skipped.txt"; }
   fi
   if [ "$ONLY_CLUSTER" = 1 ]; then
-    : # the cluster suite needs only the hub binary (below)
+    : # the cluster and acks suites need only the hub binary (below)
   elif echo "compare.sh: building wsmio examples (release)"; ! (cd "$ROOT" && cargo build --release -q --examples); then
     if [ -n "${WSMIO_ECHO_CMD:-}${WSMIO_ECHO_BIN:-}" ] && [ -n "${WSMIO_BCAST_CMD:-}${WSMIO_BCAST_BIN:-}" ]; then
       echo "compare.sh: WARNING: 'cargo build --release --examples' failed; continuing with the WSMIO_* overrides" >&2
@@ -175,6 +186,12 @@ WSMIO_BCAST_BIN=${WSMIO_BCAST_BIN:-$REL/examples/broadcast}
 WSMIO_HUB_BIN=${WSMIO_HUB_BIN:-$REL/wsmio}
 # the hub rate-limits requests per connection (default 50/s); the publisher needs far more
 WSMIO_HUB_ARGS=${WSMIO_HUB_ARGS:---rate 1000000000 --burst 1000000000}
+# the cluster suite's connections are all one user's: its nodes lift the per-user
+# quotas (64 connections, 1,000 subscriptions by default), where the hub has them
+HUB_USER_QUOTA_ARGS=""
+if [ -x "$WSMIO_HUB_BIN" ] && "$WSMIO_HUB_BIN" serve --help 2>/dev/null | grep -q -- --max-connections-per-user; then
+  HUB_USER_QUOTA_ARGS="--max-connections-per-user 0 --max-subscriptions-per-user 0"
+fi
 # read by examples/echo, examples/broadcast and `wsmio serve`
 export WSMIO_BUSY_POLL_US=${WSMIO_BUSY_POLL_US:-0}
 [[ "$WSMIO_BUSY_POLL_US" =~ ^[0-9]+$ ]] || die "WSMIO_BUSY_POLL_US must be a number of microseconds"
@@ -396,22 +413,30 @@ wait_ready() { # pid port -> 0 once /readyz says 200 (the engine reached Redis)
   done
   return 1
 }
-# a hub node: engine (memory|redis) name cpu -> sets BG_PID, FP (its port)
+# a hub node: engine (memory|redis) name cpu -> sets BG_PID, FP (its port).
+# With CL_SECRET empty the node admits anonymous users (one per connection;
+# a WSMIO_AUTH_SECRET from the environment is not passed on).
 start_node() {
-  local engine=$1 name=$2 cpu=$3 extra=""
+  local engine=$1 name=$2 cpu=$3 extra="" auth
   free_port
   [ "$engine" = redis ] && extra="--engine redis --redis-url redis://127.0.0.1:$CL_REDIS_PORT/0"
+  # every connection of the cluster suite is the one user "bench": lift the
+  # per-user quotas (64 connections, 1,000 subscriptions) where the hub has them
+  [ -n "$CL_SECRET" ] && extra+=" $HUB_USER_QUOTA_ARGS"
+  if [ -n "$CL_SECRET" ]; then auth="WSMIO_AUTH_SECRET=$CL_SECRET"; else auth="--unset=WSMIO_AUTH_SECRET"; fi
   NSTART=$((NSTART + 1))
   # shellcheck disable=SC2086
-  WSMIO_AUTH_SECRET=$CL_SECRET start_bg "$cpu" "$OUT/server-$NSTART-cluster-$engine-$name.log" \
+  start_bg "$cpu" "$OUT/server-$NSTART-cluster-$engine-$name.log" env "$auth" \
     "$WSMIO_HUB_BIN" serve --listen "127.0.0.1:$FP" --node "$name" $WSMIO_HUB_ARGS $extra
   wait_ready "$BG_PID" "$FP" || { echo "compare.sh: hub node $name ($engine) not ready within 15 s (log $OUT/server-$NSTART-cluster-$engine-$name.log)" >&2; return 1; }
 }
-# engine -> starts its processes; sets CL_PUB (port of the publishers' node),
-# CL_SUB (subscribers' node), CL_PUB_PID, CL_SUB_PID, CL_WATCH (--watch list)
+# engine [anon] -> starts its processes; sets CL_PUB (port of the publishers'
+# node), CL_SUB (subscribers' node), CL_PUB_PID, CL_SUB_PID, CL_WATCH (--watch
+# list), CL_TOKEN (empty with anon: no --auth-secret, anonymous users)
 start_cluster() {
-  local engine=$1
-  CL_SECRET=$(od -An -N24 -tx1 /dev/urandom | tr -d ' \n')
+  local engine=$1 anon=${2:-}
+  CL_SECRET=""
+  [ -z "$anon" ] && CL_SECRET=$(od -An -N24 -tx1 /dev/urandom | tr -d ' \n')
   if [ "$engine" = memory ]; then
     start_node memory M 0 || { stop_cluster; return 1; }
     CL_PUB=$FP; CL_SUB=$FP; CL_PUB_PID=$BG_PID; CL_SUB_PID=$BG_PID
@@ -435,7 +460,10 @@ start_cluster() {
     CL_SUB=$FP; CL_SUB_PID=$BG_PID
     CL_WATCH="nodeA=$CL_PUB_PID,nodeB=$CL_SUB_PID,redis=$CL_REDIS_PID"
   fi
-  CL_TOKEN=$(WSMIO_AUTH_SECRET=$CL_SECRET "$WSMIO_HUB_BIN" token --user bench --ttl 86400) || { stop_cluster; return 1; }
+  CL_TOKEN=""
+  if [ -z "$anon" ]; then
+    CL_TOKEN=$(WSMIO_AUTH_SECRET=$CL_SECRET "$WSMIO_HUB_BIN" token --user bench --ttl 86400) || { stop_cluster; return 1; }
+  fi
   # run_lg drives SPORT (the subscribers' node) and reports SPID's CPU
   SPORT=$CL_SUB; SPID=$CL_SUB_PID; SNAME="cluster-$engine"
 }
@@ -504,6 +532,43 @@ mget() { # metrics file, name -> value or na
   awk -v k="$2" '$1 == k { print $2; f = 1 } END { if (!f) print "na" }' "$1" 2>/dev/null || echo na
 }
 
+# ------------------------------------------------------------------ acks
+# The acks suite (issue 19): fan-out with and without subscriber acks, on
+# both engines, started by start_cluster with anonymous users.
+ACKS_SCEN=${ACKS_SCEN:-"a100 aN"}
+ACK_EVERY=${ACK_EVERY:-10}
+ACKS_WINDOW=${ACKS_WINDOW:-256}
+ACKS_ENGINES=${ACKS_ENGINES:-"memory redis"}
+AN="a$(kname "$FAN_BIG")"
+ACKS_SCEN=${ACKS_SCEN//aN/$AN}
+[ "$ACK_EVERY" -ge 1 ] 2>/dev/null || die "ACK_EVERY must be >= 1"
+acks_args() { # scenario -> loadgen arguments
+  case $1 in
+    a100) echo "--conns 100 --publishers 1 --window $ACKS_WINDOW" ;;
+    "$AN") echo "--conns $FAN_BIG --publishers 1 --window $ACKS_WINDOW --src-ips 16 --connect-timeout 60" ;;
+    *) return 1 ;;
+  esac
+}
+# the subscribers' node's ack counters between two /metrics snapshots
+acks_delta() { # before after -> "acks_received engine_commands engine_round_trips"
+  python3 - "$1" "$2" <<'PY'
+import sys
+def read(p):
+    m = {}
+    try:
+        for l in open(p):
+            if l.startswith("wsmio_") and " " in l:
+                k, v = l.rsplit(" ", 1)
+                m[k] = float(v)
+    except OSError:
+        pass
+    return m
+a, b = read(sys.argv[1]), read(sys.argv[2])
+d = lambda k: "%d" % (b[k] - a[k]) if k in a and k in b else "na"
+print(d("wsmio_acks_total"), d("wsmio_engine_commands_total"), d("wsmio_engine_round_trip_seconds_count"))
+PY
+}
+
 # ------------------------------------------------------------------ settle
 # The 1-minute load average decays with a 1-minute time constant, so after a
 # build it takes a minute or two to say "idle" again.
@@ -556,6 +621,10 @@ done
   echo "cluster_ack_window=$CLUSTER_ACK_WINDOW"
   echo "cack_redis_cpu=$CACK_REDIS_CPU"
   echo "cluster_redis_cpu=$CLUSTER_REDIS_CPU"
+  echo "acks_scen=$ACKS_SCEN"
+  echo "an=$AN"
+  echo "ack_every=$ACK_EVERY"
+  echo "acks_window=$ACKS_WINDOW"
 } > "$OUT/machine.txt"
 
 T_START=$(date +%s)
@@ -563,6 +632,7 @@ printf "round\tpeer\tscen\tmsgs_per_s\tMB_per_s\tp50_us\tp99_us\tp999_us\tserver
 printf "round\tpeer\tcycles_per_s\ths_p50_us\tp50_us\tp99_us\terrors\tno_fin\tserver_fds_start\tserver_fds_end\tserver_cpu\tok\n" > "$OUT/echo/churn.tsv"
 printf "peer\trss_start_kb\trss_idle_kb\tconns_open\tkb_per_conn\tround\tok\n" > "$OUT/echo/rss.tsv"
 printf "round\tengine\tscen\tsubs\tpublishers\twindow\trate\tpublishes_per_s\tdeliveries_per_s\tp50_us\tp99_us\tp999_us\tacks_per_s\tack_p50_us\tack_p99_us\tpace_p99_us\tcpu_pub_node\tcpu_sub_node\tcpu_redis\tclient_cpu\trt_per_pub\tcmds_per_rt\trt_mean_us\tengine_publishes\tround_trips\tfills\tlost\tengine_errors\tack_no_epoch\tgaps\tmissing\tverify_errors\tsent_per_s\tredis_script_us\tredis_xrange_us\tok\n" > "$OUT/cluster/results.tsv"
+printf "round\tengine\tscen\tsubs\tack_every\twindow\tpublishes_per_s\tdeliveries_per_s\tp50_us\tp99_us\tcpu_pub_node\tcpu_sub_node\tcpu_redis\tclient_cpu\tsub_acks\tsub_acks_per_s\tacks_received\tsub_engine_cmds\tsub_engine_rts\tgaps\tmissing\tverify_errors\tok\n" > "$OUT/acks/results.tsv"
 printf "round\tpeer\tscen\tsubs\twindow\tpublishes_per_s\tdeliveries_per_s\tp50_us\tp99_us\tp999_us\tserver_cpu\tclient_cpu\tns_per_delivery\tcore_busy\tcore_irq\tgaps\tmissing\tverify_errors\tok\n" > "$OUT/fanout/results.tsv"
 
 ECHO_SERVERS=""; FAN_SERVERS=""
@@ -595,6 +665,25 @@ if [[ " $SUITES " == *" cluster "* ]]; then
   else
     echo "redis_version=$("$REDIS_SERVER" --version | grep -oE 'v=[^ ]+' | cut -d= -f2)" >> "$OUT/machine.txt"
   fi
+fi
+if [[ " $SUITES " == *" acks "* ]]; then
+  why=""
+  if [ ! -x "$WSMIO_HUB_BIN" ]; then why="acks: hub not built: skipped (no $WSMIO_HUB_BIN)"
+  elif [ -n "${WSMIO_HUB_CMD:-}" ]; then why="acks: WSMIO_HUB_CMD is set; the acks suite runs only WSMIO_HUB_BIN (wsmio serve): skipped"
+  elif ! "$WSMIO_HUB_BIN" serve --help 2>/dev/null | grep -q -- --session-ttl; then why="acks: this hub has no acknowledgements (no --session-ttl): skipped"
+  fi
+  if [ -n "$why" ]; then
+    echo "compare.sh: $why" >&2
+    echo "$why" >> "$OUT/skipped.txt"
+    SUITES=$(echo " $SUITES " | sed 's/ acks / /')
+  elif [[ " $ACKS_ENGINES " == *" redis "* ]] && ! command -v "$REDIS_SERVER" > /dev/null 2>&1; then
+    echo "acks: $REDIS_SERVER not found: the Redis engine's rows are skipped (Debian: apt-get install -y redis-server)" | tee -a "$OUT/skipped.txt" >&2
+    ACKS_ENGINES=$(echo " $ACKS_ENGINES " | sed 's/ redis / /')
+  fi
+  if [[ " $ACKS_ENGINES " == *" redis "* ]] && ! grep -q '^redis_version=' "$OUT/machine.txt"; then
+    echo "redis_version=$("$REDIS_SERVER" --version | grep -oE 'v=[^ ]+' | cut -d= -f2)" >> "$OUT/machine.txt"
+  fi
+  echo "acks_engines=$(echo $ACKS_ENGINES)" >> "$OUT/machine.txt"
 fi
 [ -n "$(echo $SUITES)" ] || die "no wsmio server to compare (see the 'skipped' lines above); build wsmio or set WSMIO_*_BIN / WSMIO_*_CMD"
 echo "suites=$SUITES" >> "$OUT/machine.txt"
@@ -734,6 +823,46 @@ for r in $(seq 1 "$ROUNDS"); do
           "$(get sent_per_s)" "$rsus" "$rxus" "$(get ok)" >> "$OUT/cluster/results.tsv"
         echo "round $r cluster-$eng $s: deliv/s=$(get deliveries_per_s) pub/s=$(get publishes_per_s) acks/s=$(get acks_per_s) p50=$(get p50_us)us p99=$(get p99_us)us cpu pub/sub/redis/gen=$cpub/$csub/$cred/$(get client_cpu_pct)% rt/pub=$rtpp redis us/script=$rsus ok=$(get ok)"
         sleep 0.2
+      done
+      stop_cluster
+      sleep 0.3
+    done
+  fi
+  # ---------------------------------------------------------------- acks
+  if [[ " $SUITES " == *" acks "* ]]; then
+    for eng in $(order "$r" $ACKS_ENGINES); do
+      if ! start_cluster "$eng" anon; then echo "acks: $eng engine failed to start in round $r: its rows are missing" >> "$OUT/notes.txt"; continue; fi
+      for s in $ACKS_SCEN; do
+        for k in $(order "$r" 0 "$ACK_EVERY"); do
+          if ! cl_alive; then
+            echo "compare.sh: WARNING: a process of the $eng cluster died (crashed?), restarting it; logs in $OUT" >&2
+            echo "acks: a process of the $eng cluster died during round $r (before $s, acks every $k); logs in $OUT" >> "$OUT/notes.txt"
+            stop_cluster
+            start_cluster "$eng" anon || break 2
+          fi
+          aa=$(acks_args "$s") || { echo "compare.sh: unknown acks scenario '$s'" >&2; continue 2; }
+          pre="$OUT/acks/metrics-r$r-$eng-$s-k$k"
+          http_get "http://127.0.0.1:$CL_SUB/metrics" > "$pre-sub-before.txt"
+          # shellcheck disable=SC2086
+          run_lg "$s-k$k" "$(fsum "$WARMUP" "$DUR" "$DRAIN" 150)" --mode fanout --hub --size 64 $aa --ack-every "$k" \
+            --pub-port "$CL_PUB" --topic "ack-r$r-$s-k$k" --expect-engine "$eng" \
+            --watch "$CL_WATCH" --duration "$DUR" --warmup "$WARMUP" --drain "$DRAIN"
+          sleep 0.3 # the last acks the generator wrote reach the hub
+          http_get "http://127.0.0.1:$CL_SUB/metrics" > "$pre-sub-after.txt"
+          read -r arecv acmds arts <<< "$(acks_delta "$pre-sub-before.txt" "$pre-sub-after.txt")"
+          if [ "$eng" = redis ]; then
+            cpub=$(get cpu_nodeA_pct); csub=$(get cpu_nodeB_pct); cred=$(get cpu_redis_pct)
+          else
+            cpub=$(get cpu_node_pct); csub=$cpub; cred=na; acmds=na; arts=na
+          fi
+          printf "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n" \
+            "$r" "$eng" "$s" "$(get subs)" "$k" "$(get window)" "$(get publishes_per_s)" "$(get deliveries_per_s)" \
+            "$(get p50_us)" "$(get p99_us)" "$cpub" "$csub" "$cred" "$(get client_cpu_pct)" "$(get sub_acks)" \
+            "$(get sub_acks_per_s)" "$arecv" "$acmds" "$arts" "$(get gaps)" "$(get missing)" "$(get verify_errors)" \
+            "$(get ok)" >> "$OUT/acks/results.tsv"
+          echo "round $r acks-$eng $s ack-every=$k: deliv/s=$(get deliveries_per_s) acks sent/received=$(get sub_acks)/$arecv cpu pub/sub/redis/gen=$cpub/$csub/$cred/$(get client_cpu_pct)% ok=$(get ok)"
+          sleep 0.2
+        done
       done
       stop_cluster
       sleep 0.3

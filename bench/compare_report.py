@@ -8,7 +8,10 @@ echo/rss.tsv, fanout/results.tsv, cluster/results.tsv, details-*.md}, prints the
 wsmio-vs-peer table (median over rounds, [min-max], ratio wsmio/peer of the medians) and
 replaces the "## Latest run" section of the markdown file with it (the file is created if
 missing) when the run had the echo, rss or fanout suite; the cluster suite's table (memory vs
-Redis engine, goals) replaces "### Latest cluster run" in "## Cluster (Redis engine)".
+Redis engine, goals) replaces "### Latest cluster run" in "## Cluster (Redis engine)", and the acks
+suite's table (fan-out with and without subscriber acks, both engines) replaces "### Latest ack run"
+in "## Acknowledgements (issue 19)". Raw-data directories are named as `$OUT (<its name>)`, never
+by their path on this machine.
 Medians use only the runs that passed verification (ok=1), as in the reference harness.
 """
 import csv
@@ -33,6 +36,11 @@ def num(x):
     except (TypeError, ValueError):
         return None
     return v if v == v else None
+
+
+def shown(out):
+    """The raw-data directory as the report names it: not its path on this machine."""
+    return "$OUT (%s)" % os.path.basename(os.path.normpath(out))
 
 
 def lock_versions(root):
@@ -351,7 +359,7 @@ def cluster_report(out, m):
         rep.extend("- %s" % o for o in odd)
         rep.append("")
     rep.append("Raw results: `%s/cluster/` (results.tsv; every run's /metrics before/after and Redis INFO "
-               "commandstats), server logs in `%s`." % (out, out))
+               "commandstats), server logs in `$OUT`." % shown(out))
     return "\n".join(rep)
 
 
@@ -359,16 +367,22 @@ def put_cluster_section(md, body):
     """Replace the "### Latest cluster run" part of the cluster section
     (created at the end of the file if missing); the rest of the section
     (method, analysis) is kept."""
-    sub = CLUSTER_SUB + "\n\n" + body + "\n"
+    put_subsection(md, CLUSTER_SECTION, CLUSTER_SUB, "cluster", body)
+
+
+def put_subsection(md, section, subsection, suite, body):
+    """Replace the `subsection` part of `section` (both created at the end
+    of the file if missing); the rest of the section is kept."""
+    sub = subsection + "\n\n" + body + "\n"
     old = open(md).read() if os.path.exists(md) else "# Benchmarks\n"
     ls = old.split("\n")
-    start = next((k for k, l in enumerate(ls) if l.strip() == CLUSTER_SECTION), None)
+    start = next((k for k, l in enumerate(ls) if l.strip() == section), None)
     if start is None:
-        new = old.rstrip("\n") + "\n\n" + CLUSTER_SECTION + "\n\n" + \
-            "Measured by `SUITES=cluster bench/compare.sh` (bench/README.md); the part below is rewritten by every run.\n\n" + sub
+        new = old.rstrip("\n") + "\n\n" + section + "\n\n" + \
+            "Measured by `SUITES=%s bench/compare.sh` (bench/README.md); the part below is rewritten by every run.\n\n" % suite + sub
     else:
         end = next((k for k in range(start + 1, len(ls)) if re.match(r"^#{1,2} ", ls[k])), len(ls))
-        s = next((k for k in range(start + 1, end) if ls[k].strip() == CLUSTER_SUB), None)
+        s = next((k for k in range(start + 1, end) if ls[k].strip() == subsection), None)
         if s is None:
             head, tail = ls[:end], ls[end:]
             while head and not head[-1].strip():
@@ -380,7 +394,188 @@ def put_cluster_section(md, body):
             new = "\n".join(ls[:s]) + "\n" + sub + ("\n" + "\n".join(tail) if tail else "")
     with open(md, "w") as f:
         f.write(new)
-    print("wrote section \"%s\" / \"%s\" of %s" % (CLUSTER_SECTION[3:], CLUSTER_SUB[4:], md))
+    print("wrote section \"%s\" / \"%s\" of %s" % (section[3:], subsection[4:], md))
+
+
+# ---------------------------------------------------------------- acks
+ACKS_SECTION = "## Acknowledgements (issue 19)"
+ACKS_SUB = "### Latest ack run"
+
+
+def acks_report(out, m):
+    """The acks suite's table: fan-out with every subscriber acking every K
+    deliveries against the same fan-out without acks, per engine; the goal
+    of issue 19 (memory engine: at most 10 % more server CPU per delivery)."""
+    rows = load(os.path.join(out, "acks", "results.tsv"))
+    if not rows:
+        return None
+    K = m.get("ack_every", "10")
+    an = m.get("an", "a5k")
+    fb = m.get("fan_big", "5000")
+    win = m.get("acks_window", "256")
+    for r in rows:
+        d = num(r.get("deliveries_per_s"))
+        a, b, red = num(r.get("cpu_pub_node")), num(r.get("cpu_sub_node")), num(r.get("cpu_redis"))
+        if d and b is not None:
+            r["sub_ns"] = b / 100.0 * 1e9 / d
+            if r.get("engine") == "redis":
+                if a is not None and red is not None:
+                    r["all_ns"] = (a + b + red) / 100.0 * 1e9 / d
+                    r["redis_ns"] = red / 100.0 * 1e9 / d
+            else:
+                r["all_ns"] = r["sub_ns"]
+        recv, cmds, rts = num(r.get("acks_received")), num(r.get("sub_engine_cmds")), num(r.get("sub_engine_rts"))
+        if recv:
+            if cmds is not None:
+                r["writes_per_ack"] = cmds / recv
+            if rts:
+                r["acks_per_rt"] = recv / rts
+    ok = lambda r: r.get("ok") == "1"
+    pick = lambda eng, scen, k: [r for r in rows if r.get("engine") == eng and r.get("scen") == scen and r.get("ack_every") == k]
+
+    def c(key, eng, scen, k, fmt=human):
+        rs = pick(eng, scen, k)
+        return Cell([num(r.get(key)) for r in rs if ok(r)], len(rs), fmt)
+
+    def pairs(key, eng, scen, f):
+        """f(with-acks row, no-acks row) over the rounds where both passed."""
+        out_ = []
+        for r1 in pick(eng, scen, K):
+            r0 = [r for r in pick(eng, scen, "0") if r.get("round") == r1.get("round")]
+            if r0 and ok(r1) and ok(r0[0]):
+                v = f(r1, r0[0])
+                if v is not None:
+                    out_.append(v)
+        return out_
+
+    def ratio_of(key):
+        def f(r1, r0):
+            x, y = num(r1.get(key)), num(r0.get(key))
+            return x / y if x is not None and y else None
+        return f
+
+    def extra_per_ack(key):
+        # (ns per delivery with acks - without) x deliveries per ack, in µs
+        def f(r1, r0):
+            x, y = num(r1.get(key)), num(r0.get(key))
+            d, acks = num(r1.get("deliveries_per_s")), num(r1.get("sub_acks_per_s"))
+            if x is None or y is None or not d or not acks:
+                return None
+            return (x - y) * d / acks / 1000.0
+        return f
+
+    us = lambda x: "%.0f" % x if x >= 100 else "%.1f" % x
+    pct = lambda x: "%.0f %%" % x
+    f1 = lambda x: "%.1f" % x
+    rx = lambda x: "%.2f×" % x
+    engines = [e for e in ("memory", "redis") if any(r.get("engine") == e for r in rows)]
+    scens = [s_ for s_ in m.get("acks_scen", "a100 %s" % an).split() if any(r.get("scen") == s_ for r in rows)]
+    lines = ["| scenario | engine | metric | no acks | acks every %s | with ÷ without (per round) | goal | met? |" % K,
+             "|---|---|---|---|---|---|---|---|"]
+    verdicts = []
+    for scen in scens:
+        subs = "100" if scen == "a100" else fb
+        L = "%s: %s subs, 1 publisher, W %s" % (scen, subs, win)
+        for eng in engines:
+            if not pick(eng, scen, "0") and not pick(eng, scen, K):
+                continue
+            where = "one node" if eng == "memory" else "node B"
+
+            def row(metric, key, fmt=human, cmp=True, goal="", judge=None, only_acks=False):
+                a0 = c(key, eng, scen, "0", fmt)
+                a1 = c(key, eng, scen, K, fmt)
+                rs = pairs(key, eng, scen, ratio_of(key)) if cmp else []
+                rt = Cell(rs, len(rs), rx).text() if rs else ""
+                met = ""
+                if judge is not None and rs:
+                    med = statistics.median(rs)
+                    met = "**yes**" if judge(med) else "**no**"
+                    verdicts.append("%s %s: %s (%.2f×)" % (scen, eng, met.strip("*"), med))
+                lines.append("| %s | %s | %s | %s | %s | %s | %s | %s |" % (
+                    L, eng, metric, "—" if only_acks else a0.text(), a1.text(), rt, goal, met))
+
+            row("deliveries/s ↑", "deliveries_per_s")
+            row("fan-out node (%s) CPU %%" % where, "cpu_sub_node", pct)
+            if eng == "memory":
+                row("server CPU ns per delivery ↓", "sub_ns", f1, goal="≤ 1.10×", judge=lambda v: v <= 1.10)
+            else:
+                row("node B CPU ns per delivery ↓", "sub_ns", f1)
+                row("node A CPU %", "cpu_pub_node", pct)
+                row("Redis CPU %", "cpu_redis", pct)
+                row("Redis CPU ns per delivery ↓", "redis_ns", f1)
+                row("all servers (A + B + Redis) CPU ns per delivery ↓", "all_ns", f1)
+            row("generator CPU %", "client_cpu", pct)
+            row("acks the hub received per second", "sub_acks_per_s", human, cmp=False, only_acks=True)
+            ex = pairs("sub_ns", eng, scen, extra_per_ack("sub_ns"))
+            lines.append("| %s | %s | %s | — | %s | | | |" % (
+                L, eng, "extra %s CPU per ack, µs (Δ ns per delivery × deliveries per ack)" % ("server" if eng == "memory" else "node B"),
+                Cell(ex, len(ex), us).text() if ex else "n/a"))
+            if eng == "redis":
+                ex = pairs("all_ns", eng, scen, extra_per_ack("all_ns"))
+                lines.append("| %s | %s | %s | — | %s | | | |" % (
+                    L, eng, "extra CPU of all servers per ack, µs", Cell(ex, len(ex), us).text() if ex else "n/a"))
+                row("Redis writes per ack (node B's engine commands ÷ acks received)", "writes_per_ack", lambda x: "%.3f" % x,
+                    cmp=False, only_acks=True)
+                row("acks per Redis round trip of node B", "acks_per_rt", human, cmp=False, only_acks=True)
+    table = "\n".join(lines)
+    bad, odd = [], []
+    for r in rows:
+        if not ok(r):
+            bad.append("round %s %s %s acks every %s (gaps=%s missing=%s verify_errors=%s)" % (
+                r["round"], r["engine"], r["scen"], r.get("ack_every"), r.get("gaps") or "?", r.get("missing") or "?",
+                r.get("verify_errors") or "?"))
+        sent, recv = num(r.get("sub_acks")), num(r.get("acks_received"))
+        if sent is not None and recv is not None and sent != recv:
+            odd.append("round %s %s %s acks every %s: the generator sent %d acks, the hub counted %d" % (
+                r["round"], r["engine"], r["scen"], r.get("ack_every"), sent, recv))
+    rep = []
+    mode = m.get("mode", "?")
+    rep.append("Run %s, `SUITES=acks bench/compare.sh%s` (%s mode): %s round(s), %s s measured per run after %s s warm-up; "
+               "per round and engine one start of the servers (memory: one node; Redis: Redis %s with AOF everysec and "
+               "nodes A and B), then per scenario the runs without acks and with acks every %s in alternating order; "
+               "servers on CPU 0, the load generator on CPU 1; anonymous users (one per connection), fresh topic per run, "
+               "1 publisher (on node A; never subscribes), 64 B payloads, window %s. Wall time %s s." % (
+                   m.get("date", "?"), " --quick" if mode == "quick" else "", mode, m.get("rounds", "?"), m.get("dur", "?"),
+                   m.get("warmup", "?"), m.get("redis_version", "?"), K, win, m.get("elapsed_s", "?")))
+    try:
+        busy = float(m.get("loadavg_before", "0").split()[0])
+    except ValueError:
+        busy = 0.0
+    if busy > 0.5:
+        rep.append("")
+        rep.append("**WARNING: the machine was not idle when the run started (1-min load average %.2f): other work "
+                   "competes for the two CPUs, so the figures are unreliable.**" % busy)
+    if mode == "quick":
+        rep.append("")
+        rep.append("**Quick mode: short runs%s — indicative only.**" % (
+            "" if fb == "5000" else ", %s instead of 5,000 subscribers in %s" % (fb, an)))
+    rep.append("")
+    rep.append("Machine: %s%s, %s CPUs, %s; wsmio commit %s; load average before/after: %s / %s." % (
+        m.get("cpu", "?"), (" (%s guest)" % m["hypervisor"]) if m.get("hypervisor") else "", m.get("nproc", "?"),
+        m.get("kernel", "?"), m.get("git", "?"), m.get("loadavg_before", "?"), m.get("loadavg_after", "?")))
+    rep.append("")
+    rep.append("Median over rounds [min–max] of the runs that passed verification (every subscriber got every publish "
+               "once, in order, topic seqs consecutive; no `error` reply to any ack). CPU ns per delivery = the process's "
+               "CPU share over the measured window ÷ deliveries per second. \"with ÷ without\" is the median [min–max] of "
+               "the ratio within each round (same server processes). \"met?\" judges issue 19's goal for the memory "
+               "engine: at most 10 % more server CPU per delivery with acks.")
+    rep.append("")
+    rep.append(table)
+    rep.append("")
+    if verdicts:
+        rep.append("Goal (memory engine, ≤ 1.10×): %s." % "; ".join(verdicts))
+        rep.append("")
+    if bad:
+        rep.append("Runs that failed verification or did not complete (left out of the medians):")
+        rep.extend("- %s" % b for b in bad)
+        rep.append("")
+    if odd:
+        rep.append("Noted:")
+        rep.extend("- %s" % o for o in odd)
+        rep.append("")
+    rep.append("Raw results: `%s/acks/` (results.tsv; node B's or the memory node's /metrics before and after "
+               "every run), server logs in `$OUT`." % shown(out))
+    return "\n".join(rep)
 
 
 def main():
@@ -570,7 +765,7 @@ def main():
     if fds:
         rep.append("Server open file descriptors before → after each churn run (a growing count is a leak): %s." % "; ".join(fds))
         rep.append("")
-    rep.append("Raw results: `%s` (echo/results.tsv, echo/churn.tsv, echo/rss.tsv, fanout/results.tsv, raw.txt, server logs)." % out)
+    rep.append("Raw results: `%s` (echo/results.tsv, echo/churn.tsv, echo/rss.tsv, fanout/results.tsv, raw.txt, server logs)." % shown(out))
     body = "\n".join(rep)
 
     # details in the reference harness' format (CPU %, p99.9, ns/delivery, ...)
@@ -587,6 +782,7 @@ def main():
     suites = m.get("suites", "echo rss fanout").split()
     classic = any(x in suites for x in ("echo", "rss", "fanout")) or not suites
     cl = cluster_report(out, m) if "cluster" in suites else None
+    ak = acks_report(out, m) if "acks" in suites else None
     if classic:
         print()
         print("=" * 78)
@@ -599,6 +795,13 @@ def main():
         print("=" * 78)
         if md and md != "none":
             put_cluster_section(md, cl)
+    if ak:
+        print()
+        print("=" * 78)
+        print(ak)
+        print("=" * 78)
+        if md and md != "none":
+            put_subsection(md, ACKS_SECTION, ACKS_SUB, "acks", ak)
 
     if md and md != "none" and classic:
         section = SECTION + "\n\n" + body + "\n\n" + "\n\n".join(det) + "\n"

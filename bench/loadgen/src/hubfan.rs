@@ -51,6 +51,15 @@
 //!   `engine`; `--topic T` picks the topic (fresh per run on a shared Redis);
 //!   `--watch nodeA=PID,redis=PID` adds each process's CPU use over the
 //!   measured window (`cpu_nodeA_pct`, ...).
+//!
+//! SUBSCRIBER ACKS (`--ack-every K`, issue 19: what acknowledgements cost the
+//! hub): every subscriber sends `{"op":"ack","topic":T,"seq":N}` (no `id`, so
+//! the hub does not answer) once per K deliveries it received, N being the
+//! topic seq of the K-th, i.e. the last one it got when the ack fell due. The
+//! acks of one read go out in one write at the end of that read (as a client
+//! that batches its writes would send them). An ack the hub refuses comes
+//! back as an `error` and fails the run. Reported: `ack_every`, `sub_acks`
+//! (sent in the whole run), `sub_acks_per_s` (in the measured window).
 use super::*;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -90,6 +99,15 @@ struct HConn {
     pubidx: usize,
     /// a publisher that never subscribes (`--pub-port`)
     only_pub: bool,
+    /// `--ack-every`: deliveries since this subscriber's last ack, and the
+    /// topic seq of an ack that fell due (0: none)
+    ack: SubAck,
+}
+
+#[derive(Default, Clone, Copy)]
+struct SubAck {
+    since: u64,
+    due: u64,
 }
 
 struct Acc {
@@ -99,6 +117,13 @@ struct Acc {
     /// slots per publisher: `w`, or `RING_MAX` with `--acks` / `--rate`
     ring_len: usize,
     acks: bool,
+    /// `--ack-every` (0: subscribers never ack)
+    ack_every: u64,
+    /// subscriber acks sent: all, and in the measured window
+    sub_acks_all: u64,
+    sub_acks_measured: u64,
+    /// scratch for one subscriber ack's JSON
+    ack_json: Vec<u8>,
     topic: String,
     /// the start of every delivery on the topic (see `fast_delivery`)
     prefix: Vec<u8>,
@@ -200,6 +225,16 @@ impl Acc {
         }
     }
 
+    /// Queue a subscriber's `{"op":"ack"}` for topic seq `seq` (not flushed).
+    fn queue_sub_ack(&mut self, out: &mut Vec<u8>, seq: u64) {
+        sub_ack_json(&mut self.ack_json, &self.topic, seq);
+        push_masked_text(out, &self.ack_json);
+        self.sub_acks_all += 1;
+        if self.measuring {
+            self.sub_acks_measured += 1;
+        }
+    }
+
     /// Queue publish `sent[p]` of publisher `p` on `c` (not flushed).
     fn queue_pub(&mut self, c: &mut HConn, p: usize, pl: &mut Vec<u8>, now: u64) {
         use std::io::Write as _;
@@ -222,6 +257,15 @@ impl Acc {
             self.sent_measured += 1;
         }
     }
+}
+
+/// A subscriber's ack of `topic` up to `seq` (no `id`: not answered).
+fn sub_ack_json(buf: &mut Vec<u8>, topic: &str, seq: u64) {
+    use std::io::Write as _;
+    buf.clear();
+    buf.extend_from_slice(b"{\"op\":\"ack\",\"topic\":\"");
+    buf.extend_from_slice(topic.as_bytes());
+    let _ = write!(buf, "\",\"seq\":{}}}", seq);
 }
 
 fn core_ticks(core: i32) -> Option<(u64, u64, u64)> {
@@ -447,6 +491,7 @@ fn on_text(
     st: &mut Hs,
     exp: &mut [u64],
     hub_next: &mut u64,
+    ack: &mut SubAck,
     pubidx: usize,
     only_pub: bool,
     a: &mut Acc,
@@ -455,7 +500,7 @@ fn on_text(
 ) {
     if *st == Hs::Ready && !only_pub {
         if let Some((hseq, d)) = fast_delivery(t, &a.prefix, a.size) {
-            return on_delivery(exp, hub_next, a, Some(hseq), d, now);
+            return on_delivery(exp, hub_next, ack, a, Some(hseq), d, now);
         }
     }
     let ty = msg_type(t);
@@ -473,7 +518,7 @@ fn on_text(
                 return;
             };
             let hseq = num(t, b"seq");
-            on_delivery(exp, hub_next, a, hseq, d, now);
+            on_delivery(exp, hub_next, ack, a, hseq, d, now);
         }
         (_, b"msg") if only_pub => a.err(format!(
             "hub: a delivery on a publisher that subscribed to nothing: {}",
@@ -575,10 +620,12 @@ fn on_ack(a: &mut Acc, p: usize, t: &[u8], now: u64) {
 /// A delivery's payload `d` with the hub's topic sequence number `hseq`:
 /// the hub numbers the topic's messages consecutively, so each subscriber
 /// must see them without holes; the payload must be exactly what the
-/// publisher sent, in order per publisher.
+/// publisher sent, in order per publisher. With `--ack-every K`, every K-th
+/// delivery makes an ack due (`ack.due`, queued by `parse`).
 fn on_delivery(
     exp: &mut [u64],
     hub_next: &mut u64,
+    ack: &mut SubAck,
     a: &mut Acc,
     hseq: Option<u64>,
     d: &[u8],
@@ -641,6 +688,13 @@ fn on_delivery(
     a.ring[pubid][(seq % a.ring_len as u64) as usize] += 1;
     exp[pubid] = seq + 1;
     a.deliveries_all += 1;
+    if a.ack_every > 0 {
+        ack.since += 1;
+        if ack.since >= a.ack_every {
+            ack.since = 0;
+            ack.due = hseq;
+        }
+    }
     if a.measuring {
         a.deliveries += 1;
         let _ = a.hist.record(now.saturating_sub(ts).max(1));
@@ -702,12 +756,17 @@ fn parse(c: &mut HConn, a: &mut Acc, now: u64) {
                     &mut c.st,
                     &mut c.exp,
                     &mut c.hub_next,
+                    &mut c.ack,
                     c.pubidx,
                     c.only_pub,
                     a,
                     t,
                     now,
                 );
+                if c.ack.due != 0 {
+                    a.queue_sub_ack(&mut c.wbuf, c.ack.due);
+                    c.ack.due = 0;
+                }
             }
             8 => {
                 let m = format!(
@@ -871,6 +930,10 @@ pub fn run(o: &Opts) -> ! {
         w: o.window,
         ring_len,
         acks: o.acks,
+        ack_every: o.ack_every,
+        sub_acks_all: 0,
+        sub_acks_measured: 0,
+        ack_json: Vec::with_capacity(64 + o.topic.len()),
         topic: o.topic.clone(),
         prefix: msg_prefix(&o.topic),
         expect_engine: o.expect_engine.clone(),
@@ -982,6 +1045,7 @@ pub fn run(o: &Opts) -> ! {
                         hub_next: 0,
                         pubidx,
                         only_pub: sep && started >= s,
+                        ack: SubAck::default(),
                     });
                 }
                 Err(e) => {
@@ -1279,8 +1343,8 @@ pub fn run(o: &Opts) -> ! {
         a.errors == 0 && a.closed == 0 && a.gaps == 0 && missing == 0 && unacked == 0 && !stalled;
     if !o.quiet {
         eprintln!(
-            "loadgen: hub fanout S={} P={} W={} B={}{}{}{}: {} completed publishes, {} deliveries in {:.2}s \
-             (sent {} total, {} deliveries total, {} acks total, {} other frames during setup), poll-loops {}",
+            "loadgen: hub fanout S={} P={} W={} B={}{}{}{}{}: {} completed publishes, {} deliveries in {:.2}s \
+             (sent {} total, {} deliveries total, {} acks total, {} subscriber acks sent, {} other frames during setup), poll-loops {}",
             s,
             a.p,
             a.w,
@@ -1288,12 +1352,14 @@ pub fn run(o: &Opts) -> ! {
             if sep { format!(" publishers on port {}", o.pub_port) } else { String::new() },
             if paced { format!(" paced {}/s", o.rate) } else { String::new() },
             if a.acks { " acks" } else { "" },
+            if a.ack_every > 0 { format!(" subscribers ack every {}", a.ack_every) } else { String::new() },
             a.publishes,
             a.deliveries,
             secs,
             sent_total,
             a.deliveries_all,
             a.acks_all,
+            a.sub_acks_all,
             setup_other,
             loops
         );
@@ -1314,7 +1380,8 @@ pub fn run(o: &Opts) -> ! {
          gaps={} missing={} hub_gap_events={} verify_errors={} closed={} stalled={} other_frames={} \
          topic={} engine={} sub_ports={} pub_port={} rate={} acks={} sent={} sent_per_s={:.0} \
          acks_total={} acks_per_s={:.0} ack_p50_us={:.1} ack_p99_us={:.1} ack_p999_us={:.1} ack_max_us={:.1} \
-         pace_p50_us={:.1} pace_p99_us={:.1} pace_max_us={:.1} unacked={} ack_no_epoch={} seq_mismatch={}{} ok={}",
+         pace_p50_us={:.1} pace_p99_us={:.1} pace_max_us={:.1} unacked={} ack_no_epoch={} seq_mismatch={} \
+         ack_every={} sub_acks={} sub_acks_per_s={:.0}{} ok={}",
         s,
         a.p,
         a.w,
@@ -1360,6 +1427,9 @@ pub fn run(o: &Opts) -> ! {
         unacked,
         a.ack_no_epoch,
         a.seq_mismatch,
+        a.ack_every,
+        a.sub_acks_all,
+        a.sub_acks_measured as f64 / secs,
         watch_cpu,
         ok as u8
     );
@@ -1400,6 +1470,25 @@ mod tests {
         assert_eq!(num(ack, b"seq"), Some(1));
         assert_eq!(field(ack, b"epoch"), Some(&b""[..]));
         assert_eq!(field(ack, b"op"), Some(&b"pub"[..]));
+    }
+
+    /// A subscriber's ack, as the hub's protocol spells it, in one masked
+    /// text frame.
+    #[test]
+    fn sub_ack_frame() {
+        let mut j = Vec::new();
+        sub_ack_json(&mut j, "room-7", 1234);
+        assert_eq!(j, br#"{"op":"ack","topic":"room-7","seq":1234}"#);
+        let mut f = Vec::new();
+        push_masked_text(&mut f, &j);
+        assert_eq!(f[0], 0x81);
+        assert_eq!(f[1] as usize, 0x80 | j.len());
+        let unmasked: Vec<u8> = f[6..]
+            .iter()
+            .enumerate()
+            .map(|(i, b)| b ^ MASK[i & 3])
+            .collect();
+        assert_eq!(unmasked, j);
     }
 
     /// The SWAR decoder against the standard library's parser.

@@ -21,7 +21,8 @@
 //!         protocol on /ws (subscribe, publish, `msg` deliveries): hubfan.rs,
 //!         which also drives hub clusters (publishers on one node, subscribers
 //!         on others: --pub-port, --sub-ports), paced publishing (--rate),
-//!         publishes with acks (--acks) and other processes' CPU (--watch).
+//!         publishes with acks (--acks), subscribers that acknowledge what
+//!         they received (--ack-every K) and other processes' CPU (--watch).
 //!   churn connection churn: open a connection, upgrade it, close it (close
 //!         handshake, then wait for the server's TCP FIN), over and over, at
 //!         most --conns cycles in flight, optionally paced to --rate cycles/s,
@@ -89,6 +90,9 @@ struct Opts {
     /// hub: processes whose CPU use over the measured window is reported
     /// (`cpu_<name>_pct`)
     watch: Vec<(String, u32)>,
+    /// hub: every subscriber acknowledges (`{"op":"ack",...}`) once per this
+    /// many deliveries it received, for the seq of the last one (0: never)
+    ack_every: u64,
 }
 
 fn usage() -> ! {
@@ -103,7 +107,7 @@ fn usage() -> ! {
          \x20              [--cycle-timeout S=5] [--drain S=3] [--src-ips K] [--path /p]\n\
          \x20              wsmio hub (JSON on /ws): --mode fanout --hub [--path /ws] [--token JWT] [--size B>=40]\n\
          \x20              [--topic T] [--pub-port P] [--sub-ports P1,P2] [--rate R publishes/s (paced)]\n\
-         \x20              [--acks] [--expect-engine memory|redis] [--watch name=PID,...]\n\
+         \x20              [--acks] [--ack-every K] [--expect-engine memory|redis] [--watch name=PID,...]\n\
          Loopback targets only (127.0.0.0/8). duration/hold are capped at 600 s."
     );
     std::process::exit(2)
@@ -143,6 +147,7 @@ fn parse_opts() -> Opts {
         topic: "bench".into(),
         expect_engine: String::new(),
         watch: Vec::new(),
+        ack_every: 0,
     };
     let args: Vec<String> = std::env::args().skip(1).collect();
     let mut i = 0;
@@ -189,6 +194,7 @@ fn parse_opts() -> Opts {
                     .collect()
             }
             "--acks" => o.acks = true,
+            "--ack-every" => o.ack_every = val(&mut i).parse().unwrap_or_else(|_| usage()),
             "--topic" => o.topic = val(&mut i),
             "--expect-engine" => o.expect_engine = val(&mut i),
             "--watch" => {
@@ -252,11 +258,12 @@ fn parse_opts() -> Opts {
         || (o.rate > 0.0 && o.mode == "fanout")
         || !o.sub_ports.is_empty()
         || o.acks
+        || o.ack_every > 0
         || o.topic != "bench"
         || !o.expect_engine.is_empty()
         || !o.watch.is_empty();
     if hub_only && !o.hub {
-        eprintln!("loadgen: --pub-port, --sub-ports, --acks, --topic, --expect-engine, --watch (and --rate in fanout mode) are for --hub only");
+        eprintln!("loadgen: --pub-port, --sub-ports, --acks, --ack-every, --topic, --expect-engine, --watch (and --rate in fanout mode) are for --hub only");
         std::process::exit(2);
     }
     // the topic goes into JSON unescaped and is matched byte for byte
