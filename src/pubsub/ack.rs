@@ -10,6 +10,7 @@
 //! typed errors (`not_subscribed`, `bad_ack`). It is answered only when it
 //! carries an `id`, so that acks can be cheap and sent in batches.
 
+use super::engine::AckError;
 use super::hub::Hub;
 use super::protocol::{self, ErrorCode, Event};
 use crate::reactor::{ConnId, Ctx};
@@ -32,31 +33,28 @@ impl Hub {
         if !protocol::valid_topic(topic) {
             return self.error(ctx, id, rid, ErrorCode::BadTopic, "invalid topic name");
         }
+        let now = ctx.now_ms();
         // Subscribed, and answered by the engine (a pending subscription
         // has no position yet: its requests wait, see `request.rs`).
-        let position = c.has(topic).then(|| self.engine.position(topic)).flatten();
-        let Some(position) = position else {
-            let e = "not subscribed to this topic";
-            return self.error(ctx, id, rid, ErrorCode::NotSubscribed, e);
+        let result = match c.has(topic) {
+            true => self.engine.ack(&c.who.user, topic, seq, epoch, now),
+            false => Err(AckError::Unknown),
         };
-        if epoch.is_some_and(|e| e != position.epoch) {
-            let e = "that epoch is not the topic's: resubscribe to learn the current one";
-            return self.error(ctx, id, rid, ErrorCode::BadAck, e);
-        }
-        if seq > position.seq {
-            let e = "seq beyond the topic's last delivery";
-            return self.error(ctx, id, rid, ErrorCode::BadAck, e);
-        }
-        let pos = super::engine::Position {
-            epoch: position.epoch,
-            seq,
-        };
-        let now = ctx.now_ms();
-        let Some(c) = self.clients.get(&id) else {
-            return;
-        };
-        if let Err(e) = self.engine.ack(&c.who.user, topic, &pos, now) {
-            return self.engine_error(ctx, id, rid, &e);
+        match result {
+            Ok(()) => {}
+            Err(AckError::Unknown) => {
+                let e = "not subscribed to this topic";
+                return self.error(ctx, id, rid, ErrorCode::NotSubscribed, e);
+            }
+            Err(AckError::OtherEpoch) => {
+                let e = "that epoch is not the topic's: resubscribe to learn the current one";
+                return self.error(ctx, id, rid, ErrorCode::BadAck, e);
+            }
+            Err(AckError::Ahead) => {
+                let e = "seq beyond the topic's last delivery";
+                return self.error(ctx, id, rid, ErrorCode::BadAck, e);
+            }
+            Err(AckError::Engine(e)) => return self.engine_error(ctx, id, rid, &e),
         }
         if rid.is_some() {
             let ev = Event::AckAck {

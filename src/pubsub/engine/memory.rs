@@ -27,8 +27,8 @@ use std::time::{Duration, Instant};
 use super::dedup::{self, Dedup};
 use super::sessions::{AckRefused, Sessions};
 use super::{
-    Creator, Engine, EngineError, EngineEvent, EngineStats, Fetched, Members, OpId, Outcome, Page,
-    Position, Publish, Receipt, Sequenced,
+    check_ack, AckError, Creator, Engine, EngineError, EngineEvent, EngineStats, Fetched, Members,
+    OpId, Outcome, Page, Position, Publish, Receipt, Sequenced,
 };
 use crate::pubsub::history::{History, Stored};
 use crate::pubsub::protocol::Delivery;
@@ -389,8 +389,8 @@ impl Engine for MemoryEngine {
         })
     }
 
-    fn topic_epoch(&self, topic: &str) -> Option<&str> {
-        self.map.get(topic).map(|t| t.epoch.as_str())
+    fn head(&self, topic: &str) -> Option<(&str, u64)> {
+        self.map.get(topic).map(|t| (t.epoch.as_str(), t.seq))
     }
 
     fn attach(
@@ -501,12 +501,15 @@ impl Engine for MemoryEngine {
         &mut self,
         user: &str,
         topic: &str,
-        pos: &Position,
+        seq: u64,
+        epoch: Option<&str>,
         now_ms: u64,
-    ) -> Result<(), EngineError> {
+    ) -> Result<(), AckError> {
+        let t = self.map.get(topic).ok_or(AckError::Unknown)?;
+        check_ack(&t.epoch, t.seq, seq, epoch)?;
         self.sessions
-            .ack(user, topic, pos, now_ms)
-            .map_err(|AckRefused::TooManyTopics| EngineError::TooManyPositions)
+            .ack(user, topic, &t.epoch, seq, now_ms)
+            .map_err(|AckRefused::TooManyTopics| AckError::Engine(EngineError::TooManyPositions))
     }
 
     fn acked(

@@ -59,6 +59,37 @@ pub enum EngineError {
     },
 }
 
+/// Why an [`Engine::ack`] was not stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AckError {
+    /// This node does not know the topic's position (not attached here,
+    /// or not answered yet).
+    Unknown,
+    /// The ack names an epoch that is not the topic's.
+    OtherEpoch,
+    /// The seq is past the topic's last delivery.
+    Ahead,
+    /// As for any operation.
+    Engine(EngineError),
+}
+
+/// Check an ack of `seq` (naming `claimed` as its epoch, if it does)
+/// against a topic at `last` in `epoch`.
+pub(crate) fn check_ack(
+    epoch: &str,
+    last: u64,
+    seq: u64,
+    claimed: Option<&str>,
+) -> Result<(), AckError> {
+    if claimed.is_some_and(|c| c != epoch) {
+        return Err(AckError::OtherEpoch);
+    }
+    if seq > last {
+        return Err(AckError::Ahead);
+    }
+    Ok(())
+}
+
 /// Who a new topic is charged to, and how many such topics they may keep
 /// at once. An engine whose topic table is bounded on this node (the
 /// memory engine) refuses a new topic past the quota, so that one user
@@ -302,9 +333,15 @@ pub trait Engine {
     /// topic, or any topic of the memory engine).
     fn position(&self, topic: &str) -> Option<Position>;
 
-    /// The topic's epoch, if this node knows it (as [`Engine::position`],
-    /// without a copy: it is in every publish ack).
-    fn topic_epoch(&self, topic: &str) -> Option<&str>;
+    /// The topic's epoch and last seq, if this node knows them (as
+    /// [`Engine::position`], without a copy: the epoch is in every
+    /// publish ack, and both are checked on every `ack`).
+    fn head(&self, topic: &str) -> Option<(&str, u64)>;
+
+    /// The topic's epoch, if this node knows it (see [`Engine::head`]).
+    fn topic_epoch(&self, topic: &str) -> Option<&str> {
+        self.head(topic).map(|(epoch, _)| epoch)
+    }
 
     /// A local connection subscribes to `topic`: make its deliveries
     /// reach this node. `Done` with the current position, or `Pending`
@@ -352,16 +389,20 @@ pub trait Engine {
         op: OpId,
     ) -> Result<Outcome<Members>, EngineError>;
 
-    /// `user` processed `topic` up to `pos` (cumulative). Stored for the
-    /// user's next `"since":"acked"`, on any node; an engine that writes
-    /// elsewhere may do so later (several acks of a topic coalesce).
+    /// `user` processed `topic` up to `seq` (cumulative) of the topic's
+    /// current epoch, which the ack may name (`epoch`, checked). Stored
+    /// for the user's next `"since":"acked"`, on any node; an engine that
+    /// writes elsewhere may do so later (several acks of a topic
+    /// coalesce). On the hot path of clients that ack often: no
+    /// allocation once the user and topic are known.
     fn ack(
         &mut self,
         user: &str,
         topic: &str,
-        pos: &Position,
+        seq: u64,
+        epoch: Option<&str>,
         now_ms: u64,
-    ) -> Result<(), EngineError>;
+    ) -> Result<(), AckError>;
 
     /// The position `user` acknowledged in `topic` (`None`: nothing
     /// stored): `Done`, or `Pending` ([`EngineEvent::Acked`] follows).

@@ -6,6 +6,8 @@ mod event;
 
 pub use event::{Acked, Delivery, Event};
 
+use std::borrow::Cow;
+
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
@@ -114,7 +116,9 @@ pub enum Request<'a> {
 /// would buffer the payload and could not pass `data` through raw.)
 #[derive(Deserialize)]
 struct Wire<'a> {
-    op: String,
+    // Borrowed from the message unless it holds escapes.
+    #[serde(borrow)]
+    op: Cow<'a, str>,
     id: Option<u64>,
     topic: Option<String>,
     since: Option<SinceWire>,
@@ -179,7 +183,7 @@ impl<'a> Request<'a> {
             message: truncated(format!("invalid request: {e}")),
         })?;
         let id = w.id;
-        let op = w.op.clone();
+        let op = w.op;
         let missing = |field: &str| BadRequest {
             id,
             message: truncated(format!("'{op}' needs '{field}'")),
@@ -210,7 +214,7 @@ impl<'a> Request<'a> {
             }
             k => k,
         };
-        Ok(match w.op.as_str() {
+        Ok(match &*op {
             "sub" => Request::Sub {
                 id,
                 topic: w.topic.ok_or_else(|| missing("topic"))?,

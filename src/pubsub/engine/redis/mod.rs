@@ -43,8 +43,8 @@ use self::stats::Stats;
 use self::subscriber::{SubCommand, SubEvent};
 use self::wire::Keys;
 use super::{
-    Creator, Engine, EngineError, EngineEvent, EngineStats, Fetched, Members, OpId, Outcome, Page,
-    Position, Publish, Receipt, Sequenced,
+    check_ack, AckError, Creator, Engine, EngineError, EngineEvent, EngineStats, Fetched, Members,
+    OpId, Outcome, Page, Position, Publish, Receipt, Sequenced,
 };
 use crate::pubsub::history::Stored;
 use crate::pubsub::protocol::Delivery;
@@ -160,7 +160,7 @@ pub struct RedisEngine {
     members: HashMap<(String, String), u32>,
     /// Acks not yet sent, per (user, topic): the newest position of each
     /// (acks are cumulative, so several coalesce into one write).
-    acks: HashMap<(String, String), Position>,
+    acks: HashMap<String, HashMap<String, Position>>,
     /// A batch of acks is on its way to Redis (one at a time: the rest
     /// coalesce meanwhile).
     acks_in_flight: bool,
@@ -669,7 +669,11 @@ impl RedisEngine {
         let batch = self
             .acks
             .drain()
-            .map(|((user, topic), p)| (user, topic, p.epoch, p.seq))
+            .flat_map(|(user, topics)| {
+                topics
+                    .into_iter()
+                    .map(move |(topic, p)| (user.clone(), topic, p.epoch, p.seq))
+            })
             .collect();
         self.acks_in_flight = self.command(Command::Acks(batch));
     }
@@ -774,9 +778,9 @@ impl Engine for RedisEngine {
         })
     }
 
-    fn topic_epoch(&self, topic: &str) -> Option<&str> {
+    fn head(&self, topic: &str) -> Option<(&str, u64)> {
         let f = self.feeds.get(topic)?;
-        (f.state == State::Live).then_some(f.epoch.as_str())
+        (f.state == State::Live).then_some((f.epoch.as_str(), f.last))
     }
 
     /// Topics live in Redis, bounded by its memory and their time-to-live:
@@ -917,16 +921,32 @@ impl Engine for RedisEngine {
         &mut self,
         user: &str,
         topic: &str,
-        pos: &Position,
+        seq: u64,
+        claimed: Option<&str>,
         now_ms: u64,
-    ) -> Result<(), EngineError> {
+    ) -> Result<(), AckError> {
         self.now_ms = now_ms;
-        let key = (user.to_string(), topic.to_string());
-        match self.acks.get_mut(&key) {
-            Some(p) if p.epoch == pos.epoch && p.seq >= pos.seq => {}
-            Some(p) => *p = pos.clone(),
+        let f = self.feeds.get(topic).filter(|f| f.state == State::Live);
+        let f = f.ok_or(AckError::Unknown)?;
+        check_ack(&f.epoch, f.last, seq, claimed)?;
+        let epoch = f.epoch.as_str();
+        let topics = match self.acks.get_mut(user) {
+            Some(t) => t,
+            None => self.acks.entry(user.to_string()).or_default(),
+        };
+        match topics.get_mut(topic) {
+            Some(p) if p.epoch == epoch && p.seq >= seq => {}
+            Some(p) if p.epoch == epoch => p.seq = seq,
+            Some(p) => {
+                p.epoch = epoch.to_string();
+                p.seq = seq;
+            }
             None => {
-                self.acks.insert(key, pos.clone());
+                let p = Position {
+                    epoch: epoch.to_string(),
+                    seq,
+                };
+                topics.insert(topic.to_string(), p);
             }
         }
         self.send_acks();
@@ -942,7 +962,7 @@ impl Engine for RedisEngine {
     ) -> Result<Outcome<Option<Position>>, EngineError> {
         self.now_ms = now_ms;
         // Not sent yet: this node knows the newest.
-        if let Some(p) = self.acks.get(&(user.to_string(), topic.to_string())) {
+        if let Some(p) = self.acks.get(user).and_then(|t| t.get(topic)) {
             return Ok(Outcome::Done(Some(p.clone())));
         }
         let c = Command::Acked {
