@@ -40,7 +40,7 @@ fn reconnect_and_resume_gets_everything_missed() {
     check_msg(&last, "room", 1, &a.epoch, "pub", &json!({"n":1}));
     let (epoch, seq) = (a.epoch.clone(), 1);
     drop(a); // gone without a goodbye
-    presence_until(&mut p, "room", |v| v["connections"] == 0);
+    presence_until(&mut p, "room", |v| v["count"] == 0);
 
     for n in 2..=4 {
         p.publish("room", json!({ "n": n }));
@@ -282,7 +282,7 @@ fn a_dropped_and_recreated_topic_is_a_new_epoch() {
     }
     let node_epoch = a.epoch.clone();
     drop(a);
-    presence_until(&mut p, "room", |v| v["connections"] == 0);
+    presence_until(&mut p, "room", |v| v["count"] == 0);
     // New topics push the node to its limit; "room", unsubscribed and
     // published to longest ago, is dropped first.
     for t in ["t1", "t2", "t3"] {
