@@ -228,6 +228,54 @@ def seeds():
         ("round-trip-binary", b"\xb3\x00\x07" + bytes(range(256)) * 2),
     ]
 
+    # deflate_receive: flags (bit 0 chunks, bit 1 client context takeover,
+    # bit 2 round trip, bits 3-5 windows 8+n), limit index (0, 1, 125,
+    # 1000, 4096, 64 KiB, 1 MiB), read seed (0: one byte per read), then
+    # the client's frames: compressed messages (RSV1, RFC 7692 §6), every
+    # RSV misuse, corrupt data, bombs, invalid text after inflation.
+    def takeover_pair(msg):
+        c = zlib.compressobj(6, zlib.DEFLATED, -15)
+        first = c.compress(msg) + c.flush(zlib.Z_SYNC_FLUSH)
+        second = c.compress(msg) + c.flush(zlib.Z_SYNC_FLUSH)
+        return first[:-4], second[:-4]
+
+    def drx(name, frames, flags=0, limit=6, seed=7):
+        return name, bytes([flags, limit, seed]) + b"".join(frames)
+
+    json_1, json_2 = takeover_pair(HUB_JSON)
+    utf8_bad = raw_deflate(b"ok \xff" + HUB_JSON * 8)
+    out["deflate_receive"] = [
+        drx("rfc-hello", [frame(TEXT, RFC_HELLO, rsv=4)], seed=0),
+        drx("rfc-hello-fragmented", [frame(TEXT, RFC_HELLO[:3], fin=False, rsv=4), frame(CONT, RFC_HELLO[3:])]),
+        drx(
+            "ping-between-fragments",
+            [frame(TEXT, RFC_HELLO[:2], fin=False, rsv=4), frame(PING, b"hb"), frame(CONT, b""), frame(CONT, RFC_HELLO[2:])],
+            seed=3,
+        ),
+        drx("json-chunks", [frame(TEXT, raw_deflate(HUB_JSON * 4, level=9), rsv=4)], flags=1, seed=11),
+        drx("takeover-two-messages", [frame(TEXT, json_1, rsv=4), frame(TEXT, json_2, rsv=4)], flags=2),
+        drx("no-takeover-refers-back", [frame(TEXT, json_1, rsv=4), frame(TEXT, json_2, rsv=4)], flags=0),
+        drx("plain-then-compressed", [frame(TEXT, b"plain"), frame(BINARY, raw_deflate(bytes(range(200))), rsv=4)]),
+        drx("empty-compressed", [frame(BINARY, b"", rsv=4), frame(TEXT, b"\x00", rsv=4)]),
+        drx("bomb-1mib-limit-4096", [frame(BINARY, raw_deflate(bytes(1 << 20), level=9), rsv=4)], limit=4),
+        drx("bomb-fragmented-chunks", [frame(BINARY, raw_deflate(bytes(1 << 18), level=9), fin=False, rsv=4), frame(CONT, b"")], flags=1, limit=5),
+        drx("at-limit-1000", [frame(TEXT, raw_deflate(b"a" * 1000), rsv=4), frame(TEXT, raw_deflate(b"a" * 1001), rsv=4)], limit=3),
+        drx("text-invalid-after-inflate", [frame(TEXT, utf8_bad, rsv=4)], seed=5),
+        drx("text-split-code-point", [frame(TEXT, raw_deflate("é".encode()[:1]), rsv=4)]),
+        drx("corrupt-reserved-block", [frame(BINARY, b"\x07\x00", rsv=4)]),
+        drx("corrupt-stored-length", [frame(BINARY, b"\x00\x05\x00\x00\x00", rsv=4)]),
+        drx("corrupt-too-far-back", [frame(TEXT, bytes([0x42, 0x62, 0x02, 0x00]), rsv=4)]),
+        drx("rsv1-continuation", [frame(TEXT, RFC_HELLO[:3], fin=False, rsv=4), frame(CONT, RFC_HELLO[3:], rsv=4)]),
+        drx("rsv1-ping", [frame(PING, b"x", rsv=4)]),
+        drx("rsv1-close", [close(1000, rsv=4)]),
+        drx("rsv2-text", [frame(TEXT, b"x", rsv=2)]),
+        drx("rsv3-binary", [frame(BINARY, b"x", rsv=1)]),
+        drx("close-after-compressed", [frame(TEXT, RFC_HELLO, rsv=4), close(1000, b"bye"), frame(TEXT, RFC_HELLO, rsv=4)]),
+        drx("round-trip-json", [HUB_JSON + b"\xff" + HUB_JSON * 2 + b"\xff\xff" + bytes(range(255))], flags=0x3C),
+        drx("round-trip-takeover-window-8", [HUB_JSON * 3 + b"\xff" + HUB_JSON], flags=0x06),
+        drx("round-trip-chunks-window-12", [b"\xff".join([HUB_JSON] * 4)], flags=0x25, seed=1),
+    ]
+
     # extensions: server config byte, client config byte, header values
     # separated by \n. Browsers' offers, Autobahn's, every bad parameter,
     # and responses for the client role.

@@ -20,9 +20,19 @@
 //!   holding it. `examples/autobahn_client.rs` is a third, as a client.
 //!
 //! It owns no socket and reads no clock; timers belong to the caller.
+//!
+//! permessage-deflate (RFC 7692) needs nothing here: the receiver inflates
+//! and the sender compresses, each built for the negotiated parameters
+//! (`Receiver::with_deflate`, `Sender::with_deflate`, or
+//! `Connection::with_deflate` for both), and the automatic replies are
+//! control frames, never compressed (§6).
 
 use super::close::{CloseCode, CloseState};
+#[cfg(feature = "deflate")]
+use super::deflate::Compression;
 use super::error::Error;
+#[cfg(feature = "deflate")]
+use super::extension::DeflateParams;
 use super::frame::{OpCode, Role};
 use super::limits::Limits;
 use super::receiver::{Chunk, Handler, Message, Receiver};
@@ -196,6 +206,47 @@ impl Connection {
         Connection::from_parts(Receiver::new(role), Sender::new(role), limits)
     }
 
+    /// A connection for `role` that negotiated permessage-deflate with
+    /// `params` (RFC 7692 §7.1): compressed messages are inflated within
+    /// `limits`, and [`Connection::send`] compresses as `compression` says.
+    ///
+    /// ```
+    /// use wsmio::proto::deflate::Compression;
+    /// use wsmio::proto::extension::{negotiate_client, negotiate_server, DeflateConfig, Offer};
+    /// use wsmio::proto::{Connection, Event, Limits, Message, Role};
+    ///
+    /// // The handshake: the client's offer, the server's answer.
+    /// let offer = Offer::from_config(&DeflateConfig::default());
+    /// let accepted = negotiate_server([offer.header_value().as_bytes()], &DeflateConfig::default())
+    ///     .unwrap()
+    ///     .unwrap();
+    /// let answer = accepted.response.header_value();
+    /// let agreed = negotiate_client(&offer, [answer.as_bytes()]).unwrap().unwrap();
+    ///
+    /// let mut server = Connection::with_deflate(Role::Server, Limits::default(), accepted.params, Compression::default());
+    /// let mut client = Connection::with_deflate(Role::Client, Limits::default(), agreed, Compression::default());
+    /// let text = "a JSON-like message, ".repeat(8);
+    /// client.send(Message::Text(&text)).unwrap();
+    /// let mut wire = client.output().to_vec();
+    /// assert!(wire.len() < text.len()); // compressed, header and mask included
+    /// let mut got = String::new();
+    /// server.receive(&mut wire, |e| if let Event::Message(Message::Text(t)) = e { got = t.into() }).unwrap();
+    /// assert_eq!(got, text);
+    /// ```
+    #[cfg(feature = "deflate")]
+    pub fn with_deflate(
+        role: Role,
+        limits: Limits,
+        params: DeflateParams,
+        compression: Compression,
+    ) -> Self {
+        Connection::from_parts(
+            Receiver::with_deflate(role, params),
+            Sender::with_deflate(role, params, compression),
+            limits,
+        )
+    }
+
     /// A connection from a receiver and sender (e.g. a client sender with a
     /// fixed mask for reproducible tests) and read limits.
     pub fn from_parts(rx: Receiver, tx: Sender, limits: Limits) -> Self {
@@ -230,19 +281,31 @@ impl Connection {
         r
     }
 
-    /// Queue a whole message.
+    /// Queue a whole message: compressed if permessage-deflate was
+    /// negotiated and the message is long enough (see
+    /// [`Sender::encode_message`]).
     pub fn send(&mut self, msg: Message<'_>) -> Result<(), Error> {
-        let op = if msg.is_text() {
-            OpCode::Text
-        } else {
-            OpCode::Binary
-        };
-        self.tx.encode_data(op, true, msg.as_bytes(), &mut self.out)
+        self.tx.encode_message(msg, &mut self.out)
     }
 
-    /// Queue one frame of a fragmented message (see [`Sender::data_header`]).
+    /// Queue one frame of a fragmented message, uncompressed (see
+    /// [`Sender::data_header`]).
     pub fn send_frame(&mut self, opcode: OpCode, fin: bool, payload: &[u8]) -> Result<(), Error> {
         self.tx.encode_data(opcode, fin, payload, &mut self.out)
+    }
+
+    /// Queue one frame of a fragmented message, compressed if
+    /// permessage-deflate was negotiated (see
+    /// [`Sender::encode_compressed_data`]).
+    #[cfg(feature = "deflate")]
+    pub fn send_compressed_frame(
+        &mut self,
+        opcode: OpCode,
+        fin: bool,
+        part: &[u8],
+    ) -> Result<(), Error> {
+        self.tx
+            .encode_compressed_data(opcode, fin, part, &mut self.out)
     }
 
     /// Queue a ping.

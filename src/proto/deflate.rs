@@ -13,8 +13,14 @@
 //!   fragmented send) and strips the tail (§7.2.1).
 //! - [`compress_shared`] and [`SharedDeflater`] compress a message with no
 //!   context from earlier ones, so one compressed frame is valid for every
-//!   receiver that agreed to `server_no_context_takeover` (the hub's
-//!   compress-once fan-out).
+//!   receiver whose window is large enough (the hub's compress-once
+//!   fan-out): [`SharedKey`] says which, [`encode_shared_frame`] frames it.
+//! - [`Compression`]: what a connection's sender compresses (a size
+//!   threshold) and how (level, memory).
+//!
+//! The receiver and the sender use these for a connection that negotiated
+//! the extension (`Receiver::with_deflate`, `Sender::with_deflate`,
+//! `Connection::with_deflate`).
 //!
 //! Memory: with no context takeover in a direction, its state is allocated
 //! when a message starts and freed when it ends, so an idle connection
@@ -26,7 +32,9 @@
 //! chosen by measurement (bench/micro/benches/deflate_backends.rs).
 
 use super::close::CloseCode;
+use super::error::Error;
 use super::extension::{Direction, MAX_WINDOW_BITS, MIN_COMPRESS_WINDOW_BITS};
+use super::frame::{EncodedHeader, OpCode, RSV1};
 use zlib_rs::{Deflate, DeflateConfig, DeflateFlush, Inflate, InflateFlush, Status, Strategy};
 
 /// RFC 7692 §7.2.1/§7.2.2: the empty stored block's last four octets,
@@ -44,6 +52,15 @@ pub const DEFAULT_LEVEL: u8 = 3;
 /// (at window 15: 380 KiB at 8, 280 KiB at 5) for the same ratio on JSON
 /// but a slower compressor on incompressible data.
 pub const DEFAULT_MEM_LEVEL: u8 = 8;
+
+/// Default [`Compression::min_size`]: messages shorter than this go out
+/// uncompressed. Without context takeover (the default) hub-like JSON of
+/// 64 bytes gains 1 byte, of 100 bytes 13 %, of 128 bytes 19 %, of 200
+/// bytes 27 %, while each message costs 7–13 µs to compress (its window is
+/// set up per message) against tens of nanoseconds to send as it is
+/// (`bench/micro/benches/deflate_messages.rs`). With context takeover
+/// short messages shrink far more (a 64-byte one to 12 bytes): lower it.
+pub const DEFAULT_MIN_SIZE: usize = 128;
 
 // ------------------------------------------------------------------ errors
 
@@ -89,6 +106,16 @@ impl std::fmt::Display for InflateError {
 
 impl std::error::Error for InflateError {}
 
+/// The receiver's view: the same close codes as [`InflateError::close_code`].
+impl From<InflateError> for Error {
+    fn from(e: InflateError) -> Error {
+        match e {
+            InflateError::TooBig => Error::MessageTooBig,
+            InflateError::Corrupt => Error::InvalidCompressedData,
+        }
+    }
+}
+
 /// The compressor failed: a bug or a failed allocation, not the peer's
 /// doing. Close 1011 (internal error); the connection's stream state is
 /// lost.
@@ -109,6 +136,13 @@ impl std::fmt::Display for DeflateError {
 }
 
 impl std::error::Error for DeflateError {}
+
+/// The sender's view: 1011, as [`DeflateError::close_code`].
+impl From<DeflateError> for Error {
+    fn from(_: DeflateError) -> Error {
+        Error::CompressionFailed
+    }
+}
 
 // ---------------------------------------------------------------- inflater
 
@@ -469,6 +503,16 @@ impl Deflater {
         self.state.is_some()
     }
 
+    /// The agreed window (8..=15) it compresses within.
+    pub fn window_bits(&self) -> u8 {
+        self.window_bits
+    }
+
+    /// RFC 7692 §7.1.1: does each message start from an empty window?
+    pub fn no_context_takeover(&self) -> bool {
+        self.no_context_takeover
+    }
+
     /// Compress a whole message, appending the payload of its frame (or
     /// frames) to `out`, tail stripped.
     pub fn compress(&mut self, message: &[u8], out: &mut Vec<u8>) -> Result<(), DeflateError> {
@@ -500,7 +544,10 @@ impl Deflater {
         result
     }
 
-    /// Drop a message in progress (the connection is closing mid-message).
+    /// Drop a message in progress (the connection is closing mid-message),
+    /// or the context kept for the next message: the next one then starts
+    /// from an empty window, which any receiver decodes (RFC 7692 §7.1.1
+    /// lets a sender keep less context than allowed, never more).
     pub fn abort(&mut self) {
         self.state = None;
     }
@@ -616,6 +663,145 @@ impl SharedDeflater {
         self.state.reset();
         result
     }
+}
+
+// ------------------------------------------------------------ send policy
+
+/// What a connection's sender compresses, and how: local choices, not
+/// negotiated (the negotiated part is `extension::DeflateParams`).
+///
+/// ```
+/// use wsmio::proto::deflate::{Compression, DEFAULT_MIN_SIZE};
+///
+/// let c = Compression { min_size: 256, ..Compression::default() };
+/// assert!(c.min_size > DEFAULT_MIN_SIZE);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Compression {
+    /// Level and memory of the compressor.
+    pub options: DeflateOptions,
+    /// Whole messages shorter than this are sent uncompressed (RSV1 clear,
+    /// RFC 7692 §6: compression is per message, the sender's choice).
+    /// Default [`DEFAULT_MIN_SIZE`].
+    pub min_size: usize,
+}
+
+impl Default for Compression {
+    fn default() -> Self {
+        Compression {
+            options: DeflateOptions::default(),
+            min_size: DEFAULT_MIN_SIZE,
+        }
+    }
+}
+
+// ------------------------------------------------------------ shared frames
+
+/// Which shared, pre-compressed frames a connection can take: the window
+/// (RFC 7692 §7.1.2.1 `server_max_window_bits`) its peer agreed to decode.
+///
+/// A frame compressed with no context ([`SharedDeflater`]) within a window
+/// of `2^k` bytes is valid for every connection whose key is at least
+/// `k` ([`SharedKey::accepts`]): it refers to nothing before itself, and to
+/// nothing farther back than its window. Context takeover does not enter
+/// the key: a decoder that keeps its window decodes a message that does not
+/// use it, and `Sender::admit_shared_compressed` makes the connection's own
+/// compressor forget its context so that its next message does not refer
+/// across the shared one. Agreed windows of 8 and 9 bits share a key (9):
+/// zlib's 9-bit window reaches at most 250 bytes back (see `Deflater`).
+///
+/// The hub groups a delivery's deflate subscribers by key and compresses
+/// once per key — or once for all of them, with the smallest key among
+/// them (browsers all agree 15, so one key is the usual case).
+///
+/// ```
+/// use wsmio::proto::deflate::SharedKey;
+///
+/// let browser = SharedKey::new(15);
+/// let small = SharedKey::new(10);
+/// assert!(browser.accepts(small) && !small.accepts(browser));
+/// assert_eq!(SharedKey::new(8), SharedKey::new(9));
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct SharedKey {
+    window_bits: u8,
+}
+
+impl SharedKey {
+    /// The key of a peer that agreed to decode a window of `2^window_bits`
+    /// bytes (8..=15; clamped to 9..=15, see above).
+    pub fn new(window_bits: u8) -> SharedKey {
+        SharedKey {
+            window_bits: window_bits.clamp(MIN_COMPRESS_WINDOW_BITS, MAX_WINDOW_BITS),
+        }
+    }
+
+    /// The window to compress with for this key.
+    pub fn window_bits(self) -> u8 {
+        self.window_bits
+    }
+
+    /// May a connection with this key receive a frame compressed for
+    /// `frame`?
+    pub fn accepts(self, frame: SharedKey) -> bool {
+        frame.window_bits <= self.window_bits
+    }
+
+    /// A compressor of shared frames for this key.
+    pub fn deflater(self, options: DeflateOptions) -> SharedDeflater {
+        SharedDeflater::new(self.window_bits, options)
+    }
+}
+
+/// Frame a whole data message compressed once for many receivers (server
+/// role: unmasked): FIN, RSV1 (RFC 7692 §6), the opcode, then `message`
+/// compressed by `deflater` with no context (§7.2.1), appended to `out`.
+///
+/// ```
+/// use wsmio::proto::deflate::{encode_shared_frame, DeflateOptions, SharedKey};
+/// use wsmio::proto::extension::DeflateParams;
+/// use wsmio::proto::{Connection, Event, Limits, Message, Role};
+///
+/// let key = SharedKey::new(15);
+/// let mut deflater = key.deflater(DeflateOptions::default());
+/// let mut frame = Vec::new();
+/// encode_shared_frame(Message::Text("hello hello hello"), &mut deflater, &mut frame).unwrap();
+/// assert_eq!(frame[0], 0xC1); // FIN + RSV1 + text
+///
+/// // Any client that agreed to permessage-deflate reads it.
+/// let params = DeflateParams {
+///     server_no_context_takeover: true,
+///     client_no_context_takeover: true,
+///     server_max_window_bits: 15,
+///     client_max_window_bits: 15,
+/// };
+/// let mut client = Connection::with_deflate(Role::Client, Limits::default(), params, Default::default());
+/// let mut got = String::new();
+/// client.receive(&mut frame, |e| if let Event::Message(Message::Text(t)) = e { got = t.into() }).unwrap();
+/// assert_eq!(got, "hello hello hello");
+/// ```
+pub fn encode_shared_frame(
+    message: super::Message<'_>,
+    deflater: &mut SharedDeflater,
+    out: &mut Vec<u8>,
+) -> Result<(), DeflateError> {
+    let opcode = if message.is_text() {
+        OpCode::Text
+    } else {
+        OpCode::Binary
+    };
+    let start = out.len();
+    deflater.compress(message.as_bytes(), out)?;
+    let len = (out.len() - start) as u64;
+    let header = EncodedHeader::with_rsv(true, RSV1, opcode, None, len);
+    prepend(out, start, header.as_bytes());
+    Ok(())
+}
+
+/// Insert `header` before `out[start..]` (the payload just written there).
+pub(crate) fn prepend(out: &mut Vec<u8>, start: usize, header: &[u8]) {
+    out.extend_from_slice(header);
+    out[start..].rotate_right(header.len());
 }
 
 #[cfg(test)]

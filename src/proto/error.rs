@@ -51,19 +51,32 @@ pub enum Error {
     /// A client frame could not be masked: the OS random generator failed,
     /// and RFC 6455 §5.3 asks for an unpredictable key per frame.
     MaskKeyUnavailable,
+    /// RFC 7692 §6: RSV1 ("Per-Message Compressed") on a control frame or a
+    /// continuation frame, where permessage-deflate was negotiated (without
+    /// it, RSV1 anywhere is [`Error::ReservedBits`]).
+    MisplacedRsv1,
+    /// RFC 7692 §6.2: a compressed message that is not a valid DEFLATE
+    /// stream (close 1007; see `proto::deflate::InflateError::Corrupt`).
+    InvalidCompressedData,
+    /// The compressor failed (a bug or a failed allocation, not the peer's
+    /// doing): close 1011.
+    CompressionFailed,
 }
 
 impl Error {
     /// The close code RFC 6455 §7.4.1 assigns to this failure.
     pub fn close_code(self) -> CloseCode {
         match self {
-            Error::InvalidUtf8 | Error::InvalidCloseReason => CloseCode::INVALID_PAYLOAD,
+            Error::InvalidUtf8 | Error::InvalidCloseReason | Error::InvalidCompressedData => {
+                CloseCode::INVALID_PAYLOAD
+            }
             Error::FrameTooBig | Error::MessageTooBig => CloseCode::TOO_BIG,
             Error::AlreadyClosed
             | Error::ControlPayloadTooLong
             | Error::InvalidCloseCode
             | Error::BadFragmentSequence
-            | Error::MaskKeyUnavailable => CloseCode::INTERNAL,
+            | Error::MaskKeyUnavailable
+            | Error::CompressionFailed => CloseCode::INTERNAL,
             _ => CloseCode::PROTOCOL,
         }
     }
@@ -92,6 +105,9 @@ impl Error {
             Error::InvalidCloseCode => "close code not allowed on the wire",
             Error::BadFragmentSequence => "bad outgoing fragment sequence",
             Error::MaskKeyUnavailable => "no masking key: the OS random generator failed",
+            Error::MisplacedRsv1 => "RSV1 on a control or continuation frame",
+            Error::InvalidCompressedData => "invalid compressed data",
+            Error::CompressionFailed => "compressor failed",
         }
     }
 }

@@ -24,6 +24,10 @@ pub const MAX_HEADER_LEN: usize = 14;
 /// RFC 6455 §5.5: control frame payloads are at most 125 bytes.
 pub const MAX_CONTROL_PAYLOAD: usize = 125;
 
+/// RSV1 in [`FrameHeader::rsv`] (and in `rsv_allowed`): permessage-deflate's
+/// "Per-Message Compressed" bit (RFC 7692 §6). RSV2 is 0x2, RSV3 0x1.
+pub const RSV1: u8 = 0x4;
+
 /// Frame opcodes (RFC 6455 §5.2, §11.8).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[repr(u8)]
@@ -116,7 +120,8 @@ pub fn header_len(second_byte: u8) -> usize {
 /// (no allocation can happen on behalf of a frame that fails here).
 ///
 /// `role` is the receiver's role; `rsv_allowed` are the RSV bits a
-/// negotiated extension has given meaning to (none today).
+/// negotiated extension has given meaning to: [`RSV1`] once
+/// permessage-deflate is agreed, else none.
 #[inline]
 pub fn check_first_bytes(b0: u8, b1: u8, role: Role, rsv_allowed: u8) -> Result<OpCode, Error> {
     // RFC 6455 §5.2: RSV1-3 MUST be 0 unless an extension defines them.
@@ -125,6 +130,11 @@ pub fn check_first_bytes(b0: u8, b1: u8, role: Role, rsv_allowed: u8) -> Result<
     }
     // RFC 6455 §5.2: reserved opcodes MUST fail the connection.
     let opcode = OpCode::from_bits(b0 & 0x0F)?;
+    // RFC 7692 §6: RSV1 only on the first frame of a data message; a
+    // receiver of it on a control or continuation frame MUST fail.
+    if b0 & (RSV1 << 4) != 0 && (opcode.is_control() || opcode == OpCode::Continuation) {
+        return Err(Error::MisplacedRsv1);
+    }
     if opcode.is_control() {
         // RFC 6455 §5.5: control frames MUST NOT be fragmented ...
         if b0 & 0x80 == 0 {
@@ -193,7 +203,8 @@ pub fn decode_header(buf: &[u8], role: Role, rsv_allowed: u8) -> Result<FrameHea
     })
 }
 
-/// Encode a header into `out`; returns its length.
+/// Encode a header into `out`; returns its length. RSV bits clear: see
+/// [`encode_header_rsv`] for a compressed message's first frame.
 #[inline]
 pub fn encode_header(
     out: &mut [u8; MAX_HEADER_LEN],
@@ -202,7 +213,29 @@ pub fn encode_header(
     mask: Option<[u8; 4]>,
     payload_len: u64,
 ) -> usize {
-    out[0] = (if fin { 0x80 } else { 0 }) | opcode as u8;
+    encode_header_rsv(out, fin, 0, opcode, mask, payload_len)
+}
+
+/// [`encode_header`] with the RSV bits `rsv` (as in [`FrameHeader::rsv`]):
+/// [`RSV1`] marks the first frame of a compressed message (RFC 7692 §6).
+///
+/// ```
+/// use wsmio::proto::frame::{encode_header_rsv, OpCode, MAX_HEADER_LEN, RSV1};
+///
+/// let mut h = [0u8; MAX_HEADER_LEN];
+/// let n = encode_header_rsv(&mut h, true, RSV1, OpCode::Text, None, 7);
+/// assert_eq!(&h[..n], [0xC1, 0x07]); // FIN + RSV1 + text, 7 bytes
+/// ```
+#[inline]
+pub fn encode_header_rsv(
+    out: &mut [u8; MAX_HEADER_LEN],
+    fin: bool,
+    rsv: u8,
+    opcode: OpCode,
+    mask: Option<[u8; 4]>,
+    payload_len: u64,
+) -> usize {
+    out[0] = (if fin { 0x80 } else { 0 }) | (rsv & 0x7) << 4 | opcode as u8;
     let mask_bit = if mask.is_some() { 0x80 } else { 0 };
     let mut pos = 2;
     if payload_len < 126 {
@@ -236,8 +269,28 @@ impl EncodedHeader {
     /// Encode a header.
     #[inline]
     pub fn new(fin: bool, opcode: OpCode, mask: Option<[u8; 4]>, payload_len: u64) -> Self {
+        EncodedHeader::with_rsv(fin, 0, opcode, mask, payload_len)
+    }
+
+    /// Encode a header with RSV bits (see [`encode_header_rsv`]).
+    ///
+    /// ```
+    /// use wsmio::proto::frame::{EncodedHeader, OpCode, RSV1};
+    ///
+    /// // The first frame of a compressed binary message, more to follow.
+    /// let h = EncodedHeader::with_rsv(false, RSV1, OpCode::Binary, None, 300);
+    /// assert_eq!(h.as_bytes(), [0x42, 126, 0x01, 0x2c]);
+    /// ```
+    #[inline]
+    pub fn with_rsv(
+        fin: bool,
+        rsv: u8,
+        opcode: OpCode,
+        mask: Option<[u8; 4]>,
+        payload_len: u64,
+    ) -> Self {
         let mut bytes = [0u8; MAX_HEADER_LEN];
-        let len = encode_header(&mut bytes, fin, opcode, mask, payload_len) as u8;
+        let len = encode_header_rsv(&mut bytes, fin, rsv, opcode, mask, payload_len) as u8;
         EncodedHeader { bytes, len, mask }
     }
 
@@ -327,6 +380,33 @@ mod tests {
         assert_eq!(decode_header(&b, s, 0), Err(Error::LengthOverflow));
         let b = [0x82, 0xFE, 0x00, 0x10, 1, 2, 3, 4];
         assert_eq!(decode_header(&b, s, 0), Err(Error::NonMinimalLength));
+    }
+
+    /// RFC 7692 §6: with RSV1 allowed, it passes only on a text or binary
+    /// frame; RSV2 and RSV3 never do.
+    #[test]
+    fn rsv1_only_on_a_data_message_start() {
+        let (s, r) = (Role::Server, RSV1);
+        assert_eq!(check_first_bytes(0xC1, 0x80, s, r), Ok(OpCode::Text));
+        assert_eq!(check_first_bytes(0x42, 0x80, s, r), Ok(OpCode::Binary));
+        for b0 in [0xC0, 0x40, 0xC9, 0xCA, 0xC8] {
+            assert_eq!(
+                check_first_bytes(b0, 0x80, s, r),
+                Err(Error::MisplacedRsv1),
+                "{b0:#x}"
+            );
+        }
+        // Not negotiated: a reserved bit, whatever the frame.
+        for b0 in [0xC1, 0xC0, 0xC9] {
+            assert_eq!(check_first_bytes(b0, 0x80, s, 0), Err(Error::ReservedBits));
+        }
+        for b0 in [0xA1, 0x91, 0xE1, 0xF2] {
+            assert_eq!(check_first_bytes(b0, 0x80, s, r), Err(Error::ReservedBits));
+        }
+        let h = decode_header(&[0xC1, 0x80, 1, 2, 3, 4], s, r).unwrap();
+        assert_eq!(h.rsv, RSV1);
+        let e = EncodedHeader::with_rsv(true, RSV1, OpCode::Text, Some([1, 2, 3, 4]), 0);
+        assert_eq!(e.as_bytes(), [0xC1, 0x80, 1, 2, 3, 4]);
     }
 
     #[test]

@@ -6,7 +6,15 @@
 //! resumes its search where the last one stopped, so a head arriving one byte
 //! per read costs linear time, and `httparse` runs once, on the complete
 //! head.
+//!
+//! permessage-deflate (RFC 7692) is negotiated here too: the server answers
+//! the client's offers with [`negotiate_deflate`] and
+//! [`accept_response_ext`]; a client offers it with
+//! [`ClientHandshake::with_deflate`] and learns the agreed parameters from
+//! [`ClientHandshake::validate`]. The decisions are `proto::extension`'s.
 
+use super::extension::{negotiate_client, negotiate_server, Accepted, DeflateConfig};
+use super::extension::{DeflateParams, Offer};
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine as _;
 use sha1::{Digest, Sha1};
@@ -290,12 +298,35 @@ pub fn accept_response(
     protocol: Option<&str>,
     extra_headers: &[(&str, &str)],
 ) -> Vec<u8> {
+    accept_response_ext(key, protocol, None, extra_headers)
+}
+
+/// [`accept_response`] with the extensions the server accepted
+/// (`Sec-WebSocket-Extensions`, RFC 6455 §4.2.2 (5.5)), e.g. the answer of
+/// [`negotiate_deflate`].
+///
+/// ```
+/// use wsmio::proto::handshake::accept_response_ext;
+///
+/// let r = accept_response_ext("dGhlIHNhbXBsZSBub25jZQ==", None, Some("permessage-deflate"), &[]);
+/// let text = String::from_utf8(r).unwrap();
+/// assert!(text.contains("\r\nSec-WebSocket-Extensions: permessage-deflate\r\n"));
+/// ```
+pub fn accept_response_ext(
+    key: &str,
+    protocol: Option<&str>,
+    extensions: Option<&str>,
+    extra_headers: &[(&str, &str)],
+) -> Vec<u8> {
     let mut r = Vec::with_capacity(160);
     r.extend_from_slice(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: ");
     r.extend_from_slice(accept_key(key).as_bytes());
     r.extend_from_slice(b"\r\n");
     if let Some(p) = protocol {
         push_header(&mut r, "Sec-WebSocket-Protocol", p);
+    }
+    if let Some(e) = extensions {
+        push_header(&mut r, "Sec-WebSocket-Extensions", e);
     }
     for (n, v) in extra_headers {
         push_header(&mut r, n, v);
@@ -317,6 +348,46 @@ fn push_header(r: &mut Vec<u8>, name: &str, value: &str) {
 /// RFC 7230 §3.2.6 `tchar`: the characters of a header name.
 fn is_tchar(b: u8) -> bool {
     b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
+}
+
+/// Server role, RFC 7692 §5: answer the permessage-deflate offers of `req`
+/// (every `Sec-WebSocket-Extensions` field, in order) under `config`.
+///
+/// `Ok(Some(accepted))`: send `accepted.response.header_value()` as the
+/// response's `Sec-WebSocket-Extensions` ([`accept_response_ext`]) and
+/// build the connection with `accepted.params` (`Receiver::with_deflate`,
+/// `Sender::with_deflate`). `Ok(None)`: no acceptable offer — answer
+/// without the header; messages go uncompressed. `Err`: a header that is
+/// not RFC 6455 §9.1's syntax, refused with `400` (§4.2.1 lets a server
+/// refuse a malformed handshake; browsers never send one).
+///
+/// A build without the `deflate` feature cannot decompress: do not call
+/// this there (or ignore its answer), so that the extension is declined.
+///
+/// ```
+/// use wsmio::proto::extension::DeflateConfig;
+/// use wsmio::proto::handshake::{negotiate_deflate, parse_request, HeadLimits};
+///
+/// let head = b"GET / HTTP/1.1\r\nHost: h\r\nSec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n\r\n";
+/// let req = parse_request(head, &HeadLimits::default()).unwrap();
+/// let accepted = negotiate_deflate(&req, &DeflateConfig::default()).unwrap().unwrap();
+/// assert_eq!(
+///     accepted.response.header_value(),
+///     "permessage-deflate; server_no_context_takeover; client_no_context_takeover"
+/// );
+/// assert!(accepted.params.server_no_context_takeover);
+/// ```
+pub fn negotiate_deflate(
+    req: &Request,
+    config: &DeflateConfig,
+) -> Result<Option<Accepted>, Rejection> {
+    let values = req
+        .headers
+        .iter()
+        .filter(|(n, _)| n.eq_ignore_ascii_case("sec-websocket-extensions"))
+        .map(|(_, v)| v.as_slice());
+    negotiate_server(values, config)
+        .map_err(|_| Rejection::new(400, "malformed Sec-WebSocket-Extensions"))
 }
 
 /// The standard reason phrase of the statuses this crate sends.
@@ -376,11 +447,25 @@ pub fn rejection_response(rej: &Rejection) -> Vec<u8> {
     )
 }
 
+/// What the server agreed to, from a client's point of view (RFC 6455
+/// §4.1): [`ClientHandshake::validate`]'s answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Agreement {
+    /// The subprotocol the server selected (one we offered), if any.
+    pub protocol: Option<String>,
+    /// The permessage-deflate parameters (RFC 7692 §7.1), if we offered it
+    /// and the server accepted; build the connection with them
+    /// (`Connection::with_deflate`).
+    pub deflate: Option<DeflateParams>,
+}
+
 /// The client side of the handshake (RFC 6455 §4.1).
 #[derive(Debug, Clone)]
 pub struct ClientHandshake {
     key: String,
     protocols: Vec<String>,
+    /// The permessage-deflate offer sent, if any.
+    offer: Option<Offer>,
 }
 
 impl ClientHandshake {
@@ -390,7 +475,42 @@ impl ClientHandshake {
         ClientHandshake {
             key: BASE64.encode(key_bytes),
             protocols: protocols.iter().map(|p| p.to_string()).collect(),
+            offer: None,
         }
+    }
+
+    /// [`ClientHandshake::new`], also offering permessage-deflate as
+    /// `config` says ([`Offer::from_config`], RFC 7692 §7.1). Read the
+    /// answer with [`ClientHandshake::validate`], which returns the agreed
+    /// parameters.
+    ///
+    /// ```
+    /// use wsmio::proto::extension::DeflateConfig;
+    /// use wsmio::proto::handshake::{accept_response_ext, negotiate_deflate, parse_request};
+    /// use wsmio::proto::handshake::{validate_upgrade, ClientHandshake, HeadLimits};
+    ///
+    /// let client = ClientHandshake::with_deflate([7; 16], &[], &DeflateConfig::default());
+    /// let head = client.request("example.com", "/ws", &[]);
+    /// // The server.
+    /// let req = parse_request(&head, &HeadLimits::default()).unwrap();
+    /// let key = validate_upgrade(&req).unwrap();
+    /// let accepted = negotiate_deflate(&req, &DeflateConfig::default()).unwrap().unwrap();
+    /// let answer = accepted.response.header_value();
+    /// let response = accept_response_ext(key, None, Some(&answer), &[]);
+    /// // The client again.
+    /// let agreed = client.validate(&response, &HeadLimits::default()).unwrap();
+    /// assert_eq!(agreed.deflate, Some(accepted.params));
+    /// ```
+    pub fn with_deflate(key_bytes: [u8; 16], protocols: &[&str], config: &DeflateConfig) -> Self {
+        ClientHandshake {
+            offer: Some(Offer::from_config(config)),
+            ..ClientHandshake::new(key_bytes, protocols)
+        }
+    }
+
+    /// The permessage-deflate offer, if one is made.
+    pub fn offer(&self) -> Option<&Offer> {
+        self.offer.as_ref()
     }
 
     /// The `Sec-WebSocket-Key` sent.
@@ -422,6 +542,9 @@ impl ClientHandshake {
         if !self.protocols.is_empty() {
             push_header(&mut r, "Sec-WebSocket-Protocol", &self.protocols.join(", "));
         }
+        if let Some(offer) = &self.offer {
+            push_header(&mut r, "Sec-WebSocket-Extensions", &offer.header_value());
+        }
         for (n, v) in extra_headers {
             push_header(&mut r, n, v);
         }
@@ -431,11 +554,25 @@ impl ClientHandshake {
 
     /// Check the server's response head (§4.1, "the client MUST validate the
     /// server's response"). Returns the selected subprotocol, if any.
+    ///
+    /// With a permessage-deflate offer, use [`ClientHandshake::validate`]:
+    /// this drops the agreed parameters, without which compressed messages
+    /// from the server fail the connection.
     pub fn validate_response(
         &self,
         head: &[u8],
         limits: &HeadLimits,
     ) -> Result<Option<String>, Rejection> {
+        self.validate(head, limits).map(|a| a.protocol)
+    }
+
+    /// Check the server's response head (§4.1) and return what it agreed
+    /// to: the subprotocol and the permessage-deflate parameters. An
+    /// extension we did not offer, or an answer to our offer that RFC 7692
+    /// §5 and §7.1 do not allow (an unknown, repeated or invalid parameter,
+    /// a window or a context takeover we did not agree to), fails the
+    /// handshake.
+    pub fn validate(&self, head: &[u8], limits: &HeadLimits) -> Result<Agreement, Rejection> {
         let mut headers = vec![httparse::EMPTY_HEADER; limits.max_headers];
         let mut resp = httparse::Response::new(&mut headers);
         match resp.parse(head) {
@@ -476,23 +613,38 @@ impl ClientHandshake {
         if accept.len() != 1 || accept[0] != accept_key(&self.key) {
             return Err(Rejection::new(400, "wrong Sec-WebSocket-Accept"));
         }
-        // §4.1 (5): no extension we did not offer (we offer none).
-        if !get("sec-websocket-extensions").is_empty() {
-            return Err(Rejection::new(
-                400,
-                "server selected an extension not offered",
-            ));
-        }
+        // §4.1 (5): no extension we did not offer; RFC 7692 §5: an answer
+        // to our offer we can accept.
+        let extensions = resp
+            .headers
+            .iter()
+            .filter(|h| h.name.eq_ignore_ascii_case("sec-websocket-extensions"))
+            .map(|h| h.value);
+        let deflate = match &self.offer {
+            Some(offer) => {
+                negotiate_client(offer, extensions).map_err(|e| Rejection::new(400, e.reason()))?
+            }
+            None if get("sec-websocket-extensions").is_empty() => None,
+            None => {
+                return Err(Rejection::new(
+                    400,
+                    "server selected an extension not offered",
+                ))
+            }
+        };
         // §4.1 (6): a subprotocol only if it is one we offered.
         let proto = get("sec-websocket-protocol");
-        match proto.as_slice() {
-            [] => Ok(None),
-            [p] if self.protocols.iter().any(|o| o == p) => Ok(Some(p.to_string())),
-            _ => Err(Rejection::new(
-                400,
-                "server selected a subprotocol not offered",
-            )),
-        }
+        let protocol = match proto.as_slice() {
+            [] => None,
+            [p] if self.protocols.iter().any(|o| o == p) => Some(p.to_string()),
+            _ => {
+                return Err(Rejection::new(
+                    400,
+                    "server selected a subprotocol not offered",
+                ))
+            }
+        };
+        Ok(Agreement { protocol, deflate })
     }
 }
 

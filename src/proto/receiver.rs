@@ -9,13 +9,24 @@
 //! (its own buffer of at most 125 bytes) and a message's bytes so far. A
 //! message or control frame that arrives whole in one read is delivered
 //! straight from the caller's buffer, unmasked in place, without a copy.
+//!
+//! With permessage-deflate negotiated (`Receiver::with_deflate`, feature
+//! `deflate`), a message whose first frame has RSV1 takes the compressed
+//! path of `receiver/compressed.rs` (RFC 7692 §6.2) from its payload on;
+//! everything up to the payload — headers, limits, fragmentation, control
+//! frames — is the same code for both.
 
 use super::close::{parse_close_payload, BadClose, CloseCode};
 use super::error::Error;
-use super::frame::{self, FrameHeader, OpCode, Role, MAX_CONTROL_PAYLOAD, MAX_HEADER_LEN};
+use super::frame::{self, FrameHeader, OpCode, Role, MAX_CONTROL_PAYLOAD, MAX_HEADER_LEN, RSV1};
 use super::limits::{Delivery, Limits};
 use super::mask::apply_mask;
 use super::utf8::Utf8Validator;
+#[cfg(feature = "deflate")]
+use super::{deflate::Inflater, extension::DeflateParams};
+
+#[cfg(feature = "deflate")]
+mod compressed;
 
 /// A complete data message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -86,6 +97,37 @@ enum Stage {
     Done,
 }
 
+/// The data message being read, from its first frame to the one with FIN:
+/// its type, and whether its first frame had RSV1 (RFC 7692 §6: the
+/// whole message is compressed). One byte.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Open {
+    Text,
+    Binary,
+    CompressedText,
+    CompressedBinary,
+}
+
+impl Open {
+    fn new(opcode: OpCode, compressed: bool) -> Open {
+        match (opcode == OpCode::Text, compressed) {
+            (true, false) => Open::Text,
+            (false, false) => Open::Binary,
+            (true, true) => Open::CompressedText,
+            (false, true) => Open::CompressedBinary,
+        }
+    }
+
+    fn is_text(self) -> bool {
+        matches!(self, Open::Text | Open::CompressedText)
+    }
+
+    #[cfg_attr(not(feature = "deflate"), allow(dead_code))]
+    fn is_compressed(self) -> bool {
+        matches!(self, Open::CompressedText | Open::CompressedBinary)
+    }
+}
+
 /// A control frame's payload collected across reads (RFC 6455 §5.5: at most
 /// 125 bytes, checked at its header).
 #[derive(Debug)]
@@ -150,6 +192,10 @@ impl Partial {
 /// deliver what is complete. `small_frame` is a shortcut for the commonest
 /// frame (whole, small, final, in one read) that takes the same decisions in
 /// one place.
+///
+/// Its state is 40 bytes, 48 with the `deflate` feature (asserted by the
+/// reactor's connection-size test): everything else is boxed and allocated
+/// only while needed.
 #[derive(Debug)]
 pub struct Receiver {
     role: Role,
@@ -157,13 +203,16 @@ pub struct Receiver {
     // --- the frame being read ---
     opcode: OpCode,
     fin: bool,
-    mask: Option<[u8; 4]>,
+    /// The frame's masking key. Whether there is one is derived from the
+    /// role: `check_first_bytes` admits only masked frames to a server and
+    /// only unmasked ones to a client (RFC 6455 §5.1).
+    mask: [u8; 4],
     phase: u8,
     remaining: u64,
     // --- the message being read ---
-    /// Text or Binary while a data message is open (between its first frame
-    /// and the frame with FIN).
-    message: Option<OpCode>,
+    /// Set while a data message is open (between its first frame and the
+    /// frame with FIN).
+    message: Option<Open>,
     /// Bytes of the open message so far, across frames.
     message_len: u64,
     /// A chunk of the open message was delivered ([`Delivery::Chunks`]).
@@ -172,6 +221,12 @@ pub struct Receiver {
     /// Split headers, control payloads and messages, allocated only while
     /// needed.
     partial: Option<Box<Partial>>,
+    /// permessage-deflate was negotiated: the decompressor of the incoming
+    /// direction (RFC 7692 §7.2.2). The box is 32 bytes; the inflate window
+    /// inside it exists only while a compressed message is being read,
+    /// unless the peer may use context takeover.
+    #[cfg(feature = "deflate")]
+    inflater: Option<Box<Inflater>>,
 }
 
 impl Receiver {
@@ -184,7 +239,7 @@ impl Receiver {
             stage: Stage::Header,
             opcode: OpCode::Binary,
             fin: false,
-            mask: None,
+            mask: [0; 4],
             phase: 0,
             remaining: 0,
             message: None,
@@ -192,7 +247,60 @@ impl Receiver {
             chunk_sent: false,
             utf8: Utf8Validator::new(),
             partial: None,
+            #[cfg(feature = "deflate")]
+            inflater: None,
         }
+    }
+
+    /// A receiver for `role` on a connection that negotiated
+    /// permessage-deflate with `params` (RFC 7692 §7.1): RSV1 marks a
+    /// compressed message (§6), which is inflated as it arrives, its
+    /// decompressed size counted against [`Limits::max_message_size`] before
+    /// it is produced. Allocates the decompressor's 32-byte box; its window
+    /// (about 47 KiB) only while a compressed message is read, or from the
+    /// first one on if the peer may use context takeover.
+    ///
+    /// ```
+    /// use wsmio::proto::extension::{DeflateConfig, Offer, negotiate_server};
+    /// use wsmio::proto::{Limits, Message, Receiver, Role};
+    ///
+    /// let offer = Offer::from_config(&DeflateConfig::default()).header_value();
+    /// let agreed = negotiate_server([offer.as_bytes()], &DeflateConfig::default())
+    ///     .unwrap()
+    ///     .unwrap();
+    /// let mut rx = Receiver::with_deflate(Role::Client, agreed.params);
+    /// // RFC 7692 §7.2.3.1: "Hello", compressed, from a server.
+    /// let mut frame = [0xc1, 0x07, 0xf2, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00];
+    /// struct Print;
+    /// impl wsmio::proto::Handler for Print {
+    ///     fn on_message(&mut self, m: Message<'_>) { assert_eq!(m, Message::Text("Hello")) }
+    ///     fn on_ping(&mut self, _: &[u8]) {}
+    ///     fn on_close(&mut self, _: Option<wsmio::proto::CloseCode>, _: &str) {}
+    /// }
+    /// rx.receive(&mut frame, &Limits::default(), &mut Print).unwrap();
+    /// ```
+    #[cfg(feature = "deflate")]
+    pub fn with_deflate(role: Role, params: DeflateParams) -> Self {
+        let mut rx = Receiver::new(role);
+        // The limit is set from `Limits` at the start of each message.
+        rx.inflater = Some(Box::new(Inflater::new(params.incoming(role), 0)));
+        rx
+    }
+
+    /// Was permessage-deflate negotiated (RSV1 allowed on a message's first
+    /// frame)?
+    pub fn deflate_negotiated(&self) -> bool {
+        self.rsv_allowed() != 0
+    }
+
+    /// The RSV bits a negotiated extension gave meaning to (RFC 6455 §5.2).
+    #[inline]
+    fn rsv_allowed(&self) -> u8 {
+        #[cfg(feature = "deflate")]
+        if self.inflater.is_some() {
+            return RSV1;
+        }
+        0
     }
 
     /// True once a close frame was received or the input was found invalid;
@@ -257,9 +365,20 @@ impl Receiver {
     }
 
     fn fail(&mut self, e: Error) -> Error {
+        self.stop();
+        e
+    }
+
+    /// Nothing more will be read (a close frame or a violation): free what
+    /// a message in progress holds, and the decompressor's window (RFC 7692
+    /// §7.2.2 state is of no use after the last message).
+    fn stop(&mut self) {
         self.stage = Stage::Done;
         self.partial = None;
-        e
+        #[cfg(feature = "deflate")]
+        if let Some(inf) = self.inflater.as_mut() {
+            inf.abort();
+        }
     }
 
     /// Step 1: a frame header at the start of `input` (or its rest, after a
@@ -332,14 +451,14 @@ impl Receiver {
         if have == 0 && input.len() >= 2 {
             let need = frame::header_len(input[1]);
             if input.len() >= need {
-                let h = frame::decode_header(&input[..need], self.role, 0)?;
+                let h = frame::decode_header(&input[..need], self.role, self.rsv_allowed())?;
                 self.start_frame(h, limits)?;
                 return Ok(need);
             }
         }
         // Slow path: accumulate. The first two bytes are validated as soon
         // as they are here, before waiting for the rest.
-        let role = self.role;
+        let (role, rsv_allowed) = (self.role, self.rsv_allowed());
         let p = self.partial();
         let mut used = 0;
         let mut have = have;
@@ -352,7 +471,7 @@ impl Receiver {
                 p.header_len = have as u8;
                 return Ok(used);
             }
-            frame::check_first_bytes(p.header[0], p.header[1], role, 0)?;
+            frame::check_first_bytes(p.header[0], p.header[1], role, rsv_allowed)?;
         }
         let need = frame::header_len(p.header[1]);
         let take = (need - have).min(input.len() - used);
@@ -364,7 +483,7 @@ impl Receiver {
             return Ok(used);
         }
         p.header_len = 0;
-        let h = frame::decode_header(&p.header[..need], role, 0)?;
+        let h = frame::decode_header(&p.header[..need], role, rsv_allowed)?;
         self.start_frame(h, limits)?;
         Ok(used)
     }
@@ -383,9 +502,17 @@ impl Receiver {
                 (OpCode::Continuation, Some(_)) => {}
                 (_, Some(_)) => return Err(Error::ExpectedContinuation),
                 (op, None) => {
-                    self.message = Some(op);
+                    // RFC 7692 §6: RSV1 on the first frame marks the whole
+                    // message compressed (`check_first_bytes` let it through
+                    // only if negotiated, and only here).
+                    let open = Open::new(op, h.rsv & RSV1 != 0);
+                    self.message = Some(open);
                     self.message_len = 0;
                     self.chunk_sent = false;
+                    #[cfg(feature = "deflate")]
+                    if open.is_compressed() {
+                        self.start_compressed(limits);
+                    }
                 }
             }
             self.message_len = self
@@ -396,7 +523,7 @@ impl Receiver {
         }
         self.opcode = h.opcode;
         self.fin = h.fin;
-        self.mask = h.mask;
+        self.mask = h.mask.unwrap_or_default();
         self.phase = 0;
         self.remaining = h.payload_len;
         self.stage = Stage::Payload;
@@ -411,8 +538,8 @@ impl Receiver {
         limits: &Limits,
         h: &mut H,
     ) -> Result<(), Error> {
-        if let Some(key) = self.mask {
-            self.phase = apply_mask(chunk, key, self.phase as usize) as u8;
+        if self.role == Role::Server {
+            self.phase = apply_mask(chunk, self.mask, self.phase as usize) as u8;
         }
         self.remaining -= chunk.len() as u64;
         let frame_done = self.remaining == 0;
@@ -460,8 +587,7 @@ impl Receiver {
                     BadClose::Utf8 => Error::InvalidCloseReason,
                 })?;
                 h.on_close(code, reason);
-                self.stage = Stage::Done;
-                self.partial = None;
+                self.stop();
             }
         }
         Ok(())
@@ -479,7 +605,14 @@ impl Receiver {
         limits: &Limits,
         h: &mut H,
     ) -> Result<(), Error> {
-        let text = self.message == Some(OpCode::Text);
+        let Some(open) = self.message else {
+            return Err(Error::UnexpectedContinuation); // start_frame opened it
+        };
+        #[cfg(feature = "deflate")]
+        if open.is_compressed() {
+            return self.compressed_payload(chunk, frame_done, limits, h);
+        }
+        let text = open.is_text();
         let message_done = frame_done && self.fin;
         if text {
             self.utf8.feed(chunk).map_err(|_| Error::InvalidUtf8)?;
@@ -613,6 +746,74 @@ mod tests {
         assert!(rx.is_done());
         assert_eq!((rx.buffered(), rx.buffer_capacity()), (0, 0));
         assert!(rx.partial.is_none());
+    }
+
+    /// RFC 6455 §5.2: without a negotiated extension RSV1 is a reserved
+    /// bit like the others, on every frame, whole header or split; with
+    /// permessage-deflate it is allowed on a message's first frame only
+    /// (RFC 7692 §6).
+    #[test]
+    fn rsv1_without_and_with_deflate() {
+        let frames: [(u8, Error); 4] = [
+            (0xC1, Error::ReservedBits),
+            (0xC2, Error::ReservedBits),
+            (0xC9, Error::ReservedBits),
+            (0xC0, Error::ReservedBits),
+        ];
+        for (b0, want) in frames {
+            for split in [false, true] {
+                let mut wire = masked(true, OpCode::Binary, b"x");
+                wire[0] = b0;
+                let mut rx = Receiver::new(Role::Server);
+                assert!(!rx.deflate_negotiated());
+                let mut r = Ok(());
+                let pieces: Vec<&mut [u8]> = if split {
+                    wire.chunks_mut(1).collect()
+                } else {
+                    vec![&mut wire[..]]
+                };
+                for p in pieces {
+                    r = r.and(rx.receive(p, &Limits::default(), &mut Seen::default()));
+                }
+                assert_eq!(r, Err(want), "{b0:#x}, split {split}");
+                assert!(rx.is_done());
+            }
+        }
+        #[cfg(feature = "deflate")]
+        {
+            let p = crate::proto::extension::DeflateParams {
+                server_no_context_takeover: true,
+                client_no_context_takeover: true,
+                server_max_window_bits: 15,
+                client_max_window_bits: 15,
+            };
+            let mut rx = Receiver::with_deflate(Role::Server, p);
+            assert!(rx.deflate_negotiated());
+            // RFC 7692 §7.2.3.1: "Hello", then RSV1 on a continuation.
+            let mut wire = masked(false, OpCode::Text, &[0xf2, 0x48, 0xcd]);
+            wire[0] |= 0x40;
+            wire.extend(masked(
+                true,
+                OpCode::Continuation,
+                &[0xc9, 0xc9, 0x07, 0x00],
+            ));
+            let mut seen = Seen::default();
+            rx.receive(&mut wire.clone(), &Limits::default(), &mut seen)
+                .unwrap();
+            assert_eq!(seen.0, ["Text(\"Hello\")"]);
+            let cont = wire.len() - 10;
+            wire[cont] |= 0x40;
+            let mut rx = Receiver::with_deflate(Role::Server, p);
+            let r = rx.receive(&mut wire, &Limits::default(), &mut Seen::default());
+            assert_eq!(r, Err(Error::MisplacedRsv1));
+        }
+    }
+
+    /// The state stays what the reactor's connection size allows.
+    #[test]
+    fn receiver_state_is_small() {
+        let most = if cfg!(feature = "deflate") { 48 } else { 40 };
+        assert!(std::mem::size_of::<Receiver>() <= most);
     }
 
     /// A message that arrives whole in one read is delivered from it, with

@@ -6,11 +6,26 @@
 //! control frames, whole frames) on the stack, and the caller puts them in
 //! whatever queue it has. That keeps large payloads copy-free on the server
 //! side (header and payload can go out in one `writev`).
+//!
+//! With permessage-deflate negotiated (`Sender::with_deflate`, feature
+//! `deflate`) it also owns the connection's compressor (RFC 7692 §7.2.1):
+//! [`Sender::encode_message`] compresses messages from a size threshold
+//! on, `Sender::compress_message` does it for a caller with its own
+//! queue, and `Sender::admit_shared_compressed` lets a frame compressed
+//! once for many connections (the hub's fan-out) go out on this one.
 
 use super::close::{CloseCode, CloseState};
+#[cfg(feature = "deflate")]
+use super::deflate::{prepend, Deflater};
 use super::error::Error;
+#[cfg(feature = "deflate")]
+use super::frame::RSV1;
 use super::frame::{EncodedHeader, OpCode, Role, MAX_CONTROL_PAYLOAD, MAX_HEADER_LEN};
 use super::mask::apply_mask;
+use super::receiver::Message;
+
+#[cfg(feature = "deflate")]
+mod compressed;
 
 /// A complete control frame (ping, pong or close), encoded on the stack.
 #[derive(Clone, Copy)]
@@ -108,14 +123,49 @@ impl MaskKeys {
     }
 }
 
+/// Where an outgoing fragmented message stands (RFC 6455 §5.4).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Fragment {
+    /// None open: the next data frame starts a message.
+    None,
+    /// An uncompressed message is open (a frame without FIN was sent).
+    Plain,
+    /// A compressed message is open: its first frame had RSV1, and its
+    /// continuations carry the rest of the compressor's output (RFC 7692
+    /// §6, §7.2.1).
+    #[cfg_attr(not(feature = "deflate"), allow(dead_code))]
+    Compressed,
+}
+
+/// What only some senders need, boxed so that a server without compression
+/// allocates nothing and a `Sender` stays 16 bytes.
+#[derive(Default)]
+struct Extras {
+    /// Client role: masking keys (in their own box: a server with
+    /// compression needs none of their 256 bytes).
+    keys: Option<Box<MaskKeys>>,
+    /// permessage-deflate was negotiated: the outgoing compressor.
+    #[cfg(feature = "deflate")]
+    deflate: Option<Compressor>,
+}
+
+/// The outgoing direction of permessage-deflate: the compressor (its window
+/// allocated only while a message is compressed, unless context takeover
+/// was agreed) and the size from which messages are compressed.
+#[cfg(feature = "deflate")]
+struct Compressor {
+    deflater: Deflater,
+    min_size: usize,
+}
+
 /// Framing state of the write side.
 pub struct Sender {
     role: Role,
     close: CloseState,
-    /// An outgoing fragmented message is open (a frame without FIN was sent).
-    fragmenting: bool,
-    /// Client role only: masking keys (boxed to keep servers small).
-    keys: Option<Box<MaskKeys>>,
+    fragment: Fragment,
+    /// Masking keys (client), the compressor (deflate); `None` for a plain
+    /// server.
+    extras: Option<Box<Extras>>,
 }
 
 impl std::fmt::Debug for Sender {
@@ -123,7 +173,8 @@ impl std::fmt::Debug for Sender {
         f.debug_struct("Sender")
             .field("role", &self.role)
             .field("close", &self.close)
-            .field("fragmenting", &self.fragmenting)
+            .field("fragment", &self.fragment)
+            .field("deflate", &self.deflate_negotiated())
             .finish()
     }
 }
@@ -131,15 +182,19 @@ impl std::fmt::Debug for Sender {
 impl Sender {
     /// A sender for `role`. The server role allocates nothing.
     pub fn new(role: Role) -> Self {
-        let keys = match role {
+        let extras = match role {
             Role::Server => None,
-            Role::Client => Some(Box::new(MaskKeys::new(os_random))),
+            Role::Client => {
+                let mut extras = Box::<Extras>::default();
+                extras.keys = Some(Box::new(MaskKeys::new(os_random)));
+                Some(extras)
+            }
         };
         Sender {
             role,
             close: CloseState::Open,
-            fragmenting: false,
-            keys,
+            fragment: Fragment::None,
+            extras,
         }
     }
 
@@ -148,10 +203,23 @@ impl Sender {
     /// an unpredictable key per frame in real use.
     pub fn client_with_fixed_mask(key: [u8; 4]) -> Self {
         let mut s = Sender::new(Role::Client);
-        if let Some(k) = s.keys.as_mut() {
+        if let Some(k) = s.keys_mut() {
             k.fixed = Some(key);
         }
         s
+    }
+
+    fn keys_mut(&mut self) -> Option<&mut MaskKeys> {
+        self.extras.as_mut()?.keys.as_deref_mut()
+    }
+
+    /// Was permessage-deflate negotiated (may this sender compress)?
+    pub fn deflate_negotiated(&self) -> bool {
+        #[cfg(feature = "deflate")]
+        if self.extras.as_ref().is_some_and(|e| e.deflate.is_some()) {
+            return true;
+        }
+        false
     }
 
     /// Our role.
@@ -169,31 +237,57 @@ impl Sender {
     #[inline]
     fn next_mask(&mut self) -> Result<Option<[u8; 4]>, Error> {
         // RFC 6455 §5.1: a client MUST mask every frame; a server MUST NOT.
-        self.keys.as_mut().map(|k| k.next()).transpose()
+        self.keys_mut().map(|k| k.next()).transpose()
     }
 
     /// Header of a data frame carrying `len` payload bytes. `opcode` is Text
     /// or Binary for the first frame of a message, Continuation after;
     /// `fin` ends the message. The caller writes the payload after the
     /// header, masked with `header.mask` if set (client role).
+    ///
+    /// The frame is uncompressed (RSV1 clear), which is always allowed
+    /// (RFC 7692 §6: compression is per message); a continuation of a
+    /// compressed message is not (use `Sender::encode_compressed_data`).
     pub fn data_header(
         &mut self,
         opcode: OpCode,
         fin: bool,
         len: u64,
     ) -> Result<EncodedHeader, Error> {
+        self.frame_header(opcode, fin, Fragment::Plain, len)
+    }
+
+    /// May a data frame of a `kind` message go out now?
+    fn check_frame(&self, opcode: OpCode, kind: Fragment) -> Result<(), Error> {
         // RFC 6455 §5.5.1: after sending a close frame, no more data.
         if !self.close.can_send_data() {
             return Err(Error::AlreadyClosed);
         }
         // RFC 6455 §5.4: a fragmented message is Text/Binary, then
-        // Continuation frames, the last with FIN.
-        match (opcode, self.fragmenting) {
-            (OpCode::Continuation, true) | (OpCode::Text | OpCode::Binary, false) => {}
-            _ => return Err(Error::BadFragmentSequence),
+        // Continuation frames, the last with FIN (all of one kind).
+        match (opcode, self.fragment) {
+            (OpCode::Continuation, f) if f == kind => Ok(()),
+            (OpCode::Text | OpCode::Binary, Fragment::None) => Ok(()),
+            _ => Err(Error::BadFragmentSequence),
         }
+    }
+
+    /// The header of a data frame of a `kind` message (RSV1 on the first
+    /// frame of a compressed one, RFC 7692 §6), its state moved on.
+    fn frame_header(
+        &mut self,
+        opcode: OpCode,
+        fin: bool,
+        kind: Fragment,
+        len: u64,
+    ) -> Result<EncodedHeader, Error> {
+        self.check_frame(opcode, kind)?;
         let mask = self.next_mask()?;
-        self.fragmenting = !fin;
+        self.fragment = if fin { Fragment::None } else { kind };
+        #[cfg(feature = "deflate")]
+        if kind == Fragment::Compressed && opcode != OpCode::Continuation {
+            return Ok(EncodedHeader::with_rsv(fin, RSV1, opcode, mask, len));
+        }
         Ok(EncodedHeader::new(fin, opcode, mask, len))
     }
 
@@ -204,7 +298,7 @@ impl Sender {
         if !self.close.can_send_data() {
             return Err(Error::AlreadyClosed);
         }
-        if self.fragmenting {
+        if self.fragment != Fragment::None {
             return Err(Error::BadFragmentSequence);
         }
         Ok(())
@@ -214,10 +308,15 @@ impl Sender {
     /// 125 bytes, for the server role — the hot path of small sends. `None`
     /// when such a frame may not be sent now (after our close, inside an
     /// outgoing fragmented message) or needs masking (client role): use
-    /// [`Sender::data_header`] then.
+    /// [`Sender::data_header`] then. The frame is uncompressed, which is
+    /// valid with permessage-deflate too.
     #[inline]
     pub fn small_server_header(&self, text: bool, len: usize) -> Option<[u8; 2]> {
-        if self.keys.is_some() || self.fragmenting || !self.close.can_send_data() || len > 125 {
+        if self.role == Role::Client
+            || self.fragment != Fragment::None
+            || !self.close.can_send_data()
+            || len > 125
+        {
             return None;
         }
         let op = if text { OpCode::Text } else { OpCode::Binary };
@@ -241,6 +340,35 @@ impl Sender {
             apply_mask(&mut out[start..], key, 0);
         }
         Ok(())
+    }
+
+    /// Encode a whole message into `out`: compressed when permessage-deflate
+    /// was negotiated and the message is at least `Compression::min_size`
+    /// long (and, without context takeover, shrinks), otherwise as it is.
+    ///
+    /// ```
+    /// use wsmio::proto::{Message, Role, Sender};
+    ///
+    /// let mut tx = Sender::new(Role::Server);
+    /// let mut out = Vec::new();
+    /// tx.encode_message(Message::Text("hi"), &mut out).unwrap();
+    /// assert_eq!(out, [0x81, 0x02, b'h', b'i']);
+    /// ```
+    pub fn encode_message(&mut self, msg: Message<'_>, out: &mut Vec<u8>) -> Result<(), Error> {
+        let op = if msg.is_text() {
+            OpCode::Text
+        } else {
+            OpCode::Binary
+        };
+        #[cfg(feature = "deflate")]
+        {
+            let start = out.len();
+            if let Some(h) = self.compress_message(op, msg.as_bytes(), out)? {
+                finish_frame(out, start, &h);
+                return Ok(());
+            }
+        }
+        self.encode_data(op, true, msg.as_bytes(), out)
     }
 
     /// A ping (§5.5.2). Not allowed after our close frame.
@@ -330,6 +458,16 @@ impl Sender {
     }
 }
 
+/// Put header `h` before the payload written to `out[start..]`, masking
+/// the payload with its key (client role).
+#[cfg(feature = "deflate")]
+fn finish_frame(out: &mut Vec<u8>, start: usize, h: &EncodedHeader) {
+    prepend(out, start, h.as_bytes());
+    if let Some(key) = h.mask {
+        apply_mask(&mut out[start + h.as_bytes().len()..], key, 0);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -410,7 +548,9 @@ mod tests {
             Err(Error::MaskKeyUnavailable)
         }
         let mut s = Sender::new(Role::Client);
-        s.keys = Some(Box::new(MaskKeys::new(broken)));
+        if let Some(e) = s.extras.as_mut() {
+            e.keys = Some(Box::new(MaskKeys::new(broken)));
+        }
         let unavailable = Err(Error::MaskKeyUnavailable);
         assert_eq!(
             s.data_header(OpCode::Text, false, 1).map(|_| ()),
@@ -427,7 +567,7 @@ mod tests {
         assert_eq!(s.check_whole_message(), Ok(()));
         assert_eq!(s.close_state(), CloseState::Open);
         // Once the generator works again, frames are masked again.
-        if let Some(k) = s.keys.as_mut() {
+        if let Some(k) = s.keys_mut() {
             k.fill = os_random;
         }
         assert!(s.data_header(OpCode::Text, true, 1).unwrap().mask.is_some());
