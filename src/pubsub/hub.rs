@@ -19,7 +19,7 @@
 //!
 //! Flow of a publish: rights and rate limit → the engine gives the topic's
 //! next sequence number, keeps the delivery in history and carries it to
-//! the other nodes → the delivery is framed **once** ([`Frame`]) → every
+//! the other nodes → the delivery is framed **once** ([`Frame`](crate::reactor::Frame)) → every
 //! local subscriber's queue references the same bytes.
 
 use std::collections::HashMap;
