@@ -49,16 +49,13 @@ impl Server {
             let Some(c) = slot(&mut self.core.conns, id) else {
                 return;
             };
-            if c.read_paused || c.abort || c.peer_eof() {
+            if c.read_paused || c.abort || c.peer_eof() || c.app_paused_now() {
                 return;
             }
             if reads == budget {
                 // Fairness: the others and the timers go first; the rest
                 // of this input is read next turn (listed once).
-                if !c.unread {
-                    c.unread = true;
-                    self.unread.push(id);
-                }
+                self.core.read_again(id);
                 return;
             }
             let tls = c.stream.is_tls();
@@ -81,6 +78,10 @@ impl Server {
                         self.core.arm_timer(id);
                     }
                     self.process(id, n, handler);
+                    if self.core.over_budget {
+                        // Input held past `max_buffered_bytes`.
+                        self.shed(handler);
+                    }
                     self.maybe_pause(id);
                     // A short read took everything the kernel had; new data
                     // raises a new edge, so skip the read that would only say
@@ -196,9 +197,14 @@ impl<H: Handler> Sink for Dispatch<'_, H> {
 /// Feed frame bytes of an open connection through the protocol core. The
 /// receiver is moved out for the call so that the handler may use the whole
 /// loop state (including sends to this connection) meanwhile.
+///
+/// What the receiver holds between reads (a message split over reads) is
+/// counted against `Config::max_buffered_bytes`: its buffer's capacity
+/// before and after the call.
 pub(super) fn feed<H: Handler>(core: &mut Core, handler: &mut H, id: ConnId, data: &mut [u8]) {
     let Some(c) = core.get_mut(id) else { return };
     let mut rx = std::mem::replace(&mut c.rx, Receiver::new(Role::Server));
+    let held = rx.buffer_capacity();
     let limits = core.limits;
     let result = connection::receive(
         &mut rx,
@@ -210,8 +216,11 @@ pub(super) fn feed<H: Handler>(core: &mut Core, handler: &mut H, id: ConnId, dat
             id,
         },
     );
-    if let Some(c) = core.get_mut(id) {
-        c.rx = rx;
+    core.held_changed(held, rx.buffer_capacity());
+    match core.get_mut(id) {
+        Some(c) => c.rx = rx,
+        // Removed meanwhile (the handler cannot remove; kept exact anyway).
+        None => core.held_changed(rx.buffer_capacity(), 0),
     }
     if let Err(e) = result {
         core.failed(id, e);

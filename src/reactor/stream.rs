@@ -52,6 +52,16 @@ impl Stream {
         }
     }
 
+    /// The socket's send buffer (`SO_SNDBUF`): about what one write to an
+    /// idle connection hands to the kernel. 0 if it cannot be read.
+    pub fn send_buffer_size(&self) -> usize {
+        match self {
+            Stream::Plain(s) => send_buffer_size(s),
+            #[cfg(feature = "tls")]
+            Stream::Tls(t) => send_buffer_size(t.socket_ref()),
+        }
+    }
+
     pub fn peer_addr(&self) -> io::Result<SocketAddr> {
         match self {
             Stream::Plain(s) => s.peer_addr(),
@@ -115,5 +125,67 @@ impl Write for Stream {
 
     fn flush(&mut self) -> io::Result<()> {
         self.flush_pending().map(|_| ())
+    }
+}
+
+/// `SO_SNDBUF` of `sock` (0 if it cannot be read).
+#[cfg(unix)]
+fn send_buffer_size(sock: &TcpStream) -> usize {
+    use std::os::fd::AsRawFd;
+    let mut size: libc::c_int = 0;
+    let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: `size` and `len` are valid for writes and `len` holds the
+    // size of `size`; the descriptor is owned by `sock`, which outlives the
+    // call. Tested below.
+    let r = unsafe {
+        libc::getsockopt(
+            sock.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_SNDBUF,
+            (&mut size as *mut libc::c_int).cast(),
+            &mut len,
+        )
+    };
+    if r == 0 {
+        usize::try_from(size).unwrap_or(0)
+    } else {
+        0
+    }
+}
+
+#[cfg(not(unix))]
+fn send_buffer_size(_sock: &TcpStream) -> usize {
+    0
+}
+
+#[cfg(all(test, unix))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_send_buffer_size_is_what_the_kernel_reports() {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let _peer = std::net::TcpStream::connect(l.local_addr().unwrap()).unwrap();
+        let (sock, _) = l.accept().unwrap();
+        let sock = TcpStream::from_std(sock);
+        let size = send_buffer_size(&sock);
+        assert!(size >= 4096, "{size}");
+        // Set by hand, Linux doubles it for its bookkeeping (socket(7)).
+        let asked: libc::c_int = 64 * 1024;
+        use std::os::fd::AsRawFd;
+        // SAFETY: a valid `c_int` and its size, for the socket `sock` owns.
+        let r = unsafe {
+            libc::setsockopt(
+                sock.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_SNDBUF,
+                (&asked as *const libc::c_int).cast(),
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            )
+        };
+        assert_eq!(r, 0);
+        let size = send_buffer_size(&sock);
+        assert!((64 * 1024..=2 * 64 * 1024).contains(&size), "{size}");
+        assert!(Stream::Plain(sock).send_buffer_size() == size);
     }
 }
