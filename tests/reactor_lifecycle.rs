@@ -674,9 +674,10 @@ fn start_burst(
 }
 
 /// 15,000-byte messages are queued until the 100,000-byte queue refuses one
-/// (a queue the last flush emptied takes the limit plus the socket's send
-/// buffer in one turn — what the turn's flush hands to the kernel — so
-/// that is as many as the kernel's buffer holds, plus seven). A message
+/// (a queue the last flush emptied takes, within a turn, the limit plus
+/// the room in the socket's send buffer — what the turn's flush hands to
+/// the kernel — so that is as many as the kernel's buffer holds, plus
+/// seven). A message
 /// below the limit is taken whole, so the queue ends up to 5,028 bytes
 /// over the limit, more than the 4 KiB control reserve. The close frame of
 /// the Close policy must still go out after them.

@@ -55,11 +55,25 @@ struct Entry {
 }
 
 /// The loop's application timers.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct AppTimers {
     live: Slab<Entry>,
     heap: BinaryHeap<Reverse<(Millis, u32, u32)>>,
     next_gen: u32,
+    /// The heap's earliest deadline (`Millis::MAX`: none), kept so that the
+    /// loop's look at it before every sleep is one load.
+    next_at: Millis,
+}
+
+impl Default for AppTimers {
+    fn default() -> Self {
+        AppTimers {
+            live: Slab::new(),
+            heap: BinaryHeap::new(),
+            next_gen: 0,
+            next_at: Millis::MAX,
+        }
+    }
 }
 
 impl AppTimers {
@@ -77,6 +91,7 @@ impl AppTimers {
             return Err(TimerError::Full);
         };
         self.heap.push(Reverse((at, gen, key)));
+        self.next_at = self.next_at.min(at);
         Ok(TimerId { key, gen })
     }
 
@@ -102,6 +117,14 @@ impl AppTimers {
             .into_iter()
             .filter(|Reverse((_, gen, key))| live.get(*key as usize).is_some_and(|e| e.gen == *gen))
             .collect();
+        self.note_next();
+    }
+
+    fn note_next(&mut self) {
+        self.next_at = self
+            .heap
+            .peek()
+            .map_or(Millis::MAX, |Reverse((at, _, _))| *at);
     }
 
     /// Take every timer due at `now` into `due` (as (id, token), in
@@ -118,12 +141,20 @@ impl AppTimers {
                 due.push((TimerId { key, gen }, e.token));
             }
         }
+        self.note_next();
     }
 
     /// The earliest deadline (possibly of a cancelled timer: waking for it
     /// costs one empty turn).
+    #[inline]
     pub fn next_deadline(&self) -> Option<Millis> {
-        self.heap.peek().map(|Reverse((at, _, _))| *at)
+        (self.next_at != Millis::MAX).then_some(self.next_at)
+    }
+
+    /// Whether a timer may be due at `now` (one comparison).
+    #[inline]
+    pub fn due_by(&self, now: Millis) -> bool {
+        self.next_at <= now
     }
 
     /// Timers set and not yet fired or cancelled.

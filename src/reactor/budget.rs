@@ -82,6 +82,7 @@ impl Server {
         }
         let before = c.rx.buffer_capacity();
         c.rx = Receiver::new(Role::Server);
+        c.rx_held = false;
         let open = c.phase.is_open();
         let finishing = matches!(c.phase, Phase::Finishing(_));
         self.core.held_changed(before, 0);

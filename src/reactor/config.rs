@@ -66,7 +66,10 @@ pub struct Config {
     /// Queued outbound bytes at which data sends stop being accepted
     /// (default 4 MiB); then [`Config::full_queue_policy`] applies. Below it
     /// a message is queued whole, so the queue holds at most this plus one
-    /// message.
+    /// message once a flush has found the peer behind. Sends only queue and
+    /// the loop writes at the end of the turn, so within a turn a queue
+    /// whose last flush wrote everything also takes what the socket's send
+    /// buffer has room for (what that flush hands to the kernel).
     pub max_queued_bytes: usize,
     /// Drop or close when the queue is full (default close).
     pub full_queue_policy: FullQueuePolicy,

@@ -105,9 +105,13 @@ pub(crate) struct Conn {
     pub read_paused: bool,
     /// Reading stopped by the application (`Ctx::pause_reading`), whatever
     /// the queue does, until `Ctx::resume_reading`. Holds while the
-    /// handshake runs and while open; a connection that starts closing is
-    /// read again, so the close handshake can complete.
+    /// handshake runs and while open: a connection that starts closing has
+    /// it lifted (`Core::close`, `Core::finish`), so the close handshake
+    /// can complete.
     pub app_paused: bool,
+    /// The receiver held a buffer after its last input (so its capacity
+    /// is worth asking before the next; see `read::feed`).
+    pub rx_held: bool,
     /// On the loop's list of connections to read again next turn (their
     /// read budget ran out).
     pub unread: bool,
@@ -141,6 +145,7 @@ impl Conn {
             backpressured: false,
             read_paused: false,
             app_paused: false,
+            rx_held: false,
             unread: false,
             abort: false,
             backlogged: false,
@@ -157,13 +162,6 @@ impl Conn {
     /// request head collected in pieces (their buffers' capacity).
     pub fn held(&self) -> usize {
         self.rx.buffer_capacity() + head_capacity(&self.phase)
-    }
-
-    /// Whether the application's pause keeps this connection from being
-    /// read now (see [`Conn::app_paused`]).
-    #[inline]
-    pub fn app_paused_now(&self) -> bool {
-        self.app_paused && matches!(self.phase, Phase::Handshake { .. } | Phase::Open { .. })
     }
 
     /// Whether a writable socket gives this connection anything to do:

@@ -210,7 +210,8 @@ impl Core {
         if let Some(c) = slot(&mut self.conns, id) {
             // Leaving the handshake drops a head collected in pieces.
             let head = head_capacity(&c.phase);
-            let paused = c.app_paused_now();
+            // Read on: the peer's FIN ends a finishing connection.
+            let paused = std::mem::take(&mut c.app_paused);
             c.phase = match c.phase {
                 Phase::Finishing(f) => Phase::Finishing(Finish { deadline, ..f }),
                 ref p => Phase::Finishing(Finish {
@@ -223,7 +224,6 @@ impl Core {
             };
             self.held_changed(head, 0);
             if paused {
-                // Read on: the peer's FIN ends a finishing connection.
                 self.read_again(id);
             }
         }
@@ -303,11 +303,11 @@ impl Core {
         if c.close_code == 0 {
             c.close_code = code.0;
         }
-        let paused = c.app_paused_now();
+        // The peer's close frame must be read (RFC 6455 §7.1.2); it may be
+        // waiting already, with its readiness reported.
+        let paused = std::mem::take(&mut c.app_paused);
         c.phase = Phase::Closing { deadline };
         if paused {
-            // The peer's close frame must be read (RFC 6455 §7.1.2);
-            // it may be waiting already, with its readiness reported.
             self.read_again(id);
         }
         self.push_control(id, f.as_bytes());
@@ -336,16 +336,17 @@ impl Core {
     }
 
     /// [`Core::admit`] for a queue at `max_queued_bytes`. The limit bounds
-    /// what a peer leaves unread; bytes queued this turn are not that yet.
-    /// So a queue whose last flush wrote everything (the peer keeps up)
-    /// still takes data this turn up to the limit plus the socket's send
-    /// buffer — what the flush at the end of the turn hands to the kernel
-    /// (asked of the kernel, `SO_SNDBUF`; no I/O). When sends wrote
-    /// through to the socket, that is what the kernel took before the
-    /// queue filled. A queue the last flush could not empty (`backlogged`)
-    /// takes no more data past the limit (below it, one message is taken
-    /// whole, so any single message can be sent). A refused send owes a
-    /// drain event; the `Close` policy also starts closing with 1008.
+    /// what a peer leaves unread, and bytes queued this turn have not been
+    /// offered to it yet: the queue is written only at the flush. So a
+    /// queue whose last flush wrote everything (the peer keeps up) takes
+    /// data past the limit by as much as the socket's send buffer has room
+    /// for now — what that flush will hand to the kernel (asked of the
+    /// kernel, no I/O). When sends wrote the queue out themselves, that is
+    /// what the kernel took before the queue filled. A queue the last
+    /// flush could not empty (`backlogged`: the peer is behind) takes no
+    /// data past the limit (below it, one message is taken whole, so any
+    /// single message can be sent). A refused send owes a drain event; the
+    /// `Close` policy also starts closing with 1008.
     #[cold]
     #[inline(never)]
     fn queue_full(&mut self, id: ConnId) -> Result<(), SendStatus> {
@@ -353,7 +354,7 @@ impl Core {
         let Some(c) = slot(&mut self.conns, id) else {
             return Err(SendStatus::Closed);
         };
-        if !c.backlogged && c.wq.len() < max.saturating_add(c.stream.send_buffer_size()) {
+        if !c.backlogged && c.wq.len() < max.saturating_add(c.stream.send_room()) {
             return Ok(());
         }
         c.backpressured = true;
@@ -641,12 +642,19 @@ impl Ctx<'_> {
     /// stops the peer. Independent of the pause for a full send queue: a
     /// connection paused here stays paused whatever its queue does. It
     /// holds during the handshake and while the connection is open; once
-    /// it starts closing (our close frame, or a failure) it is read again,
-    /// so the close handshake can complete. Pongs are not read either: a
-    /// connection paused for longer than `idle_timeout + pong_timeout`
-    /// is closed by the heartbeat (1001). Returns `false` if `id` is gone.
+    /// it starts closing (our close frame, or a failure) the pause is
+    /// lifted, so the close handshake can complete, and pausing a closing
+    /// connection does nothing. Pongs are not read either: a connection
+    /// paused for longer than `idle_timeout + pong_timeout` is closed by
+    /// the heartbeat (1001). Returns `false` if `id` is gone.
     pub fn pause_reading(&mut self, id: ConnId) -> bool {
-        self.core.get_mut(id).map(|c| c.app_paused = true).is_some()
+        let Some(c) = self.core.get_mut(id) else {
+            return false;
+        };
+        if matches!(c.phase, Phase::Handshake { .. } | Phase::Open { .. }) {
+            c.app_paused = true;
+        }
+        true
     }
 
     /// Read from `id` again after [`Ctx::pause_reading`]. Input that waited

@@ -66,7 +66,8 @@ impl Server {
                 return;
             }
         };
-        c.backlogged = !c.wq.is_empty();
+        // Not all written: the peer is behind (see `Core::queue_full`).
+        c.backlogged = !flushed;
         if c.backpressured && c.wq.len() < soft {
             c.backpressured = false;
             let mut ctx = Ctx {

@@ -49,7 +49,7 @@ impl Server {
             let Some(c) = slot(&mut self.core.conns, id) else {
                 return;
             };
-            if c.read_paused || c.abort || c.peer_eof() || c.app_paused_now() {
+            if c.read_paused || c.abort || c.app_paused || c.peer_eof() {
                 return;
             }
             if reads == budget {
@@ -204,7 +204,7 @@ impl<H: Handler> Sink for Dispatch<'_, H> {
 pub(super) fn feed<H: Handler>(core: &mut Core, handler: &mut H, id: ConnId, data: &mut [u8]) {
     let Some(c) = core.get_mut(id) else { return };
     let mut rx = std::mem::replace(&mut c.rx, Receiver::new(Role::Server));
-    let held = rx.buffer_capacity();
+    let held = if c.rx_held { rx.buffer_capacity() } else { 0 };
     let limits = core.limits;
     let result = connection::receive(
         &mut rx,
@@ -216,11 +216,15 @@ pub(super) fn feed<H: Handler>(core: &mut Core, handler: &mut H, id: ConnId, dat
             id,
         },
     );
-    core.held_changed(held, rx.buffer_capacity());
+    let now_held = rx.buffer_capacity();
+    core.held_changed(held, now_held);
     match core.get_mut(id) {
-        Some(c) => c.rx = rx,
+        Some(c) => {
+            c.rx = rx;
+            c.rx_held = now_held != 0;
+        }
         // Removed meanwhile (the handler cannot remove; kept exact anyway).
-        None => core.held_changed(rx.buffer_capacity(), 0),
+        None => core.held_changed(now_held, 0),
     }
     if let Err(e) = result {
         core.failed(id, e);

@@ -225,7 +225,11 @@ impl Server {
     }
 
     /// Call back the application timers due at the turn's time.
+    #[inline]
     fn run_app_timers<H: Handler>(&mut self, handler: &mut H) {
+        if !self.core.app_timers.due_by(self.core.now) {
+            return;
+        }
         let mut due = std::mem::take(&mut self.due_timers);
         self.core.app_timers.take_due(self.core.now, &mut due);
         for &(_, token) in &due {
@@ -360,19 +364,19 @@ impl Server {
         if self.core.config.clock.is_manual() {
             return None;
         }
-        let mut next = self.core.timers.next_deadline();
-        for at in [
-            self.core.shutdown_at,
-            self.accept_retry_at,
-            self.core.app_timers.next_deadline(),
-        ]
-        .into_iter()
-        .flatten()
-        {
-            next = Some(next.map_or(at, |n| n.min(at)));
+        // The earliest deadline (`MAX`: none); runs before every sleep, and
+        // usually only the connections' timers have one.
+        let never = Millis::MAX;
+        let mut next = self.core.timers.next_deadline().unwrap_or(never);
+        if let Some(at) = self.core.shutdown_at {
+            next = next.min(at);
         }
+        if let Some(at) = self.accept_retry_at {
+            next = next.min(at);
+        }
+        next = next.min(self.core.app_timers.next_deadline().unwrap_or(never));
         // +1 ms: never wake a hair before a deadline and spin.
-        next.map(|at| at.saturating_add(1))
+        (next != never).then(|| next.saturating_add(1))
     }
 
     /// Time from now (a fresh clock reading) until loop time `at`.
