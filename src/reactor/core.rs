@@ -9,8 +9,7 @@ use slab::Slab;
 use super::app_timers::{AppTimers, TimerError, TimerId};
 use super::clock::{millis, Clock};
 use super::config::{Config, FullQueuePolicy};
-use super::conn::head_capacity;
-use super::conn::{Conn, Finish, Phase};
+use super::conn::{head_capacity, Conn, Finish, Phase};
 use super::frame::{Frame, SendStatus};
 use super::handle::Wake;
 use super::id::ConnId;
@@ -639,7 +638,12 @@ impl Ctx<'_> {
 
     /// Stop reading from `id` until [`Ctx::resume_reading`]: its input
     /// waits in the kernel, whose buffers fill until TCP's flow control
-    /// stops the peer. Independent of the pause for a full send queue: a
+    /// stops the peer. Input already read is still handled: the rest of
+    /// the current read (at most `read_buffer_size` bytes), and frames
+    /// that came with the request head when paused from
+    /// [`Handler::upgrade`](super::Handler::upgrade) or
+    /// [`Handler::open`](super::Handler::open). Independent of the pause
+    /// for a full send queue: a
     /// connection paused here stays paused whatever its queue does. It
     /// holds during the handshake and while the connection is open; once
     /// it starts closing (our close frame, or a failure) the pause is
