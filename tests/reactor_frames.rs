@@ -82,8 +82,8 @@ fn large_messages_round_trip_intact() {
     let (echo, _events) = Echo::new();
     let (addr, handle, join) = start(echo, config());
     let mut c = Client::connect(addr);
-    // Written straight from the handler's buffer (over the direct-write
-    // size), partly queued when the socket is full.
+    // Over the large-payload size: queued in a buffer of its own, written
+    // over several flushes as the client reads.
     let big: Vec<u8> = (0..2_000_003u32).map(|i| (i ^ (i >> 8)) as u8).collect();
     c.send_binary(&big);
     assert_eq!(c.expect_binary(), big);

@@ -425,14 +425,49 @@ fn broadcast_and_application_pings() {
     stop(&handle, join);
 }
 
-/// On "flood", sends numbered 64 KiB messages until one is refused, and
-/// reports every status; on drain, reports it and sends "drained".
+/// On "flood", sends numbered 64 KiB messages to a peer that does not
+/// read until one is refused, and reports every status; on drain, reports
+/// it and sends "drained". Sends only queue and the loop writes at the end
+/// of each turn, so the flood goes on over turns: one message per turn
+/// while the kernel takes the last one whole (`Sent`), then — the socket
+/// is full — messages until one is refused. (Pushing to the limit from
+/// the first turn would leave a queue that the turn's flush hands to the
+/// still empty socket, and the drain would come before the peer read
+/// anything.)
 struct Flood {
     statuses: mpsc::Sender<Vec<SendStatus>>,
     events: mpsc::Sender<SrvEv>,
+    flooding: Option<(ConnId, Vec<SendStatus>)>,
 }
 
 const CHUNK: usize = 64 * 1024;
+
+impl Flood {
+    fn flood_on(&mut self, ctx: &mut Ctx<'_>) {
+        let Some((id, statuses)) = self.flooding.as_mut() else {
+            return;
+        };
+        let mut payload = vec![0xABu8; CHUNK];
+        loop {
+            let i = statuses.len() as u32;
+            payload[..4].copy_from_slice(&i.to_be_bytes());
+            let s = ctx.send_binary(*id, &payload);
+            statuses.push(s);
+            match s {
+                SendStatus::Sent if i < 20_000 => {
+                    // Next turn, after this one's flush.
+                    ctx.wake();
+                    return;
+                }
+                SendStatus::Backpressured => {}
+                _ => break,
+            }
+        }
+        if let Some((_, statuses)) = self.flooding.take() {
+            let _ = self.statuses.send(statuses);
+        }
+    }
+}
 
 impl Handler for Flood {
     fn open(&mut self, _ctx: &mut Ctx<'_>, id: ConnId) {
@@ -444,17 +479,12 @@ impl Handler for Flood {
             ctx.send(id, msg);
             return;
         }
-        let mut statuses = Vec::new();
-        let mut payload = vec![0xABu8; CHUNK];
-        for i in 0..20_000u32 {
-            payload[..4].copy_from_slice(&i.to_be_bytes());
-            let s = ctx.send_binary(id, &payload);
-            statuses.push(s);
-            if s != SendStatus::Sent && s != SendStatus::Backpressured {
-                break;
-            }
-        }
-        let _ = self.statuses.send(statuses);
+        self.flooding = Some((id, Vec::new()));
+        self.flood_on(ctx);
+    }
+
+    fn wake(&mut self, ctx: &mut Ctx<'_>) {
+        self.flood_on(ctx);
     }
 
     fn drain(&mut self, ctx: &mut Ctx<'_>, id: ConnId) {
@@ -467,8 +497,9 @@ impl Handler for Flood {
     }
 }
 
-/// Start a `Flood` server with a 64 KiB soft and 256 KiB hard limit, make
-/// it flood a client that does not read, and return what it saw.
+/// Start a `Flood` server with a soft limit just over one message (65 KiB)
+/// and a 256 KiB hard limit, make it flood a client that does not read,
+/// and return what it saw.
 #[allow(clippy::type_complexity)]
 fn flood(
     policy: FullQueuePolicy,
@@ -483,13 +514,14 @@ fn flood(
     let (stx, srx) = mpsc::channel();
     let (etx, events) = mpsc::channel();
     let cfg = config()
-        .with_backpressure_limit(CHUNK)
+        .with_backpressure_limit(CHUNK + 1024)
         .with_max_queued_bytes(4 * CHUNK)
         .with_full_queue_policy(policy);
     let (addr, handle, join) = start(
         Flood {
             statuses: stx,
             events: etx,
+            flooding: None,
         },
         cfg,
     );
@@ -579,8 +611,8 @@ fn backpressure_close_policy_closes_with_1008() {
     stop(&handle, join);
 }
 
-/// On "burst", queues 15,000-byte messages (below the direct-write size,
-/// so all stay queued until the end of the loop turn) until one is refused.
+/// On "burst", queues 15,000-byte messages (all stay queued until the end
+/// of the loop turn) until one is refused.
 struct Burst {
     statuses: mpsc::Sender<Vec<SendStatus>>,
     events: mpsc::Sender<SrvEv>,
@@ -642,11 +674,13 @@ fn start_burst(
 }
 
 /// 15,000-byte messages are queued until the 100,000-byte queue refuses one
-/// (a full queue is first written to the socket, so that takes as many as
-/// the kernel's buffers hold, plus seven). A message below the limit is
-/// taken whole, so the queue ends up to 5,028 bytes over the limit, more
-/// than the 4 KiB control reserve. The close frame of the Close policy must
-/// still go out after them.
+/// (a queue the last flush emptied takes, within a turn, the limit plus
+/// the room in the socket's send buffer — what the turn's flush hands to
+/// the kernel — so that is as many as the kernel's buffer holds, plus
+/// seven). A message
+/// below the limit is taken whole, so the queue ends up to 5,028 bytes
+/// over the limit, more than the 4 KiB control reserve. The close frame of
+/// the Close policy must still go out after them.
 #[test]
 fn close_policy_close_frame_fits_after_a_whole_message_overshoot() {
     let (addr, handle, join, statuses, events) = start_burst(FullQueuePolicy::Close);

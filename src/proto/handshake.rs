@@ -117,6 +117,12 @@ impl HeadBuffer {
         &self.buf
     }
 
+    /// Bytes of memory the buffer holds (its capacity), for a server's
+    /// accounting of input held across connections.
+    pub fn capacity(&self) -> usize {
+        self.buf.capacity()
+    }
+
     /// Split at `head_len`: returns the head, leaving the rest in `rest`.
     pub fn split_off_rest(mut self, head_len: usize) -> (Vec<u8>, Vec<u8>) {
         let rest = self.buf.split_off(head_len);

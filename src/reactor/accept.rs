@@ -1,7 +1,11 @@
-//! Accepting connections: register each new socket, refuse with `503` past
-//! `max_connections`, and keep answering when the process runs out of file
-//! descriptors (a spare descriptor released to accept and refuse one
-//! waiting connection; `accept` retried every 100 ms while none is free).
+//! Accepting connections: at most `accepts_per_turn` per loop turn
+//! (the rest of the queue next turn), each registered and put in its
+//! handshake phase; refused with `503` while `max_connections` upgraded
+//! connections are open; the oldest connection not upgraded dropped to
+//! make room past `max_pending_handshakes`; and answers kept coming when
+//! the process runs out of file descriptors (a spare descriptor released
+//! to accept and refuse one waiting connection; `accept` retried every
+//! 100 ms while none is free).
 
 use std::io::{self, Read, Write};
 use std::net::SocketAddr;
@@ -10,8 +14,8 @@ use mio::net::TcpStream;
 use mio::Interest;
 
 use super::clock::millis;
-use super::conn::Conn;
-use super::core::Ctx;
+use super::conn::{Conn, Phase};
+use super::core::{slot, Ctx};
 use super::handler::Handler;
 use super::id::ConnId;
 use super::server::Server;
@@ -43,22 +47,64 @@ impl Server {
         self.spare_fd = spare_fd();
     }
 
-    /// Accept every waiting connection: each goes into the slab in its
-    /// handshake phase, or is refused with `503` past `max_connections`.
+    /// Accept waiting connections, at most `accepts_per_turn` of them:
+    /// each goes into the slab in its handshake phase (the oldest
+    /// connection not upgraded is dropped first if `max_pending_handshakes`
+    /// are waiting), or is refused with `503` while `max_connections`
+    /// upgraded connections are open. When the budget runs out the rest
+    /// wait for the next turn, after the other connections and the timers
+    /// (`accept_ready` stays set: the listener raises no new edge for
+    /// them).
     pub(super) fn accept<H: Handler>(&mut self, handler: &mut H) {
-        loop {
+        self.accept_ready = false;
+        for _ in 0..self.core.config.accepts_per_turn.max(1) {
             let (stream, addr) = match self.accept_one(handler) {
                 Next::Conn(stream, addr) => (stream, addr),
                 Next::Again => continue,
                 Next::Stop => return,
             };
             self.accept_failing = false;
-            if self.core.conns.len() >= self.core.config.max_connections {
+            if self.core.open_count >= self.core.config.max_connections {
                 log::warn!("refusing {addr}: connection limit reached");
                 self.refuse(stream, "connection limit reached", handler);
                 continue;
             }
+            if self.core.pending() >= self.core.config.max_pending_handshakes.max(1) {
+                self.drop_oldest_pending(handler);
+            }
             self.add_conn(stream, addr);
+        }
+        self.accept_ready = true;
+    }
+
+    /// Make room for a new handshake: drop the oldest connection that is
+    /// not upgraded. One still waiting for its request head is answered
+    /// `408` first; one whose HTTP answer is on its way is just closed.
+    fn drop_oldest_pending<H: Handler>(&mut self, handler: &mut H) {
+        while let Some(id) = self.pending_order.pop_front() {
+            let Some(c) = slot(&mut self.core.conns, id) else {
+                continue;
+            };
+            if c.phase.upgraded() {
+                continue;
+            }
+            self.core.counts.handshakes_dropped += 1;
+            if matches!(c.phase, Phase::Handshake { .. }) {
+                log::debug!("conn {id}: dropped, the oldest of too many pending handshakes");
+                let rej = Rejection {
+                    status: 408,
+                    reason: "too many pending handshakes",
+                };
+                if !c.stream.is_tls() {
+                    answer_and_close(c.stream.socket(), &rejection_response(&rej));
+                }
+                let mut ctx = Ctx {
+                    core: &mut self.core,
+                };
+                handler.rejected(&mut ctx, rej.status, rej.reason);
+            }
+            self.remove(id, handler);
+            return;
         }
     }
 
@@ -149,6 +195,14 @@ impl Server {
         let deadline = now + millis(self.core.config.handshake_timeout);
         entry.insert(Conn::new(stream, gen, now, deadline));
         self.core.arm_timer(id);
+        self.pending_order.push_back(id);
+        // Prune ids of connections since upgraded or gone (amortized: only
+        // once they outnumber the pending ones by a margin).
+        if self.pending_order.len() > 2 * self.core.pending() + 1024 {
+            let core = &self.core;
+            self.pending_order
+                .retain(|&id| core.get(id).is_some_and(|c| !c.phase.upgraded()));
+        }
     }
 
     /// `accept` failed with `e`: try again shortly (logged once per spell).
@@ -171,18 +225,31 @@ impl Server {
             core: &mut self.core,
         };
         handler.rejected(&mut ctx, rej.status, rej.reason);
-        if !self.core.config.serves_tls() {
-            let _ = stream.write(&rejection_response(&rej));
-        }
-        // Read what already arrived so that closing sends FIN, not a
-        // reset that could destroy the 503 in flight.
-        let _ = stream.shutdown(std::net::Shutdown::Write);
-        // Bounded: a client that keeps sending does not hold the loop.
-        let mut sink = [0u8; 4096];
-        for _ in 0..16 {
-            if !matches!(stream.read(&mut sink), Ok(n) if n > 0) {
-                break;
-            }
+        let response = rejection_response(&rej);
+        let response: &[u8] = if self.core.config.serves_tls() {
+            &[]
+        } else {
+            &response
+        };
+        answer_and_close(&mut stream, response);
+    }
+}
+
+/// Write `response` (best effort: it fits an empty socket buffer), then
+/// prepare the socket to be closed without a reset: shut down our side and
+/// read what already arrived, so that closing sends FIN, not a reset that
+/// could destroy the response in flight. Written here, at once, because the
+/// connection is dropped right after (it never reaches a flush).
+fn answer_and_close(stream: &mut TcpStream, response: &[u8]) {
+    if !response.is_empty() {
+        let _ = stream.write(response);
+    }
+    let _ = stream.shutdown(std::net::Shutdown::Write);
+    // Bounded: a client that keeps sending does not hold the loop.
+    let mut sink = [0u8; 4096];
+    for _ in 0..16 {
+        if !matches!(stream.read(&mut sink), Ok(n) if n > 0) {
+            break;
         }
     }
 }

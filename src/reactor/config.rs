@@ -13,6 +13,13 @@ use crate::proto::{Delivery, Limits};
 /// sleeps.
 pub const MAX_BUSY_POLL: Duration = Duration::from_millis(10);
 
+/// The derived [`Config::listen_backlog`] is never below this: the fixed
+/// backlog the loop had before it was configurable.
+const MIN_DEFAULT_BACKLOG: u32 = 128;
+/// The derived [`Config::listen_backlog`] is never above this: Linux's
+/// default `net.core.somaxconn` (since 5.4), which caps any larger request.
+const MAX_DEFAULT_BACKLOG: u32 = 4096;
+
 /// What happens to a data send when a connection's queue is full
 /// ([`Config::max_queued_bytes`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -59,7 +66,10 @@ pub struct Config {
     /// Queued outbound bytes at which data sends stop being accepted
     /// (default 4 MiB); then [`Config::full_queue_policy`] applies. Below it
     /// a message is queued whole, so the queue holds at most this plus one
-    /// message.
+    /// message once a flush has found the peer behind. Sends only queue and
+    /// the loop writes at the end of the turn, so within a turn a queue
+    /// whose last flush wrote everything also takes what the socket's send
+    /// buffer has room for (what that flush hands to the kernel).
     pub max_queued_bytes: usize,
     /// Drop or close when the queue is full (default close).
     pub full_queue_policy: FullQueuePolicy,
@@ -68,9 +78,74 @@ pub struct Config {
     /// are never dropped (default 4 KiB). Past it the peer is not reading at
     /// all and the TCP connection is closed.
     pub control_reserve: usize,
-    /// Most simultaneous connections (default 10,000); more are refused
-    /// with `503`.
+    /// Most upgraded connections at once (default 10,000): WebSocket
+    /// connections, open or closing. Past it a new connection is refused
+    /// with `503` at accept, and an upgrade request that finds the limit
+    /// reached meanwhile with `503` at the upgrade. Connections still in
+    /// their handshake (and plain HTTP exchanges) do not count here but
+    /// against [`Config::max_pending_handshakes`], so a fleet of slow
+    /// handshakes cannot take the slots of upgraded connections. The
+    /// process holds at most this plus `max_pending_handshakes` sockets.
     pub max_connections: usize,
+    /// Most connections that are not upgraded at once (default 4,096):
+    /// those waiting for or reading their request head, and those whose
+    /// HTTP answer (a plain response or a refused upgrade) is on its way
+    /// out. When a new connection would pass it, the oldest of them is
+    /// dropped to make room — answered `408` first if its head had not
+    /// come yet — as nginx and uWebSockets drop slow clients: a real
+    /// client sends its head with its first packets and is done within a
+    /// round trip or two, so the oldest is the slowest. The default is
+    /// the default accept queue's length: a whole queue of clients
+    /// reconnecting at once may be handshaking together (over TLS on a
+    /// slow network each takes round trips) without dropping any of them,
+    /// while a slow fleet can hold at most 4,096 descriptors and, with the
+    /// default `max_head_size`, 32 MiB of partial heads (counted in
+    /// [`Config::max_buffered_bytes`] as well). At least 1.
+    pub max_pending_handshakes: usize,
+    /// The accept queue's length asked of `listen(2)` (`None`, the
+    /// default: [`Config::max_connections`], at least 128 and at most
+    /// 4,096). Connections the kernel has completed wait there until the
+    /// loop accepts them; when it is full the kernel drops new SYNs and
+    /// each such client waits a second or more for its retry. A
+    /// reconnect storm after a deploy brings every client back at once,
+    /// so the queue should match the connection limit; 4,096 is Linux's
+    /// own ceiling by default (`net.core.somaxconn` since 5.4), so the
+    /// default asks for no more than it gets. The kernel caps whatever is
+    /// asked at `net.core.somaxconn`; [`super::Server::bind`] logs a
+    /// warning when that is lower than asked.
+    pub listen_backlog: Option<u32>,
+    /// Connections accepted per loop turn (default 256). A reconnect
+    /// storm is accepted in slices: the connections already open get
+    /// their reads, timers and writes between slices, and the rest of the
+    /// queue is accepted next turn (no new readiness event is needed). 256
+    /// accepts cost the loop about a millisecond; a full 4,096-entry queue
+    /// drains in 16 turns. At least 1.
+    pub accepts_per_turn: usize,
+    /// Bytes of input all connections together may hold (default
+    /// 256 MiB): messages being reassembled (the receive buffer of a
+    /// message split over reads or frames) and request heads that came in
+    /// pieces, counted by the capacity of their buffers. Each connection
+    /// is bounded by `max_message_size` and `max_head_size`; this bounds
+    /// their sum. Past it, the largest holders are closed with 1013 (Try
+    /// Again Later, RFC 6455 §7.4.1 / the IANA registry: the message was
+    /// within the limits, the server is short of memory) — a holder still
+    /// in its handshake gets `503` — until the total is at most 7/8 of
+    /// the limit (one pass makes room for more than the next read).
+    /// Closing, not pausing: a paused connection would keep holding its
+    /// buffer, and if every holder were paused none could finish its
+    /// message. The check runs after each read, so the total may pass the
+    /// limit by what one read adds before it acts. The default fits 16
+    /// messages of the default 16 MiB `max_message_size` at once, or every
+    /// one of the default 10,000 connections midway through a 26 KiB
+    /// message. Output queues are bounded per connection by
+    /// `max_queued_bytes` and are not counted here; nor are TLS records
+    /// inside rustls (at most one record per connection).
+    pub max_buffered_bytes: usize,
+    /// Most application timers set at once through
+    /// [`super::Ctx::set_timer`] (default 65,536; each costs about 48
+    /// bytes). Past it `set_timer` fails with
+    /// [`super::TimerError::Full`].
+    pub max_timers: usize,
     /// Most commands waiting from [`super::Handle`]s (default 4096); a full
     /// queue makes `Handle` calls fail with `HandleError::Full`.
     pub command_queue: usize,
@@ -123,6 +198,11 @@ impl Default for Config {
             full_queue_policy: FullQueuePolicy::Close,
             control_reserve: 4096,
             max_connections: 10_000,
+            max_pending_handshakes: 4096,
+            listen_backlog: None,
+            accepts_per_turn: 256,
+            max_buffered_bytes: 256 << 20,
+            max_timers: 65_536,
             command_queue: 4096,
             shutdown_timeout: Duration::from_secs(5),
             read_buffer_size: 256 * 1024,
@@ -179,6 +259,14 @@ with! {
     with_control_reserve: control_reserve: usize,
     /// Set [`Config::max_connections`].
     with_max_connections: max_connections: usize,
+    /// Set [`Config::max_pending_handshakes`].
+    with_max_pending_handshakes: max_pending_handshakes: usize,
+    /// Set [`Config::accepts_per_turn`].
+    with_accepts_per_turn: accepts_per_turn: usize,
+    /// Set [`Config::max_buffered_bytes`].
+    with_max_buffered_bytes: max_buffered_bytes: usize,
+    /// Set [`Config::max_timers`].
+    with_max_timers: max_timers: usize,
     /// Set [`Config::command_queue`].
     with_command_queue: command_queue: usize,
     /// Set [`Config::shutdown_timeout`].
@@ -195,6 +283,12 @@ impl Config {
     /// Set [`Config::shutdown_reason`].
     pub fn with_shutdown_reason(mut self, reason: &str) -> Self {
         self.shutdown_reason = reason.to_string();
+        self
+    }
+
+    /// Set [`Config::listen_backlog`].
+    pub fn with_listen_backlog(mut self, backlog: u32) -> Self {
+        self.listen_backlog = Some(backlog);
         self
     }
 
@@ -220,6 +314,16 @@ impl Config {
         return self.tls.is_some();
         #[cfg(not(feature = "tls"))]
         false
+    }
+
+    /// The accept queue's length to ask of `listen(2)`: see
+    /// [`Config::listen_backlog`].
+    pub fn backlog(&self) -> u32 {
+        self.listen_backlog.unwrap_or_else(|| {
+            u32::try_from(self.max_connections)
+                .unwrap_or(u32::MAX)
+                .clamp(MIN_DEFAULT_BACKLOG, MAX_DEFAULT_BACKLOG)
+        })
     }
 
     /// The protocol core's read limits.

@@ -65,6 +65,17 @@ impl Phase {
     }
 }
 
+/// Capacity of the request head buffer in `phase` (0 outside the
+/// handshake, or when the head came in one read).
+pub(crate) fn head_capacity(phase: &Phase) -> usize {
+    match phase {
+        Phase::Handshake {
+            head: Some(buf), ..
+        } => buf.capacity(),
+        _ => 0,
+    }
+}
+
 /// A connection. Kept small: an idle open connection owns no heap memory.
 /// Besides the phase, its flags are the loop's bookkeeping, which holds in
 /// every phase (list membership, flow control, teardown).
@@ -92,11 +103,24 @@ pub(crate) struct Conn {
     pub backpressured: bool,
     /// Reading stopped because the queue is over its limit.
     pub read_paused: bool,
+    /// Reading stopped by the application (`Ctx::pause_reading`), whatever
+    /// the queue does, until `Ctx::resume_reading`. Holds while the
+    /// handshake runs and while open: a connection that starts closing has
+    /// it lifted (`Core::close`, `Core::finish`), so the close handshake
+    /// can complete.
+    pub app_paused: bool,
+    /// The receiver held a buffer after its last input (so its capacity
+    /// is worth asking before the next; see `read::feed`).
+    pub rx_held: bool,
     /// On the loop's list of connections to read again next turn (their
     /// read budget ran out).
     pub unread: bool,
     /// Tear down without further writes (peer not reading at all, I/O error).
     pub abort: bool,
+    /// The last flush could not write the whole queue: the peer is not
+    /// keeping up, so `max_queued_bytes` binds at once (see
+    /// `Core::queue_full`).
+    pub backlogged: bool,
 }
 
 impl Conn {
@@ -120,14 +144,24 @@ impl Conn {
             dirty: false,
             backpressured: false,
             read_paused: false,
+            app_paused: false,
+            rx_held: false,
             unread: false,
             abort: false,
+            backlogged: false,
         }
     }
 
     /// The peer closed its side of TCP while we were finishing.
     pub fn peer_eof(&self) -> bool {
         matches!(self.phase, Phase::Finishing(f) if f.peer_eof)
+    }
+
+    /// Input bytes this connection holds, as counted against
+    /// `Config::max_buffered_bytes`: the message being reassembled and a
+    /// request head collected in pieces (their buffers' capacity).
+    pub fn held(&self) -> usize {
+        self.rx.buffer_capacity() + head_capacity(&self.phase)
     }
 
     /// Whether a writable socket gives this connection anything to do:

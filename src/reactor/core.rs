@@ -6,9 +6,10 @@ use std::time::{Duration, Instant};
 
 use slab::Slab;
 
+use super::app_timers::{AppTimers, TimerError, TimerId};
 use super::clock::{millis, Clock};
 use super::config::{Config, FullQueuePolicy};
-use super::conn::{Conn, Finish, Phase};
+use super::conn::{head_capacity, Conn, Finish, Phase};
 use super::frame::{Frame, SendStatus};
 use super::handle::Wake;
 use super::id::ConnId;
@@ -22,9 +23,12 @@ use crate::proto::{CloseCode, Error, Limits, Message, OpCode};
 /// written at the end of the turn, and they come back here.
 pub const POOLED_BYTES: usize = 4 << 20;
 
-/// Payloads at least this large are written straight from the caller's
-/// buffer (header and payload in one `writev`) when nothing is queued ahead
-/// of them, instead of being copied into the queue.
+/// Payloads at least this large are queued in a buffer of their own, of
+/// exactly their size (header and payload, one copy), instead of going
+/// through the coalescing buffer. (Before sends only queued, such payloads
+/// were written straight from the caller's buffer, hence the name.) For a
+/// large message without any copy, frame it once as a [`Frame`] and send
+/// that: the queue references its bytes.
 pub const DIRECT_WRITE_THRESHOLD: usize = 64 * 1024;
 
 /// The connection `id` in `conns`, if its generation matches (a borrow of
@@ -50,7 +54,8 @@ pub(crate) struct Core {
     /// Set when a graceful shutdown began: its deadline.
     pub shutdown_at: Option<Millis>,
     pub shutdown_requested: bool,
-    /// Open (upgraded) connections.
+    /// Upgraded connections: open, closing, or finishing after they were
+    /// open (`Config::max_connections` counts these).
     pub open_count: usize,
     /// The connection whose input is being processed; it is flushed right
     /// after, so its sends skip the end-of-turn flush list.
@@ -59,6 +64,56 @@ pub(crate) struct Core {
     pub scratch_ids: Vec<ConnId>,
     /// The handler is owed a `wake` call (shared with every `Handle`).
     pub wake: Wake,
+    /// Connections to read again next turn without a readiness event: their
+    /// read budget ran out with input possibly left in the socket, or the
+    /// application resumed reading (edge-triggered readiness will not
+    /// report input that was already reported). A connection is listed at
+    /// most once (its `unread` flag).
+    pub unread: Vec<ConnId>,
+    /// Input bytes held by all connections (`Conn::held` summed), against
+    /// `Config::max_buffered_bytes`. Kept exact where buffers change:
+    /// around the protocol core (`read::feed`), in `collect_head`, when a
+    /// handshake phase ends (`Core::finish`, the upgrade) and at removal.
+    pub buffered: usize,
+    /// `buffered` passed `max_buffered_bytes`: the largest holders are to
+    /// be closed (`Server::shed`).
+    pub over_budget: bool,
+    /// Counts reported by [`Ctx::stats`].
+    pub counts: Counts,
+    /// Timers set through [`Ctx::set_timer`].
+    pub app_timers: AppTimers,
+}
+
+/// Events counted over the loop's life (see [`Stats`]).
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct Counts {
+    pub budget_closes: u64,
+    pub handshakes_dropped: u64,
+}
+
+/// A snapshot of the loop's fairness bounds, for metrics
+/// ([`Ctx::stats`]).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Stats {
+    /// Input bytes held by all connections (messages being reassembled,
+    /// request heads collected in pieces), against
+    /// [`Config::max_buffered_bytes`].
+    pub buffered_bytes: usize,
+    /// Connections closed (1013, or `503` in the handshake) since the loop
+    /// started because that total passed `max_buffered_bytes`.
+    pub budget_closes: u64,
+    /// Connections not upgraded (handshake, or an HTTP answer on its
+    /// way), against [`Config::max_pending_handshakes`].
+    pub pending_handshakes: usize,
+    /// Connections dropped since the loop started to make room under
+    /// `max_pending_handshakes` (the oldest first).
+    pub handshakes_dropped: u64,
+    /// Upgraded connections, against [`Config::max_connections`].
+    pub upgraded_connections: usize,
+    /// Application timers set and not yet fired or cancelled, against
+    /// [`Config::max_timers`].
+    pub timers: usize,
 }
 
 impl Core {
@@ -79,6 +134,39 @@ impl Core {
             reading: None,
             scratch_ids: Vec::new(),
             wake: Wake::default(),
+            unread: Vec::new(),
+            buffered: 0,
+            over_budget: false,
+            counts: Counts::default(),
+            app_timers: AppTimers::default(),
+        }
+    }
+
+    /// Connections not upgraded: in the handshake, or finishing after an
+    /// HTTP answer (`open_count` counts the upgraded ones).
+    pub fn pending(&self) -> usize {
+        self.conns.len() - self.open_count
+    }
+
+    /// Add `after - before` to the input held (`before`/`after`: a buffer's
+    /// capacity around a change); note when that passes the budget.
+    #[inline]
+    pub fn held_changed(&mut self, before: usize, after: usize) {
+        if after != before {
+            self.buffered = self.buffered - before + after;
+            if self.buffered > self.config.max_buffered_bytes {
+                self.over_budget = true;
+            }
+        }
+    }
+
+    /// List `id` to be read again next turn without a readiness event.
+    pub fn read_again(&mut self, id: ConnId) {
+        if let Some(c) = slot(&mut self.conns, id) {
+            if !c.unread {
+                c.unread = true;
+                self.unread.push(id);
+            }
         }
     }
 
@@ -118,7 +206,11 @@ impl Core {
     /// `by_peer`: the peer's close frame came first.
     pub fn finish(&mut self, id: ConnId, by_peer: bool) {
         let deadline = self.close_deadline();
-        if let Some(c) = self.get_mut(id) {
+        if let Some(c) = slot(&mut self.conns, id) {
+            // Leaving the handshake drops a head collected in pieces.
+            let head = head_capacity(&c.phase);
+            // Read on: the peer's FIN ends a finishing connection.
+            let paused = std::mem::take(&mut c.app_paused);
             c.phase = match c.phase {
                 Phase::Finishing(f) => Phase::Finishing(Finish { deadline, ..f }),
                 ref p => Phase::Finishing(Finish {
@@ -129,6 +221,10 @@ impl Core {
                     peer_eof: false,
                 }),
             };
+            self.held_changed(head, 0);
+            if paused {
+                self.read_again(id);
+            }
         }
         self.arm_timer(id);
         self.mark_dirty(id);
@@ -206,14 +302,23 @@ impl Core {
         if c.close_code == 0 {
             c.close_code = code.0;
         }
+        // The peer's close frame must be read (RFC 6455 §7.1.2); it may be
+        // waiting already, with its readiness reported.
+        let paused = std::mem::take(&mut c.app_paused);
         c.phase = Phase::Closing { deadline };
+        if paused {
+            self.read_again(id);
+        }
         self.push_control(id, f.as_bytes());
         self.arm_timer(id);
     }
 
     /// Whether `id` may queue one more data message now: open, not
-    /// aborted, and its queue below `max_queued_bytes` (after trying to write
-    /// a full queue out). A full queue is handled by `full_queue_policy`.
+    /// aborted, and its queue below `max_queued_bytes` (or within this
+    /// turn's room, see [`Core::queue_full`]). A full queue is handled by
+    /// `full_queue_policy`. Nothing is written here: sends only queue, and
+    /// the flush at the end of the turn (or right after the connection's
+    /// read) writes.
     #[inline(always)]
     fn admit(&mut self, id: ConnId) -> Result<(), SendStatus> {
         let cfg_max = self.config.max_queued_bytes;
@@ -226,36 +331,36 @@ impl Core {
         if c.wq.len() < cfg_max {
             return Ok(());
         }
-        self.make_room(id)
+        self.queue_full(id)
     }
 
-    /// [`Core::admit`] for a queue at its limit.
+    /// [`Core::admit`] for a queue at `max_queued_bytes`. The limit bounds
+    /// what a peer leaves unread, and bytes queued this turn have not been
+    /// offered to it yet: the queue is written only at the flush. So a
+    /// queue whose last flush wrote everything (the peer keeps up) takes
+    /// data past the limit by as much as the socket's send buffer has room
+    /// for now — what that flush will hand to the kernel (asked of the
+    /// kernel, no I/O). When sends wrote the queue out themselves, that is
+    /// what the kernel took before the queue filled. A queue the last
+    /// flush could not empty (`backlogged`: the peer is behind) takes no
+    /// data past the limit (below it, one message is taken whole, so any
+    /// single message can be sent). A refused send owes a drain event; the
+    /// `Close` policy also starts closing with 1008.
     #[cold]
     #[inline(never)]
-    fn make_room(&mut self, id: ConnId) -> Result<(), SendStatus> {
-        let cfg_max = self.config.max_queued_bytes;
-        let policy = self.config.full_queue_policy;
+    fn queue_full(&mut self, id: ConnId) -> Result<(), SendStatus> {
+        let max = self.config.max_queued_bytes;
         let Some(c) = slot(&mut self.conns, id) else {
             return Err(SendStatus::Closed);
         };
-        // A queue already at its limit takes no more data; below it, one
-        // message is taken whole (so any single message can be sent).
-        // The queue is normally written once per loop turn; a burst can fill
-        // it within one turn for a peer that reads fine. Write now before
-        // judging the peer slow.
-        if c.wq.flush(&mut c.stream, &mut self.pool).is_err() {
-            c.abort = true;
-            return Err(SendStatus::Closed);
+        if !c.backlogged && c.wq.len() < max.saturating_add(c.stream.send_room()) {
+            return Ok(());
         }
-        if c.wq.len() >= cfg_max {
-            // A drain event will say when the queue has room again.
-            c.backpressured = true;
-            if policy == FullQueuePolicy::Close {
-                self.close(id, CloseCode::POLICY, "send queue full");
-            }
-            return Err(SendStatus::Dropped);
+        c.backpressured = true;
+        if self.config.full_queue_policy == FullQueuePolicy::Close {
+            self.close(id, CloseCode::POLICY, "send queue full");
         }
-        Ok(())
+        Err(SendStatus::Dropped)
     }
 
     /// The soft queue limit: never above the hard one.
@@ -353,13 +458,8 @@ impl Core {
                 let Ok(h) = c.tx.data_header(op, true, payload.len() as u64) else {
                     return SendStatus::Closed;
                 };
-                if payload.len() >= DIRECT_WRITE_THRESHOLD && c.wq.is_empty() {
-                    if c.wq
-                        .write_through(&mut c.stream, &[h.as_bytes(), payload], &mut self.pool)
-                        .is_err()
-                    {
-                        c.abort = true;
-                    }
+                if payload.len() >= DIRECT_WRITE_THRESHOLD {
+                    c.wq.push_large(h.as_bytes(), payload, &mut self.pool);
                 } else {
                     c.wq.push_bytes(&[h.as_bytes(), payload], &mut self.pool);
                 }
@@ -505,7 +605,7 @@ impl Ctx<'_> {
         self.core.get(id).and_then(|c| c.stream.peer_addr().ok())
     }
 
-    /// Open connections.
+    /// Upgraded connections (open, or closing after they were open).
     pub fn open_connections(&self) -> usize {
         self.core.open_count
     }
@@ -534,6 +634,94 @@ impl Ctx<'_> {
     pub fn wake(&mut self) {
         // On the loop thread the loop is running: this cannot fail.
         let _ = self.core.wake.raise();
+    }
+
+    /// Stop reading from `id` until [`Ctx::resume_reading`]: its input
+    /// waits in the kernel, whose buffers fill until TCP's flow control
+    /// stops the peer. Input already read is still handled: the rest of
+    /// the current read (at most `read_buffer_size` bytes), and frames
+    /// that came with the request head when paused from
+    /// [`Handler::upgrade`](super::Handler::upgrade) or
+    /// [`Handler::open`](super::Handler::open). Independent of the pause
+    /// for a full send queue: a
+    /// connection paused here stays paused whatever its queue does. It
+    /// holds during the handshake and while the connection is open; once
+    /// it starts closing (our close frame, or a failure) the pause is
+    /// lifted, so the close handshake can complete, and pausing a closing
+    /// connection does nothing. Pongs are not read either: a connection
+    /// paused for longer than `idle_timeout + pong_timeout` is closed by
+    /// the heartbeat (1001). Returns `false` if `id` is gone.
+    pub fn pause_reading(&mut self, id: ConnId) -> bool {
+        let Some(c) = self.core.get_mut(id) else {
+            return false;
+        };
+        if matches!(c.phase, Phase::Handshake { .. } | Phase::Open { .. }) {
+            c.app_paused = true;
+        }
+        true
+    }
+
+    /// Read from `id` again after [`Ctx::pause_reading`]. Input that waited
+    /// meanwhile is read next turn (its readiness was reported while the
+    /// connection was paused, and will not be again). Reading stays paused
+    /// while the send queue is over `max_queued_bytes`. Returns `false` if
+    /// `id` is gone.
+    pub fn resume_reading(&mut self, id: ConnId) -> bool {
+        let Some(c) = self.core.get_mut(id) else {
+            return false;
+        };
+        if c.app_paused {
+            c.app_paused = false;
+            self.core.read_again(id);
+        }
+        true
+    }
+
+    /// Whether reading from `id` is paused by [`Ctx::pause_reading`]
+    /// (`None` if `id` is gone).
+    pub fn is_reading_paused(&self, id: ConnId) -> Option<bool> {
+        self.core.get(id).map(|c| c.app_paused)
+    }
+
+    /// Have the loop call [`Handler::timer`](super::Handler::timer) with
+    /// `token` once `after` has passed on the loop's clock (whole
+    /// milliseconds; a [`ManualClock`](super::ManualClock) drives it in
+    /// tests). It fires at the first turn at or after its deadline, after
+    /// the connections' timers; a timer set from a timer callback fires at
+    /// a later turn, even with `after` zero. One-shot: set it again from
+    /// the callback for a periodic one. At most
+    /// [`Config::max_timers`] are set at once; past it:
+    /// [`TimerError::Full`].
+    pub fn set_timer(&mut self, after: Duration, token: u64) -> Result<TimerId, TimerError> {
+        let at = self.core.now.saturating_add(millis(after));
+        let max = self.core.config.max_timers;
+        self.core.app_timers.set(at, token, max)
+    }
+
+    /// Cancel a timer set with [`Ctx::set_timer`]: `true` if it was still
+    /// set (it will not fire), `false` if it already fired or was
+    /// cancelled.
+    pub fn cancel_timer(&mut self, id: TimerId) -> bool {
+        self.core.app_timers.cancel(id)
+    }
+
+    /// Input bytes held by all connections (messages being reassembled,
+    /// request heads collected in pieces), against
+    /// [`Config::max_buffered_bytes`].
+    pub fn buffered_bytes(&self) -> usize {
+        self.core.buffered
+    }
+
+    /// The loop's fairness bounds and what they did, for metrics.
+    pub fn stats(&self) -> Stats {
+        Stats {
+            buffered_bytes: self.core.buffered,
+            budget_closes: self.core.counts.budget_closes,
+            pending_handshakes: self.core.pending(),
+            handshakes_dropped: self.core.counts.handshakes_dropped,
+            upgraded_connections: self.core.open_count,
+            timers: self.core.app_timers.len(),
+        }
     }
 
     /// Begin a graceful shutdown.

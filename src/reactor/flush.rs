@@ -66,6 +66,8 @@ impl Server {
                 return;
             }
         };
+        // Not all written: the peer is behind (see `Core::queue_full`).
+        c.backlogged = !flushed;
         if c.backpressured && c.wq.len() < soft {
             c.backpressured = false;
             let mut ctx = Ctx {
@@ -109,6 +111,7 @@ impl Server {
         let mut c = self.core.conns.remove(id.key as usize);
         let _ = self.poll.registry().deregister(c.stream.socket());
         c.wq.clear(&mut self.core.pool);
+        self.core.held_changed(c.held(), 0);
         if c.phase.upgraded() {
             self.core.open_count -= 1;
             let clean = c.tx.close_state() == CloseState::Closed && !c.abort;

@@ -123,6 +123,9 @@ pub trait Handler {
     }
 
     /// A plain HTTP request (no upgrade). Default: `426 Upgrade Required`.
+    /// Answer a `HEAD` request as you would the `GET`: the loop sends the
+    /// response's head alone, `Content-Length` still the body's length
+    /// (RFC 9110 §9.3.2).
     fn http(&mut self, ctx: &mut Ctx<'_>, id: ConnId, req: &Request) -> HttpResponse {
         let _ = (ctx, id, req);
         HttpResponse::text(426, "this endpoint speaks WebSocket only")
@@ -131,8 +134,11 @@ pub trait Handler {
 
     /// A request was refused before any handler decision: RFC 6455
     /// handshake rules (`400`, `405`, `426`, `431`), the handshake timeout
-    /// (`408`), the connection limit (`503`), or an unoffered subprotocol
-    /// (`500`). For metrics and logs; the response is already on its way.
+    /// or a handshake dropped as the oldest past
+    /// [`Config::max_pending_handshakes`](super::Config::max_pending_handshakes)
+    /// (`408`), the connection limit or the memory budget (`503`), or an
+    /// unoffered subprotocol (`500`). For metrics and logs; the response
+    /// is already on its way.
     fn rejected(&mut self, ctx: &mut Ctx<'_>, status: u16, reason: &'static str) {
         let _ = (ctx, status, reason);
     }
@@ -174,6 +180,13 @@ pub trait Handler {
     /// thread prepared for the handler is waiting. Default: nothing.
     fn wake(&mut self, ctx: &mut Ctx<'_>) {
         let _ = ctx;
+    }
+
+    /// A timer set with [`Ctx::set_timer`] is due: `token` is the one it
+    /// was set with. Runs on the loop thread after the connections'
+    /// timers. Default: nothing.
+    fn timer(&mut self, ctx: &mut Ctx<'_>, token: u64) {
+        let _ = (ctx, token);
     }
 
     /// An upgraded connection is gone; its id is dead from now on.

@@ -2,19 +2,26 @@
 //!
 //! Reading order: [`Config`] (every limit), [`Handler`] (what an application
 //! implements) and [`Frame`] (what goes out), then the loop's rooms, one job
-//! each: `server.rs` (the loop), `accept.rs`, `read.rs` (input through the
-//! protocol core, `proto::connection`), `upgrade.rs` (the handshake),
-//! `core.rs` (what a callback can do), `conn.rs` (one connection and its
-//! phase), `timeouts.rs` and `clock.rs` (timer decisions, time as an input),
-//! `flush.rs` (output and the end of a connection), `write_queue.rs`
-//! (corked, copy-free output), `timer.rs` and `wake_timer.rs`.
+//! each: `server.rs` (the loop), `listen.rs` (the accept queue),
+//! `accept.rs`, `read.rs` (input through the protocol core,
+//! `proto::connection`), `upgrade.rs` (the handshake), `core.rs` (what a
+//! callback can do), `budget.rs` (one memory budget for input), `conn.rs`
+//! (one connection and its phase), `timeouts.rs` and `clock.rs` (timer
+//! decisions, time as an input), `app_timers.rs` (the application's
+//! timers), `flush.rs` (output and the end of a connection),
+//! `write_queue.rs` (corked, copy-free output), `timer.rs` and
+//! `wake_timer.rs`.
 //!
 //! Per loop turn: poll; read every readable connection into one shared
 //! buffer and run the protocol over it (messages are delivered straight
-//! from that buffer); run due timers; then write each connection's queued
-//! output once, with one `writev` (`send` when it is one buffer).
+//! from that buffer); accept a slice of the accept queue; run due timers;
+//! then write each connection's queued output once, with one `writev`
+//! (`send` when it is one buffer). Sends only queue: the socket is written
+//! at those flush points, never inside a send.
 
 mod accept;
+mod app_timers;
+mod budget;
 mod clock;
 mod config;
 mod conn;
@@ -24,6 +31,7 @@ mod frame;
 mod handle;
 mod handler;
 mod id;
+mod listen;
 mod read;
 mod server;
 mod stream;
@@ -35,7 +43,8 @@ mod upgrade;
 mod wake_timer;
 pub mod write_queue;
 
-pub use self::core::{Ctx, DIRECT_WRITE_THRESHOLD};
+pub use self::core::{Ctx, Stats, DIRECT_WRITE_THRESHOLD};
+pub use app_timers::{TimerError, TimerId};
 pub use clock::{Clock, ManualClock};
 pub use config::{Config, FullQueuePolicy, MAX_BUSY_POLL};
 pub use frame::{Frame, SendStatus};

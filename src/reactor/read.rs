@@ -49,16 +49,13 @@ impl Server {
             let Some(c) = slot(&mut self.core.conns, id) else {
                 return;
             };
-            if c.read_paused || c.abort || c.peer_eof() {
+            if c.read_paused || c.abort || c.app_paused || c.peer_eof() {
                 return;
             }
             if reads == budget {
                 // Fairness: the others and the timers go first; the rest
                 // of this input is read next turn (listed once).
-                if !c.unread {
-                    c.unread = true;
-                    self.unread.push(id);
-                }
+                self.core.read_again(id);
                 return;
             }
             let tls = c.stream.is_tls();
@@ -81,6 +78,10 @@ impl Server {
                         self.core.arm_timer(id);
                     }
                     self.process(id, n, handler);
+                    if self.core.over_budget {
+                        // Input held past `max_buffered_bytes`.
+                        self.shed(handler);
+                    }
                     self.maybe_pause(id);
                     // A short read took everything the kernel had; new data
                     // raises a new edge, so skip the read that would only say
@@ -196,9 +197,14 @@ impl<H: Handler> Sink for Dispatch<'_, H> {
 /// Feed frame bytes of an open connection through the protocol core. The
 /// receiver is moved out for the call so that the handler may use the whole
 /// loop state (including sends to this connection) meanwhile.
+///
+/// What the receiver holds between reads (a message split over reads) is
+/// counted against `Config::max_buffered_bytes`: its buffer's capacity
+/// before and after the call.
 pub(super) fn feed<H: Handler>(core: &mut Core, handler: &mut H, id: ConnId, data: &mut [u8]) {
     let Some(c) = core.get_mut(id) else { return };
     let mut rx = std::mem::replace(&mut c.rx, Receiver::new(Role::Server));
+    let held = if c.rx_held { rx.buffer_capacity() } else { 0 };
     let limits = core.limits;
     let result = connection::receive(
         &mut rx,
@@ -210,8 +216,15 @@ pub(super) fn feed<H: Handler>(core: &mut Core, handler: &mut H, id: ConnId, dat
             id,
         },
     );
-    if let Some(c) = core.get_mut(id) {
-        c.rx = rx;
+    let now_held = rx.buffer_capacity();
+    core.held_changed(held, now_held);
+    match core.get_mut(id) {
+        Some(c) => {
+            c.rx = rx;
+            c.rx_held = now_held != 0;
+        }
+        // Removed meanwhile (the handler cannot remove; kept exact anyway).
+        None => core.held_changed(now_held, 0),
     }
     if let Err(e) = result {
         core.failed(id, e);

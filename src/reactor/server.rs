@@ -1,10 +1,12 @@
 //! The event loop, and only the loop: poll, hand each readiness event to
-//! its room (`accept.rs`, `read.rs`), then the turn's other work in a fixed
-//! order — commands from `Handle`s, input left over from read budgets,
-//! timers (`timeouts.rs`), the handler's wake call, shutdown — and one flush
-//! per connection at the end (`flush.rs`). The only code that touches
-//! sockets is here and in those rooms.
+//! its room (`read.rs`; the listener's to `accept.rs`), then the turn's
+//! other work in a fixed order — a slice of the accept queue, commands
+//! from `Handle`s, input left over from read budgets, connection timers
+//! (`timeouts.rs`), application timers, the handler's wake call, shutdown —
+//! and one flush per connection at the end (`flush.rs`). The only code
+//! that touches sockets is here and in those rooms.
 
+use std::collections::VecDeque;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::mpsc::{self, Receiver as CmdReceiver};
@@ -22,6 +24,7 @@ use super::core::{Core, Ctx};
 use super::handle::{run_commands, Command, Handle};
 use super::handler::Handler;
 use super::id::ConnId;
+use super::listen::set_backlog;
 use super::timer::Millis;
 use super::wake_timer::WakeTimer;
 
@@ -45,12 +48,9 @@ pub struct Server {
     pub(super) commands: CmdReceiver<Command>,
     pub(super) handle: Handle,
     pub(super) read_buf: Vec<u8>,
-    /// Connections that used up [`Config::reads_per_turn`] with input
-    /// possibly left in the socket: read again next turn (edge-triggered
-    /// readiness will not report that input again).
-    pub(super) unread: Vec<ConnId>,
     /// Emptied lists kept for their capacity: the turn's flush and re-read
-    /// lists are swapped with these instead of being allocated every turn.
+    /// lists (`Core::dirty`, `Core::unread`) are swapped with these instead
+    /// of being allocated every turn.
     /// Bounded: a live connection is on each list at most once (its `dirty`
     /// and `unread` flags); ids of connections removed this turn stay only
     /// until the list is next walked.
@@ -72,18 +72,35 @@ pub struct Server {
     pub(super) wake_timer: Option<WakeTimer>,
     /// `accept` is failing (its warning was logged once).
     pub(super) accept_failing: bool,
+    /// Connections may be waiting in the accept queue: the listener
+    /// reported readiness, or the last turn's accept budget ran out
+    /// (edge-triggered readiness will not report them again).
+    pub(super) accept_ready: bool,
+    /// Connections not upgraded, oldest first, for dropping the oldest
+    /// past `max_pending_handshakes` (ids of connections since upgraded or
+    /// gone are skipped, and pruned once they outnumber the live ones).
+    pub(super) pending_order: VecDeque<ConnId>,
+    /// Application timers due this turn (kept for its capacity).
+    pub(super) due_timers: Vec<(super::TimerId, u64)>,
 }
 
 impl Server {
-    /// Listen on `addr`.
+    /// Listen on `addr`, with an accept queue of
+    /// [`Config::listen_backlog`] entries (the kernel caps it at
+    /// `net.core.somaxconn`; a warning is logged when that is lower).
     pub fn bind(addr: SocketAddr, config: Config) -> io::Result<Server> {
         let listener = TcpListener::bind(addr)?;
+        set_backlog(&listener, config.backlog())?;
         Server::with_listener(listener, config)
     }
 
-    /// Serve an already-bound listener (it is made non-blocking).
+    /// Serve an already-bound listener (it is made non-blocking). Its
+    /// accept queue is set to [`Config::listen_backlog`] entries as with
+    /// [`Server::bind`] (`listen(2)` on a listening socket only resizes
+    /// its queue).
     pub fn from_std(listener: std::net::TcpListener, config: Config) -> io::Result<Server> {
         listener.set_nonblocking(true)?;
+        set_backlog(&listener, config.backlog())?;
         Server::with_listener(TcpListener::from_std(listener), config)
     }
 
@@ -111,7 +128,6 @@ impl Server {
             commands: rx,
             handle,
             read_buf,
-            unread: Vec::new(),
             spare_dirty: Vec::new(),
             spare_unread: Vec::new(),
             more_commands: false,
@@ -119,6 +135,9 @@ impl Server {
             accept_retry_at: None,
             wake_timer,
             accept_failing: false,
+            accept_ready: false,
+            pending_order: VecDeque::new(),
+            due_timers: Vec::new(),
         };
         server.reserve_fd();
         Ok(server)
@@ -152,17 +171,22 @@ impl Server {
     }
 
     /// One turn of the loop, in a fixed order: the readiness events, then
-    /// commands from `Handle`s, input left over from read budgets, a due
-    /// `accept` retry, timers, the handler's wake call, shutdown, and last
-    /// the flush of every connection with output. Returns `true` once a
-    /// graceful shutdown is complete.
+    /// a slice of the accept queue, commands from `Handle`s, input left
+    /// over from read budgets, timers, application timers, the handler's
+    /// wake call, shutdown, and last the flush of every connection with
+    /// output. Returns `true` once a graceful shutdown is complete.
     fn turn<H: Handler>(&mut self, events: &Events, handler: &mut H) -> bool {
         // Left over from last turn's read budgets; read after this turn's
         // events, so every ready connection goes first.
         let spare = std::mem::take(&mut self.spare_unread);
-        let mut unread = std::mem::replace(&mut self.unread, spare);
+        let mut unread = std::mem::replace(&mut self.core.unread, spare);
         for ev in events.iter() {
             self.event(ev, handler);
+        }
+        // At most `accepts_per_turn`; the rest next turn.
+        if self.accept_ready || self.accept_retry_at.is_some_and(|at| self.core.now >= at) {
+            self.accept_retry_at = None;
+            self.accept(handler);
         }
         if self.more_commands {
             // One channel's worth per turn (commands queued meanwhile wait
@@ -183,11 +207,8 @@ impl Server {
         }
         unread.clear();
         self.spare_unread = unread;
-        if self.accept_retry_at.is_some_and(|at| self.core.now >= at) {
-            self.accept_retry_at = None;
-            self.accept(handler);
-        }
         self.run_timers(handler);
+        self.run_app_timers(handler);
         if self.core.wake.take() {
             let mut ctx = Ctx {
                 core: &mut self.core,
@@ -198,13 +219,33 @@ impl Server {
             self.begin_shutdown();
         }
         self.flush_all(handler);
+        #[cfg(debug_assertions)]
+        self.check_buffered();
         self.shutdown_done(handler)
+    }
+
+    /// Call back the application timers due at the turn's time.
+    #[inline]
+    fn run_app_timers<H: Handler>(&mut self, handler: &mut H) {
+        if !self.core.app_timers.due_by(self.core.now) {
+            return;
+        }
+        let mut due = std::mem::take(&mut self.due_timers);
+        self.core.app_timers.take_due(self.core.now, &mut due);
+        for &(_, token) in &due {
+            let mut ctx = Ctx {
+                core: &mut self.core,
+            };
+            handler.timer(&mut ctx, token);
+        }
+        due.clear();
+        self.due_timers = due;
     }
 
     /// Hand one readiness event to its room.
     fn event<H: Handler>(&mut self, ev: &Event, handler: &mut H) {
         match ev.token() {
-            LISTENER => self.accept(handler),
+            LISTENER => self.accept_ready = true,
             WAKER => self.more_commands = true,
             TIMER => {
                 if let Some(t) = &mut self.wake_timer {
@@ -243,6 +284,15 @@ impl Server {
             key: k as u32,
             gen: c.gen,
         })
+    }
+
+    /// The input held by the connections equals its running total (tests
+    /// and debug builds: a leak in the accounting would let the budget
+    /// drift).
+    #[cfg(debug_assertions)]
+    fn check_buffered(&self) {
+        let sum: usize = self.core.conns.iter().map(|(_, c)| c.held()).sum();
+        debug_assert_eq!(sum, self.core.buffered, "buffered-bytes accounting");
     }
 
     /// Wait for readiness events: spin first if [`Config::busy_poll`] asks
@@ -301,7 +351,8 @@ impl Server {
     /// owed to the handler.
     fn work_pending(&self) -> bool {
         !self.core.dirty.is_empty()
-            || !self.unread.is_empty()
+            || !self.core.unread.is_empty()
+            || self.accept_ready
             || self.more_commands
             || self.core.wake.is_raised()
     }
@@ -313,15 +364,19 @@ impl Server {
         if self.core.config.clock.is_manual() {
             return None;
         }
-        let mut next = self.core.timers.next_deadline();
-        for at in [self.core.shutdown_at, self.accept_retry_at]
-            .into_iter()
-            .flatten()
-        {
-            next = Some(next.map_or(at, |n| n.min(at)));
+        // The earliest deadline (`MAX`: none); runs before every sleep, and
+        // usually only the connections' timers have one.
+        let never = Millis::MAX;
+        let mut next = self.core.timers.next_deadline().unwrap_or(never);
+        if let Some(at) = self.core.shutdown_at {
+            next = next.min(at);
         }
+        if let Some(at) = self.accept_retry_at {
+            next = next.min(at);
+        }
+        next = next.min(self.core.app_timers.next_deadline().unwrap_or(never));
         // +1 ms: never wake a hair before a deadline and spin.
-        next.map(|at| at.saturating_add(1))
+        (next != never).then(|| next.saturating_add(1))
     }
 
     /// Time from now (a fresh clock reading) until loop time `at`.

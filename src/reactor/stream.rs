@@ -52,6 +52,17 @@ impl Stream {
         }
     }
 
+    /// Room in the socket's send buffer now: about what the next write
+    /// hands to the kernel. Asked of the kernel, no I/O; 0 where it cannot
+    /// say.
+    pub fn send_room(&self) -> usize {
+        match self {
+            Stream::Plain(s) => send_room(s),
+            #[cfg(feature = "tls")]
+            Stream::Tls(t) => send_room(t.socket_ref()),
+        }
+    }
+
     pub fn peer_addr(&self) -> io::Result<SocketAddr> {
         match self {
             Stream::Plain(s) => s.peer_addr(),
@@ -115,5 +126,83 @@ impl Write for Stream {
 
     fn flush(&mut self) -> io::Result<()> {
         self.flush_pending().map(|_| ())
+    }
+}
+
+/// Room in `sock`'s send buffer: `SO_MEMINFO`'s send buffer size less
+/// what is queued in it, the test `tcp_sendmsg` makes before it takes
+/// more (`sk_stream_memory_free`). 0 if the kernel cannot say.
+#[cfg(target_os = "linux")]
+fn send_room(sock: &TcpStream) -> usize {
+    use std::os::fd::AsRawFd;
+    // SK_MEMINFO_VARS of Linux 4.6 and later (the kernel copies at most
+    // what it has and says how much in `len`).
+    let mut info = [0u32; 9];
+    let mut len = std::mem::size_of_val(&info) as libc::socklen_t;
+    // SAFETY: `info` and `len` are valid for writes and `len` holds the
+    // size of `info`; the descriptor is owned by `sock`, which outlives the
+    // call. Tested below.
+    let r = unsafe {
+        libc::getsockopt(
+            sock.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_MEMINFO,
+            info.as_mut_ptr().cast(),
+            &mut len,
+        )
+    };
+    let sndbuf = info[libc::SK_MEMINFO_SNDBUF as usize];
+    let queued = info[libc::SK_MEMINFO_WMEM_QUEUED as usize];
+    let have = len as usize / std::mem::size_of::<u32>();
+    if r == 0 && have > libc::SK_MEMINFO_WMEM_QUEUED as usize {
+        sndbuf.saturating_sub(queued) as usize
+    } else {
+        0
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn send_room(_sock: &TcpStream) -> usize {
+    0
+}
+
+#[cfg(all(test, target_os = "linux"))]
+mod tests {
+    use super::*;
+    use std::io::Read;
+
+    /// An idle socket has its whole send buffer free; a full one none, and
+    /// some again once its peer reads.
+    #[test]
+    fn send_room_follows_the_kernels_send_buffer() {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let mut peer = std::net::TcpStream::connect(l.local_addr().unwrap()).unwrap();
+        let (sock, _) = l.accept().unwrap();
+        sock.set_nonblocking(true).unwrap();
+        let mut sock = TcpStream::from_std(sock);
+        let idle = send_room(&sock);
+        assert!(idle >= 4096, "{idle}");
+        let chunk = vec![7u8; 64 * 1024];
+        let mut taken = 0;
+        loop {
+            match sock.write(&chunk) {
+                Ok(n) => taken += n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) => panic!("{e}"),
+            }
+        }
+        // What the idle socket said it had room for is about what it took.
+        assert!(taken >= idle / 2, "took {taken}, room was {idle}");
+        assert_eq!(send_room(&sock), 0);
+        let mut buf = vec![0u8; 1 << 20];
+        let mut read = 0;
+        while read < buf.len() {
+            read += peer.read(&mut buf[read..]).unwrap();
+        }
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+        while send_room(&sock) == 0 {
+            assert!(std::time::Instant::now() < deadline, "no room after a read");
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
     }
 }

@@ -84,6 +84,10 @@ impl TlsStream {
         &mut self.sock
     }
 
+    pub fn socket_ref(&self) -> &TcpStream {
+        &self.sock
+    }
+
     pub fn peer_addr(&self) -> io::Result<SocketAddr> {
         self.sock.peer_addr()
     }

@@ -1,6 +1,8 @@
 //! The opening handshake (RFC 6455 §4.2): a complete request head becomes an
 //! upgrade (the `101` response, then frames), a plain HTTP response, or a
-//! rejection; each of the latter two ends the connection.
+//! rejection; each of the latter two ends the connection. A request head
+//! that comes in pieces is collected in a buffer counted against
+//! `max_buffered_bytes`; an answer to `HEAD` is sent without its body.
 
 use super::conn::Phase;
 use super::core::{slot, Ctx};
@@ -38,34 +40,76 @@ impl Server {
                     _ => {
                         let mut buf = Box::<HeadBuffer>::default();
                         let r = buf.push(&self.read_buf[..n], max);
+                        let held = buf.capacity();
                         *head = Some(buf);
+                        self.core.held_changed(0, held);
                         if let Err(rej) = r {
                             self.reject(id, &rej, handler);
                         }
                     }
                 }
             }
-            Some(buf) => match buf.push(&self.read_buf[..n], max) {
-                Ok(None) => {}
-                Ok(Some(end)) => {
-                    let (head, mut rest) = std::mem::take(buf).split_off_rest(end);
-                    self.handshake(id, &head, &mut rest, handler);
+            Some(buf) => {
+                let before = buf.capacity();
+                match buf.push(&self.read_buf[..n], max) {
+                    Ok(None) => {
+                        let after = buf.capacity();
+                        self.core.held_changed(before, after);
+                    }
+                    Ok(Some(end)) => {
+                        let (head, mut rest) = std::mem::take(buf).split_off_rest(end);
+                        // The head and what followed it leave the buffer.
+                        self.core.held_changed(before, 0);
+                        self.handshake(id, &head, &mut rest, handler);
+                    }
+                    Err(rej) => {
+                        let after = buf.capacity();
+                        self.core.held_changed(before, after);
+                        self.reject(id, &rej, handler);
+                    }
                 }
-                Err(rej) => self.reject(id, &rej, handler),
-            },
+            }
         }
     }
 
+    /// Refuse the handshake of `id` with `rej` (its request head is not
+    /// parsed, or is not to be trusted: the full response goes out).
     pub(super) fn reject<H: Handler>(&mut self, id: ConnId, rej: &Rejection, handler: &mut H) {
+        self.refuse_request(id, rej, false, handler);
+    }
+
+    /// Refuse with `rej`; `head_only`: the request was `HEAD`, so the
+    /// response goes without its body (RFC 9110 §9.3.2).
+    fn refuse_request<H: Handler>(
+        &mut self,
+        id: ConnId,
+        rej: &Rejection,
+        head_only: bool,
+        handler: &mut H,
+    ) {
         log::debug!("conn {id}: handshake rejected: {rej}");
         let mut ctx = Ctx {
             core: &mut self.core,
         };
         handler.rejected(&mut ctx, rej.status, rej.reason);
-        self.respond(id, &rejection_response(rej));
+        self.respond(id, rejection_response(rej), head_only);
     }
 
-    fn respond(&mut self, id: ConnId, bytes: &[u8]) {
+    /// Queue the HTTP response `bytes` (without its body if `head_only`)
+    /// and finish: the connection ends once it is written.
+    fn respond(&mut self, id: ConnId, mut bytes: Vec<u8>, head_only: bool) {
+        if head_only {
+            // RFC 9110 §9.3.2: the GET response's head (Content-Length
+            // included), no content. Header values cannot hold CR or LF
+            // (`push_header`), so the first blank line ends the head.
+            if let Some(end) = find_head_end(&bytes, 0) {
+                bytes.truncate(end);
+            }
+        }
+        self.respond_bytes(id, &bytes);
+    }
+
+    fn respond_bytes(&mut self, id: ConnId, bytes: &[u8]) {
         let Some(c) = slot(&mut self.core.conns, id) else {
             return;
         };
@@ -80,35 +124,45 @@ impl Server {
             Ok(r) => r,
             Err(rej) => return self.reject(id, &rej, handler),
         };
+        let head_only = req.method == "HEAD";
         let mut ctx = Ctx {
             core: &mut self.core,
         };
         if !req.wants_websocket() {
             let resp = handler.http(&mut ctx, id, &req);
-            return self.respond(id, &resp.to_bytes());
+            return self.respond(id, resp.to_bytes(), head_only);
         }
         let key = match validate_upgrade(&req) {
             Ok(k) => k,
-            Err(rej) => return self.reject(id, &rej, handler),
+            Err(rej) => return self.refuse_request(id, &rej, head_only, handler),
+        };
+        // Upgraded connections that came since this one was accepted may
+        // have filled the slots (handshakes count apart).
+        if self.core.open_count >= self.core.config.max_connections {
+            let rej = Rejection {
+                status: 503,
+                reason: "connection limit reached",
+            };
+            return self.refuse_request(id, &rej, false, handler);
+        }
+        let mut ctx = Ctx {
+            core: &mut self.core,
         };
         match handler.upgrade(&mut ctx, id, &req) {
             Upgrade::Reject(resp) => {
                 log::debug!("conn {id}: upgrade refused by handler: {}", resp.status);
-                self.respond(id, &resp.to_bytes());
+                self.respond(id, resp.to_bytes(), false);
             }
             Upgrade::Accept { protocol, headers } => {
                 // RFC 6455 §4.2.2: only a subprotocol the client offered.
                 if let Some(p) = &protocol {
                     if !req.protocols().any(|o| o == p) {
                         log::error!("conn {id}: handler selected unoffered subprotocol {p:?}");
-                        return self.reject(
-                            id,
-                            &Rejection {
-                                status: 500,
-                                reason: "server selected a subprotocol not offered",
-                            },
-                            handler,
-                        );
+                        let rej = Rejection {
+                            status: 500,
+                            reason: "server selected a subprotocol not offered",
+                        };
+                        return self.refuse_request(id, &rej, false, handler);
                     }
                 }
                 let extra: Vec<(&str, &str)> = headers
@@ -120,13 +174,9 @@ impl Server {
                 let Some(c) = slot(&mut self.core.conns, id) else {
                     return;
                 };
-                // Written at once when possible: no queue buffer is taken.
-                if c.wq
-                    .write_through(&mut c.stream, &[&resp], &mut self.core.pool)
-                    .is_err()
-                {
-                    c.abort = true;
-                }
+                // Queued like every reply: written right after this read,
+                // with whatever `open` and the pipelined frames produce.
+                c.wq.push_bytes(&[&resp], &mut self.core.pool);
                 c.phase = Phase::Open { pong_due: None };
                 c.last_read = now;
                 self.core.open_count += 1;

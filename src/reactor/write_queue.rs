@@ -229,6 +229,20 @@ impl WriteQueue {
             .push_back(Seg::Shared(bytes.clone()));
     }
 
+    /// Append a large frame (header and payload) as a buffer of its own,
+    /// of exactly its size: one copy, no growth of the coalescing buffer.
+    pub fn push_large(&mut self, header: &[u8], payload: &[u8], pool: &mut BufPool) {
+        let n = header.len() + payload.len();
+        let mut v = Vec::with_capacity(n);
+        v.extend_from_slice(header);
+        v.extend_from_slice(payload);
+        self.seal_tail(pool);
+        self.len += n;
+        self.segs
+            .get_or_insert_with(|| pool.take_list())
+            .push_back(Seg::Owned(v));
+    }
+
     /// Write as much as the socket takes. Returns `Ok(true)` when the queue
     /// is empty, `Ok(false)` when the socket would block.
     pub fn flush<W: Write>(&mut self, w: &mut W, pool: &mut BufPool) -> io::Result<bool> {
@@ -400,11 +414,12 @@ mod tests {
     }
 
     proptest::proptest! {
-        /// Any mix of copied bytes, shared frames, direct writes and partial
-        /// flushes writes exactly the bytes queued, in order.
+        /// Any mix of copied bytes, shared frames, direct writes, large
+        /// frames and partial flushes writes exactly the bytes queued, in
+        /// order.
         #[test]
         fn matches_a_plain_byte_model(
-            ops in proptest::collection::vec((0u8..4, 0usize..70_000, 1usize..9000), 1..40)
+            ops in proptest::collection::vec((0u8..5, 0usize..70_000, 1usize..9000), 1..40)
         ) {
             let mut pool = BufPool::new(4 * 1024, 64);
             let mut q = WriteQueue::default();
@@ -420,6 +435,7 @@ mod tests {
                         w.calls_left = 1;
                         q.write_through(&mut w, &[&bytes, b"!"], &mut pool).unwrap();
                     }
+                    3 => q.push_large(b"#", &bytes, &mut pool),
                     _ => {
                         w.cap = cap;
                         w.calls_left = 3;
@@ -430,6 +446,7 @@ mod tests {
                     0 => { model.extend_from_slice(&bytes); model.push(b'|'); }
                     1 => model.extend_from_slice(&bytes),
                     2 => { model.extend_from_slice(&bytes); model.push(b'!'); }
+                    3 => { model.push(b'#'); model.extend_from_slice(&bytes); }
                     _ => {}
                 }
                 proptest::prop_assert_eq!(q.len() + w.out.len(), model.len());
