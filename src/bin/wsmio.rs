@@ -53,11 +53,36 @@ struct ServeArgs {
     /// Address to listen on.
     #[arg(long, env = "WSMIO_LISTEN", default_value = "127.0.0.1:9001")]
     listen: SocketAddr,
-    /// Most simultaneous connections (more get 503). The open-file limit is
-    /// raised to fit if the hard limit allows.
+    /// Most simultaneous WebSocket connections (an upgrade past it gets
+    /// 503); connections still in their handshake are bounded apart by
+    /// --max-pending-handshakes. The open-file limit is raised to fit both
+    /// if the hard limit allows.
     #[arg(long, env = "WSMIO_MAX_CONNECTIONS", default_value_t = 10_000,
           value_parser = clap::value_parser!(u64).range(1..=10_000_000))]
     max_connections: u64,
+    /// Connections still in their handshake (past it the oldest is dropped,
+    /// with 408 if its request had not arrived), so that slow handshakes
+    /// cannot take the slots of upgraded connections.
+    #[arg(long, env = "WSMIO_MAX_PENDING_HANDSHAKES", default_value_t = 4096,
+          value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    max_pending_handshakes: u64,
+    /// The accept queue asked of listen(2) (default: --max-connections,
+    /// between 128 and 4,096; the kernel caps it at net.core.somaxconn,
+    /// and the startup log says so when that is lower).
+    #[arg(long, env = "WSMIO_LISTEN_BACKLOG",
+          value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    listen_backlog: Option<u32>,
+    /// Connections accepted per loop turn (the rest of a reconnect storm
+    /// next turn, after the open connections' reads and writes).
+    #[arg(long, env = "WSMIO_ACCEPTS_PER_TURN", default_value_t = 256,
+          value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    accepts_per_turn: u64,
+    /// Bytes of input all connections together may hold in partial
+    /// messages and request heads; past it the largest holders are closed
+    /// with 1013 (503 during the handshake).
+    #[arg(long, env = "WSMIO_MAX_BUFFERED_BYTES", default_value_t = 256 << 20,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    max_buffered_bytes: u64,
     /// Largest message a client may send, in bytes (close 1009 above it).
     #[arg(long, env = "WSMIO_MAX_MESSAGE_SIZE", default_value_t = 64 * 1024,
           value_parser = clap::value_parser!(u64).range(1..))]
@@ -325,7 +350,7 @@ fn token(a: TokenArgs) {
 }
 
 fn serve(a: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
-    fit_open_file_limit(a.max_connections as usize);
+    fit_open_file_limit((a.max_connections + a.max_pending_handshakes) as usize);
     let config = reactor_config(&a)?;
     let tls = config.serves_tls();
     let hub_config = hub_config(&a)?;
@@ -366,7 +391,13 @@ fn serve(a: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
 /// The reactor's settings from the flags.
 fn reactor_config(a: &ServeArgs) -> Result<Config, Box<dyn std::error::Error>> {
     let max_queued_bytes = a.max_queued_bytes as usize;
-    let config = Config::default()
+    let config = Config {
+        max_pending_handshakes: a.max_pending_handshakes as usize,
+        accepts_per_turn: a.accepts_per_turn as usize,
+        max_buffered_bytes: a.max_buffered_bytes as usize,
+        listen_backlog: a.listen_backlog,
+        ..Config::default()
+    }
         .with_max_connections(a.max_connections as usize)
         .with_max_message_size(a.max_message_size)
         .with_max_frame_size(a.max_message_size)
@@ -472,10 +503,10 @@ fn shut_down_on_signals(handle: wsmio::Handle) -> std::io::Result<()> {
 const FD_HEADROOM: libc::rlim_t = 64;
 
 /// Raise the soft open-file limit (often 1024) towards the hard limit so
-/// that `max_connections` fit; warn if they cannot (connections past the
-/// limit are refused with 503).
-fn fit_open_file_limit(max_connections: usize) {
-    let want = (max_connections as libc::rlim_t).saturating_add(FD_HEADROOM);
+/// that `sockets` (connections and handshakes) fit; warn if they cannot
+/// (connections past the limit are refused with 503).
+fn fit_open_file_limit(sockets: usize) {
+    let want = (sockets as libc::rlim_t).saturating_add(FD_HEADROOM);
     let mut lim = libc::rlimit {
         rlim_cur: 0,
         rlim_max: 0,
@@ -496,8 +527,8 @@ fn fit_open_file_limit(max_connections: usize) {
     }
     if lim.rlim_cur < want {
         log::warn!(
-            "open-file limit {} (hard {}) is below --max-connections {max_connections} + {FD_HEADROOM}: \
-             connections past it are refused with 503",
+            "open-file limit {} (hard {}) is below --max-connections + --max-pending-handshakes \
+             ({sockets}) + {FD_HEADROOM}: connections past it are refused with 503",
             lim.rlim_cur,
             lim.rlim_max
         );

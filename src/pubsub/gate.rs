@@ -9,8 +9,9 @@ const CLIENT_JS: &str = include_str!("wsmio.js");
 
 use super::auth::{verify_jwt, Identity, TokenError};
 use super::hub::{random_hex, wall_ms, Hub};
+use super::metrics::Metrics;
 use crate::proto::handshake::Request as HttpRequest;
-use crate::reactor::{ConnId, HttpResponse, Upgrade};
+use crate::reactor::{ConnId, HttpResponse, Stats, Upgrade};
 
 impl Hub {
     /// Accept or refuse an upgrade request; an accepted one's identity
@@ -102,7 +103,7 @@ impl Hub {
     }
 
     /// A plain HTTP request.
-    pub(super) fn route_http(&mut self, req: &HttpRequest) -> HttpResponse {
+    pub(super) fn route_http(&mut self, req: &HttpRequest, reactor: &Stats) -> HttpResponse {
         if req.method != "GET" && req.method != "HEAD" {
             return HttpResponse::text(405, "method not allowed").with_header("Allow", "GET");
         }
@@ -133,6 +134,7 @@ impl Hub {
                 self.metrics.local_topics = self.local.len() as u64;
                 self.metrics.subscriptions = self.local.subscriptions() as u64;
                 let mut text = self.metrics.render();
+                Metrics::render_reactor(reactor, &mut text);
                 self.engine.render_metrics(&mut text);
                 HttpResponse::new(200, "text/plain; version=0.0.4", text.into_bytes())
             }

@@ -274,8 +274,8 @@ impl Handler for Hub {
         self.check_upgrade(id, req, secure, ip)
     }
 
-    fn http(&mut self, _ctx: &mut Ctx<'_>, _id: ConnId, req: &HttpRequest) -> HttpResponse {
-        self.route_http(req)
+    fn http(&mut self, ctx: &mut Ctx<'_>, _id: ConnId, req: &HttpRequest) -> HttpResponse {
+        self.route_http(req, &ctx.stats())
     }
 
     fn rejected(&mut self, _ctx: &mut Ctx<'_>, status: u16, _reason: &'static str) {

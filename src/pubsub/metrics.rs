@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
-use crate::reactor::SendStatus;
+use crate::reactor::{SendStatus, Stats};
 
 /// Counters and gauges of one hub.
 #[derive(Debug, Default, Clone)]
@@ -126,6 +126,26 @@ impl Metrics {
     pub fn out_n(&mut self, n: u64, bytes: usize) {
         self.messages_out += n;
         self.bytes_out += bytes as u64;
+    }
+
+    /// The loop's own figures (its memory budget, handshakes, timers).
+    pub fn render_reactor(stats: &Stats, out: &mut String) {
+        const C: &str = "counter";
+        const G: &str = "gauge";
+        let samples: [(&str, &str, &str, u64); 6] = [
+            ("wsmio_buffered_bytes", G, "Input bytes held in partial messages and request heads (bounded by --max-buffered-bytes).", stats.buffered_bytes as u64),
+            ("wsmio_budget_closes_total", C, "Connections closed (1013, or 503 in the handshake) because --max-buffered-bytes was passed.", stats.budget_closes),
+            ("wsmio_pending_handshakes", G, "Connections not upgraded yet (bounded by --max-pending-handshakes).", stats.pending_handshakes as u64),
+            ("wsmio_handshakes_dropped_total", C, "Handshakes dropped, oldest first, to stay under --max-pending-handshakes.", stats.handshakes_dropped),
+            ("wsmio_upgraded_connections", G, "Upgraded connections (bounded by --max-connections).", stats.upgraded_connections as u64),
+            ("wsmio_timers", G, "Application timers set on the loop.", stats.timers as u64),
+        ];
+        for (name, kind, help, v) in samples {
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {v}"
+            );
+        }
     }
 
     /// The Prometheus text exposition.

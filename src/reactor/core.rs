@@ -11,9 +11,9 @@ use super::clock::{millis, Clock};
 use super::config::{Config, FullQueuePolicy};
 use super::conn::{head_capacity, Conn, Finish, Phase};
 use super::frame::{Frame, SendStatus};
-use super::handle::Wake;
 use super::id::ConnId;
 use super::timer::{Millis, TimerHeap};
+use super::wake::Wake;
 use super::write_queue::BufPool;
 use crate::proto::{CloseCode, Error, Limits, Message, OpCode};
 

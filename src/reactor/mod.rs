@@ -40,6 +40,7 @@ pub mod timer;
 #[cfg(feature = "tls")]
 pub mod tls;
 mod upgrade;
+mod wake;
 mod wake_timer;
 pub mod write_queue;
 
