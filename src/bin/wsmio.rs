@@ -202,6 +202,26 @@ struct ServeArgs {
     /// (`presence_count`, at most once a second per topic).
     #[arg(long, env = "WSMIO_PRESENCE_EVENTS_MAX", default_value_t = 100)]
     presence_events_max: usize,
+    /// Requests run per loop turn; past it a connection's requests wait
+    /// for the next turns (round robin) and it is not read meanwhile.
+    #[arg(long, env = "WSMIO_REQUESTS_PER_TURN", default_value_t = 2048,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    requests_per_turn: u64,
+    /// Fan-out sends per loop turn; a bigger fan-out goes on in the next
+    /// turns, after everyone else's reads and writes.
+    #[arg(long, env = "WSMIO_FANOUT_PER_TURN", default_value_t = 16_384,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    fanout_per_turn: u64,
+    /// Fan-out bytes per loop turn (as --fanout-per-turn, for large
+    /// messages).
+    #[arg(long, env = "WSMIO_FANOUT_BYTES_PER_TURN", default_value_t = 4 << 20,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    fanout_bytes_per_turn: u64,
+    /// Bytes the waiting fan-outs may owe before connections that publish
+    /// are not read (and the engine's deliveries wait) until it is half.
+    #[arg(long, env = "WSMIO_MAX_FANOUT_BACKLOG", default_value_t = 64 << 20,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    max_fanout_backlog: u64,
     /// Sustained requests per second per connection (> 0).
     #[arg(long, env = "WSMIO_RATE", default_value_t = 50.0, value_parser = positive_rate)]
     rate: f64,
@@ -398,21 +418,21 @@ fn reactor_config(a: &ServeArgs) -> Result<Config, Box<dyn std::error::Error>> {
         listen_backlog: a.listen_backlog,
         ..Config::default()
     }
-        .with_max_connections(a.max_connections as usize)
-        .with_max_message_size(a.max_message_size)
-        .with_max_frame_size(a.max_message_size)
-        .with_idle_timeout((a.idle_timeout > 0).then(|| Duration::from_secs(a.idle_timeout)))
-        .with_pong_timeout(Duration::from_secs(a.pong_timeout))
-        .with_handshake_timeout(Duration::from_secs(a.handshake_timeout))
-        .with_max_queued_bytes(max_queued_bytes)
-        .with_backpressure_limit(max_queued_bytes / 4)
-        .with_full_queue_policy(match a.slow_consumer {
-            SlowConsumer::Close => FullQueuePolicy::Close,
-            SlowConsumer::Drop => FullQueuePolicy::Drop,
-        })
-        .with_shutdown_timeout(Duration::from_secs(a.shutdown_timeout))
-        .with_busy_poll((a.busy_poll_us > 0).then(|| Duration::from_micros(a.busy_poll_us)))
-        .with_shutdown_reason("server restarting, reconnect later");
+    .with_max_connections(a.max_connections as usize)
+    .with_max_message_size(a.max_message_size)
+    .with_max_frame_size(a.max_message_size)
+    .with_idle_timeout((a.idle_timeout > 0).then(|| Duration::from_secs(a.idle_timeout)))
+    .with_pong_timeout(Duration::from_secs(a.pong_timeout))
+    .with_handshake_timeout(Duration::from_secs(a.handshake_timeout))
+    .with_max_queued_bytes(max_queued_bytes)
+    .with_backpressure_limit(max_queued_bytes / 4)
+    .with_full_queue_policy(match a.slow_consumer {
+        SlowConsumer::Close => FullQueuePolicy::Close,
+        SlowConsumer::Drop => FullQueuePolicy::Drop,
+    })
+    .with_shutdown_timeout(Duration::from_secs(a.shutdown_timeout))
+    .with_busy_poll((a.busy_poll_us > 0).then(|| Duration::from_micros(a.busy_poll_us)))
+    .with_shutdown_reason("server restarting, reconnect later");
     Ok(match (&a.tls_cert, &a.tls_key) {
         (Some(cert), Some(key)) => {
             config.with_tls(wsmio::reactor::tls::server_config_from_pem(cert, key)?)
@@ -451,6 +471,10 @@ fn hub_config(a: &ServeArgs) -> Result<HubConfig, String> {
         idempotency_window: Duration::from_secs(a.idempotency_window),
         max_idempotency_keys: a.max_idempotency_keys as usize,
         presence_events_max: a.presence_events_max,
+        requests_per_turn: a.requests_per_turn as usize,
+        fanout_per_turn: a.fanout_per_turn as usize,
+        fanout_bytes_per_turn: a.fanout_bytes_per_turn as usize,
+        max_fanout_backlog: a.max_fanout_backlog as usize,
         rate_per_sec: a.rate,
         rate_burst: a.burst,
         index_html: Some(DEMO_PAGE),

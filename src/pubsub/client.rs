@@ -46,6 +46,10 @@ pub(super) struct Client {
     /// `pub` after a `sub` reaches the subscriber). At most
     /// [`MAX_WAITING`].
     pub waiting: VecDeque<Waiting>,
+    /// Requests read past the loop turn's request budget, in order: they
+    /// run on later turns, and the connection is not read meanwhile (see
+    /// `pacing.rs`).
+    pub deferred: VecDeque<Box<str>>,
 }
 
 impl Client {
@@ -67,6 +71,7 @@ impl Client {
             catch_up: Vec::new(),
             pending: Vec::new(),
             waiting: VecDeque::new(),
+            deferred: VecDeque::new(),
         }
     }
 

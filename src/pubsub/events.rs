@@ -16,6 +16,11 @@ use crate::reactor::{ConnId, Ctx};
 impl Hub {
     /// Handle what the engine has for us.
     pub(super) fn engine_events(&mut self, ctx: &mut Ctx<'_>) {
+        if self.fanout_over() {
+            // Deliveries wait in the engine until the queue is shorter
+            // (the queue's own wake-up comes back here).
+            return;
+        }
         for _ in 0..EVENTS_PER_WAKE {
             let Some(ev) = self.engine.poll() else {
                 self.release(ctx);
@@ -121,6 +126,7 @@ impl Hub {
     /// their replay and report it there).
     fn lost_for_all(&mut self, ctx: &mut Ctx<'_>, topic: &str, epoch: &str, from: u64, to: u64) {
         self.release(ctx);
+        self.settle(ctx, topic);
         let Some(t) = self.local.get(topic) else {
             return;
         };

@@ -10,19 +10,14 @@
 //! else the hub sends or changes. Every send and close goes through this
 //! file's [`Hub::send`], [`Hub::close_conn`] and [`Hub::fan_out`], and the
 //! two changes that matter — adding and removing a subscriber — through
-//! `subscribe.rs`, all of which release first.
-
-use std::ops::RangeInclusive;
+//! `subscribe.rs`, all of which release first. Fan-outs larger than a loop
+//! turn's budget go on in later turns (`fanout_queue.rs`).
 
 use super::hub::Hub;
-use super::metrics::Metrics;
-use super::missed::record_gap;
 use super::protocol::{ErrorCode, Event};
 use crate::proto::frame::unmasked_frame_len;
-use crate::reactor::{ConnId, ConnIdMap, Ctx, Frame, SendStatus};
+use crate::reactor::{ConnId, Ctx, Frame, SendStatus};
 use crate::CloseCode;
-
-use super::client::Client;
 
 impl Hub {
     /// Send one message (not a delivery) to `id`.
@@ -69,7 +64,7 @@ impl Hub {
         exclude: Option<ConnId>,
     ) {
         self.release(ctx);
-        self.deliver(ctx, topic, seq..=seq, frame, exclude);
+        self.deliver(ctx, topic, Some(seq..=seq), frame, exclude);
     }
 
     /// Hold delivery `seq` of `topic` until the read (or wake-up) is done
@@ -95,70 +90,8 @@ impl Hub {
         let frame = self.batch.take();
         let topic = std::mem::take(&mut self.batch.topic);
         let seqs = self.batch.first..=self.batch.last;
-        self.deliver(ctx, &topic, seqs, &frame, None);
+        self.deliver(ctx, &topic, Some(seqs), &frame, None);
         self.batch.topic = topic;
-    }
-
-    /// Queue `frame`, the deliveries `seqs` (consecutive) of `topic`, to
-    /// every local subscriber but `exclude`.
-    fn deliver(
-        &mut self,
-        ctx: &mut Ctx<'_>,
-        topic: &str,
-        seqs: RangeInclusive<u64>,
-        frame: &Frame,
-        exclude: Option<ConnId>,
-    ) {
-        let Some(t) = self.local.get(topic) else {
-            return;
-        };
-        let len = frame.as_bytes().len();
-        let n = seqs.end() - seqs.start() + 1;
-        // Subscribers catching up from history get these from there.
-        let held = t.held();
-        let mut epoch = None;
-        for &sub in t.subscribers() {
-            if Some(sub) == exclude || (!held.is_empty() && held.contains(&sub)) {
-                continue;
-            }
-            match ctx.send_frame(sub, frame) {
-                SendStatus::Sent => {
-                    self.metrics.fanout_deliveries += n;
-                    self.metrics.out_n(n, len);
-                }
-                SendStatus::Backpressured => {
-                    self.metrics.fanout_deliveries += n;
-                    self.metrics.out_n(n, len);
-                    self.metrics.queued(ctx.queued_bytes(sub));
-                }
-                SendStatus::Dropped => {
-                    // Cold: the epoch is looked up once per fan-out.
-                    let e = epoch.get_or_insert_with(|| {
-                        self.engine
-                            .position(topic)
-                            .map(|p| p.epoch)
-                            .unwrap_or_default()
-                    });
-                    dropped(&mut self.metrics, &mut self.clients, sub, topic, e, &seqs)
-                }
-                SendStatus::Closed => {}
-            }
-        }
-    }
-
-    /// Send `text` (an event, not a delivery) to every local subscriber
-    /// of `topic`, framed once.
-    pub(super) fn notify(&mut self, ctx: &mut Ctx<'_>, topic: &str, text: &str) {
-        self.release(ctx);
-        let Some(t) = self.local.get(topic) else {
-            return;
-        };
-        let frame = Frame::text(text);
-        for &sub in t.subscribers() {
-            let s = ctx.send_frame(sub, &frame);
-            self.metrics
-                .sent(s, frame.as_bytes().len(), || ctx.queued_bytes(sub));
-        }
     }
 
     /// What `id` is owed once its queue drains: the `gap`s of deliveries
@@ -182,25 +115,7 @@ impl Hub {
         for cu in catch_up {
             let topic = cu.topic.clone();
             let pending = self.replay(ctx, id, cu);
-            self.set_catch_up(id, &topic, pending);
+            self.set_catch_up(ctx, id, &topic, pending);
         }
-    }
-}
-
-/// The deliveries `seqs` of `topic` did not fit in `id`'s queue: count
-/// them and remember the gap (reported by a `gap` event once the queue
-/// drains).
-fn dropped(
-    metrics: &mut Metrics,
-    clients: &mut ConnIdMap<Client>,
-    id: ConnId,
-    topic: &str,
-    epoch: &str,
-    seqs: &RangeInclusive<u64>,
-) {
-    let (first, last) = (*seqs.start(), *seqs.end());
-    metrics.drop_n("slow_consumer", last - first + 1);
-    if let Some(c) = clients.get_mut(&id) {
-        record_gap(&mut c.gaps, topic, epoch, first, last);
     }
 }

@@ -132,6 +132,8 @@ impl Hub {
                 self.metrics.positions = stats.positions;
                 self.metrics.idempotency_keys = stats.idempotency_keys;
                 self.metrics.local_topics = self.local.len() as u64;
+                self.metrics.fanout_waiting = self.fanout.len() as u64;
+                self.metrics.fanout_backlog_bytes = self.fanout.backlog();
                 self.metrics.subscriptions = self.local.subscriptions() as u64;
                 let mut text = self.metrics.render();
                 Metrics::render_reactor(reactor, &mut text);

@@ -32,8 +32,10 @@ use super::client::Client;
 use super::config::HubConfig;
 use super::engine::memory::{MemoryEngine, MemoryLimits};
 use super::engine::{Engine, OpId};
+use super::fanout_queue::FanoutQueue;
 use super::local::LocalTopics;
 use super::metrics::Metrics;
+use super::pacing::Pacing;
 use super::presence_feed::PresenceFeed;
 use super::protocol::Event;
 use super::protocol::{self, ErrorCode};
@@ -66,6 +68,10 @@ pub struct Hub {
     pub(super) next_op: OpId,
     /// Presence changes not yet told (see `presence_feed.rs`).
     pub(super) presence: PresenceFeed,
+    /// Fan-outs larger than a turn's budget (see `fanout_queue.rs`).
+    pub(super) fanout: FanoutQueue,
+    /// Requests past a turn's budget (see `pacing.rs`).
+    pub(super) pacing: Pacing,
 }
 
 /// The hub's timer for throttled `presence_count`s
@@ -157,6 +163,8 @@ impl Hub {
             ops: HashMap::new(),
             next_op: 1,
             presence: PresenceFeed::default(),
+            fanout: FanoutQueue::default(),
+            pacing: Pacing::default(),
         }
     }
 
@@ -305,7 +313,7 @@ impl Handler for Hub {
             return;
         }
         match msg {
-            Message::Text(t) => self.request(ctx, id, t),
+            Message::Text(t) => self.paced_request(ctx, id, t),
             // RFC 6455 §7.4.1: 1003 for a data type the endpoint cannot accept.
             Message::Binary(_) => self.close_conn(
                 ctx,
@@ -333,6 +341,10 @@ impl Handler for Hub {
     }
 
     fn wake(&mut self, ctx: &mut Ctx<'_>) {
+        // A new turn's fan-out budget: the queue first, then what the
+        // engine brought (which waits while the queue is long).
+        self.run_fanout(ctx);
+        self.run_deferred(ctx);
         self.engine_events(ctx);
         self.flush_presence(ctx);
     }

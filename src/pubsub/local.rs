@@ -17,6 +17,10 @@ pub(super) struct LocalTopic {
     /// replay from history (so what they get stays in sequence order), or
     /// waiting for the engine to answer their subscription. Usually empty.
     held: Vec<ConnId>,
+    /// Fan-outs of this topic waiting in the hub's queue: while there are
+    /// any, the subscribers and the held ones must not change (the hub
+    /// settles them first, see `fanout_queue.rs`).
+    jobs: u32,
 }
 
 impl LocalTopic {
@@ -35,8 +39,19 @@ impl LocalTopic {
         self.index.contains_key(&id)
     }
 
+    /// Fan-outs waiting.
+    pub fn jobs(&self) -> u32 {
+        self.jobs
+    }
+
+    /// One more (`1`) or one fewer (`-1`) fan-out waiting.
+    pub fn jobs_changed(&mut self, delta: i32) {
+        self.jobs = self.jobs.saturating_add_signed(delta);
+    }
+
     /// Skip subscriber `id` in live fan-out until [`LocalTopic::release`].
     pub fn hold(&mut self, id: ConnId) {
+        debug_assert_eq!(self.jobs, 0, "hold with fan-outs waiting");
         if self.has(id) && !self.held.contains(&id) {
             self.held.push(id);
         }
@@ -44,10 +59,12 @@ impl LocalTopic {
 
     /// Live fan-out reaches `id` again.
     pub fn release(&mut self, id: ConnId) {
+        debug_assert_eq!(self.jobs, 0, "release with fan-outs waiting");
         self.held.retain(|&h| h != id);
     }
 
     fn add(&mut self, id: ConnId) -> bool {
+        debug_assert_eq!(self.jobs, 0, "a subscriber added with fan-outs waiting");
         if self.index.contains_key(&id) {
             return false;
         }
@@ -57,6 +74,7 @@ impl LocalTopic {
     }
 
     fn remove(&mut self, id: ConnId) -> bool {
+        debug_assert_eq!(self.jobs, 0, "a subscriber removed with fan-outs waiting");
         let Some(pos) = self.index.remove(&id) else {
             return false;
         };

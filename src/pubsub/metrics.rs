@@ -23,6 +23,21 @@ pub struct Metrics {
     pub bytes_out: u64,
     /// Topic deliveries (one per recipient).
     pub fanout_deliveries: u64,
+    /// Connections whose requests waited for a later loop turn (the
+    /// turn's request budget was spent).
+    pub requests_deferred: u64,
+    /// Fan-outs that did not fit in their loop turn and went on later.
+    pub fanout_slices: u64,
+    /// Waiting fan-outs finished at once because their topic's subscribers
+    /// changed.
+    pub fanout_settles: u64,
+    /// Connections paused for publishing while the fan-out backlog was
+    /// over `max_fanout_backlog`.
+    pub publishers_paused: u64,
+    /// Fan-outs waiting, and the bytes they owe (gauges, set at render).
+    pub fanout_waiting: u64,
+    /// See `fanout_waiting`.
+    pub fanout_backlog_bytes: u64,
     /// `presence_diff` events sent (one per topic and loop turn, each to
     /// every local subscriber).
     pub presence_diffs: u64,
@@ -195,7 +210,7 @@ impl Metrics {
     }
 
     /// Every unlabeled sample: name, kind, help, value.
-    fn samples(&self) -> [(&'static str, &'static str, &'static str, u64); 21] {
+    fn samples(&self) -> [(&'static str, &'static str, &'static str, u64); 27] {
         const C: &str = "counter";
         const G: &str = "gauge";
         [
@@ -206,6 +221,12 @@ impl Metrics {
             ("wsmio_messages_out_total", C, "Messages queued to clients.", self.messages_out),
             ("wsmio_bytes_out_total", C, "Frame bytes (headers included) queued to clients.", self.bytes_out),
             ("wsmio_fanout_deliveries_total", C, "Topic deliveries, one per recipient.", self.fanout_deliveries),
+            ("wsmio_requests_deferred_total", C, "Times a connection's requests waited for a later loop turn (the turn's request budget was spent).", self.requests_deferred),
+            ("wsmio_fanout_slices_total", C, "Fan-outs that did not fit in their loop turn's budget and went on in later turns.", self.fanout_slices),
+            ("wsmio_fanout_settles_total", C, "Waiting fan-outs finished at once because their topic's subscribers changed.", self.fanout_settles),
+            ("wsmio_publishers_paused_total", C, "Connections not read for a while for publishing into a fan-out backlog over --max-fanout-backlog.", self.publishers_paused),
+            ("wsmio_fanout_waiting", G, "Fan-outs waiting for a later loop turn.", self.fanout_waiting),
+            ("wsmio_fanout_backlog_bytes", G, "Bytes the waiting fan-outs owe their subscribers.", self.fanout_backlog_bytes),
             ("wsmio_presence_diffs_total", C, "presence_diff events, one per topic and loop turn.", self.presence_diffs),
             ("wsmio_presence_counts_total", C, "presence_count events (topics over presence_events_max).", self.presence_counts),
             ("wsmio_publishes_total", C, "Publishes accepted.", self.publishes),

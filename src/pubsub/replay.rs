@@ -115,7 +115,14 @@ impl Hub {
 
     /// Record where `id`'s replay of `topic` stands: live fan-out skips it
     /// while `pending` is set.
-    pub(super) fn set_catch_up(&mut self, id: ConnId, topic: &str, pending: Option<CatchUp>) {
+    pub(super) fn set_catch_up(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        id: ConnId,
+        topic: &str,
+        pending: Option<CatchUp>,
+    ) {
+        self.settle(ctx, topic);
         let Some(c) = self.clients.get_mut(&id) else {
             return;
         };

@@ -116,12 +116,12 @@ impl Hub {
                     acked: None,
                     stage: Stage::Acked { op },
                 };
-                self.wait_for_engine(id, p);
+                self.wait_for_engine(ctx, id, p);
                 None
             }
             Err(e) => {
                 self.engine_error(ctx, id, req, &e);
-                self.release_held(id, topic);
+                self.release_held(ctx, id, topic);
                 self.subscribed(ctx, id, topic, new);
                 None
             }
@@ -163,13 +163,13 @@ impl Hub {
                     acked: from.acked,
                     stage: Stage::Fetching { op },
                 };
-                self.wait_for_engine(id, p);
+                self.wait_for_engine(ctx, id, p);
             }
             Err(e) => {
                 // Subscribed, but the resume cannot be served now: say so
                 // (the client may resume again later).
                 self.engine_error(ctx, id, req, &e);
-                self.release_held(id, topic);
+                self.release_held(ctx, id, topic);
                 self.subscribed(ctx, id, topic, new);
             }
         }
@@ -234,7 +234,7 @@ impl Hub {
                 .get(&id)
                 .is_some_and(|c| c.catch_up.iter().any(|cu| cu.topic == topic));
             if !replaying {
-                self.release_held(id, topic);
+                self.release_held(ctx, id, topic);
             }
             return;
         }
@@ -248,7 +248,7 @@ impl Hub {
             .first
             .map(|next| CatchUp::new(topic, next, from.fetched));
         let pending = pending.and_then(|cu| self.replay(ctx, id, cu));
-        self.set_catch_up(id, topic, pending);
+        self.set_catch_up(ctx, id, topic, pending);
     }
 
     /// Whether a resume after `after` needs history older than what this
@@ -262,7 +262,8 @@ impl Hub {
     }
 
     /// Live fan-out reaches `id` on `topic` again.
-    fn release_held(&mut self, id: ConnId, topic: &str) {
+    fn release_held(&mut self, ctx: &mut Ctx<'_>, id: ConnId, topic: &str) {
+        self.settle(ctx, topic);
         if let Some(t) = self.local.get_mut(topic) {
             t.release(id);
         }
@@ -295,7 +296,7 @@ impl Hub {
             }
             Err(e) => {
                 self.engine_error(ctx, id, p.req, &e);
-                self.release_held(id, topic);
+                self.release_held(ctx, id, topic);
                 self.subscribed(ctx, id, topic, p.new);
             }
         }
@@ -329,11 +330,11 @@ impl Hub {
                     };
                     self.resume(ctx, id, p.req, topic, p.since, from, p.new);
                 }
-                None => self.release_held(id, topic),
+                None => self.release_held(ctx, id, topic),
             },
             Err(e) => {
                 self.engine_error(ctx, id, p.req, &e);
-                self.release_held(id, topic);
+                self.release_held(ctx, id, topic);
                 self.subscribed(ctx, id, topic, p.new);
             }
         }

@@ -85,7 +85,7 @@ impl Hub {
                     acked: None,
                     stage: Stage::Attaching,
                 };
-                self.wait_for_engine(id, p)
+                self.wait_for_engine(ctx, id, p)
             }
         }
     }
@@ -94,6 +94,7 @@ impl Hub {
     /// out: it must not reach a subscriber that came after it).
     fn add_subscriber(&mut self, ctx: &mut Ctx<'_>, id: ConnId, topic: &str) {
         self.release(ctx);
+        self.settle(ctx, topic);
         self.local.add(topic, id);
         if let Some(c) = self.clients.get_mut(&id) {
             c.topics.push(topic.to_string());
@@ -102,7 +103,8 @@ impl Hub {
 
     /// Hold `id`'s subscription `p` until the engine answers
     /// ([`Hub::attached`], and `resume.rs`).
-    pub(super) fn wait_for_engine(&mut self, id: ConnId, p: PendingSub) {
+    pub(super) fn wait_for_engine(&mut self, ctx: &mut Ctx<'_>, id: ConnId, p: PendingSub) {
+        self.settle(ctx, &p.topic);
         if let Some(t) = self.local.get_mut(&p.topic) {
             t.hold(id);
         }
@@ -204,6 +206,7 @@ impl Hub {
     /// counted as a member, so it leaves).
     fn drop_subscription(&mut self, ctx: &mut Ctx<'_>, id: ConnId, topic: &str, member: bool) {
         self.release(ctx);
+        self.settle(ctx, topic);
         let Some(c) = self.clients.get_mut(&id) else {
             return;
         };
