@@ -1,6 +1,6 @@
 //! The `wsmio` binary as an operator runs it: settings it must refuse,
-//! running out of file descriptors, and a second signal during a graceful
-//! shutdown. Each test starts its own server process on an ephemeral
+//! running out of file descriptors, a second signal during a graceful
+//! shutdown, and the memory a join storm costs. Each test starts its own server process on an ephemeral
 //! 127.0.0.1 port and kills it (by PID) if it is still running at the end.
 
 use std::io::{BufRead, BufReader, Read, Write};
@@ -8,6 +8,8 @@ use std::net::{SocketAddr, TcpStream};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
+
+mod common;
 
 const BIN: &str = env!("CARGO_BIN_EXE_wsmio");
 
@@ -338,4 +340,67 @@ fn token_audience_and_issuer_from_the_command_line() {
             Some("HTTP/1.1 401 Unauthorized")
         );
     }
+}
+
+/// A WebSocket client of the hub's `/ws`.
+fn ws(addr: SocketAddr) -> common::Client {
+    let hs = wsmio::proto::handshake::ClientHandshake::new(rand_key(), &[]);
+    let req = hs.request(&addr.to_string(), "/ws", &[]);
+    common::Client::handshake(common::tcp(addr), &req, &hs, 0)
+        .unwrap_or_else(|r| panic!("refused: {r}"))
+}
+
+fn rand_key() -> [u8; 16] {
+    let mut k = [0u8; 16];
+    getrandom::getrandom(&mut k).expect("random key");
+    k
+}
+
+/// The server's resident memory, from `/proc/PID/status`.
+fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("status");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmRSS")
+}
+
+/// 1,000 clients join one topic at once (each a member; past
+/// `--presence-events-max` they get counts, not N² joins): all are
+/// subscribed, and the server's memory grows by a bounded amount per
+/// member. (5,000 at once is the benchmark's; see BENCHMARKS.md.)
+#[test]
+fn a_join_storm_of_1000_costs_bounded_memory_per_member() {
+    const N: usize = 1000;
+    let p = Proc::start(serve());
+    let mut warm = ws(p.addr);
+    warm.send_text(r#"{"op":"sub","topic":"storm","id":1}"#);
+    std::thread::sleep(Duration::from_millis(200));
+    let before = rss_kib(p.child.id());
+    let start = Instant::now();
+    let mut clients: Vec<common::Client> = (0..N).map(|_| ws(p.addr)).collect();
+    for c in &mut clients {
+        c.send_text(r#"{"op":"sub","topic":"storm","id":1}"#);
+    }
+    // Every client's sub ack (and whatever presence it is sent) arrives.
+    for c in &mut clients {
+        loop {
+            match c.next_within(Duration::from_secs(20)) {
+                Some(common::Ev::Text(t)) if t.contains(r#""op":"sub","topic":"storm""#) => break,
+                Some(common::Ev::Text(_)) => {}
+                other => panic!("no sub ack: {other:?}"),
+            }
+        }
+    }
+    let took = start.elapsed();
+    std::thread::sleep(Duration::from_millis(1500)); // the last presence_count
+    let after = rss_kib(p.child.id());
+    let per_member = (after.saturating_sub(before)) * 1024 / N as u64;
+    eprintln!(
+        "join storm of {N}: all subscribed in {took:?}; server RSS {before} KiB -> {after} KiB, \
+         {per_member} B per member"
+    );
+    assert!(per_member <= 16 * 1024, "{per_member} B per member");
+    drop(clients);
 }

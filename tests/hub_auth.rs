@@ -358,6 +358,12 @@ fn wrong_path_is_404_and_checked_first() {
     );
     let ok = http_get(a, "/healthz");
     assert_eq!((status_line(&ok), body(&ok)), ("HTTP/1.1 200 OK", "ok\n"));
+    // RFC 9110 §9.3.2: HEAD gets the head of the GET answer, no body.
+    let req = format!("HEAD /healthz HTTP/1.1\r\nHost: {a}\r\n\r\n");
+    let head = common::http_exchange(a, req.as_bytes());
+    assert_eq!(status_line(&head), "HTTP/1.1 200 OK", "{head}");
+    assert!(head.contains("Content-Length: 3\r\n"), "{head}");
+    assert!(head.ends_with("\r\n\r\n"), "a body came: {head:?}");
     let m = metrics(a);
     assert_eq!(
         metric(&m, "wsmio_handshake_rejections_total{reason=\"path\"}"),
