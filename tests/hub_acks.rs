@@ -235,3 +235,58 @@ fn a_retried_publish_with_its_idempotency_key_is_stored_and_delivered_once() {
     assert_eq!(metric(&m, "wsmio_duplicate_publishes_total"), 3);
     srv.stop();
 }
+
+/// `--redeliver-after`: what a connection has not acked a deadline after
+/// it was outstanding comes again (from its ack on, in order), at most
+/// `redeliver_attempts` times; acking ends it; a topic it never acked is
+/// never redelivered.
+#[test]
+fn unacknowledged_deliveries_are_redelivered_on_the_same_connection() {
+    let srv = serve_hub(HubConfig {
+        redeliver_after: Some(Duration::from_millis(200)),
+        redeliver_attempts: 2,
+        ..hub_config_auth()
+    });
+    let mut c = connect_as(srv.addr, "worker");
+    c.sub("jobs");
+    c.sub("quiet");
+    let mut p = connect_as(srv.addr, "boss");
+    publish_n(&mut p, "jobs", 3);
+    publish_n(&mut p, "quiet", 2);
+    let mut got = deliveries(&mut c, "jobs", 3);
+    assert_eq!(got, [1, 2, 3]);
+    assert_eq!(deliveries(&mut c, "quiet", 2), [1, 2]);
+    // Processed 1 only: 2 and 3 come again, twice, then no more.
+    c.send(&json!({"op":"ack","topic":"jobs","seq":1}));
+    let start = std::time::Instant::now();
+    got.clear();
+    let mut other = Vec::new();
+    while start.elapsed() < Duration::from_millis(1500) {
+        match c.recv_within(Duration::from_millis(100)) {
+            Some(v) if v["type"] == "msg" && v["topic"] == "jobs" => {
+                got.push(v["seq"].as_u64().unwrap())
+            }
+            Some(v) => other.push(v),
+            None => {}
+        }
+    }
+    assert_eq!(got, [2, 3, 2, 3], "two redeliveries of what was not acked");
+    assert!(
+        other
+            .iter()
+            .all(|v| v["topic"] != "quiet" || v["type"] != "msg"),
+        "a topic never acked is not watched: {other:?}"
+    );
+    // Acking the rest ends it; a new delivery is watched from there.
+    c.send(&json!({"op":"ack","topic":"jobs","seq":3}));
+    publish_n(&mut p, "jobs", 1);
+    assert_eq!(deliveries(&mut c, "jobs", 1), [4]);
+    c.send(&json!({"op":"ack","topic":"jobs","seq":4}));
+    assert!(
+        c.recv_within(Duration::from_millis(600)).is_none(),
+        "nothing after everything was acked"
+    );
+    let m = metrics(srv.addr);
+    assert_eq!(metric(&m, "wsmio_redeliveries_total"), 4);
+    srv.stop();
+}

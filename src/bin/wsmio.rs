@@ -202,6 +202,15 @@ struct ServeArgs {
     /// (`presence_count`, at most once a second per topic).
     #[arg(long, env = "WSMIO_PRESENCE_EVENTS_MAX", default_value_t = 100)]
     presence_events_max: usize,
+    /// Seconds after which deliveries a connection has not acknowledged
+    /// (on a topic it acknowledges) are sent to it again, from history
+    /// (0, the default: off). Clients drop the duplicates by seq.
+    #[arg(long, env = "WSMIO_REDELIVER_AFTER", default_value_t = 0)]
+    redeliver_after: u64,
+    /// Redeliveries of the same unacknowledged deliveries before waiting
+    /// for the connection's ack to move.
+    #[arg(long, env = "WSMIO_REDELIVER_ATTEMPTS", default_value_t = 3)]
+    redeliver_attempts: u32,
     /// Requests run per loop turn; past it a connection's requests wait
     /// for the next turns (round robin) and it is not read meanwhile.
     #[arg(long, env = "WSMIO_REQUESTS_PER_TURN", default_value_t = 2048,
@@ -471,6 +480,8 @@ fn hub_config(a: &ServeArgs) -> Result<HubConfig, String> {
         idempotency_window: Duration::from_secs(a.idempotency_window),
         max_idempotency_keys: a.max_idempotency_keys as usize,
         presence_events_max: a.presence_events_max,
+        redeliver_after: (a.redeliver_after > 0).then(|| Duration::from_secs(a.redeliver_after)),
+        redeliver_attempts: a.redeliver_attempts,
         requests_per_turn: a.requests_per_turn as usize,
         fanout_per_turn: a.fanout_per_turn as usize,
         fanout_bytes_per_turn: a.fanout_bytes_per_turn as usize,

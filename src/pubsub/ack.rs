@@ -56,6 +56,7 @@ impl Hub {
             }
             Err(AckError::Engine(e)) => return self.engine_error(ctx, id, rid, &e),
         }
+        self.watch_ack(ctx, id, topic, seq);
         if rid.is_some() {
             let ev = Event::AckAck {
                 id: rid,

@@ -10,6 +10,7 @@ use super::history::Stored;
 use super::missed::{CatchUp, Gap};
 use super::protocol::Resume;
 use super::ratelimit::TokenBucket;
+use super::redeliver::Watch;
 
 /// Requests a client may have waiting behind its pending subscriptions
 /// (see [`Client::waiting`]); one more is refused with `rate_limited`.
@@ -50,6 +51,9 @@ pub(super) struct Client {
     /// run on later turns, and the connection is not read meanwhile (see
     /// `pacing.rs`).
     pub deferred: VecDeque<Box<str>>,
+    /// Topics it acknowledges, watched for redelivery (only with
+    /// `redeliver_after`; see `redeliver.rs`).
+    pub watches: Vec<Watch>,
 }
 
 impl Client {
@@ -72,6 +76,7 @@ impl Client {
             pending: Vec::new(),
             waiting: VecDeque::new(),
             deferred: VecDeque::new(),
+            watches: Vec::new(),
         }
     }
 

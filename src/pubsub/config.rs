@@ -95,6 +95,14 @@ pub struct HubConfig {
     /// per topic). Bounds the cost of presence to one message per
     /// subscriber per loop turn.
     pub presence_events_max: usize,
+    /// Redeliver, on the same connection, deliveries of a topic the
+    /// connection acknowledges that stay unacknowledged this long
+    /// (default `None`: off). Clients get duplicates they must drop by
+    /// `seq`; see `redeliver.rs`.
+    pub redeliver_after: Option<Duration>,
+    /// Redeliveries of the same unacknowledged deliveries before the hub
+    /// waits for the connection's ack to move (default 3).
+    pub redeliver_attempts: u32,
     /// Requests run per loop turn (default 2,048, a few milliseconds):
     /// past it a connection's requests wait for the next turns (taken
     /// round robin) and it is not read meanwhile, so that clients sending
@@ -147,6 +155,8 @@ impl Default for HubConfig {
             rate_burst: DEFAULT_RATE_BURST,
             rate_violation_limit: 50,
             presence_events_max: 100,
+            redeliver_after: None,
+            redeliver_attempts: 3,
             requests_per_turn: 2048,
             fanout_per_turn: 16_384,
             fanout_bytes_per_turn: 4 << 20,

@@ -72,11 +72,18 @@ pub struct Hub {
     pub(super) fanout: FanoutQueue,
     /// Requests past a turn's budget (see `pacing.rs`).
     pub(super) pacing: Pacing,
+    /// Connections with topics watched for redelivery, and whether its
+    /// timer is set (see `redeliver.rs`).
+    pub(super) watched: Vec<ConnId>,
+    pub(super) redeliver_armed: bool,
 }
 
 /// The hub's timer for throttled `presence_count`s
 /// ([`Handler::timer`] token).
 pub(super) const TIMER_PRESENCE: u64 = 1;
+
+/// The hub's timer for redelivery (see `redeliver.rs`).
+pub(super) const TIMER_REDELIVER: u64 = 2;
 
 /// An engine operation the hub waits for, and whom it answers.
 #[derive(Debug)]
@@ -165,6 +172,8 @@ impl Hub {
             presence: PresenceFeed::default(),
             fanout: FanoutQueue::default(),
             pacing: Pacing::default(),
+            watched: Vec::new(),
+            redeliver_armed: false,
         }
     }
 
@@ -350,8 +359,10 @@ impl Handler for Hub {
     }
 
     fn timer(&mut self, ctx: &mut Ctx<'_>, token: u64) {
-        if token == TIMER_PRESENCE {
-            self.presence_tick(ctx);
+        match token {
+            TIMER_PRESENCE => self.presence_tick(ctx),
+            TIMER_REDELIVER => self.redeliver_tick(ctx),
+            _ => {}
         }
     }
 

@@ -23,6 +23,8 @@ pub struct Metrics {
     pub bytes_out: u64,
     /// Topic deliveries (one per recipient).
     pub fanout_deliveries: u64,
+    /// Deliveries sent again for want of an ack (`redeliver_after`).
+    pub redeliveries: u64,
     /// Connections whose requests waited for a later loop turn (the
     /// turn's request budget was spent).
     pub requests_deferred: u64,
@@ -210,7 +212,7 @@ impl Metrics {
     }
 
     /// Every unlabeled sample: name, kind, help, value.
-    fn samples(&self) -> [(&'static str, &'static str, &'static str, u64); 27] {
+    fn samples(&self) -> [(&'static str, &'static str, &'static str, u64); 28] {
         const C: &str = "counter";
         const G: &str = "gauge";
         [
@@ -221,6 +223,7 @@ impl Metrics {
             ("wsmio_messages_out_total", C, "Messages queued to clients.", self.messages_out),
             ("wsmio_bytes_out_total", C, "Frame bytes (headers included) queued to clients.", self.bytes_out),
             ("wsmio_fanout_deliveries_total", C, "Topic deliveries, one per recipient.", self.fanout_deliveries),
+            ("wsmio_redeliveries_total", C, "Deliveries sent again for want of an ack (--redeliver-after).", self.redeliveries),
             ("wsmio_requests_deferred_total", C, "Times a connection's requests waited for a later loop turn (the turn's request budget was spent).", self.requests_deferred),
             ("wsmio_fanout_slices_total", C, "Fan-outs that did not fit in their loop turn's budget and went on in later turns.", self.fanout_slices),
             ("wsmio_fanout_settles_total", C, "Waiting fan-outs finished at once because their topic's subscribers changed.", self.fanout_settles),

@@ -33,6 +33,7 @@ pub mod protocol;
 mod publish;
 mod quota;
 pub mod ratelimit;
+mod redeliver;
 mod replay;
 mod request;
 mod resume;

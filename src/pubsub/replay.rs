@@ -142,6 +142,7 @@ impl Hub {
     /// `id`, catching up on `topic`, published `seq` with `exclude_self`:
     /// its replay must not bring it back.
     pub(super) fn skip_in_replay(&mut self, id: ConnId, topic: &str, seq: u64) {
+        self.watch_own(id, topic, seq);
         let Some(c) = self.clients.get_mut(&id) else {
             return;
         };

@@ -216,6 +216,7 @@ impl Hub {
         c.topics.swap_remove(pos);
         c.catch_up.retain(|cu| cu.topic != topic);
         c.gaps.retain(|g| g.topic != topic);
+        c.watches.retain(|w| w.topic != topic);
         self.local.remove(topic, id);
         if topic != inbox_topic(&c.who.user) {
             self.quotas.unsubscribed(&c.who.user);
