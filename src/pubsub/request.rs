@@ -147,7 +147,7 @@ fn topic_of(req: &Request<'_>) -> Option<String> {
         | Request::Unsub { topic, .. }
         | Request::Pub { topic, .. }
         | Request::Ack { topic, .. }
-        | Request::Presence { topic, .. } => Some(topic.clone()),
+        | Request::Presence { topic, .. } => Some(topic.to_string()),
         Request::Dm { to, .. } => Some(inbox_topic(to)),
     }
 }

@@ -49,7 +49,7 @@ pub enum Request<'a> {
         /// Request id, echoed in the ack or error.
         id: Option<u64>,
         /// Topic name.
-        topic: String,
+        topic: Cow<'a, str>,
         /// Resume point.
         since: Option<Resume>,
     },
@@ -58,14 +58,14 @@ pub enum Request<'a> {
         /// Request id.
         id: Option<u64>,
         /// Topic name.
-        topic: String,
+        topic: Cow<'a, str>,
     },
     /// Publish `data` (any JSON value) on a topic.
     Pub {
         /// Request id; the ack carries the sequence number.
         id: Option<u64>,
         /// Topic name.
-        topic: String,
+        topic: Cow<'a, str>,
         /// Payload, passed through as raw JSON.
         data: &'a RawValue,
         /// Do not deliver to the publishing connection.
@@ -80,7 +80,7 @@ pub enum Request<'a> {
         /// Request id.
         id: Option<u64>,
         /// Recipient user id.
-        to: String,
+        to: Cow<'a, str>,
         /// Payload.
         data: &'a RawValue,
         /// As for `Pub`.
@@ -91,7 +91,7 @@ pub enum Request<'a> {
         /// Request id; only a request with one gets an answer.
         id: Option<u64>,
         /// Topic name.
-        topic: String,
+        topic: Cow<'a, str>,
         /// The last seq processed.
         seq: u64,
         /// The epoch of `seq`, if the client says (checked against the
@@ -103,7 +103,7 @@ pub enum Request<'a> {
         /// Request id.
         id: Option<u64>,
         /// Topic name.
-        topic: String,
+        topic: Cow<'a, str>,
         /// Most members on the page (the hub's default if absent; capped
         /// at [`PRESENCE_PAGE_MAX`]).
         limit: Option<u64>,
@@ -120,9 +120,11 @@ struct Wire<'a> {
     #[serde(borrow)]
     op: Cow<'a, str>,
     id: Option<u64>,
-    topic: Option<String>,
+    #[serde(borrow, default, deserialize_with = "borrowed")]
+    topic: Option<Cow<'a, str>>,
     since: Option<SinceWire>,
-    to: Option<String>,
+    #[serde(borrow, default, deserialize_with = "borrowed")]
+    to: Option<Cow<'a, str>>,
     seq: Option<u64>,
     epoch: Option<String>,
     idempotency_key: Option<String>,
@@ -133,6 +135,14 @@ struct Wire<'a> {
     data: Option<&'a RawValue>,
     #[serde(default)]
     exclude_self: bool,
+}
+
+/// An optional string borrowed from the text when it has no escapes
+/// (serde borrows a `Cow` field only when it is not inside an `Option`).
+fn borrowed<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Cow<'de, str>>, D::Error> {
+    #[derive(Deserialize)]
+    struct Text<'a>(#[serde(borrow)] Cow<'a, str>);
+    Option::<Text<'de>>::deserialize(d).map(|o| o.map(|Text(c)| c))
 }
 
 fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<&'de RawValue>, D::Error> {
@@ -422,12 +432,17 @@ mod tests {
                 ..
             } => {
                 assert_eq!(
-                    (id, topic.as_str(), data.get(), exclude_self),
+                    (id, &*topic, data.get(), exclude_self),
                     (Some(7), "t", r#"{"a":[1,2]}"#, false)
                 );
+                // Borrowed from the text: no copy per request.
+                assert!(matches!(topic, Cow::Borrowed(_)));
             }
             _ => panic!(),
         }
+        // With an escape it is decoded into a copy.
+        let r = Request::parse(r#"{"op":"unsub","topic":"a\u0062"}"#).unwrap();
+        assert!(matches!(r, Request::Unsub { topic, .. } if topic == "ab"));
         let r =
             Request::parse(r#"{"op":"sub","topic":"t","since":{"epoch":"e","seq":3}}"#).unwrap();
         assert!(matches!(
@@ -455,7 +470,7 @@ mod tests {
                 epoch,
                 id,
             } => {
-                assert_eq!((topic.as_str(), seq, epoch, id), ("t", 57, None, None))
+                assert_eq!((&*topic, seq, epoch, id), ("t", 57, None, None))
             }
             other => panic!("{other:?}"),
         }
