@@ -398,21 +398,21 @@ fn reactor_config(a: &ServeArgs) -> Result<Config, Box<dyn std::error::Error>> {
         listen_backlog: a.listen_backlog,
         ..Config::default()
     }
-        .with_max_connections(a.max_connections as usize)
-        .with_max_message_size(a.max_message_size)
-        .with_max_frame_size(a.max_message_size)
-        .with_idle_timeout((a.idle_timeout > 0).then(|| Duration::from_secs(a.idle_timeout)))
-        .with_pong_timeout(Duration::from_secs(a.pong_timeout))
-        .with_handshake_timeout(Duration::from_secs(a.handshake_timeout))
-        .with_max_queued_bytes(max_queued_bytes)
-        .with_backpressure_limit(max_queued_bytes / 4)
-        .with_full_queue_policy(match a.slow_consumer {
-            SlowConsumer::Close => FullQueuePolicy::Close,
-            SlowConsumer::Drop => FullQueuePolicy::Drop,
-        })
-        .with_shutdown_timeout(Duration::from_secs(a.shutdown_timeout))
-        .with_busy_poll((a.busy_poll_us > 0).then(|| Duration::from_micros(a.busy_poll_us)))
-        .with_shutdown_reason("server restarting, reconnect later");
+    .with_max_connections(a.max_connections as usize)
+    .with_max_message_size(a.max_message_size)
+    .with_max_frame_size(a.max_message_size)
+    .with_idle_timeout((a.idle_timeout > 0).then(|| Duration::from_secs(a.idle_timeout)))
+    .with_pong_timeout(Duration::from_secs(a.pong_timeout))
+    .with_handshake_timeout(Duration::from_secs(a.handshake_timeout))
+    .with_max_queued_bytes(max_queued_bytes)
+    .with_backpressure_limit(max_queued_bytes / 4)
+    .with_full_queue_policy(match a.slow_consumer {
+        SlowConsumer::Close => FullQueuePolicy::Close,
+        SlowConsumer::Drop => FullQueuePolicy::Drop,
+    })
+    .with_shutdown_timeout(Duration::from_secs(a.shutdown_timeout))
+    .with_busy_poll((a.busy_poll_us > 0).then(|| Duration::from_micros(a.busy_poll_us)))
+    .with_shutdown_reason("server restarting, reconnect later");
     Ok(match (&a.tls_cert, &a.tls_key) {
         (Some(cert), Some(key)) => {
             config.with_tls(wsmio::reactor::tls::server_config_from_pem(cert, key)?)
