@@ -41,19 +41,7 @@ impl HubClient {
                 seq,
                 epoch,
                 duplicate,
-            } => {
-                if let Some(Waiting::Publish(pid)) = self.pending.take(id) {
-                    if self.outbox.remove(pid).is_some() {
-                        self.events.push_back(Event::PublishAcked {
-                            id: pid,
-                            topic,
-                            seq,
-                            epoch,
-                            duplicate,
-                        });
-                    }
-                }
-            }
+            } => self.on_pub_ack(id, topic, seq, epoch, duplicate),
             Inbound::OtherAck { id } => {
                 self.pending.take(id);
             }
@@ -163,6 +151,23 @@ impl HubClient {
         self.events.push_back(Event::Subscribed(ack));
         if roster {
             self.reload_roster(&topic);
+        }
+    }
+
+    /// A publish or direct message was stored: reported once (a second
+    /// answer finds nothing pending).
+    fn on_pub_ack(&mut self, id: Option<u64>, topic: String, seq: u64, epoch: String, dup: bool) {
+        let Some(Waiting::Publish(pid)) = self.pending.take(id) else {
+            return;
+        };
+        if self.outbox.remove(pid).is_some() {
+            self.events.push_back(Event::PublishAcked {
+                id: pid,
+                topic,
+                seq,
+                epoch,
+                duplicate: dup,
+            });
         }
     }
 

@@ -37,7 +37,7 @@ fn acks_are_batched_per_topic_and_interval() {
     rig.events();
     // An older position does not move it back.
     rig.c.ack("a", "e1", 2);
-    rig.to_deadline();
+    rig.run_to_deadline();
     assert_eq!(
         rig.sent(),
         [json!({"op":"ack","topic":"a","seq":7,"epoch":"e1"})]
@@ -52,14 +52,14 @@ fn acks_wait_for_the_subscription_and_follow_the_epoch() {
     rig.msg("a", "e1", 1);
     rig.c.ack("a", "e1", 1);
     rig.close(1006, "");
-    rig.to_deadline(); // the ack timer or the reconnect, whichever first
+    rig.run_to_deadline(); // the ack timer or the reconnect, whichever first
     while rig.actions().is_empty() {
-        rig.to_deadline();
+        rig.run_to_deadline();
     }
     assert!(rig.sent().is_empty(), "nothing sent while disconnected");
     let subs = rig.open("e1");
     rig.sub_ack(&subs[0], "e1", 1, json!({}));
-    rig.to_deadline();
+    rig.run_to_deadline();
     assert_eq!(
         rig.sent(),
         [json!({"op":"ack","topic":"a","seq":1,"epoch":"e1"})]
@@ -73,7 +73,7 @@ fn acks_wait_for_the_subscription_and_follow_the_epoch() {
     assert!(rig.sent().is_empty());
     rig.msg("a", "e2", 1);
     rig.c.ack("a", "e2", 1);
-    rig.to_deadline();
+    rig.run_to_deadline();
     assert_eq!(
         rig.sent(),
         [json!({"op":"ack","topic":"a","seq":1,"epoch":"e2"})]

@@ -41,7 +41,7 @@ fn backoff_delays_grow_within_full_jitter_bounds() {
             rig.advance(delay - ms(1));
             assert!(rig.actions().is_empty());
         }
-        assert_eq!(rig.to_deadline(), delay.min(ms(1)));
+        assert_eq!(rig.run_to_deadline(), delay.min(ms(1)));
         assert_eq!(
             rig.actions(),
             [Action::Connect {
@@ -56,7 +56,7 @@ fn backoff_starts_over_only_after_a_stable_connection() {
     let mut rig = Rig::default();
     for _ in 0..3 {
         failed_connect(&mut rig);
-        rig.to_deadline();
+        rig.run_to_deadline();
         rig.actions();
     }
     // Up 4.9 s: not long enough, the count goes on.
@@ -64,13 +64,13 @@ fn backoff_starts_over_only_after_a_stable_connection() {
     rig.advance(ms(4900));
     rig.close(1006, "");
     assert_eq!(reconnecting(&rig.events()).unwrap().0, 4);
-    rig.to_deadline();
+    rig.run_to_deadline();
     rig.actions();
     // Connected but never welcomed, and closed at once: goes on too.
     rig.c.connected(rig.now);
     rig.close(1011, "");
     assert_eq!(reconnecting(&rig.events()).unwrap().0, 5);
-    rig.to_deadline();
+    rig.run_to_deadline();
     rig.actions();
     // Up 5 s: the next delay is from the first ceiling again.
     rig.open("e1");
@@ -225,7 +225,7 @@ fn an_expired_token_is_refreshed_and_used_at_once() {
 
     // Expired while disconnected: refused at the upgrade, refreshed.
     rig.close(1006, "");
-    rig.to_deadline();
+    rig.run_to_deadline();
     rig.actions();
     let expired = CloseReason::HandshakeRefused {
         status: 401,
@@ -251,7 +251,7 @@ fn no_token_in_time_stops() {
     rig.events();
     rig.advance(Duration::from_secs(29));
     assert!(rig.events().is_empty());
-    rig.to_deadline();
+    rig.run_to_deadline();
     assert_eq!(stopped(&rig.events()), Some(StopReason::TokenTimeout));
     assert!(rig.actions().is_empty());
 }
@@ -261,22 +261,22 @@ fn a_stuck_connection_is_replaced() {
     // No welcome within the request timeout.
     let mut rig = Rig::default();
     rig.c.connected(rig.now);
-    assert_eq!(rig.to_deadline(), Duration::from_secs(15));
+    assert_eq!(rig.run_to_deadline(), Duration::from_secs(15));
     assert_eq!(rig.actions(), [Action::Disconnect]);
     assert!(matches!(&rig.events()[..], [Event::Error { code, .. }] if code == "timeout"));
     rig.close(1000, "");
     assert!(reconnecting(&rig.events()).is_some());
 
     // An attempt that never opens.
-    rig.to_deadline();
+    rig.run_to_deadline();
     rig.actions();
-    assert_eq!(rig.to_deadline(), Duration::from_secs(15));
+    assert_eq!(rig.run_to_deadline(), Duration::from_secs(15));
     assert_eq!(rig.actions(), [Action::Disconnect]);
     failed_connect(&mut rig);
     assert!(reconnecting(&rig.events()).is_some());
 
     // A request without an answer.
-    rig.to_deadline();
+    rig.run_to_deadline();
     rig.actions();
     rig.open("e1");
     rig.c.subscribe("t", SubOptions::default()).unwrap();

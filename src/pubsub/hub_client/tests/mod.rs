@@ -56,7 +56,7 @@ impl Rig {
 
     /// Move the clock to the client's next deadline (which must exist)
     /// and run the timers; returns how far it moved.
-    pub fn to_deadline(&mut self) -> Duration {
+    pub fn run_to_deadline(&mut self) -> Duration {
         let at = self.c.poll_timeout().expect("a deadline");
         let d = at.saturating_duration_since(self.now);
         self.now = self.now.max(at);
@@ -156,6 +156,13 @@ impl Rig {
             })
             .collect()
     }
+}
+
+/// A driver may move the client to another thread.
+#[test]
+fn the_client_is_send() {
+    fn send<T: Send>() {}
+    send::<HubClient>();
 }
 
 /// The requests among `sent` with `"op": op`.

@@ -89,7 +89,7 @@ fn a_lost_ack_means_the_same_key_again_and_one_report() {
     // The hub stored it, but the connection dropped before the ack.
     rig.close(1006, "");
     assert!(acked(&rig.events()).is_empty());
-    rig.to_deadline();
+    rig.run_to_deadline();
     rig.actions();
     let again = rig.open("e1");
     let again = ops(&again, "pub")[0].clone();
@@ -155,12 +155,12 @@ fn unavailable_is_retried_with_the_same_key_then_reported() {
     };
     unavailable(&mut rig, &first, false);
     assert!(rig.events().is_empty(), "not reported: retried");
-    let waited = rig.to_deadline();
+    let waited = rig.run_to_deadline();
     assert!(waited >= ms(500) && waited <= ms(1500), "{waited:?}");
     let second = rig.sent().remove(0);
     assert_eq!(second["idempotency_key"], first["idempotency_key"]);
     unavailable(&mut rig, &second, true);
-    rig.to_deadline();
+    rig.run_to_deadline();
     let third = rig.sent().remove(0);
     // Stored after all on the second try: the third is a duplicate.
     pub_ack(&mut rig, &third, 4, true);
@@ -172,7 +172,7 @@ fn unavailable_is_retried_with_the_same_key_then_reported() {
         let req = rig.sent().remove(0);
         unavailable(&mut rig, &req, true);
         if rig.c.outbox_len() > 0 {
-            rig.to_deadline();
+            rig.run_to_deadline();
         }
     }
     assert_eq!(
@@ -228,7 +228,7 @@ fn a_refused_publish_is_reported_once() {
     assert!(matches!(&ev[1..], [Event::Error { code, .. }] if code == "forbidden"));
     // Not sent again after a reconnect.
     rig.close(1006, "");
-    rig.to_deadline();
+    rig.run_to_deadline();
     rig.actions();
     assert!(ops(&rig.open("e1"), "pub").is_empty());
 }
@@ -242,7 +242,7 @@ fn a_publish_without_an_answer_goes_again_on_a_new_connection() {
     rig.advance(Duration::from_secs(15));
     assert_eq!(rig.actions(), [Action::Disconnect]);
     rig.close(1000, "");
-    rig.to_deadline();
+    rig.run_to_deadline();
     rig.actions();
     let again = rig.open("e1");
     assert_eq!(again[0]["idempotency_key"], first["idempotency_key"]);

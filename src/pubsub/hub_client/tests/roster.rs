@@ -134,7 +134,7 @@ fn the_list_is_read_again_after_a_reconnect() {
     rig.close(1006, "");
     // The answer to the old read comes too late: ignored.
     page(&mut rig, &first, &["alice"], 1, None);
-    rig.to_deadline();
+    rig.run_to_deadline();
     rig.actions();
     let sent = rig.open("e1");
     rig.sub_ack(&sent[0], "e1", 0, json!({}));

@@ -8,7 +8,7 @@ use super::*;
 /// next welcome (in `epoch`).
 fn reconnect(rig: &mut Rig, epoch: &str) -> Vec<Value> {
     rig.close(1006, "");
-    rig.to_deadline();
+    rig.run_to_deadline();
     assert!(matches!(rig.actions()[..], [Action::Connect { .. }]));
     let sent = rig.open(epoch);
     rig.events();
@@ -167,7 +167,7 @@ fn refused_subscriptions_are_dropped_or_retried() {
         matches!(&ev[1], Event::SubscribeFailed { topic, retrying: true, .. } if topic == "busy")
     );
     // Asked again after about a second (½–1½ s).
-    let waited = rig.to_deadline();
+    let waited = rig.run_to_deadline();
     assert!(waited >= ms(500) && waited <= ms(1500), "{waited:?}");
     assert_eq!(rig.sent(), [json!({"op":"sub","topic":"busy","id":3})]);
     // The forbidden one is not asked again after a reconnect.
