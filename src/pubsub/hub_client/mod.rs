@@ -17,7 +17,9 @@
 //!   [`HubClient::poll_transmit`] (text frames to send, in order),
 //!   [`HubClient::poll_action`] ([`Action::Connect`] /
 //!   [`Action::Disconnect`]; send the pending frames first),
-//!   [`HubClient::poll_event`] (what the application is told: [`Event`]);
+//!   [`HubClient::poll_event`] (what the application is told: [`Event`]).
+//!   These queues hold what was not polled yet, without a bound of their
+//!   own: drain them after every input;
 //! - **application calls**: [`HubClient::subscribe`],
 //!   [`HubClient::unsubscribe`], [`HubClient::publish`],
 //!   [`HubClient::dm`], [`HubClient::ack`], [`HubClient::presence`],
