@@ -8,7 +8,8 @@
 //! subscriptions), [`engine`] (sequence numbers, history and presence:
 //! [`engine::memory`], and `engine::redis` for many nodes), [`history`],
 //! `missed` and [`batch`], then [`auth`], [`browser`], [`ratelimit`],
-//! [`metrics`].
+//! [`metrics`]. The other side of the wire: [`hub_client`], a
+//! reconnecting client of the hub, sans-IO.
 
 mod ack;
 pub mod auth;
@@ -23,6 +24,7 @@ mod fanout_queue;
 mod gate;
 pub mod history;
 pub mod hub;
+pub mod hub_client;
 mod local;
 pub mod metrics;
 mod missed;
