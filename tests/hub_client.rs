@@ -430,3 +430,53 @@ fn an_expired_token_is_refreshed() {
     });
     node.stop();
 }
+
+/// The blocking facade (`BlockingHub`, on `reactor::BlockingClient`):
+/// publish and wait for the ack, receive, then the hub goes away and a new
+/// one comes on the same port; a publish made meanwhile is acked once,
+/// after the reconnect, and the subscription resumes in the new epoch.
+#[test]
+fn the_blocking_facade_survives_a_hub_restart() {
+    use wsmio::pubsub::hub_client::BlockingHub;
+    use wsmio::reactor::ClientOptions;
+
+    let (node, addr) = first_node();
+    let mut hub = BlockingHub::new(config(addr, "bob"), ClientOptions::default());
+    hub.client()
+        .subscribe("news", SubOptions::default())
+        .unwrap();
+    let first = hub
+        .publish_wait("news", r#"{"n":1}"#, TIMEOUT)
+        .expect("first ack");
+    assert_eq!(first.seq, 1);
+    let got = loop {
+        match hub.next_event(TIMEOUT).expect("an event") {
+            Event::Message(m) => break m,
+            _ => continue,
+        }
+    };
+    assert_eq!((got.seq, got.data.as_str()), (1, r#"{"n":1}"#));
+    node.stop();
+    // While the hub is away: the publish waits in the outbox.
+    let id = hub.client().publish("news", r#"{"n":2}"#, false).unwrap();
+    thread::sleep(Duration::from_millis(300));
+    let node = Node::start(addr);
+    let ack = hub
+        .wait_for(id, 3 * TIMEOUT)
+        .expect("ack after the restart");
+    assert_eq!(
+        (ack.seq, ack.duplicate),
+        (1, false),
+        "a new epoch numbers from 1"
+    );
+    assert_ne!(ack.epoch, first.epoch);
+    let mut seen = Vec::new();
+    while let Some(ev) = hub.next_event(Duration::from_millis(500)) {
+        if let Event::Message(m) = ev {
+            seen.push((m.epoch, m.seq, m.data));
+        }
+    }
+    assert_eq!(seen, [(ack.epoch.clone(), 1, r#"{"n":2}"#.to_string())]);
+    hub.close(TIMEOUT);
+    node.stop();
+}

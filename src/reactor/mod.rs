@@ -21,6 +21,7 @@
 
 mod accept;
 mod app_timers;
+mod blocking;
 mod budget;
 mod clock;
 mod config;
@@ -39,13 +40,17 @@ mod timeouts;
 pub mod timer;
 #[cfg(feature = "tls")]
 pub mod tls;
+#[cfg(feature = "tls")]
+pub mod tls_client;
 mod upgrade;
+mod url;
 mod wake;
 mod wake_timer;
 pub mod write_queue;
 
 pub use self::core::{Ctx, Stats, DIRECT_WRITE_THRESHOLD};
 pub use app_timers::{TimerError, TimerId};
+pub use blocking::{BlockingClient, ClientOptions, ConnectError, Incoming, SendError};
 pub use clock::{Clock, ManualClock};
 pub use config::{Config, FullQueuePolicy, MAX_BUSY_POLL};
 pub use frame::{Frame, SendStatus};
@@ -53,3 +58,4 @@ pub use handle::{Call, Handle, HandleError};
 pub use handler::{CloseInfo, Handler, HttpResponse, Upgrade};
 pub use id::{ConnId, ConnIdHasher, ConnIdMap};
 pub use server::Server;
+pub use url::{UrlError, WsUrl};

@@ -78,6 +78,34 @@ pub enum PublishError {
     Stopped,
 }
 
+impl std::fmt::Display for StopReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StopReason::Closed => f.write_str("closed by the application"),
+            StopReason::ClosedByHub { code, reason } => {
+                write!(f, "the hub closed with {code}: {reason}")
+            }
+            StopReason::Refused { status, body } => {
+                write!(f, "refused with HTTP {status}: {}", body.trim())
+            }
+            StopReason::TokenTimeout => f.write_str("no fresh token came in time"),
+        }
+    }
+}
+
+impl std::fmt::Display for PublishError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            PublishError::Rejected { code, message } => write!(f, "{code}: {message}"),
+            PublishError::Unavailable { maybe_stored } => write!(
+                f,
+                "the hub could not store it (maybe stored: {maybe_stored})"
+            ),
+            PublishError::Stopped => f.write_str("the client stopped first"),
+        }
+    }
+}
+
 /// The hub's `welcome`: who this connection is.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Welcome {

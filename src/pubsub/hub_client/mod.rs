@@ -73,7 +73,8 @@
 //! (connection lifecycle and close codes), `inbound.rs` (the hub's
 //! messages), `wire.rs` (the protocol's JSON), `topics.rs`, `outbox.rs`,
 //! `roster.rs`, `pending.rs`, `backoff.rs`, `random.rs`, `config.rs`,
-//! `api.rs` (what callers hand in), `events.rs` (what comes out).
+//! `api.rs` (what callers hand in), `events.rs` (what comes out),
+//! `blocking.rs` ([`BlockingHub`]: this client on a blocking socket).
 //!
 //! # Example
 //!
@@ -140,6 +141,7 @@
 
 mod api;
 mod backoff;
+mod blocking;
 mod config;
 mod events;
 mod inbound;
@@ -157,6 +159,7 @@ mod tests;
 pub use api::{
     CloseReason, OutboxError, Position, PublishId, RequestError, RequestId, Since, SubOptions,
 };
+pub use blocking::{BlockingHub, PublishAck, TokenSource, WaitError};
 pub use config::HubClientConfig;
 pub use events::{Action, Event, Message, PublishError, StopReason, Subscribed, Welcome};
 pub use random::{OsRandom, RandomSource, SeededRandom};
