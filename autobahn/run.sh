@@ -87,8 +87,9 @@ local SERVER_CMD deadline start rc server_alive
 if [ -n "${WSMIO_SERVER_CMD:-}" ]; then
     SERVER_CMD="$WSMIO_SERVER_CMD"
 else
-    log "building echo example (cargo build --release --example echo)"
-    (cd "$ROOT" && cargo build --release --example echo) || die "cargo build failed"
+    # With permessage-deflate (RFC 7692): cases 12.* and 13.* compress.
+    log "building echo example (cargo build --release --features deflate --example echo)"
+    (cd "$ROOT" && cargo build --release --features deflate --example echo) || die "cargo build failed"
     [ -x "$TARGET_DIR/release/examples/echo" ] || die "no binary at $TARGET_DIR/release/examples/echo"
     SERVER_CMD="$(printf '%q' "$TARGET_DIR/release/examples/echo") $HOST:$PORT"
 fi
@@ -141,8 +142,8 @@ SERVER_PID=""
 
 # ---------------------------------------------------------------- client mode
 client_mode() {
-log "building the client (cargo build --release --example autobahn_client)"
-(cd "$ROOT" && cargo build --release --example autobahn_client) || die "cargo build failed"
+log "building the client (cargo build --release --features deflate --example autobahn_client)"
+(cd "$ROOT" && cargo build --release --features deflate --example autobahn_client) || die "cargo build failed"
 local client="$TARGET_DIR/release/examples/autobahn_client"
 [ -x "$client" ] || die "no binary at $client"
 port_open "$SUITE_PORT" && die "$HOST:$SUITE_PORT is already in use; stop that process first"

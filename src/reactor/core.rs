@@ -10,11 +10,17 @@ use super::app_timers::{AppTimers, TimerError, TimerId};
 use super::clock::{millis, Clock};
 use super::config::{Config, FullQueuePolicy};
 use super::conn::{head_capacity, Conn, Finish, Phase};
+#[cfg(feature = "deflate")]
+use super::deflate::LoopDeflate;
 use super::frame::{Frame, SendStatus};
 use super::id::ConnId;
 use super::timer::{Millis, TimerHeap};
 use super::wake::Wake;
 use super::write_queue::BufPool;
+#[cfg(feature = "deflate")]
+use crate::proto::deflate::{prepend, SharedKey};
+#[cfg(feature = "deflate")]
+use crate::proto::frame::EncodedHeader;
 use crate::proto::{CloseCode, Error, Limits, Message, OpCode};
 
 /// Bytes of free coalescing buffers kept for reuse by one loop (4 MiB). A
@@ -82,6 +88,9 @@ pub(crate) struct Core {
     pub counts: Counts,
     /// Timers set through [`Ctx::set_timer`].
     pub app_timers: AppTimers,
+    /// permessage-deflate, when [`Config::deflate`] offers it.
+    #[cfg(feature = "deflate")]
+    pub deflate: Option<LoopDeflate>,
 }
 
 /// Events counted over the loop's life (see [`Stats`]).
@@ -114,6 +123,24 @@ pub struct Stats {
     /// Application timers set and not yet fired or cancelled, against
     /// [`Config::max_timers`].
     pub timers: usize,
+    /// permessage-deflate (feature `deflate`, `Config::deflate`; zero
+    /// otherwise): compressor runs — a message compressed for one
+    /// connection, or a shared [`super::Frame`] compressed once for many.
+    pub compressions: u64,
+    /// Frame bytes (headers included) those runs took in: the plain
+    /// frames.
+    pub compress_bytes_before: u64,
+    /// Frame bytes (headers included) those runs produced.
+    pub compress_bytes_after: u64,
+    /// Messages queued compressed (each delivery of a shared frame
+    /// counts; a [`super::Frame::batch`] counts once).
+    pub sent_compressed: u64,
+    /// Messages queued uncompressed on connections that agreed to
+    /// permessage-deflate (under the size threshold, or not shrinking).
+    pub sent_plain: u64,
+    /// Of `sent_compressed`, deliveries of a frame compressed once and
+    /// shared.
+    pub sent_shared_compressed: u64,
 }
 
 impl Core {
@@ -125,6 +152,8 @@ impl Core {
             pool: BufPool::new(POOLED_BYTES, 4096),
             dirty: Vec::new(),
             limits: config.limits(),
+            #[cfg(feature = "deflate")]
+            deflate: config.deflate.map(LoopDeflate::new),
             config,
             start: Instant::now(),
             now: 0,
@@ -416,6 +445,12 @@ impl Core {
         let Some(c) = slot(&mut self.conns, id) else {
             return SendStatus::Closed;
         };
+        // RFC 7692: the compressed frame for a connection that agreed to
+        // permessage-deflate (off the plain path).
+        #[cfg(feature = "deflate")]
+        if let (Some(_), Some(key)) = (&frame.compressed, c.tx.shared_key()) {
+            return self.send_shared_deflate(id, frame, key);
+        }
         // RFC 6455 §5.4: a whole message may not be sent inside another
         // fragmented one, nor after our close frame.
         if c.tx.check_whole_message().is_err() {
@@ -441,6 +476,20 @@ impl Core {
         } else {
             OpCode::Binary
         };
+        // RFC 7692: compressed for a connection that agreed to
+        // permessage-deflate, from the size threshold on.
+        #[cfg(feature = "deflate")]
+        let c = if c.tx.shared_key().is_some() {
+            if let Some(st) = self.send_deflate(id, op, payload, soft) {
+                return st;
+            }
+            let Some(c) = slot(&mut self.conns, id) else {
+                return SendStatus::Closed;
+            };
+            c
+        } else {
+            c
+        };
         match payload.len() {
             0..=125 => {
                 // The common small message: a 2-byte header, copied in.
@@ -462,6 +511,101 @@ impl Core {
                     c.wq.push_large(h.as_bytes(), payload, &mut self.pool);
                 } else {
                     c.wq.push_bytes(&[h.as_bytes(), payload], &mut self.pool);
+                }
+            }
+        }
+        Self::queued(c, id, soft, self.reading, &mut self.dirty)
+    }
+
+    /// [`Core::send`] on a connection that agreed to permessage-deflate:
+    /// the message compressed (RFC 7692 §7.2.1) and queued, or `None` to
+    /// send it plain (under the threshold, not shrinking, or the
+    /// compressor failed — a plain message is always valid, §6).
+    #[cfg(feature = "deflate")]
+    #[inline(never)]
+    fn send_deflate(
+        &mut self,
+        id: ConnId,
+        op: OpCode,
+        payload: &[u8],
+        soft: usize,
+    ) -> Option<SendStatus> {
+        let (Some(z), Some(c)) = (self.deflate.as_mut(), slot(&mut self.conns, id)) else {
+            return None;
+        };
+        if !c.tx.compresses(payload.len()) {
+            z.counts.sent_plain += 1;
+            return None;
+        }
+        let mut out = std::mem::take(&mut z.scratch);
+        out.clear();
+        let h = match c.tx.compress_message(op, payload, &mut out) {
+            Ok(Some(h)) => h,
+            Ok(None) | Err(Error::CompressionFailed) => {
+                z.scratch = out;
+                z.counts.sent_plain += 1;
+                return None;
+            }
+            Err(_) => return Some(SendStatus::Closed),
+        };
+        let plain = EncodedHeader::new(true, op, None, payload.len() as u64);
+        let counts = &mut z.counts;
+        counts.compressions += 1;
+        counts.sent_compressed += 1;
+        counts.bytes_before += (plain.as_bytes().len() + payload.len()) as u64;
+        counts.bytes_after += (h.as_bytes().len() + out.len()) as u64;
+        if out.len() >= DIRECT_WRITE_THRESHOLD {
+            // A large message: its own buffer, given to the queue.
+            prepend(&mut out, 0, h.as_bytes());
+            c.wq.push_owned(out, &mut self.pool);
+        } else {
+            c.wq.push_bytes(&[h.as_bytes(), &out], &mut self.pool);
+            z.scratch = out;
+        }
+        Some(Self::queued(c, id, soft, self.reading, &mut self.dirty))
+    }
+
+    /// [`Core::send_shared`] on a connection that agreed to
+    /// permessage-deflate with `key`: the frame's compressed encoding for
+    /// it (made now if none it can read exists), or the plain bytes.
+    #[cfg(feature = "deflate")]
+    #[inline(never)]
+    fn send_shared_deflate(&mut self, id: ConnId, frame: &Frame, key: SharedKey) -> SendStatus {
+        let soft = self.soft_limit();
+        let encoded = match (self.deflate.as_mut(), frame.compressed.as_deref()) {
+            (Some(z), Some(enc)) => Some(enc.get(&frame.bytes, key, z)),
+            _ => None,
+        };
+        let Some(c) = slot(&mut self.conns, id) else {
+            return SendStatus::Closed;
+        };
+        let compressed = encoded
+            .as_ref()
+            .and_then(|e| Some((e.key, e.bytes.as_ref()?)));
+        // The checks of a whole message (RFC 6455 §5.4, §5.5.1), then
+        // whether this connection reads that encoding.
+        let admitted = match compressed {
+            Some((k, bytes)) => match c.tx.admit_shared_compressed(k) {
+                Ok(true) => Some(bytes),
+                Ok(false) => None,
+                Err(_) => return SendStatus::Closed,
+            },
+            None if c.tx.check_whole_message().is_err() => return SendStatus::Closed,
+            None => None,
+        };
+        let counts = self.deflate.as_mut().map(|z| &mut z.counts);
+        match admitted {
+            Some(bytes) => {
+                c.wq.push_shared(bytes, &mut self.pool);
+                if let Some(n) = counts {
+                    n.sent_compressed += 1;
+                    n.sent_shared += 1;
+                }
+            }
+            None => {
+                c.wq.push_shared(&frame.bytes, &mut self.pool);
+                if let Some(n) = counts {
+                    n.sent_plain += 1;
                 }
             }
         }
@@ -721,7 +865,26 @@ impl Ctx<'_> {
             handshakes_dropped: self.core.counts.handshakes_dropped,
             upgraded_connections: self.core.open_count,
             timers: self.core.app_timers.len(),
+            ..self.deflate_stats()
         }
+    }
+
+    /// The compression counters of [`Stats`] (zero without deflate).
+    fn deflate_stats(&self) -> Stats {
+        #[cfg(feature = "deflate")]
+        if let Some(z) = &self.core.deflate {
+            let c = &z.counts;
+            return Stats {
+                compressions: c.compressions,
+                compress_bytes_before: c.bytes_before,
+                compress_bytes_after: c.bytes_after,
+                sent_compressed: c.sent_compressed,
+                sent_plain: c.sent_plain,
+                sent_shared_compressed: c.sent_shared,
+                ..Stats::default()
+            };
+        }
+        Stats::default()
     }
 
     /// Begin a graceful shutdown.
