@@ -93,6 +93,10 @@ struct Opts {
     /// hub: every subscriber acknowledges (`{"op":"ack",...}`) once per this
     /// many deliveries it received, for the seq of the last one (0: never)
     ack_every: u64,
+    /// hub and idle: offer permessage-deflate (RFC 7692, no context
+    /// takeover either way); compressed deliveries are inflated and checked
+    /// like plain ones, and the publishes' filler is chat-like words
+    deflate: bool,
 }
 
 fn usage() -> ! {
@@ -148,6 +152,7 @@ fn parse_opts() -> Opts {
         expect_engine: String::new(),
         watch: Vec::new(),
         ack_every: 0,
+        deflate: false,
     };
     let args: Vec<String> = std::env::args().skip(1).collect();
     let mut i = 0;
@@ -194,6 +199,7 @@ fn parse_opts() -> Opts {
                     .collect()
             }
             "--acks" => o.acks = true,
+            "--deflate" => o.deflate = true,
             "--ack-every" => o.ack_every = val(&mut i).parse().unwrap_or_else(|_| usage()),
             "--topic" => o.topic = val(&mut i),
             "--expect-engine" => o.expect_engine = val(&mut i),
@@ -917,6 +923,17 @@ fn on_ready(
     opened
 }
 
+/// The `Sec-WebSocket-Extensions` line of `--deflate` (RFC 7692: no
+/// context takeover either way, as a hub that shares compressed frames
+/// answers anyway), or nothing.
+fn extensions_header(o: &Opts) -> &'static str {
+    if o.deflate {
+        "Sec-WebSocket-Extensions: permessage-deflate; server_no_context_takeover; client_no_context_takeover\r\n"
+    } else {
+        ""
+    }
+}
+
 fn find_hdr_end(b: &[u8]) -> Option<usize> {
     b.windows(4).position(|w| w == b"\r\n\r\n").map(|p| p + 4)
 }
@@ -926,8 +943,8 @@ fn main() {
     let tpl = Template::new(o.size, o.binary);
     let handshake_req = format!(
         "GET / HTTP/1.1\r\nHost: {}:{}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-         Sec-WebSocket-Key: {}\r\nSec-WebSocket-Version: 13\r\n\r\n",
-        o.host, o.port, KEY
+         Sec-WebSocket-Key: {}\r\nSec-WebSocket-Version: 13\r\n{}\r\n",
+        o.host, o.port, KEY, extensions_header(&o)
     )
     .into_bytes();
     if o.mode == "churn" {
