@@ -35,6 +35,9 @@ pub enum SendStatus {
 /// permessage-deflate (RFC 7692): on the loop thread, the first time it
 /// goes to such a connection, and kept with the frame (and its clones) for
 /// the next ones. Connections without the extension get the plain bytes.
+/// A frame made while no connection of the process had agreed to the
+/// extension carries nothing for it (no allocation) and goes plain to
+/// every connection.
 /// A frame is `Send` and `Sync`: [`super::Handle`]s take frames from other
 /// threads.
 #[derive(Clone)]

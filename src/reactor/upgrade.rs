@@ -209,6 +209,7 @@ impl Server {
         #[cfg(feature = "deflate")]
         if let (Some(accepted), Some(z)) = (deflate, &self.core.deflate) {
             (c.rx, c.tx) = super::deflate::endpoints(accepted, &z.settings);
+            c.deflate_peer = Some(super::compressed_frame::DeflatePeer::new());
         }
         #[cfg(not(feature = "deflate"))]
         let _ = deflate;

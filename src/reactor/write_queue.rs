@@ -258,6 +258,7 @@ impl WriteQueue {
 
     /// Write as much as the socket takes. Returns `Ok(true)` when the queue
     /// is empty, `Ok(false)` when the socket would block.
+    #[inline]
     pub fn flush<W: Write>(&mut self, w: &mut W, pool: &mut BufPool) -> io::Result<bool> {
         while self.len > 0 {
             let r = if self.segs.is_none() {

@@ -274,7 +274,7 @@ impl Acc {
 /// `--deflate`'s filler: `n` bytes of chat-like text, words drawn from a
 /// small vocabulary by a fixed generator (compresses about as chat does,
 /// unlike a repeating alphabet).
-fn words(n: usize) -> Vec<u8> {
+pub(crate) fn words(n: usize) -> Vec<u8> {
     const VOCAB: [&str; 24] = [
         "hello", "there", "the", "meeting", "is", "at", "noon", "see", "you", "soon", "ok",
         "thanks", "a", "new", "build", "passed", "on", "main", "lunch", "today", "who", "wants",
@@ -735,6 +735,24 @@ fn on_delivery(
     }
 }
 
+/// `--deflate`: inflate the compressed message in `c.rbuf[ps..pe]` into
+/// `c.zbuf`; `false` (the connection closed) if it does not inflate or is
+/// fragmented (the hub never fragments).
+fn inflate(c: &mut HConn, a: &mut Acc, ps: usize, pe: usize, fin: bool) -> bool {
+    a.compressed_frames += 1;
+    c.zbuf.clear();
+    let ok = a
+        .inflater
+        .as_mut()
+        .map(|z| z.decompress(&c.rbuf[ps..pe], &mut c.zbuf));
+    if !matches!(ok, Some(Ok(()))) || !fin {
+        a.err("compressed frame does not inflate (or is fragmented)".into());
+        close_conn(c, a, "bad compressed frame".into());
+        return false;
+    }
+    true
+}
+
 /// Parse complete frames in the read buffer.
 fn parse(c: &mut HConn, a: &mut Acc, now: u64) {
     let mut pos = 0;
@@ -787,19 +805,16 @@ fn parse(c: &mut HConn, a: &mut Acc, now: u64) {
         a.frames_seen += 1;
         a.wire_bytes += (hdr + len) as u64;
         let compressed = b0 & 0x40 != 0;
-        if compressed {
-            a.compressed_frames += 1;
-            c.zbuf.clear();
-            let ok = a.inflater.as_mut().map(|z| z.decompress(&c.rbuf[ps..pe], &mut c.zbuf));
-            if !matches!(ok, Some(Ok(()))) || b0 & 0x80 == 0 {
-                a.err("compressed frame does not inflate (or is fragmented)".into());
-                close_conn(c, a, "bad compressed frame".into());
-                return;
-            }
+        if compressed && !inflate(c, a, ps, pe, b0 & 0x80 != 0) {
+            return;
         }
         match op {
             1 if b0 & 0x80 != 0 => {
-                let t = if compressed { &c.zbuf[..] } else { &c.rbuf[ps..pe] };
+                let t = if compressed {
+                    &c.zbuf[..]
+                } else {
+                    &c.rbuf[ps..pe]
+                };
                 on_text(
                     &mut c.st,
                     &mut c.exp,
@@ -957,7 +972,11 @@ pub fn run(o: &Opts) -> ! {
     let hs_req = format!(
         "GET {} HTTP/1.1\r\nHost: {}:{}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
          Sec-WebSocket-Key: {}\r\nSec-WebSocket-Version: 13\r\n{}\r\n",
-        target, o.host, o.port, KEY, super::extensions_header(o)
+        target,
+        o.host,
+        o.port,
+        KEY,
+        super::extensions_header(o)
     )
     .into_bytes();
     let mut sub_req = Vec::new();
@@ -1014,13 +1033,20 @@ pub fn run(o: &Opts) -> ! {
         wire_bytes: 0,
         compressed_frames: 0,
         inflater: o.deflate.then(|| {
-            let dir = Direction { no_context_takeover: false, max_window_bits: 15 };
+            let dir = Direction {
+                no_context_takeover: false,
+                max_window_bits: 15,
+            };
             Inflater::new(dir, 16 << 20)
         }),
         measuring: false,
         first_err: None,
         hist: Histogram::new_with_bounds(1, 600_000_000_000, 3).unwrap(),
-        filler: if o.deflate { words(o.size) } else { (0..o.size).map(|i| b'A' + (i % 26) as u8).collect() },
+        filler: if o.deflate {
+            words(o.size)
+        } else {
+            (0..o.size).map(|i| b'A' + (i % 26) as u8).collect()
+        },
     };
     let mut poll = Poll::new().expect("poll");
     let mut events = Events::with_capacity(4096);
