@@ -136,7 +136,10 @@ pub struct Stats {
     /// counts; a [`super::Frame::batch`] counts once).
     pub sent_compressed: u64,
     /// Messages queued uncompressed on connections that agreed to
-    /// permessage-deflate (under the size threshold, or not shrinking).
+    /// permessage-deflate: sends under the size threshold or not
+    /// shrinking, and shared frames whose encoding stayed plain (shared
+    /// frames under `MIN_COMPRESSED_FRAME` bytes
+    /// take the plain path uncounted).
     pub sent_plain: u64,
     /// Of `sent_compressed`, deliveries of a frame compressed once and
     /// shared.
