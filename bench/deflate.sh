@@ -13,7 +13,9 @@
 #   fanout  `wsmio serve` (deflate on by default): the hub's JSON fan-out, 1
 #           publisher, window 64, --size 200 chat words, S = 100 and FAN_BIG
 #           (5,000) subscribers: deliveries/s, server CPU per delivery, wire
-#           bytes per frame received
+#           bytes per frame received; unpaced, then both paced (--rate) at 80 %
+#           of the compressed run's publishes/s (the generator, which inflates
+#           every delivery, is the bottleneck there)
 #   rss     examples/echo's RSS per idle upgraded connection, RSS_CONNS (10,000)
 #           connections with and without the extension
 # Knobs: SUITES ["echo fanout rss"], ROUNDS [1], DUR [5], WARMUP [1], SIZES ["200 4096"],
@@ -99,6 +101,16 @@ for r in $(seq "$ROUNDS"); do
         lg 200 --mode fanout --hub --publishers 1 --size 200 --window 64 $fa --duration "$DUR" \
           --warmup "$WARMUP" --drain 3 --server-core 0 --topic "z$z-s$s-r$r" $flag
         row "$r" fanout "s$s" "$z" "$(get deliveries_per_s)" "$(get server_ns_per_delivery)" \
+          "$(get wire_bytes_per_frame)" "" "$(get ok)"
+      done
+      # The generator inflates every delivery, so with --deflate it sets the
+      # pace; both variants again at 80 % of that rate: the same load.
+      rate=$(python3 -c "print(int(float('$(get publishes_per_s)' or 0) * 0.8))")
+      for z in 0 1; do
+        flag=""; [ "$z" = 1 ] && flag="--deflate"
+        lg 200 --mode fanout --hub --publishers 1 --size 200 --window 64 $fa --duration "$DUR" \
+          --warmup "$WARMUP" --drain 3 --server-core 0 --topic "p$z-s$s-r$r" --rate "$rate" $flag
+        row "$r" fanout "s$s-paced$rate" "$z" "$(get deliveries_per_s)" "$(get server_ns_per_delivery)" \
           "$(get wire_bytes_per_frame)" "" "$(get ok)"
       done
     done

@@ -75,8 +75,16 @@ struct Peer {
 
 impl Peer {
     fn connect(addr: SocketAddr, offer: Option<&str>) -> Result<Peer, String> {
+        // What the answer is checked against: the offer's context takeover
+        // (RFC 7692 §7.1.1.1), windows as the answer says.
         let hs = match offer {
-            Some(_) => ClientHandshake::with_deflate([9; 16], &[], &DeflateConfig::default()),
+            Some(v) => {
+                let config = DeflateConfig {
+                    incoming_context_takeover: !v.contains("server_no_context_takeover"),
+                    ..DeflateConfig::default()
+                };
+                ClientHandshake::with_deflate([9; 16], &[], &config)
+            }
             None => ClientHandshake::new([9; 16], &[]),
         };
         // A hand-written offer replaces the one the handshake would make.
@@ -312,5 +320,39 @@ fn a_large_message_needs_an_encoding_per_window() {
     assert_eq!(big.recv(), (text.as_bytes().to_vec(), true));
     assert_eq!(small.recv(), (text.as_bytes().to_vec(), true));
     assert_eq!(stats(&handle).compressions, 2);
+    stop(&handle, join);
+}
+
+#[test]
+fn context_takeover_carries_over_and_survives_shared_frames() {
+    // Server context takeover allowed (RFC 7692 §7.1.1): the connection's
+    // own compressor keeps its window, so a repeated message shrinks more
+    // the second time; a shared frame in between makes it start afresh
+    // (the peer's window then holds bytes ours does not).
+    let mut settings = DeflateSettings::default();
+    settings.negotiation.outgoing_context_takeover = true;
+    settings.compression.min_size = 0;
+    let (addr, handle, join) = server(config().with_deflate(settings));
+    let mut p = Peer::connect(addr, Some("permessage-deflate")).unwrap();
+    assert_eq!(
+        p.agreed.deflate.map(|d| d.server_no_context_takeover),
+        Some(false)
+    );
+    let text = json(2);
+    let mut sizes = Vec::new();
+    for _ in 0..2 {
+        let before = stats(&handle).compress_bytes_after;
+        p.send(Message::Text(&text));
+        assert_eq!(p.recv(), (text.clone().into_bytes(), true));
+        sizes.push(stats(&handle).compress_bytes_after - before);
+    }
+    assert!(
+        sizes[1] < sizes[0] / 2,
+        "no context carried over: {sizes:?}"
+    );
+    p.send(Message::Text(&format!("broadcast:{text}")));
+    assert_eq!(p.recv(), (text.clone().into_bytes(), true));
+    p.send(Message::Text(&text));
+    assert_eq!(p.recv(), (text.into_bytes(), true));
     stop(&handle, join);
 }
