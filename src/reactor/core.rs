@@ -17,10 +17,6 @@ use super::id::ConnId;
 use super::timer::{Millis, TimerHeap};
 use super::wake::Wake;
 use super::write_queue::BufPool;
-#[cfg(feature = "deflate")]
-use crate::proto::deflate::{prepend, SharedKey};
-#[cfg(feature = "deflate")]
-use crate::proto::frame::EncodedHeader;
 use crate::proto::{CloseCode, Error, Limits, Message, OpCode};
 
 /// Bytes of free coalescing buffers kept for reuse by one loop (4 MiB). A
@@ -397,7 +393,7 @@ impl Core {
 
     /// The soft queue limit: never above the hard one.
     #[inline(always)]
-    fn soft_limit(&self) -> usize {
+    pub(super) fn soft_limit(&self) -> usize {
         self.config
             .backpressure_limit
             .min(self.config.max_queued_bytes)
@@ -408,7 +404,7 @@ impl Core {
     /// end of the turn. Takes the fields it needs, so the caller's borrow of
     /// `c` serves (no second slab lookup per message).
     #[inline(always)]
-    fn queued(
+    pub(super) fn queued(
         c: &mut Conn,
         id: ConnId,
         soft: usize,
@@ -514,146 +510,6 @@ impl Core {
                     c.wq.push_large(h.as_bytes(), payload, &mut self.pool);
                 } else {
                     c.wq.push_bytes(&[h.as_bytes(), payload], &mut self.pool);
-                }
-            }
-        }
-        Self::queued(c, id, soft, self.reading, &mut self.dirty)
-    }
-
-    /// [`Core::send`] on a connection that agreed to permessage-deflate:
-    /// the message compressed (RFC 7692 §7.2.1) and queued, or `None` to
-    /// send it plain (under the threshold, not shrinking, or the
-    /// compressor failed — a plain message is always valid, §6).
-    #[cfg(feature = "deflate")]
-    #[inline(never)]
-    fn send_deflate(
-        &mut self,
-        id: ConnId,
-        op: OpCode,
-        payload: &[u8],
-        soft: usize,
-    ) -> Option<SendStatus> {
-        let (Some(z), Some(c)) = (self.deflate.as_mut(), slot(&mut self.conns, id)) else {
-            return None;
-        };
-        if !c.tx.compresses(payload.len()) {
-            z.counts.sent_plain += 1;
-            return None;
-        }
-        if !c.tx.keeps_context() {
-            return self.send_alone(id, op, payload, soft);
-        }
-        let mut out = std::mem::take(&mut z.scratch);
-        out.clear();
-        let h = match c.tx.compress_message(op, payload, &mut out) {
-            Ok(Some(h)) => h,
-            Ok(None) | Err(Error::CompressionFailed) => {
-                z.scratch = out;
-                z.counts.sent_plain += 1;
-                return None;
-            }
-            Err(_) => return Some(SendStatus::Closed),
-        };
-        let plain = EncodedHeader::new(true, op, None, payload.len() as u64);
-        let counts = &mut z.counts;
-        counts.compressions += 1;
-        counts.sent_compressed += 1;
-        counts.bytes_before += (plain.as_bytes().len() + payload.len()) as u64;
-        counts.bytes_after += (h.as_bytes().len() + out.len()) as u64;
-        if out.len() >= DIRECT_WRITE_THRESHOLD {
-            // A large message: its own buffer, given to the queue.
-            prepend(&mut out, 0, h.as_bytes());
-            c.wq.push_owned(out, &mut self.pool);
-        } else {
-            c.wq.push_bytes(&[h.as_bytes(), &out], &mut self.pool);
-            z.scratch = out;
-        }
-        Some(Self::queued(c, id, soft, self.reading, &mut self.dirty))
-    }
-
-    /// [`Core::send_deflate`] without context takeover in our direction
-    /// (RFC 7692 §7.1.1): each message stands alone, so the loop's
-    /// compressor of shared frames makes it (kept and reset, where the
-    /// connection's own would be set up and freed per message: 7 instead
-    /// of 13 µs for 200 bytes of JSON).
-    #[cfg(feature = "deflate")]
-    fn send_alone(
-        &mut self,
-        id: ConnId,
-        op: OpCode,
-        payload: &[u8],
-        soft: usize,
-    ) -> Option<SendStatus> {
-        let msg = match (op, std::str::from_utf8(payload)) {
-            (OpCode::Text, Ok(t)) => Message::Text(t),
-            (OpCode::Text, Err(_)) => return None,
-            _ => Message::Binary(payload),
-        };
-        let (Some(z), Some(c)) = (self.deflate.as_mut(), slot(&mut self.conns, id)) else {
-            return None;
-        };
-        let key = c.tx.shared_key()?;
-        let header = EncodedHeader::new(true, op, None, payload.len() as u64);
-        let plain_len = header.as_bytes().len() + payload.len();
-        let Some(frame) = z.encode_shared(key, msg, plain_len) else {
-            z.counts.sent_plain += 1;
-            return None;
-        };
-        match c.tx.admit_shared_compressed(key) {
-            Ok(true) => {}
-            Ok(false) => return None,
-            Err(_) => return Some(SendStatus::Closed),
-        }
-        z.counts.sent_compressed += 1;
-        if frame.len() >= DIRECT_WRITE_THRESHOLD {
-            c.wq.push_owned(frame, &mut self.pool);
-        } else {
-            c.wq.push_bytes(&[&frame], &mut self.pool);
-        }
-        Some(Self::queued(c, id, soft, self.reading, &mut self.dirty))
-    }
-
-    /// [`Core::send_shared`] on a connection that agreed to
-    /// permessage-deflate with `key`: the frame's compressed encoding for
-    /// it (made now if none it can read exists), or the plain bytes.
-    #[cfg(feature = "deflate")]
-    #[inline(never)]
-    fn send_shared_deflate(&mut self, id: ConnId, frame: &Frame, key: SharedKey) -> SendStatus {
-        let soft = self.soft_limit();
-        let encoded = match (self.deflate.as_mut(), frame.compressed.as_deref()) {
-            (Some(z), Some(enc)) => Some(enc.get(&frame.bytes, key, z)),
-            _ => None,
-        };
-        let Some(c) = slot(&mut self.conns, id) else {
-            return SendStatus::Closed;
-        };
-        let compressed = encoded
-            .as_ref()
-            .and_then(|e| Some((e.key, e.bytes.as_ref()?)));
-        // The checks of a whole message (RFC 6455 §5.4, §5.5.1), then
-        // whether this connection reads that encoding.
-        let admitted = match compressed {
-            Some((k, bytes)) => match c.tx.admit_shared_compressed(k) {
-                Ok(true) => Some(bytes),
-                Ok(false) => None,
-                Err(_) => return SendStatus::Closed,
-            },
-            None if c.tx.check_whole_message().is_err() => return SendStatus::Closed,
-            None => None,
-        };
-        let counts = self.deflate.as_mut().map(|z| &mut z.counts);
-        match admitted {
-            Some(bytes) => {
-                c.wq.push_shared(bytes, &mut self.pool);
-                if let Some(n) = counts {
-                    n.sent_compressed += 1;
-                    n.sent_shared += 1;
-                }
-            }
-            None => {
-                c.wq.push_shared(&frame.bytes, &mut self.pool);
-                if let Some(n) = counts {
-                    n.sent_plain += 1;
                 }
             }
         }

@@ -11,7 +11,8 @@
 //! timers), `flush.rs` (output and the end of a connection),
 //! `write_queue.rs` (corked, copy-free output), `timer.rs` and
 //! `wake_timer.rs`; with the `deflate` feature, `deflate.rs`
-//! (permessage-deflate: settings, negotiation, the loop's compressors) and
+//! (permessage-deflate: settings, negotiation, the loop's compressors, the
+//! compressed sends) and
 //! `compressed_frame.rs` (a shared frame compressed once for many).
 //!
 //! Per loop turn: poll; read every readable connection into one shared

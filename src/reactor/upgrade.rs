@@ -1,10 +1,10 @@
 //! The opening handshake (RFC 6455 §4.2): a complete request head becomes an
 //! upgrade (the `101` response, then frames), a plain HTTP response, or a
 //! rejection; each of the latter two ends the connection. With
-//! `Config::deflate`, permessage-deflate is answered here too (RFC 7692
-//! §5). A request head
-//! that comes in pieces is collected in a buffer counted against
-//! `max_buffered_bytes`; an answer to `HEAD` is sent without its body.
+//! `Config::deflate`, a permessage-deflate offer is answered here too (RFC
+//! 7692 §5). A request head that comes in pieces is collected in a buffer
+//! counted against `max_buffered_bytes`; an answer to `HEAD` is sent
+//! without its body.
 
 use super::conn::Phase;
 use super::core::{slot, Core, Ctx};
