@@ -35,7 +35,8 @@
 #
 # Knobs: BINS ["new=<target>/release/wsmio"] (label=path ...), SCEN ["s100 sN p1 pid1 e1"], AUTH [token],
 #   ACK_EVERY ["0"], SHORT [2], LONG [6], REPS [1], FAN_BIG [5000], WINDOW [64],
-#   OUT [${TMPDIR:-/tmp}/wsmio-callgrind-<timestamp>], PORT_BASE [19700], LOADGEN [<target>/release/loadgen].
+#   OUT [${TMPDIR:-/tmp}/wsmio-callgrind-<timestamp>], PORT_BASE [19700], LOADGEN [<target>/release/loadgen],
+#   LG_EXTRA [""] (more loadgen flags, e.g. "--deflate": subscribers with permessage-deflate).
 # Output: $OUT/runs.tsv (one line per run), $OUT/marginal.tsv, and per (binary, scenario, K)
 #   $OUT/functions-<label>-<scen>-k<K>.txt: the top functions' marginal instructions per unit
 #   (callgrind_annotate, exclusive counts, long minus short); callgrind files cg-*.out kept.
@@ -174,7 +175,7 @@ run_one() { # label bin scen k len secs rep
   [ "$AUTH" = token ] && token="--token $("$bin" token --user bench --ttl 86400)"
   # shellcheck disable=SC2086
   line=$(timeout -k 5 $((secs + 400)) taskset -c 1 "$LG" --port "$PORT" --mode fanout --hub --size 64 $args \
-    $token --ack-every "$k" --duration "$secs" --warmup 0 --drain 60 --connect-timeout 120 --quiet \
+    $token ${LG_EXTRA:-} --ack-every "$k" --duration "$secs" --warmup 0 --drain 60 --connect-timeout 120 --quiet \
     2> "$OUT/lg-$label-$scen-k$k-$len-r$rep.err" | grep '^RESULT' | head -1)
   echo "$label $scen k=$k $len rep $rep: $line" >> "$OUT/raw.txt"
   kill -TERM "$SPID" 2>/dev/null

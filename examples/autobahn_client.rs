@@ -3,11 +3,12 @@
 //! for its case count, runs every case (echoing each message back, as the
 //! suite expects of a client), then asks it to write its reports.
 //!
-//! Usage: `cargo run --release --example autobahn_client [HOST:PORT] [AGENT]`
+//! Usage: `cargo run --release --features deflate --example autobahn_client [HOST:PORT] [AGENT]`
 //! (default `127.0.0.1:9002`, agent `wsmio`). `autobahn/run.sh` runs it.
 //!
 //! Everything protocol-related is `wsmio::proto`: the opening handshake
-//! (`ClientHandshake`, RFC 6455 §4.1), then the protocol core
+//! (`ClientHandshake`, RFC 6455 §4.1, offering permessage-deflate, RFC
+//! 7692), then the protocol core
 //! (`proto::connection::receive`, the same code the reactor and the fuzzers
 //! run) over a [`Receiver`] (which in the client role refuses masked server
 //! frames, §5.1) and a [`Sender`] (which masks every frame with a fresh
@@ -19,8 +20,10 @@ use std::net::{Shutdown, TcpStream};
 use std::time::{Duration, Instant};
 
 use wsmio::proto::connection::{self, Sink};
+use wsmio::proto::deflate::{Compression, DeflateOptions, DEFAULT_LEVEL, DEFAULT_MEM_LEVEL};
+use wsmio::proto::extension::DeflateConfig;
 use wsmio::proto::handshake::{ClientHandshake, HeadBuffer, HeadLimits};
-use wsmio::proto::{CloseCode, ControlFrame, Limits, Message, OpCode, Receiver, Role, Sender};
+use wsmio::proto::{CloseCode, ControlFrame, Limits, Message, Receiver, Role, Sender};
 
 /// A case that has not ended by then is abandoned (the suite's own
 /// timeouts are shorter, and its longest cases take about a second here;
@@ -31,6 +34,15 @@ const CASE_LIMIT: Duration = Duration::from_secs(20);
 const CLOSE_WAIT: Duration = Duration::from_secs(2);
 /// Bytes read per `read` call.
 const READ_BUF: usize = 256 * 1024;
+/// How echoes are compressed when permessage-deflate is agreed: every
+/// message, whatever its size (`min_size` 0), at the default level.
+const ECHO_COMPRESSION: Compression = Compression {
+    options: DeflateOptions {
+        level: DEFAULT_LEVEL,
+        mem_level: DEFAULT_MEM_LEVEL,
+    },
+    min_size: 0,
+};
 
 fn main() {
     let mut args = std::env::args().skip(1);
@@ -87,15 +99,12 @@ impl Sink for Echo<'_> {
     }
 
     fn on_message(&mut self, msg: Message<'_>) {
-        let op = match msg {
-            Message::Text(t) => {
-                (self.seen)(t);
-                OpCode::Text
-            }
-            Message::Binary(_) => OpCode::Binary,
-        };
+        if let Message::Text(t) = msg {
+            (self.seen)(t);
+        }
         // Fails only once our close frame is out; nothing is sent then.
-        let _ = self.tx.encode_data(op, true, msg.as_bytes(), self.out);
+        // Compressed when permessage-deflate was agreed (RFC 7692 §6).
+        let _ = self.tx.encode_message(msg, self.out);
     }
 
     fn on_close(&mut self, _code: Option<CloseCode>, _reason: &str) {
@@ -114,7 +123,9 @@ fn session(addr: &str, path: &str, seen: &mut dyn FnMut(&str)) -> io::Result<()>
     // RFC 6455 §4.1: a fresh random 16-byte nonce per connection.
     let mut nonce = [0u8; 16];
     getrandom::getrandom(&mut nonce).map_err(|e| io::Error::other(e.to_string()))?;
-    let hs = ClientHandshake::new(nonce, &[]);
+    // RFC 7692: offer permessage-deflate (the suite's cases 12 and 13
+    // accept it with various parameters; the others decline it).
+    let hs = ClientHandshake::with_deflate(nonce, &[], &DeflateConfig::default());
     s.write_all(&hs.request(addr, path, &[]))?;
     let mut buf = vec![0u8; READ_BUF];
     let head_limits = HeadLimits::default();
@@ -131,11 +142,18 @@ fn session(addr: &str, path: &str, seen: &mut dyn FnMut(&str)) -> io::Result<()>
         }
     };
     let (head, mut input) = head.split_off_rest(end);
-    hs.validate_response(&head, &head_limits)
+    let agreed = hs
+        .validate(&head, &head_limits)
         .map_err(|r| io::Error::other(format!("handshake refused: {} {}", r.status, r.reason)))?;
-
-    let mut rx = Receiver::new(Role::Client);
-    let mut tx = Sender::new(Role::Client);
+    // The agreed parameters (RFC 7692 §7.1) shape both directions; echoes
+    // are compressed whatever their size, so every case exercises it.
+    let (mut rx, mut tx) = match agreed.deflate {
+        Some(params) => (
+            Receiver::with_deflate(Role::Client, params),
+            Sender::with_deflate(Role::Client, params, ECHO_COMPRESSION),
+        ),
+        None => (Receiver::new(Role::Client), Sender::new(Role::Client)),
+    };
     // The suite's largest messages are 16 MiB (cases 9.x).
     let limits = Limits::default();
     let mut out = Vec::new();

@@ -149,13 +149,19 @@ impl Metrics {
     pub fn render_reactor(stats: &Stats, out: &mut String) {
         const C: &str = "counter";
         const G: &str = "gauge";
-        let samples: [(&str, &str, &str, u64); 6] = [
+        let samples: [(&str, &str, &str, u64); 12] = [
             ("wsmio_buffered_bytes", G, "Input bytes held in partial messages and request heads (bounded by --max-buffered-bytes).", stats.buffered_bytes as u64),
             ("wsmio_budget_closes_total", C, "Connections closed (1013, or 503 in the handshake) because --max-buffered-bytes was passed.", stats.budget_closes),
             ("wsmio_pending_handshakes", G, "Connections not upgraded yet (bounded by --max-pending-handshakes).", stats.pending_handshakes as u64),
             ("wsmio_handshakes_dropped_total", C, "Handshakes dropped, oldest first, to stay under --max-pending-handshakes.", stats.handshakes_dropped),
             ("wsmio_upgraded_connections", G, "Upgraded connections (bounded by --max-connections).", stats.upgraded_connections as u64),
             ("wsmio_timers", G, "Application timers set on the loop.", stats.timers as u64),
+            ("wsmio_deflate_compressions_total", C, "permessage-deflate compressor runs: messages compressed for one connection, shared frames compressed once for many.", stats.compressions),
+            ("wsmio_deflate_bytes_before_total", C, "Frame bytes (headers included) taken in by those runs.", stats.compress_bytes_before),
+            ("wsmio_deflate_bytes_after_total", C, "Frame bytes (headers included) those runs produced.", stats.compress_bytes_after),
+            ("wsmio_deflate_sent_compressed_total", C, "Messages queued compressed (every delivery of a shared frame counts).", stats.sent_compressed),
+            ("wsmio_deflate_sent_plain_total", C, "Messages queued uncompressed to connections with permessage-deflate (under --deflate-threshold, or not shrinking).", stats.sent_plain),
+            ("wsmio_deflate_sent_shared_total", C, "Deliveries of a frame compressed once and shared.", stats.sent_shared_compressed),
         ];
         for (name, kind, help, v) in samples {
             let _ = writeln!(

@@ -5,6 +5,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::clock::Clock;
+#[cfg(feature = "deflate")]
+use super::deflate::DeflateSettings;
 use crate::proto::handshake::{HeadLimits, DEFAULT_MAX_HEADERS, DEFAULT_MAX_HEAD_SIZE};
 use crate::proto::{Delivery, Limits};
 
@@ -179,6 +181,22 @@ pub struct Config {
     /// the `tls` feature.
     #[cfg(feature = "tls")]
     pub tls: Option<Arc<rustls::ServerConfig>>,
+    /// Offer permessage-deflate (RFC 7692) to clients that ask for it
+    /// (default `None`: declined, as without the feature). With it, the
+    /// upgrade answers the first acceptable offer (§5; a malformed
+    /// `Sec-WebSocket-Extensions` gets `400`), sends are compressed from
+    /// `compression.min_size` bytes on, and a shared [`super::Frame`] is
+    /// compressed once for all such connections. Received messages inflate
+    /// within `max_message_size` (a message that would pass it: 1009), and
+    /// are delivered like any other — whole, or in
+    /// [`Delivery::Chunks`](crate::proto::Delivery::Chunks) mode as the
+    /// inflated bytes, at most 4 KiB per chunk. Compression state is held
+    /// only while a message is being (de)compressed unless context
+    /// takeover is agreed (then 47 KiB to inflate, 137–380 KiB to deflate
+    /// per connection, not counted in `max_buffered_bytes`). Needs the
+    /// `deflate` feature.
+    #[cfg(feature = "deflate")]
+    pub deflate: Option<DeflateSettings>,
 }
 
 impl Default for Config {
@@ -212,6 +230,8 @@ impl Default for Config {
             clock: Clock::System,
             #[cfg(feature = "tls")]
             tls: None,
+            #[cfg(feature = "deflate")]
+            deflate: None,
         }
     }
 }
@@ -302,6 +322,13 @@ impl Config {
     #[cfg(feature = "tls")]
     pub fn with_tls(mut self, tls: Arc<rustls::ServerConfig>) -> Self {
         self.tls = Some(tls);
+        self
+    }
+
+    /// Offer permessage-deflate: set [`Config::deflate`].
+    #[cfg(feature = "deflate")]
+    pub fn with_deflate(mut self, settings: DeflateSettings) -> Self {
+        self.deflate = Some(settings);
         self
     }
 }

@@ -121,6 +121,11 @@ pub(crate) struct Conn {
     /// keeping up, so `max_queued_bytes` binds at once (see
     /// `Core::queue_full`).
     pub backlogged: bool,
+    /// permessage-deflate was agreed: counted while the connection lives
+    /// (frames carry compressed encodings only while some peer can use
+    /// them).
+    #[cfg(feature = "deflate")]
+    pub deflate_peer: Option<super::compressed_frame::DeflatePeer>,
 }
 
 impl Conn {
@@ -149,6 +154,8 @@ impl Conn {
             unread: false,
             abort: false,
             backlogged: false,
+            #[cfg(feature = "deflate")]
+            deflate_peer: None,
         }
     }
 

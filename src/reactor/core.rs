@@ -10,6 +10,8 @@ use super::app_timers::{AppTimers, TimerError, TimerId};
 use super::clock::{millis, Clock};
 use super::config::{Config, FullQueuePolicy};
 use super::conn::{head_capacity, Conn, Finish, Phase};
+#[cfg(feature = "deflate")]
+use super::deflate::LoopDeflate;
 use super::frame::{Frame, SendStatus};
 use super::id::ConnId;
 use super::timer::{Millis, TimerHeap};
@@ -82,6 +84,9 @@ pub(crate) struct Core {
     pub counts: Counts,
     /// Timers set through [`Ctx::set_timer`].
     pub app_timers: AppTimers,
+    /// permessage-deflate, when [`Config::deflate`] offers it.
+    #[cfg(feature = "deflate")]
+    pub deflate: Option<LoopDeflate>,
 }
 
 /// Events counted over the loop's life (see [`Stats`]).
@@ -114,6 +119,27 @@ pub struct Stats {
     /// Application timers set and not yet fired or cancelled, against
     /// [`Config::max_timers`].
     pub timers: usize,
+    /// permessage-deflate (feature `deflate`, `Config::deflate`; zero
+    /// otherwise): compressor runs — a message compressed for one
+    /// connection, or a shared [`super::Frame`] compressed once for many.
+    pub compressions: u64,
+    /// Frame bytes (headers included) those runs took in: the plain
+    /// frames.
+    pub compress_bytes_before: u64,
+    /// Frame bytes (headers included) those runs produced.
+    pub compress_bytes_after: u64,
+    /// Messages queued compressed (each delivery of a shared frame
+    /// counts; a [`super::Frame::batch`] counts once).
+    pub sent_compressed: u64,
+    /// Messages queued uncompressed on connections that agreed to
+    /// permessage-deflate: sends under the size threshold or not
+    /// shrinking, and shared frames whose encoding stayed plain (shared
+    /// frames under `MIN_COMPRESSED_FRAME` bytes
+    /// take the plain path uncounted).
+    pub sent_plain: u64,
+    /// Of `sent_compressed`, deliveries of a frame compressed once and
+    /// shared.
+    pub sent_shared_compressed: u64,
 }
 
 impl Core {
@@ -125,6 +151,8 @@ impl Core {
             pool: BufPool::new(POOLED_BYTES, 4096),
             dirty: Vec::new(),
             limits: config.limits(),
+            #[cfg(feature = "deflate")]
+            deflate: config.deflate.map(LoopDeflate::new),
             config,
             start: Instant::now(),
             now: 0,
@@ -365,7 +393,7 @@ impl Core {
 
     /// The soft queue limit: never above the hard one.
     #[inline(always)]
-    fn soft_limit(&self) -> usize {
+    pub(super) fn soft_limit(&self) -> usize {
         self.config
             .backpressure_limit
             .min(self.config.max_queued_bytes)
@@ -376,7 +404,7 @@ impl Core {
     /// end of the turn. Takes the fields it needs, so the caller's borrow of
     /// `c` serves (no second slab lookup per message).
     #[inline(always)]
-    fn queued(
+    pub(super) fn queued(
         c: &mut Conn,
         id: ConnId,
         soft: usize,
@@ -416,6 +444,12 @@ impl Core {
         let Some(c) = slot(&mut self.conns, id) else {
             return SendStatus::Closed;
         };
+        // RFC 7692: the compressed frame for a connection that agreed to
+        // permessage-deflate (off the plain path).
+        #[cfg(feature = "deflate")]
+        if let (Some(_), Some(key)) = (&frame.compressed, c.tx.shared_key()) {
+            return self.send_shared_deflate(id, frame, key);
+        }
         // RFC 6455 §5.4: a whole message may not be sent inside another
         // fragmented one, nor after our close frame.
         if c.tx.check_whole_message().is_err() {
@@ -440,6 +474,20 @@ impl Core {
             OpCode::Text
         } else {
             OpCode::Binary
+        };
+        // RFC 7692: compressed for a connection that agreed to
+        // permessage-deflate, from the size threshold on.
+        #[cfg(feature = "deflate")]
+        let c = if c.tx.shared_key().is_some() {
+            if let Some(st) = self.send_deflate(id, op, payload, soft) {
+                return st;
+            }
+            let Some(c) = slot(&mut self.conns, id) else {
+                return SendStatus::Closed;
+            };
+            c
+        } else {
+            c
         };
         match payload.len() {
             0..=125 => {
@@ -721,7 +769,26 @@ impl Ctx<'_> {
             handshakes_dropped: self.core.counts.handshakes_dropped,
             upgraded_connections: self.core.open_count,
             timers: self.core.app_timers.len(),
+            ..self.deflate_stats()
         }
+    }
+
+    /// The compression counters of [`Stats`] (zero without deflate).
+    fn deflate_stats(&self) -> Stats {
+        #[cfg(feature = "deflate")]
+        if let Some(z) = &self.core.deflate {
+            let c = &z.counts;
+            return Stats {
+                compressions: c.compressions,
+                compress_bytes_before: c.bytes_before,
+                compress_bytes_after: c.bytes_after,
+                sent_compressed: c.sent_compressed,
+                sent_plain: c.sent_plain,
+                sent_shared_compressed: c.sent_shared,
+                ..Stats::default()
+            };
+        }
+        Stats::default()
     }
 
     /// Begin a graceful shutdown.

@@ -3,6 +3,9 @@
 
 use std::sync::Arc;
 
+#[cfg(feature = "deflate")]
+use super::compressed_frame::Encodings;
+
 use crate::proto::frame::EncodedHeader;
 use crate::proto::{Message, OpCode};
 
@@ -25,9 +28,39 @@ pub enum SendStatus {
 /// references the bytes, or copies them into its buffer when the frame is at
 /// most [`COPY_SHARED_MAX`](super::write_queue::COPY_SHARED_MAX) bytes
 /// (cheaper than a reference for small frames).
-#[derive(Debug, Clone, PartialEq, Eq)]
+///
+/// With the `deflate` feature, a frame of at least
+/// [`MIN_COMPRESSED_FRAME`](super::MIN_COMPRESSED_FRAME) payload bytes is
+/// also compressed once for every connection that agreed to
+/// permessage-deflate (RFC 7692): on the loop thread, the first time it
+/// goes to such a connection, and kept with the frame (and its clones) for
+/// the next ones. Connections without the extension get the plain bytes.
+/// A frame made while no connection of the process had agreed to the
+/// extension carries nothing for it (no allocation) and goes plain to
+/// every connection.
+/// A frame is `Send` and `Sync`: [`super::Handle`]s take frames from other
+/// threads.
+#[derive(Clone)]
 pub struct Frame {
     pub(crate) bytes: Arc<[u8]>,
+    /// Compressed encodings, made on first use (`compressed_frame.rs`).
+    #[cfg(feature = "deflate")]
+    pub(crate) compressed: Option<Arc<Encodings>>,
+}
+
+/// Two frames are equal when their bytes on the wire (uncompressed) are.
+impl PartialEq for Frame {
+    fn eq(&self, other: &Frame) -> bool {
+        self.bytes == other.bytes
+    }
+}
+
+impl Eq for Frame {}
+
+impl std::fmt::Debug for Frame {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Frame").field("bytes", &self.bytes).finish()
+    }
 }
 
 impl Frame {
@@ -43,7 +76,11 @@ impl Frame {
         let mut v = Vec::with_capacity(h.as_bytes().len() + payload.len());
         v.extend_from_slice(h.as_bytes());
         v.extend_from_slice(payload);
-        Frame { bytes: v.into() }
+        Frame {
+            bytes: v.into(),
+            #[cfg(feature = "deflate")]
+            compressed: Encodings::message(msg.is_text(), h.as_bytes().len(), payload.len()),
+        }
     }
 
     /// Frame a text message.
@@ -60,7 +97,8 @@ impl Frame {
     /// takes them with one reference instead of one copy per message (how
     /// the hub queues a burst of deliveries to each subscriber). The bytes
     /// are copied once here; one frame is returned as itself, none gives an
-    /// empty unit that sends nothing.
+    /// empty unit that sends nothing. Compressed (feature `deflate`), the
+    /// unit is its members' compressed frames, each made once per member.
     pub fn batch(frames: &[Frame]) -> Self {
         if let [one] = frames {
             return one.clone();
@@ -70,7 +108,11 @@ impl Frame {
         for f in frames {
             v.extend_from_slice(&f.bytes);
         }
-        Frame { bytes: v.into() }
+        Frame {
+            bytes: v.into(),
+            #[cfg(feature = "deflate")]
+            compressed: Encodings::batch(frames),
+        }
     }
 
     /// The encoded frame (or frames, for a [`Frame::batch`]).

@@ -10,7 +10,10 @@
 //! decisions, time as an input), `app_timers.rs` (the application's
 //! timers), `flush.rs` (output and the end of a connection),
 //! `write_queue.rs` (corked, copy-free output), `timer.rs` and
-//! `wake_timer.rs`.
+//! `wake_timer.rs`; with the `deflate` feature, `deflate.rs`
+//! (permessage-deflate: settings, negotiation, the loop's compressors, the
+//! compressed sends) and
+//! `compressed_frame.rs` (a shared frame compressed once for many).
 //!
 //! Per loop turn: poll; read every readable connection into one shared
 //! buffer and run the protocol over it (messages are delivered straight
@@ -24,9 +27,13 @@ mod app_timers;
 mod blocking;
 mod budget;
 mod clock;
+#[cfg(feature = "deflate")]
+mod compressed_frame;
 mod config;
 mod conn;
 mod core;
+#[cfg(feature = "deflate")]
+mod deflate;
 mod flush;
 mod frame;
 mod handle;
@@ -52,7 +59,11 @@ pub use self::core::{Ctx, Stats, DIRECT_WRITE_THRESHOLD};
 pub use app_timers::{TimerError, TimerId};
 pub use blocking::{BlockingClient, ClientOptions, ConnectError, Incoming, SendError};
 pub use clock::{Clock, ManualClock};
+#[cfg(feature = "deflate")]
+pub use compressed_frame::MIN_COMPRESSED_FRAME;
 pub use config::{Config, FullQueuePolicy, MAX_BUSY_POLL};
+#[cfg(feature = "deflate")]
+pub use deflate::DeflateSettings;
 pub use frame::{Frame, SendStatus};
 pub use handle::{Call, Handle, HandleError};
 pub use handler::{CloseInfo, Handler, HttpResponse, Upgrade};

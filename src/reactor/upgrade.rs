@@ -1,18 +1,21 @@
 //! The opening handshake (RFC 6455 §4.2): a complete request head becomes an
 //! upgrade (the `101` response, then frames), a plain HTTP response, or a
-//! rejection; each of the latter two ends the connection. A request head
-//! that comes in pieces is collected in a buffer counted against
-//! `max_buffered_bytes`; an answer to `HEAD` is sent without its body.
+//! rejection; each of the latter two ends the connection. With
+//! `Config::deflate`, a permessage-deflate offer is answered here too (RFC
+//! 7692 §5). A request head that comes in pieces is collected in a buffer
+//! counted against `max_buffered_bytes`; an answer to `HEAD` is sent
+//! without its body.
 
 use super::conn::Phase;
-use super::core::{slot, Ctx};
+use super::core::{slot, Core, Ctx};
 use super::handler::{Handler, Upgrade};
 use super::id::ConnId;
 use super::read::feed;
 use super::server::Server;
+use crate::proto::extension::Accepted;
 use crate::proto::handshake::{
-    accept_response, find_head_end, parse_request, rejection_response, validate_upgrade,
-    HeadBuffer, Rejection,
+    accept_response_ext, find_head_end, parse_request, rejection_response, validate_upgrade,
+    HeadBuffer, Rejection, Request,
 };
 
 impl Server {
@@ -145,6 +148,12 @@ impl Server {
             };
             return self.refuse_request(id, &rej, false, handler);
         }
+        // RFC 7692 §5: the extension is settled before the handler sees
+        // the request (a malformed offer is refused here).
+        let deflate = match negotiate(&self.core, &req) {
+            Ok(d) => d,
+            Err(rej) => return self.refuse_request(id, &rej, head_only, handler),
+        };
         let mut ctx = Ctx {
             core: &mut self.core,
         };
@@ -169,28 +178,63 @@ impl Server {
                     .iter()
                     .map(|(n, v)| (n.as_str(), v.as_str()))
                     .collect();
-                let resp = accept_response(key, protocol.as_deref(), &extra);
-                let now = self.core.now;
-                let Some(c) = slot(&mut self.core.conns, id) else {
-                    return;
-                };
-                // Queued like every reply: written right after this read,
-                // with whatever `open` and the pipelined frames produce.
-                c.wq.push_bytes(&[&resp], &mut self.core.pool);
-                c.phase = Phase::Open { pong_due: None };
-                c.last_read = now;
-                self.core.open_count += 1;
-                self.core.mark_dirty(id);
-                self.core.arm_timer(id);
-                let mut ctx = Ctx {
-                    core: &mut self.core,
-                };
-                handler.open(&mut ctx, id);
-                // Frames that came in the same read as the head.
-                if !rest.is_empty() {
-                    feed(&mut self.core, handler, id, rest);
-                }
+                let extensions = deflate.as_ref().map(|a| a.response.header_value());
+                let resp =
+                    accept_response_ext(key, protocol.as_deref(), extensions.as_deref(), &extra);
+                self.open(id, &resp, deflate.as_ref(), rest, handler);
             }
         }
     }
+
+    /// Switch `id` to frames: queue the `101` (`resp`), set up the
+    /// protocol with the agreed permessage-deflate parameters, if any, and
+    /// tell the handler; then run the frames that came with the head.
+    fn open<H: Handler>(
+        &mut self,
+        id: ConnId,
+        resp: &[u8],
+        deflate: Option<&Accepted>,
+        rest: &mut [u8],
+        handler: &mut H,
+    ) {
+        let now = self.core.now;
+        let Some(c) = slot(&mut self.core.conns, id) else {
+            return;
+        };
+        // Queued like every reply: written right after this read, with
+        // whatever `open` and the pipelined frames produce.
+        c.wq.push_bytes(&[resp], &mut self.core.pool);
+        c.phase = Phase::Open { pong_due: None };
+        c.last_read = now;
+        #[cfg(feature = "deflate")]
+        if let (Some(accepted), Some(z)) = (deflate, &self.core.deflate) {
+            (c.rx, c.tx) = super::deflate::endpoints(accepted, &z.settings);
+            c.deflate_peer = Some(super::compressed_frame::DeflatePeer::new());
+        }
+        #[cfg(not(feature = "deflate"))]
+        let _ = deflate;
+        self.core.open_count += 1;
+        self.core.mark_dirty(id);
+        self.core.arm_timer(id);
+        let mut ctx = Ctx {
+            core: &mut self.core,
+        };
+        handler.open(&mut ctx, id);
+        // Frames that came in the same read as the head.
+        if !rest.is_empty() {
+            feed(&mut self.core, handler, id, rest);
+        }
+    }
+}
+
+/// The permessage-deflate answer to `req` (RFC 7692 §5): `None` when the
+/// server does not offer it (no `Config::deflate`, or built without the
+/// `deflate` feature) or no offer is acceptable.
+fn negotiate(core: &Core, req: &Request) -> Result<Option<Accepted>, Rejection> {
+    #[cfg(feature = "deflate")]
+    if let Some(z) = &core.deflate {
+        return super::deflate::negotiate(&z.settings, req);
+    }
+    let _ = (core, req);
+    Ok(None)
 }

@@ -243,8 +243,22 @@ impl WriteQueue {
             .push_back(Seg::Owned(v));
     }
 
+    /// Append a buffer of its own (a frame built whole, e.g. a large
+    /// compressed message): no copy.
+    pub fn push_owned(&mut self, frame: Vec<u8>, pool: &mut BufPool) {
+        if frame.is_empty() {
+            return;
+        }
+        self.seal_tail(pool);
+        self.len += frame.len();
+        self.segs
+            .get_or_insert_with(|| pool.take_list())
+            .push_back(Seg::Owned(frame));
+    }
+
     /// Write as much as the socket takes. Returns `Ok(true)` when the queue
     /// is empty, `Ok(false)` when the socket would block.
+    #[inline]
     pub fn flush<W: Write>(&mut self, w: &mut W, pool: &mut BufPool) -> io::Result<bool> {
         while self.len > 0 {
             let r = if self.segs.is_none() {

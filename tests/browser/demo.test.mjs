@@ -2,7 +2,8 @@
 //
 // Starts the release `wsmio serve` binary on a free 127.0.0.1 port, opens the
 // page twice (two isolated browsers, each with its own fresh temporary
-// profile), and checks connect, presence, a chat message going both ways,
+// profile), and checks connect, permessage-deflate negotiated (the page's
+// WebSocket.extensions), presence, a chat message going both ways,
 // presence dropping when a page closes, /healthz, /metrics and a graceful
 // SIGTERM shutdown (exit code 0 within 10 s). cluster.test.mjs does the same
 // across two nodes over Redis.
@@ -83,6 +84,15 @@ describe('demo page in headless Chromium', { timeout: FILE_TIMEOUT }, () => {
     }
   });
 
+  step('the hub negotiates permessage-deflate with the browser', async () => {
+    // RFC 7692: Chromium offers it on every connection; the hub accepts it
+    // by default (--deflate on).
+    for (const c of [a, b]) {
+      const ext = await c.page.evaluate(() => demo.hub.ws.extensions);
+      assert.match(ext, /^permessage-deflate\b/, `${c.name}: WebSocket.extensions = ${JSON.stringify(ext)}`);
+    }
+  });
+
   step('presence shows 2 members on both pages', async () => {
     await Promise.all([waitMembers(a, [a.user, b.user]), waitMembers(b, [a.user, b.user])]);
     for (const c of [a, b]) {
@@ -159,6 +169,14 @@ describe('demo page in headless Chromium', { timeout: FILE_TIMEOUT }, () => {
     const m = /^wsmio_connections_total(?:\{[^}]*\})? (\d+)/m.exec(metrics.body);
     assert.ok(m, 'wsmio_connections_total has no sample line');
     assert.ok(Number(m[1]) >= 2, `wsmio_connections_total = ${m[1]}, expected >= 2`);
+    // The chat's deliveries (over --deflate-threshold) went out compressed,
+    // each compressed once and shared by both pages.
+    const sample = (name) => Number(new RegExp(`^${name} (\\d+)`, 'm').exec(metrics.body)?.[1] ?? 0);
+    assert.ok(sample('wsmio_deflate_sent_shared_total') >= 2, `no shared compressed delivery: ${metrics.body}`);
+    assert.ok(
+      sample('wsmio_deflate_bytes_after_total') < sample('wsmio_deflate_bytes_before_total'),
+      'compression did not shrink the deliveries',
+    );
     // The page acknowledges what it has shown (once a second at most).
     const deadline = Date.now() + STEP;
     for (;;) {

@@ -63,6 +63,8 @@
 use super::*;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use wsmio::proto::deflate::Inflater;
+use wsmio::proto::extension::Direction;
 
 /// hex publisher id (8) + sequence (16) + timestamp (16)
 const DHDR: usize = 40;
@@ -102,6 +104,8 @@ struct HConn {
     /// `--ack-every`: deliveries since this subscriber's last ack, and the
     /// topic seq of an ack that fell due (0: none)
     ack: SubAck,
+    /// `--deflate`: the last compressed message, inflated
+    zbuf: Vec<u8>,
 }
 
 #[derive(Default, Clone, Copy)]
@@ -162,6 +166,14 @@ struct Acc {
     closed: u64,
     other_frames: u64,
     frames_seen: u64,
+    /// frame bytes received (headers included), and how many frames were
+    /// compressed (`--deflate`)
+    wire_bytes: u64,
+    compressed_frames: u64,
+    /// `--deflate`: one inflater for every connection — each message was
+    /// compressed on its own (no context takeover), so a kept window is
+    /// never referred to
+    inflater: Option<Inflater>,
     measuring: bool,
     first_err: Option<String>,
     hist: Histogram<u64>,
@@ -257,6 +269,28 @@ impl Acc {
             self.sent_measured += 1;
         }
     }
+}
+
+/// `--deflate`'s filler: `n` bytes of chat-like text, words drawn from a
+/// small vocabulary by a fixed generator (compresses about as chat does,
+/// unlike a repeating alphabet).
+pub(crate) fn words(n: usize) -> Vec<u8> {
+    const VOCAB: [&str; 24] = [
+        "hello", "there", "the", "meeting", "is", "at", "noon", "see", "you", "soon", "ok",
+        "thanks", "a", "new", "build", "passed", "on", "main", "lunch", "today", "who", "wants",
+        "coffee", "later",
+    ];
+    let mut x: u32 = 0x2545_f491;
+    let mut v = Vec::with_capacity(n + 16);
+    while v.len() < n {
+        x ^= x << 13;
+        x ^= x >> 17;
+        x ^= x << 5;
+        v.extend_from_slice(VOCAB[(x % VOCAB.len() as u32) as usize].as_bytes());
+        v.push(b' ');
+    }
+    v.truncate(n);
+    v
 }
 
 /// A subscriber's ack of `topic` up to `seq` (no `id`: not answered).
@@ -701,6 +735,24 @@ fn on_delivery(
     }
 }
 
+/// `--deflate`: inflate the compressed message in `c.rbuf[ps..pe]` into
+/// `c.zbuf`; `false` (the connection closed) if it does not inflate or is
+/// fragmented (the hub never fragments).
+fn inflate(c: &mut HConn, a: &mut Acc, ps: usize, pe: usize, fin: bool) -> bool {
+    a.compressed_frames += 1;
+    c.zbuf.clear();
+    let ok = a
+        .inflater
+        .as_mut()
+        .map(|z| z.decompress(&c.rbuf[ps..pe], &mut c.zbuf));
+    if !matches!(ok, Some(Ok(()))) || !fin {
+        a.err("compressed frame does not inflate (or is fragmented)".into());
+        close_conn(c, a, "bad compressed frame".into());
+        return false;
+    }
+    true
+}
+
 /// Parse complete frames in the read buffer.
 fn parse(c: &mut HConn, a: &mut Acc, now: u64) {
     let mut pos = 0;
@@ -708,7 +760,9 @@ fn parse(c: &mut HConn, a: &mut Acc, now: u64) {
         let b = &c.rbuf[pos..c.re];
         let b0 = b[0];
         let op = b0 & 0x0f;
-        if b0 & 0x70 != 0 || b[1] & 0x80 != 0 {
+        // RSV1: a compressed message, with --deflate (RFC 7692 §6).
+        let rsv_ok = if a.inflater.is_some() { 0x40 } else { 0 };
+        if b0 & 0x70 & !rsv_ok != 0 || b[1] & 0x80 != 0 {
             a.err("server frame has RSV bits or mask set".into());
             close_conn(c, a, "protocol error".into());
             return;
@@ -749,9 +803,18 @@ fn parse(c: &mut HConn, a: &mut Acc, now: u64) {
         let pe = ps + len;
         pos = pe;
         a.frames_seen += 1;
+        a.wire_bytes += (hdr + len) as u64;
+        let compressed = b0 & 0x40 != 0;
+        if compressed && !inflate(c, a, ps, pe, b0 & 0x80 != 0) {
+            return;
+        }
         match op {
             1 if b0 & 0x80 != 0 => {
-                let t = &c.rbuf[ps..pe];
+                let t = if compressed {
+                    &c.zbuf[..]
+                } else {
+                    &c.rbuf[ps..pe]
+                };
                 on_text(
                     &mut c.st,
                     &mut c.exp,
@@ -908,8 +971,12 @@ pub fn run(o: &Opts) -> ! {
     };
     let hs_req = format!(
         "GET {} HTTP/1.1\r\nHost: {}:{}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-         Sec-WebSocket-Key: {}\r\nSec-WebSocket-Version: 13\r\n\r\n",
-        target, o.host, o.port, KEY
+         Sec-WebSocket-Key: {}\r\nSec-WebSocket-Version: 13\r\n{}\r\n",
+        target,
+        o.host,
+        o.port,
+        KEY,
+        super::extensions_header(o)
     )
     .into_bytes();
     let mut sub_req = Vec::new();
@@ -963,10 +1030,23 @@ pub fn run(o: &Opts) -> ! {
         closed: 0,
         other_frames: 0,
         frames_seen: 0,
+        wire_bytes: 0,
+        compressed_frames: 0,
+        inflater: o.deflate.then(|| {
+            let dir = Direction {
+                no_context_takeover: false,
+                max_window_bits: 15,
+            };
+            Inflater::new(dir, 16 << 20)
+        }),
         measuring: false,
         first_err: None,
         hist: Histogram::new_with_bounds(1, 600_000_000_000, 3).unwrap(),
-        filler: (0..o.size).map(|i| b'A' + (i % 26) as u8).collect(),
+        filler: if o.deflate {
+            words(o.size)
+        } else {
+            (0..o.size).map(|i| b'A' + (i % 26) as u8).collect()
+        },
     };
     let mut poll = Poll::new().expect("poll");
     let mut events = Events::with_capacity(4096);
@@ -1046,6 +1126,7 @@ pub fn run(o: &Opts) -> ! {
                         pubidx,
                         only_pub: sep && started >= s,
                         ack: SubAck::default(),
+                        zbuf: Vec::new(),
                     });
                 }
                 Err(e) => {
@@ -1381,7 +1462,7 @@ pub fn run(o: &Opts) -> ! {
          topic={} engine={} sub_ports={} pub_port={} rate={} acks={} sent={} sent_per_s={:.0} \
          acks_total={} acks_per_s={:.0} ack_p50_us={:.1} ack_p99_us={:.1} ack_p999_us={:.1} ack_max_us={:.1} \
          pace_p50_us={:.1} pace_p99_us={:.1} pace_max_us={:.1} unacked={} ack_no_epoch={} seq_mismatch={} \
-         ack_every={} sub_acks={} sub_acks_per_s={:.0}{} ok={}",
+         ack_every={} sub_acks={} sub_acks_per_s={:.0} deflate={} wire_bytes_per_frame={:.1} compressed_frames={}{} ok={}",
         s,
         a.p,
         a.w,
@@ -1430,6 +1511,9 @@ pub fn run(o: &Opts) -> ! {
         a.ack_every,
         a.sub_acks_all,
         a.sub_acks_measured as f64 / secs,
+        o.deflate as u8,
+        a.wire_bytes as f64 / a.frames_seen.max(1) as f64,
+        a.compressed_frames,
         watch_cpu,
         ok as u8
     );

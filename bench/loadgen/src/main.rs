@@ -93,6 +93,10 @@ struct Opts {
     /// hub: every subscriber acknowledges (`{"op":"ack",...}`) once per this
     /// many deliveries it received, for the seq of the last one (0: never)
     ack_every: u64,
+    /// hub and idle: offer permessage-deflate (RFC 7692, no context
+    /// takeover either way); compressed deliveries are inflated and checked
+    /// like plain ones, and the publishes' filler is chat-like words
+    deflate: bool,
 }
 
 fn usage() -> ! {
@@ -148,6 +152,7 @@ fn parse_opts() -> Opts {
         expect_engine: String::new(),
         watch: Vec::new(),
         ack_every: 0,
+        deflate: false,
     };
     let args: Vec<String> = std::env::args().skip(1).collect();
     let mut i = 0;
@@ -194,6 +199,7 @@ fn parse_opts() -> Opts {
                     .collect()
             }
             "--acks" => o.acks = true,
+            "--deflate" => o.deflate = true,
             "--ack-every" => o.ack_every = val(&mut i).parse().unwrap_or_else(|_| usage()),
             "--topic" => o.topic = val(&mut i),
             "--expect-engine" => o.expect_engine = val(&mut i),
@@ -328,13 +334,15 @@ struct Template {
 }
 
 impl Template {
-    fn new(size: usize, binary: bool) -> Template {
+    fn new(size: usize, binary: bool, words: bool) -> Template {
         let op = if binary { 2u8 } else { 1u8 };
-        let mut body = Vec::with_capacity(size);
-        for i in 0..size {
+        let body = if words {
+            // `--deflate`: chat-like text that compresses as chat does
+            hubfan::words(size)
+        } else {
             // printable ASCII filler (valid UTF-8 for text frames), position dependent
-            body.push(b'A' + (i % 26) as u8);
-        }
+            (0..size).map(|i| b'A' + (i % 26) as u8).collect()
+        };
         let mut frame = Vec::with_capacity(size + 14);
         frame.push(0x80 | op);
         if size < 126 {
@@ -454,6 +462,13 @@ struct Stats {
     closed: u64,
     measuring: bool,
     first_err: Option<String>,
+    /// frame bytes received in the measured window (headers included)
+    wire_bytes: u64,
+    /// `--deflate`: one inflater for every connection (each message was
+    /// compressed on its own, so a kept window is never referred to), and
+    /// the last message inflated
+    inflater: Option<wsmio::proto::deflate::Inflater>,
+    zbuf: Vec<u8>,
 }
 
 /// (utime, stime) of a process in clock ticks (USER_HZ = 100 on Linux), all
@@ -630,6 +645,47 @@ fn fail(c: &mut Conn, stats: &mut Stats, msg: String, is_verify: bool) {
 
 /// Parse complete frames in rbuf; verify echoes; queue replacements/pongs.
 #[allow(clippy::too_many_arguments)]
+/// `--deflate`: inflate the compressed echo in `c.rbuf[r]` and verify it.
+fn verify_compressed(
+    c: &Conn,
+    tpl: &Template,
+    stats: &mut Stats,
+    op: u8,
+    r: std::ops::Range<usize>,
+) -> Result<(), String> {
+    stats.zbuf.clear();
+    match stats
+        .inflater
+        .as_mut()
+        .map(|z| z.decompress(&c.rbuf[r], &mut stats.zbuf))
+    {
+        Some(Ok(())) => tpl.verify(op, &stats.zbuf, c.recv_seq),
+        _ => Err("compressed message does not inflate".into()),
+    }
+}
+
+/// An echo arrived and was verified: count it, send the next.
+fn echo_done(
+    c: &mut Conn,
+    tpl: &Template,
+    stats: &mut Stats,
+    sending: bool,
+    now: u64,
+    depth_target: usize,
+) {
+    c.recv_seq = c.recv_seq.wrapping_add(1);
+    let sent_at = c.inflight.pop_front().unwrap_or(now);
+    if stats.measuring {
+        stats.msgs += 1;
+        stats.bytes += tpl.body.len() as u64;
+        let _ = stats.hist.record(now.saturating_sub(sent_at).max(1));
+    }
+    if sending && c.inflight.len() < depth_target {
+        tpl.queue(c);
+        c.inflight.push_back(now);
+    }
+}
+
 fn parse_frames(
     c: &mut Conn,
     tpl: &Template,
@@ -646,7 +702,9 @@ fn parse_frames(
         let b = &c.rbuf[c.rs..c.re];
         let fin = b[0] & 0x80 != 0;
         let op = b[0] & 0x0f;
-        if b[0] & 0x70 != 0 {
+        // RSV1 on a whole message: compressed (`--deflate`, RFC 7692 §6).
+        let compressed = b[0] & 0x40 != 0 && stats.inflater.is_some() && fin && op != 0;
+        if b[0] & 0x70 != 0 && !compressed {
             fail(c, stats, "server frame has RSV bits set".into(), true);
             return;
         }
@@ -690,6 +748,17 @@ fn parse_frames(
         let ps = c.rs + hdr;
         let pe = ps + len;
         c.rs = pe;
+        if stats.measuring {
+            stats.wire_bytes += (hdr + len) as u64;
+        }
+        if compressed {
+            if let Err(e) = verify_compressed(c, tpl, stats, op, ps..pe) {
+                fail(c, stats, format!("verify failed: {}", e), true);
+                return;
+            }
+            echo_done(c, tpl, stats, sending, now, depth_target);
+            continue;
+        }
         match op {
             1 | 2 | 0 => {
                 let complete: Option<(u8, bool)> = if op != 0 && fin && !c.in_frag {
@@ -727,17 +796,7 @@ fn parse_frames(
                         fail(c, stats, format!("verify failed: {}", e), true);
                         return;
                     }
-                    c.recv_seq = c.recv_seq.wrapping_add(1);
-                    let sent_at = c.inflight.pop_front().unwrap_or(now);
-                    if stats.measuring {
-                        stats.msgs += 1;
-                        stats.bytes += tpl.body.len() as u64;
-                        let _ = stats.hist.record(now.saturating_sub(sent_at).max(1));
-                    }
-                    if sending && c.inflight.len() < depth_target {
-                        tpl.queue(c);
-                        c.inflight.push_back(now);
-                    }
+                    echo_done(c, tpl, stats, sending, now, depth_target);
                 }
             }
             8 => {
@@ -917,17 +976,31 @@ fn on_ready(
     opened
 }
 
+/// The `Sec-WebSocket-Extensions` line of `--deflate` (RFC 7692: no
+/// context takeover either way, as a hub that shares compressed frames
+/// answers anyway), or nothing.
+fn extensions_header(o: &Opts) -> &'static str {
+    if o.deflate {
+        "Sec-WebSocket-Extensions: permessage-deflate; server_no_context_takeover; client_no_context_takeover\r\n"
+    } else {
+        ""
+    }
+}
+
 fn find_hdr_end(b: &[u8]) -> Option<usize> {
     b.windows(4).position(|w| w == b"\r\n\r\n").map(|p| p + 4)
 }
 
 fn main() {
     let o = parse_opts();
-    let tpl = Template::new(o.size, o.binary);
+    let tpl = Template::new(o.size, o.binary, o.deflate);
     let handshake_req = format!(
         "GET / HTTP/1.1\r\nHost: {}:{}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-         Sec-WebSocket-Key: {}\r\nSec-WebSocket-Version: 13\r\n\r\n",
-        o.host, o.port, KEY
+         Sec-WebSocket-Key: {}\r\nSec-WebSocket-Version: 13\r\n{}\r\n",
+        o.host,
+        o.port,
+        KEY,
+        extensions_header(&o)
     )
     .into_bytes();
     if o.mode == "churn" {
@@ -955,6 +1028,15 @@ fn main() {
         closed: 0,
         measuring: false,
         first_err: None,
+        wire_bytes: 0,
+        inflater: o.deflate.then(|| {
+            let dir = wsmio::proto::extension::Direction {
+                no_context_takeover: false,
+                max_window_bits: 15,
+            };
+            wsmio::proto::deflate::Inflater::new(dir, 64 << 20)
+        }),
+        zbuf: Vec::new(),
     };
     let rcap = if o.mode == "idle" {
         4096
@@ -1240,7 +1322,8 @@ fn main() {
     println!(
         "RESULT mode=echo conns={} size={} depth={} binary={} secs={:.2} msgs={} msgs_per_s={:.0} MB_per_s={:.1} \
          p50_us={:.1} p99_us={:.1} p999_us={:.1} max_us={:.1} client_cpu_pct={} server_cpu_pct={} server_user_pct={} \
-         tcp_segs_per_s={} tcp_data_segs_per_s={} tcp_delayed_acks_per_s={} verify_errors={} closed={} ok={}",
+         tcp_segs_per_s={} tcp_data_segs_per_s={} tcp_delayed_acks_per_s={} verify_errors={} closed={} \
+         deflate={} wire_bytes_per_msg={:.1} ok={}",
         open,
         o.size,
         o.depth,
@@ -1261,6 +1344,8 @@ fn main() {
         delayed_acks,
         stats.errors,
         stats.closed,
+        o.deflate as u8,
+        stats.wire_bytes as f64 / stats.msgs.max(1) as f64,
         ok as u8
     );
     std::process::exit(if ok { 0 } else { 1 });

@@ -185,6 +185,18 @@ impl Sender {
         h
     }
 
+    /// Does our compressor keep its context from one message to the next
+    /// (context takeover agreed for our direction, RFC 7692 §7.1.1)?
+    /// Without it every message stands alone, as a frame compressed once
+    /// for many does: such a frame ([`crate::proto::deflate::SharedDeflater`])
+    /// may stand for any of our messages.
+    pub fn keeps_context(&self) -> bool {
+        self.extras
+            .as_ref()
+            .and_then(|e| e.deflate.as_ref())
+            .is_some_and(|c| !c.deflater.no_context_takeover())
+    }
+
     /// The [`SharedKey`] of this connection: which frames compressed once
     /// for many ([`crate::proto::deflate::encode_shared_frame`]) it can
     /// take. `None`: no permessage-deflate (send it the uncompressed
