@@ -404,3 +404,109 @@ fn a_join_storm_of_1000_costs_bounded_memory_per_member() {
     assert!(per_member <= 16 * 1024, "{per_member} B per member");
     drop(clients);
 }
+
+/// Run `wsmio ARGS` to its end (bounded): exit status, stdout, stderr.
+fn tool(args: &[&str], env: &[(&str, &str)], stdin: &str) -> (i32, String, String) {
+    let mut c = Command::new(BIN);
+    c.args(args)
+        .env_remove("WSMIO_TOKEN")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    for (k, v) in env {
+        c.env(k, v);
+    }
+    let mut child = c.spawn().expect("spawn wsmio");
+    let mut input = child.stdin.take().unwrap();
+    input.write_all(stdin.as_bytes()).unwrap();
+    drop(input);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while child.try_wait().unwrap().is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("wsmio {args:?} did not finish");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let out = child.wait_with_output().unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// `wsmio sub` and `wsmio pub` round trip through a hub with tokens
+/// (`--token`, `WSMIO_TOKEN`), lines of standard input published one by
+/// one, bad input refused with a reason, a missing token stopping with
+/// the hub's 401, and `wsmio client` as a raw session.
+#[test]
+fn sub_pub_and_client_from_the_shell() {
+    const SECRET: &str = "a-test-secret-of-at-least-32-bytes!!";
+    let mut cmd = serve();
+    cmd.args(["--auth-secret", SECRET]);
+    let p = Proc::start(cmd);
+    let url = format!("ws://{}/ws", p.addr);
+    let (_, token, _) = tool(&["token", "--secret", SECRET, "--user", "sam"], &[], "");
+    let token = token.trim().to_string();
+    let env = [("WSMIO_TOKEN", token.as_str())];
+    // A follower of two topics, until three deliveries.
+    let mut sub = Command::new(BIN);
+    sub.args(["sub", &url, "room", "news", "--count", "3"])
+        .env("WSMIO_TOKEN", &token)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut sub = sub.spawn().expect("spawn sub");
+    let mut err = BufReader::new(sub.stderr.take().unwrap());
+    let mut subscribed = 0;
+    let mut line = String::new();
+    while subscribed < 2 {
+        line.clear();
+        assert!(err.read_line(&mut line).unwrap() > 0, "sub ended early");
+        subscribed += usize::from(line.contains("subscribed at seq 0"));
+    }
+    let (code, out, e) = tool(&["pub", &url, "room", r#"{"n":1}"#], &env, "");
+    assert_eq!(code, 0, "{e}");
+    let ack: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(
+        (&ack["seq"], &ack["topic"]),
+        (&1.into(), &"room".into()),
+        "{out}"
+    );
+    let (code, out, e) = tool(
+        &["pub", "--token", &token, &url, "news", "-", "--string"],
+        &[],
+        "a\nb\n",
+    );
+    assert_eq!((code, out.lines().count()), (0, 2), "{out} {e}");
+    let out = sub.wait_with_output().unwrap();
+    assert!(out.status.success());
+    let got: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let data: Vec<String> = got.iter().map(|v| v["data"].to_string()).collect();
+    assert_eq!(data, [r#"{"n":1}"#, r#""a""#, r#""b""#]);
+    assert!(got.iter().all(|v| v["from"] == "sam"));
+    // Bad input, and no token: exit 1 with the reason.
+    let (code, _, e) = tool(&["pub", &url, "room", "not json"], &env, "");
+    assert!(code == 1 && e.contains("not JSON"), "{e}");
+    let (code, _, e) = tool(&["pub", &url, "room", "1"], &[], "");
+    assert!(code == 1 && e.contains("401"), "{e}");
+    // A raw session: the welcome, then the answer to what we typed.
+    let (code, out, e) = tool(
+        &[
+            "client",
+            &url,
+            "-H",
+            &format!("Authorization: Bearer {token}"),
+        ],
+        &[],
+        "{\"op\":\"presence\",\"topic\":\"room\",\"id\":7}\n",
+    );
+    assert_eq!(code, 0, "{e}");
+    assert!(
+        out.lines().next().unwrap().contains(r#""type":"welcome""#),
+        "{out}"
+    );
+}

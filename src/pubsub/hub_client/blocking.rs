@@ -183,6 +183,19 @@ impl BlockingHub {
                         duplicate,
                     })
                 }
+                Event::PublishFailed {
+                    id: i,
+                    error: PublishError::Stopped,
+                } if i == id => {
+                    // The client's `Stopped` says why: take it if it is here.
+                    let why = self.events.iter().find_map(|e| match e {
+                        Event::Stopped { reason } => Some(reason.clone()),
+                        _ => None,
+                    });
+                    break Err(
+                        why.map_or(WaitError::Failed(PublishError::Stopped), WaitError::Stopped)
+                    );
+                }
                 Event::PublishFailed { id: i, error } if i == id => {
                     break Err(WaitError::Failed(error))
                 }
