@@ -85,7 +85,11 @@ struct Flood {
 /// sending `msgs` messages of `size` bytes, and a canary measuring round
 /// trips meanwhile.
 fn flood(hub: HubConfig, subs: usize, msgs: usize, size: usize) -> Flood {
-    let srv = serve_hub(hub);
+    // Every client comes from 127.0.0.1.
+    let srv = serve_hub(HubConfig {
+        max_connections_per_ip: 0,
+        ..hub
+    });
     let mut readers = Vec::new();
     let mut idle = Vec::new();
     for i in 0..subs {
@@ -318,21 +322,46 @@ fn a_publisher_into_a_long_backlog_is_paused_then_resumed() {
     srv.stop();
 }
 
-/// The control for the flood above, run by hand (`--ignored`): no budget,
-/// as before slices (one turn does the whole fan-out of what one read
-/// brought).
+/// The flood at the benchmark's scale, run by hand (`--ignored`;
+/// `bench/fairness.sh`): `FLOOD_SUBS` subscribers (default 2,000, half not
+/// reading), 24 messages of 63 KiB, with the hub's budgets and, as the
+/// control, without them (one turn does the whole fan-out of a read).
 #[test]
 #[ignore]
-fn control_the_flood_without_slices() {
+fn bench_flood_with_and_without_slices() {
+    let subs: usize = std::env::var("FLOOD_SUBS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(2000);
     let unbounded = HubConfig {
         fanout_per_turn: usize::MAX,
         fanout_bytes_per_turn: usize::MAX,
         requests_per_turn: usize::MAX,
         ..HubConfig::default()
     };
-    let f = flood(unbounded, 600, 24, 60 * 1024);
-    eprintln!(
-        "without slices: canary p50 {:?}, p99 {:?}, max {:?}; readers done after {:?}",
-        f.p50, f.p99, f.max, f.took
-    );
+    // FANOUT_BYTES: another byte budget per turn for the sliced run.
+    let mut sliced = HubConfig::default();
+    if let Some(b) = std::env::var("FANOUT_BYTES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
+        sliced.fanout_bytes_per_turn = b;
+    }
+    let runs = match std::env::var("FLOOD_ONLY_SLICED") {
+        Ok(_) => vec![("sliced", sliced)],
+        Err(_) => vec![("sliced", sliced), ("unsliced", unbounded)],
+    };
+    for (name, cfg) in runs {
+        let f = flood(cfg, subs, 24, 63 * 1024);
+        eprintln!(
+            "RESULT flood {name} subs={subs} readers={} canary_p50_ms={:.2} canary_p99_ms={:.2} \
+             canary_max_ms={:.2} all_readers_ms={} readers_done={}",
+            subs / 2,
+            f.p50.as_secs_f64() * 1e3,
+            f.p99.as_secs_f64() * 1e3,
+            f.max.as_secs_f64() * 1e3,
+            f.took.as_millis(),
+            f.readers_done
+        );
+    }
 }
