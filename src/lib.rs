@@ -12,9 +12,18 @@ pub mod proto;
 pub mod pubsub;
 pub mod reactor;
 
+pub use proto::handshake::HttpRequest;
+#[allow(deprecated)]
 pub use proto::handshake::Request;
-pub use proto::{Chunk, CloseCode, Message};
+pub use proto::{Chunk, CloseCode, DeliveryMode, Message};
+/// TLS for servers (`wss://`, `https://`): rustls configurations from PEM
+/// files or your own, with the crypto provider of your choice.
+#[cfg(feature = "tls")]
+pub use reactor::tls;
+#[cfg(feature = "deflate")]
+pub use reactor::DeflateSettings;
 pub use reactor::{
-    CloseInfo, Config, ConnId, Ctx, Frame, FullQueuePolicy, Handle, Handler, HttpResponse,
-    SendStatus, Server, Upgrade,
+    BlockingClient, ClientOptions, Clock, CloseInfo, Config, ConnId, ConnIdMap, ConnectError, Ctx,
+    Frame, FullQueuePolicy, Handle, HandleError, Handler, HttpResponse, Incoming, ManualClock,
+    SendError, SendStatus, Server, Stats, TimerError, TimerId, Upgrade, UrlError, WsUrl,
 };
