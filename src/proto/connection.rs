@@ -159,6 +159,44 @@ pub enum Event<'a> {
 
 /// A WebSocket connection in either role, after the opening handshake, with
 /// its own output buffer: the buffered front-end of [`receive`].
+///
+/// ```
+/// use wsmio::proto::{CloseCode, CloseState, Connection, Event, Limits, Message, Role};
+///
+/// let mut client = Connection::new(Role::Client, Limits::default());
+/// let mut server = Connection::new(Role::Server, Limits::default());
+/// // What one writes the other reads; here the "socket" is a Vec.
+/// fn carry(from: &mut Connection) -> Vec<u8> {
+///     let bytes = from.output().to_vec();
+///     from.consume_output(bytes.len());
+///     bytes
+/// }
+///
+/// client.send(Message::Text("hello")).unwrap();
+/// client.ping(b"still there?").unwrap();
+/// let mut got = Vec::new();
+/// server
+///     .receive(&mut carry(&mut client), |ev| got.push(format!("{ev:?}")))
+///     .unwrap();
+/// assert_eq!(got[0], r#"Message(Text("hello"))"#);
+///
+/// // The server's pong was queued by the core (RFC 6455 §5.5.2).
+/// let mut pong = None;
+/// client
+///     .receive(&mut carry(&mut server), |ev| {
+///         if let Event::Pong(p) = ev {
+///             pong = Some(p.to_vec());
+///         }
+///     })
+///     .unwrap();
+/// assert_eq!(pong.as_deref(), Some(&b"still there?"[..]));
+///
+/// // The close handshake: the client's reply is automatic too (§5.5.1).
+/// server.close(Some(CloseCode::NORMAL), "bye").unwrap();
+/// client.receive(&mut carry(&mut server), |_| {}).unwrap();
+/// server.receive(&mut carry(&mut client), |_| {}).unwrap();
+/// assert_eq!(server.close_state(), CloseState::Closed);
+/// ```
 #[derive(Debug)]
 pub struct Connection {
     rx: Receiver,

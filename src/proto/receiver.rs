@@ -196,6 +196,36 @@ impl Partial {
 /// Its state is 40 bytes, 48 with the `deflate` feature (asserted by the
 /// reactor's connection-size test): everything else is boxed and allocated
 /// only while needed.
+///
+/// Events go to a [`ReceiveHandler`]; the automatic replies (pong, close
+/// reply) are the caller's, or [`super::Connection`]'s, which joins a
+/// receiver with a [`super::Sender`].
+///
+/// ```
+/// use wsmio::proto::{CloseCode, Limits, Message, ReceiveHandler, Receiver, Role};
+///
+/// #[derive(Default)]
+/// struct Texts(Vec<String>);
+///
+/// impl ReceiveHandler for Texts {
+///     fn on_message(&mut self, msg: Message<'_>) {
+///         if let Message::Text(t) = msg {
+///             self.0.push(t.to_string());
+///         }
+///     }
+///     fn on_ping(&mut self, _payload: &[u8]) {}
+///     fn on_close(&mut self, _code: Option<CloseCode>, _reason: &str) {}
+/// }
+///
+/// let mut rx = Receiver::new(Role::Server);
+/// let mut texts = Texts::default();
+/// // RFC 6455 §5.7: a masked "Hello", fed in two reads (unmasked in place).
+/// let mut frame = [0x81, 0x85, 0x37, 0xfa, 0x21, 0x3d, 0x7f, 0x9f, 0x4d, 0x51, 0x58];
+/// let (first, second) = frame.split_at_mut(4);
+/// rx.receive(first, &Limits::default(), &mut texts).unwrap();
+/// rx.receive(second, &Limits::default(), &mut texts).unwrap();
+/// assert_eq!(texts.0, ["Hello"]);
+/// ```
 #[derive(Debug)]
 pub struct Receiver {
     role: Role,

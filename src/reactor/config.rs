@@ -36,8 +36,21 @@ pub enum FullQueuePolicy {
     Close,
 }
 
-/// Configuration of a [`super::Server`]. Build it with the `with_*` methods;
-/// every field has a documented default.
+/// Configuration of a [`super::Server`]. Build it from `Config::default()`
+/// with the `with_*` methods; every field has a documented default, and
+/// new fields come with new setters (the struct is `#[non_exhaustive]`).
+///
+/// ```
+/// use std::time::Duration;
+/// use wsmio::{Config, FullQueuePolicy};
+///
+/// let config = Config::default()
+///     .with_max_message_size(1 << 20) // close 1009 above 1 MiB
+///     .with_idle_timeout(Some(Duration::from_secs(20))) // ping after 20 s of silence
+///     .with_max_queued_bytes(512 * 1024)
+///     .with_full_queue_policy(FullQueuePolicy::Drop); // refuse sends, keep the connection
+/// assert_eq!(config.max_connections, 10_000); // the rest keep their defaults
+/// ```
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct Config {

@@ -38,6 +38,7 @@ pub(crate) const DIRECT_WRITE_THRESHOLD: usize = 64 * 1024;
 
 /// The connection `id` in `conns`, if its generation matches (a borrow of
 /// the slab alone, so other `Core` fields stay usable).
+#[inline]
 pub(crate) fn slot(conns: &mut Slab<Conn>, id: ConnId) -> Option<&mut Conn> {
     conns.get_mut(id.key as usize).filter(|c| c.gen == id.gen)
 }
@@ -214,10 +215,12 @@ impl Core {
         self.config.clock.read(self.start)
     }
 
+    #[inline]
     pub fn get(&self, id: ConnId) -> Option<&Conn> {
         self.conns.get(id.key as usize).filter(|c| c.gen == id.gen)
     }
 
+    #[inline]
     pub fn get_mut(&mut self, id: ConnId) -> Option<&mut Conn> {
         self.conns
             .get_mut(id.key as usize)

@@ -42,6 +42,20 @@ pub enum SendStatus {
 /// every connection.
 /// A frame is `Send` and `Sync`: [`super::Handle`]s take frames from other
 /// threads.
+///
+/// ```
+/// use wsmio::{ConnId, Ctx, Frame, SendStatus};
+///
+/// // One frame for a whole room: framed here, once.
+/// fn announce(ctx: &mut Ctx<'_>, room: &[ConnId], text: &str) -> usize {
+///     let frame = Frame::text(text);
+///     room.iter()
+///         .filter(|&&id| matches!(ctx.send_frame(id, &frame), SendStatus::Sent))
+///         .count()
+/// }
+/// // The bytes on the wire (server role: unmasked, RFC 6455 §5.2).
+/// assert_eq!(Frame::text("hi").as_bytes(), [0x81, 0x02, b'h', b'i']);
+/// ```
 #[derive(Clone)]
 pub struct Frame {
     pub(crate) bytes: Arc<[u8]>,

@@ -5,7 +5,8 @@
 //! each: `server.rs` (the loop), `listen.rs` (the accept queue),
 //! `accept.rs`, `read.rs` (input through the protocol core,
 //! `proto::connection`), `upgrade.rs` (the handshake), `core.rs` (what a
-//! callback can do), `budget.rs` (one memory budget for input), `conn.rs`
+//! callback can do), `state.rs` (the application's state per
+//! connection), `budget.rs` (one memory budget for input), `conn.rs`
 //! (one connection and its phase), `timeouts.rs` and `clock.rs` (timer
 //! decisions, time as an input), `app_timers.rs` (the application's
 //! timers), `flush.rs` (output and the end of a connection),

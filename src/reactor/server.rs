@@ -43,6 +43,35 @@ const _: () = assert!(TIMER.0 < super::id::TOKEN_BASE);
 /// A WebSocket server on one thread: a `mio` loop over a slab of
 /// connections. Build it with [`Server::bind`], get [`Handle`]s for other
 /// threads, then [`Server::run`] it with a [`Handler`].
+///
+/// ```
+/// use std::time::Duration;
+/// use wsmio::{BlockingClient, ClientOptions, Config, ConnId, Ctx, Handler, Incoming, Message, Server};
+///
+/// struct Echo;
+///
+/// impl Handler for Echo {
+///     type Conn = ();
+///     fn message(&mut self, ctx: &mut Ctx<'_>, id: ConnId, msg: Message<'_>) {
+///         let _ = ctx.send(id, msg);
+///     }
+/// }
+///
+/// let server = Server::bind("127.0.0.1:0".parse().unwrap(), Config::default())?;
+/// let url = format!("ws://{}/", server.local_addr());
+/// let handle = server.handle();
+/// let serving = std::thread::spawn(move || server.run(Echo));
+///
+/// let mut ws = BlockingClient::connect(&url, &ClientOptions::default())?;
+/// ws.send_text("anyone there?")?;
+/// let echoed = ws.recv(Some(Duration::from_secs(5)));
+/// assert_eq!(echoed, Some(Incoming::Text("anyone there?".into())));
+/// ws.close(1000, "done")?;
+///
+/// handle.shutdown()?; // graceful: close frames, flush, then `run` returns
+/// serving.join().unwrap()?;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub struct Server {
     pub(super) poll: Poll,
     pub(super) listener: Option<TcpListener>,
