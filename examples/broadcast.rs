@@ -12,6 +12,8 @@ use wsmio::{ConnId, Ctx, Frame, Handler, Message, Server};
 struct Broadcast;
 
 impl Handler for Broadcast {
+    type Conn = ();
+
     fn message(&mut self, ctx: &mut Ctx<'_>, _id: ConnId, msg: Message<'_>) {
         ctx.broadcast(&Frame::new(msg));
     }

@@ -11,8 +11,10 @@ use wsmio::{ConnId, Ctx, Handler, Message, Server};
 struct Echo;
 
 impl Handler for Echo {
+    type Conn = ();
+
     fn message(&mut self, ctx: &mut Ctx<'_>, id: ConnId, msg: Message<'_>) {
-        ctx.send(id, msg);
+        let _ = ctx.send(id, msg);
     }
 }
 

@@ -10,7 +10,7 @@ use std::net::TcpListener;
 use std::time::{Duration, Instant};
 
 use wsmio::reactor::{BlockingClient, ClientOptions, ConnectError, Incoming, SendError};
-use wsmio::{ConnId, Ctx, Handler, Message, Request, Upgrade};
+use wsmio::{ConnId, Ctx, Handler, HttpRequest, Message, Upgrade};
 
 const T: Option<Duration> = Some(Duration::from_secs(5));
 
@@ -65,7 +65,9 @@ fn a_server_close_is_reported_once() {
 struct Refuser;
 
 impl Handler for Refuser {
-    fn upgrade(&mut self, _ctx: &mut Ctx<'_>, _id: ConnId, req: &Request) -> Upgrade {
+    type Conn = ();
+
+    fn upgrade(&mut self, _ctx: &mut Ctx<'_>, _id: ConnId, req: &HttpRequest) -> Upgrade {
         match req.path_only() {
             "/open" => Upgrade::accept(),
             "/teapot" => Upgrade::reject(403, "not for you"),
@@ -120,10 +122,7 @@ fn a_silent_server_times_the_handshake_out() {
     // Accepted by the kernel, never answered.
     let l = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = l.local_addr().unwrap();
-    let o = ClientOptions {
-        handshake_timeout: Duration::from_millis(300),
-        ..ClientOptions::default()
-    };
+    let o = ClientOptions::default().with_handshake_timeout(Duration::from_millis(300));
     let start = Instant::now();
     let r = BlockingClient::connect(&format!("ws://{addr}/"), &o);
     assert!(matches!(r, Err(ConnectError::Timeout)), "{r:?}");
@@ -158,10 +157,8 @@ fn wss_with_a_private_ca_and_a_wrong_one() {
     let (addr, handle, join) = common::start(h, common::config().with_tls(server));
     let mut roots = RootCertStore::empty();
     roots.add(cert).unwrap();
-    let o = ClientOptions {
-        tls: Some(wsmio::reactor::tls_client::client_config(roots).unwrap()),
-        ..ClientOptions::default()
-    };
+    let o = ClientOptions::default()
+        .with_tls(wsmio::reactor::tls_client::client_config(roots).unwrap());
     let url = format!("wss://localhost:{}/", addr.port());
     let mut ws = BlockingClient::connect(&url, &o).expect("wss connect");
     ws.send_text("over tls").unwrap();
@@ -171,10 +168,8 @@ fn wss_with_a_private_ca_and_a_wrong_one() {
     let other = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
     let mut wrong = RootCertStore::empty();
     wrong.add(other.cert.der().clone()).unwrap();
-    let o = ClientOptions {
-        tls: Some(wsmio::reactor::tls_client::client_config(wrong).unwrap()),
-        ..ClientOptions::default()
-    };
+    let o = ClientOptions::default()
+        .with_tls(wsmio::reactor::tls_client::client_config(wrong).unwrap());
     let e = BlockingClient::connect(&url, &o).unwrap_err();
     assert!(matches!(e, ConnectError::Tls(_)), "{e}");
     common::stop(&handle, join);

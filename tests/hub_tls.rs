@@ -71,7 +71,7 @@ enum Got {
 
 struct Collect<'a>(&'a mut VecDeque<Got>);
 
-impl wsmio::proto::Handler for Collect<'_> {
+impl wsmio::proto::ReceiveHandler for Collect<'_> {
     fn on_message(&mut self, msg: Message<'_>) {
         self.0.push_back(match msg {
             Message::Text(t) => Got::Text(t.to_string()),

@@ -25,7 +25,9 @@ use wsmio::proto::deflate::{
     encode_shared_frame, Compression, DeflateOptions, SharedKey, DEFAULT_MIN_SIZE,
 };
 use wsmio::proto::mask::apply_mask;
-use wsmio::proto::{CloseCode, Connection, Delivery, Error, Event, Limits, Message, OpCode, Role};
+use wsmio::proto::{
+    CloseCode, Connection, DeliveryMode, Error, Event, Limits, Message, OpCode, Role,
+};
 use zlib_rs::{Inflate, InflateFlush, Status};
 
 // ------------------------------------------------------------ RSV misuse
@@ -150,7 +152,7 @@ fn a_bomb_closes_with_1009_within_the_limit() {
     let zeros = vec![0u8; 1 << 20];
     let bomb = compressed(&zeros);
     assert!(bomb.len() < 1100, "{}", bomb.len());
-    for delivery in [Delivery::Messages, Delivery::Chunks] {
+    for delivery in [DeliveryMode::Messages, DeliveryMode::Chunks] {
         let l = limits(64 << 10, delivery);
         let mut c = conn(Role::Server, default_params(), l);
         let mut got = Collector::default();
@@ -167,7 +169,7 @@ fn a_bomb_closes_with_1009_within_the_limit() {
         let mut c = conn(
             Role::Server,
             default_params(),
-            limits(1000, Delivery::Messages),
+            limits(1000, DeliveryMode::Messages),
         );
         let mut got = Collector::default();
         let r = feed(&mut c, &masked(0xC1, &compressed(&msg)), &[], &mut got);
@@ -184,7 +186,7 @@ fn text_fails_fast_after_inflation() {
     msg.extend(noise(100_000, 5).iter().map(|b| b'a' + b % 26));
     let wire = masked(0xC1, &compressed(&msg));
     assert!(wire.len() > 50_000);
-    for delivery in [Delivery::Messages, Delivery::Chunks] {
+    for delivery in [DeliveryMode::Messages, DeliveryMode::Chunks] {
         let mut c = conn(Role::Server, default_params(), limits(1 << 20, delivery));
         let mut got = Collector::default();
         let mut fed = 0;
@@ -234,7 +236,7 @@ fn round_trip_at_every_split() {
     let msg = json(300, 1);
     for takeover in [false, true] {
         let p = params(!takeover, !takeover, 15, 15);
-        for delivery in [Delivery::Messages, Delivery::Chunks] {
+        for delivery in [DeliveryMode::Messages, DeliveryMode::Chunks] {
             for sender_role in [Role::Client, Role::Server] {
                 let receiver_role = match sender_role {
                     Role::Client => Role::Server,
@@ -479,7 +481,7 @@ proptest! {
         reads in proptest::collection::vec(any::<prop::sample::Index>(), 0..12),
     ) {
         let p = params(server_nct, client_nct, server_bits, client_bits);
-        let l = limits(1 << 20, if chunks { Delivery::Chunks } else { Delivery::Messages });
+        let l = limits(1 << 20, if chunks { DeliveryMode::Chunks } else { DeliveryMode::Messages });
         let compression = Compression { min_size, ..Compression::default() };
         let mut server = Connection::with_deflate(Role::Server, l, p, compression);
         let mut client = Connection::with_deflate(Role::Client, l, p, compression);
@@ -715,7 +717,7 @@ fn chunked_delivery_of_compressed_messages() {
     let mut rx = conn(
         Role::Client,
         default_params(),
-        limits(1 << 20, Delivery::Chunks),
+        limits(1 << 20, DeliveryMode::Chunks),
     );
     let mut chunks = Vec::new();
     rx.receive(&mut wire, |e| {

@@ -14,7 +14,9 @@ use wsmio::proto::deflate::{Compression, DeflateOptions, Deflater};
 use wsmio::proto::extension::{DeflateParams, Direction};
 use wsmio::proto::frame::EncodedHeader;
 use wsmio::proto::mask::apply_mask;
-use wsmio::proto::{Connection, Delivery, Error, Limits, Message, OpCode, Receiver, Role, Sender};
+use wsmio::proto::{
+    Connection, DeliveryMode, Error, Limits, Message, OpCode, Receiver, Role, Sender,
+};
 
 mod alloc_support;
 
@@ -94,7 +96,7 @@ fn a_bomb_allocates_at_most_the_limit() {
         small.len()
     );
     for (frame, limit) in [(&big, 16 * MIB), (&small, 64 << 10)] {
-        for delivery in [Delivery::Messages, Delivery::Chunks] {
+        for delivery in [DeliveryMode::Messages, DeliveryMode::Chunks] {
             let limits = Limits {
                 max_message_size: limit as u64,
                 delivery,
@@ -112,8 +114,8 @@ fn a_bomb_allocates_at_most_the_limit() {
             assert_eq!(&c.output()[2..4], 1009u16.to_be_bytes());
             let fixed = 64 * KIB; // inflate state, boxes, the read copy
             let most = match delivery {
-                Delivery::Messages => limit as isize + fixed,
-                Delivery::Chunks => fixed,
+                DeliveryMode::Messages => limit as isize + fixed,
+                DeliveryMode::Chunks => fixed,
             };
             assert!(
                 peak <= most,
@@ -169,7 +171,7 @@ fn idle_memory_per_connection() {
         let mut out = Vec::new();
         let before = live() - wire.capacity() as isize;
         struct Sink;
-        impl wsmio::proto::Handler for Sink {
+        impl wsmio::proto::ReceiveHandler for Sink {
             fn on_message(&mut self, _: Message<'_>) {}
             fn on_ping(&mut self, _: &[u8]) {}
             fn on_close(&mut self, _: Option<wsmio::proto::CloseCode>, _: &str) {}

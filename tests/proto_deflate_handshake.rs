@@ -11,13 +11,13 @@ use proto_deflate_support::*;
 use wsmio::proto::extension::DeflateConfig;
 use wsmio::proto::handshake::{
     accept_response, accept_response_ext, negotiate_deflate, parse_request, validate_upgrade,
-    ClientHandshake, HeadLimits, Request,
+    ClientHandshake, HeadLimits, HttpRequest,
 };
 use wsmio::proto::{Limits, Message, Role};
 
 const REQUEST: &str = "GET /ws HTTP/1.1\r\nHost: h\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n";
 
-fn request_with(extensions: &[&str]) -> Request {
+fn request_with(extensions: &[&str]) -> HttpRequest {
     let mut head = REQUEST.to_string();
     for e in extensions {
         head.push_str(&format!("Sec-WebSocket-Extensions: {e}\r\n"));

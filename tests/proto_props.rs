@@ -6,8 +6,8 @@
 //! - Random client streams, valid and not, give what a plain reading of the
 //!   RFC (`reference`) says: events, error, and the bytes sent back (pongs,
 //!   close reply, failure close). Cutting the stream into reads anywhere
-//!   changes none of it, and `Delivery::Chunks` joins up to the same
-//!   messages as `Delivery::Messages`.
+//!   changes none of it, and `DeliveryMode::Chunks` joins up to the same
+//!   messages as `DeliveryMode::Messages`.
 //! - `apply_mask` equals the RFC's byte loop; `Utf8Validator` equals
 //!   `std::str::from_utf8` (§8.1) over any split, failing fast.
 //! - At the end, fixed cases for defects found while writing these.
@@ -27,8 +27,8 @@ use wsmio::proto::frame::{decode_header, EncodedHeader, FrameHeader};
 use wsmio::proto::mask::{apply_mask, apply_mask_reference};
 use wsmio::proto::utf8::Utf8Validator;
 use wsmio::proto::{
-    Chunk, CloseCode, Connection, Delivery, Error, Event, Handler, Limits, Message, OpCode,
-    Receiver, Role,
+    Chunk, CloseCode, Connection, DeliveryMode, Error, Event, Limits, Message, OpCode,
+    ReceiveHandler, Receiver, Role,
 };
 
 // ---------------------------------------------------------------------------
@@ -111,11 +111,11 @@ enum Ev {
 #[derive(Default)]
 struct Recorder {
     events: Vec<Ev>,
-    /// `Delivery::Chunks`: the open message.
+    /// `DeliveryMode::Chunks`: the open message.
     open: Option<(bool, Vec<u8>)>,
 }
 
-impl Handler for Recorder {
+impl ReceiveHandler for Recorder {
     fn on_message(&mut self, msg: Message<'_>) {
         self.events.push(match msg {
             Message::Text(s) => Ev::Text(s.to_string()),
@@ -339,7 +339,7 @@ proptest! {
         }
         let role = if masked { Role::Server } else { Role::Client };
         let limits = Limits {
-            delivery: if chunks { Delivery::Chunks } else { Delivery::Messages },
+            delivery: if chunks { DeliveryMode::Chunks } else { DeliveryMode::Messages },
             ..Limits::default()
         };
         let mut rx = Receiver::new(role);
@@ -518,7 +518,7 @@ fn limits() -> impl Strategy<Value = Limits> {
         .prop_map(|(max_frame_size, max_message_size)| Limits {
             max_frame_size,
             max_message_size,
-            delivery: Delivery::Messages,
+            delivery: DeliveryMode::Messages,
         })
 }
 
@@ -603,7 +603,7 @@ proptest! {
         prop_assert_eq!(&whole.output, &output);
         let split = run(limits, &stream, &cuts_for(stream.len(), &raw_cuts));
         prop_assert_eq!(&split, &whole);
-        let chunked_limits = Limits { delivery: Delivery::Chunks, ..limits };
+        let chunked_limits = Limits { delivery: DeliveryMode::Chunks, ..limits };
         let chunked = run(chunked_limits, &stream, &cuts_for(stream.len(), &raw_cuts));
         prop_assert_eq!(&chunked, &whole);
         if stream.len() <= 2_000 {
@@ -695,7 +695,7 @@ proptest! {
 #[test]
 fn chunk_first_flag_only_on_first_chunk() {
     let limits = Limits {
-        delivery: Delivery::Chunks,
+        delivery: DeliveryMode::Chunks,
         ..Limits::default()
     };
     let key = Some([1, 2, 3, 4]);

@@ -17,7 +17,7 @@ use common::{config, http_exchange, start, status_line, stop, tcp, TIMEOUT};
 use wsmio::proto::deflate::Compression;
 use wsmio::proto::extension::DeflateConfig;
 use wsmio::proto::handshake::{find_head_end, Agreement, ClientHandshake, HeadLimits};
-use wsmio::proto::{Chunk, Connection, Delivery, Event, Limits, Role};
+use wsmio::proto::{Chunk, Connection, DeliveryMode, Event, Limits, Role};
 use wsmio::reactor::{DeflateSettings, Stats};
 use wsmio::{Config, ConnId, Ctx, Frame, Handler, Message};
 
@@ -28,6 +28,8 @@ struct Server {
 }
 
 impl Handler for Server {
+    type Conn = ();
+
     fn message(&mut self, ctx: &mut Ctx<'_>, id: ConnId, msg: Message<'_>) {
         if let Message::Text(t) = msg {
             if let Some(rest) = t.strip_prefix("broadcast:") {
@@ -41,7 +43,7 @@ impl Handler for Server {
                 return;
             }
         }
-        ctx.send(id, msg);
+        let _ = ctx.send(id, msg);
     }
 
     fn chunk(&mut self, _ctx: &mut Ctx<'_>, _id: ConnId, chunk: Chunk<'_>) {
@@ -263,7 +265,7 @@ fn compressed_messages_are_echoed_compressed() {
 #[test]
 fn compressed_message_streams_as_inflated_chunks() {
     let (chunks, got) = mpsc::channel();
-    let config = deflate_config().with_delivery(Delivery::Chunks);
+    let config = deflate_config().with_delivery(DeliveryMode::Chunks);
     let (addr, handle, join) = start(Server { chunks }, config);
     let mut p = Peer::connect(addr, Some("permessage-deflate")).unwrap();
     let text = json(300);

@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use common::*;
 use wsmio::proto::handshake::find_head_end;
 use wsmio::reactor::{Stats, TimerError};
-use wsmio::{CloseInfo, ConnId, Ctx, Handle, Handler, HttpResponse, Message, Request};
+use wsmio::{CloseInfo, ConnId, Ctx, Handle, Handler, HttpRequest, HttpResponse, Message};
 
 /// Tests that measure the process (descriptors, RSS) take this first.
 fn heavy() -> MutexGuard<'static, ()> {
@@ -131,6 +131,8 @@ fn status_kib(field: &str) -> u64 {
 struct Quiet;
 
 impl Handler for Quiet {
+    type Conn = ();
+
     fn message(&mut self, _ctx: &mut Ctx<'_>, _id: ConnId, _msg: Message<'_>) {}
 }
 
@@ -333,6 +335,8 @@ struct TurnWatch {
 }
 
 impl Handler for TurnWatch {
+    type Conn = ();
+
     fn message(&mut self, _ctx: &mut Ctx<'_>, _id: ConnId, _msg: Message<'_>) {}
 
     fn wake(&mut self, ctx: &mut Ctx<'_>) {
@@ -631,6 +635,8 @@ fn partial_request_heads_count_against_the_budget() {
 struct Record(mpsc::Sender<SrvEv>);
 
 impl Handler for Record {
+    type Conn = ();
+
     fn open(&mut self, _ctx: &mut Ctx<'_>, id: ConnId) {
         let _ = self.0.send(SrvEv::Open(id));
     }
@@ -766,6 +772,8 @@ struct Timers {
 }
 
 impl Handler for Timers {
+    type Conn = ();
+
     fn message(&mut self, _ctx: &mut Ctx<'_>, _id: ConnId, _msg: Message<'_>) {}
 
     fn timer(&mut self, ctx: &mut Ctx<'_>, token: u64) {
@@ -846,7 +854,9 @@ struct Page {
 const PAGE: &[u8] = b"<!doctype html><title>wsmio</title><p>hello</p>\n";
 
 impl Handler for Page {
-    fn http(&mut self, _ctx: &mut Ctx<'_>, _id: ConnId, req: &Request) -> HttpResponse {
+    type Conn = ();
+
+    fn http(&mut self, _ctx: &mut Ctx<'_>, _id: ConnId, req: &HttpRequest) -> HttpResponse {
         // The same answer for HEAD as for GET: the loop drops the body.
         let status = if req.path == "/" { 200 } else { 404 };
         HttpResponse::new(status, "text/html", PAGE.to_vec())
@@ -854,7 +864,7 @@ impl Handler for Page {
 
     fn message(&mut self, ctx: &mut Ctx<'_>, id: ConnId, msg: Message<'_>) {
         if msg.as_bytes() == b"big" {
-            ctx.send_binary(id, &vec![9u8; 1 << 20]);
+            let _ = ctx.send_binary(id, &vec![9u8; 1 << 20]);
             let _ = self.queued.send(ctx.queued_bytes(id));
         }
     }

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use common::*;
 use wsmio::proto::handshake::ClientHandshake;
-use wsmio::{ConnId, Ctx, Handler, HttpResponse, Message, Request, Upgrade};
+use wsmio::{ConnId, Ctx, Handler, HttpRequest, HttpResponse, Message, Upgrade};
 
 /// The RFC 6455 §1.3 sample key.
 const KEY: &str = "dGhlIHNhbXBsZSBub25jZQ==";
@@ -29,7 +29,9 @@ fn good(addr: SocketAddr) -> String {
 struct Gate;
 
 impl Handler for Gate {
-    fn upgrade(&mut self, _ctx: &mut Ctx<'_>, _id: ConnId, req: &Request) -> Upgrade {
+    type Conn = ();
+
+    fn upgrade(&mut self, _ctx: &mut Ctx<'_>, _id: ConnId, req: &HttpRequest) -> Upgrade {
         match req.path_only() {
             "/forbidden" => Upgrade::reject(403, "not for you"),
             "/proto" => match req.protocols().last() {
@@ -41,7 +43,7 @@ impl Handler for Gate {
         }
     }
 
-    fn http(&mut self, _ctx: &mut Ctx<'_>, _id: ConnId, req: &Request) -> HttpResponse {
+    fn http(&mut self, _ctx: &mut Ctx<'_>, _id: ConnId, req: &HttpRequest) -> HttpResponse {
         if req.path_only() == "/status" {
             HttpResponse::text(200, "all good").with_header("X-Test", "yes")
         } else {
@@ -50,7 +52,7 @@ impl Handler for Gate {
     }
 
     fn message(&mut self, ctx: &mut Ctx<'_>, id: ConnId, msg: Message<'_>) {
-        ctx.send(id, msg);
+        let _ = ctx.send(id, msg);
     }
 }
 
@@ -479,7 +481,9 @@ fn max_connections_refuses_with_503() {
 struct PingEarly(std::sync::mpsc::Sender<bool>);
 
 impl Handler for PingEarly {
-    fn upgrade(&mut self, ctx: &mut Ctx<'_>, id: ConnId, _req: &Request) -> Upgrade {
+    type Conn = ();
+
+    fn upgrade(&mut self, ctx: &mut Ctx<'_>, id: ConnId, _req: &HttpRequest) -> Upgrade {
         let _ = self.0.send(ctx.ping(id, b"early").is_ok());
         Upgrade::accept()
     }

@@ -173,12 +173,8 @@ fn close_handshake_started_by_the_server() {
     let (gone, info) = wait_close(&events);
     assert_eq!(gone, id);
     assert_eq!(
-        info,
-        CloseInfo {
-            code: CloseCode(4000),
-            clean: true,
-            by_peer: false
-        }
+        (info.code, info.clean, info.by_peer),
+        (CloseCode(4000), true, false)
     );
 
     // Data sent by the peer while our close is in flight is still delivered.
@@ -224,12 +220,8 @@ fn the_server_closes_tcp_as_soon_as_both_close_frames_crossed() {
     let (gone, info) = wait_close(&events);
     assert_eq!(gone, id);
     assert_eq!(
-        info,
-        CloseInfo {
-            code: CloseCode::NORMAL,
-            clean: true,
-            by_peer: true
-        }
+        (info.code, info.clean, info.by_peer),
+        (CloseCode::NORMAL, true, true)
     );
     drop(c);
 
@@ -266,13 +258,15 @@ struct Greeter {
 }
 
 impl Handler for Greeter {
+    type Conn = ();
+
     fn open(&mut self, ctx: &mut Ctx<'_>, id: ConnId) {
-        ctx.send_binary(id, &self.big);
+        let _ = ctx.send_binary(id, &self.big);
         let _ = self.events.send(SrvEv::Open(id));
     }
 
     fn message(&mut self, ctx: &mut Ctx<'_>, id: ConnId, msg: Message<'_>) {
-        ctx.send(id, msg);
+        let _ = ctx.send(id, msg);
     }
 }
 
@@ -470,13 +464,15 @@ impl Flood {
 }
 
 impl Handler for Flood {
+    type Conn = ();
+
     fn open(&mut self, _ctx: &mut Ctx<'_>, id: ConnId) {
         let _ = self.events.send(SrvEv::Open(id));
     }
 
     fn message(&mut self, ctx: &mut Ctx<'_>, id: ConnId, msg: Message<'_>) {
         if msg.as_bytes() != b"flood" {
-            ctx.send(id, msg);
+            let _ = ctx.send(id, msg);
             return;
         }
         self.flooding = Some((id, Vec::new()));
@@ -489,7 +485,7 @@ impl Handler for Flood {
 
     fn drain(&mut self, ctx: &mut Ctx<'_>, id: ConnId) {
         let _ = self.events.send(SrvEv::Drain(id));
-        ctx.send_text(id, "drained");
+        let _ = ctx.send_text(id, "drained");
     }
 
     fn close(&mut self, _ctx: &mut Ctx<'_>, id: ConnId, info: CloseInfo) {
@@ -622,13 +618,15 @@ const BURST_MSG: usize = 15_000;
 const BURST_MAX: usize = 100_000;
 
 impl Handler for Burst {
+    type Conn = ();
+
     fn open(&mut self, _ctx: &mut Ctx<'_>, id: ConnId) {
         let _ = self.events.send(SrvEv::Open(id));
     }
 
     fn message(&mut self, ctx: &mut Ctx<'_>, id: ConnId, msg: Message<'_>) {
         if msg.as_bytes() != b"burst" {
-            ctx.send(id, msg);
+            let _ = ctx.send(id, msg);
             return;
         }
         let mut statuses = Vec::new();
@@ -860,9 +858,11 @@ fn a_stale_id_never_reaches_the_connection_in_its_slot() {
 struct Shrink;
 
 impl Handler for Shrink {
+    type Conn = ();
+
     fn message(&mut self, ctx: &mut Ctx<'_>, id: ConnId, msg: Message<'_>) {
         let b = msg.as_bytes();
-        ctx.send(id, Message::Binary(&b[..b.len().min(5000)]));
+        let _ = ctx.send(id, Message::Binary(&b[..b.len().min(5000)]));
     }
 }
 
@@ -895,10 +895,12 @@ struct Counter {
 }
 
 impl Handler for Counter {
+    type Conn = ();
+
     fn message(&mut self, ctx: &mut Ctx<'_>, id: ConnId, msg: Message<'_>) {
         match msg {
             Message::Text(_) => {
-                ctx.send(id, Message::Text(&self.binary.to_string()));
+                let _ = ctx.send(id, Message::Text(&self.binary.to_string()));
             }
             Message::Binary(_) => {
                 self.binary += 1;
@@ -1137,6 +1139,8 @@ struct Waker {
 }
 
 impl Handler for Waker {
+    type Conn = ();
+
     fn message(&mut self, _ctx: &mut Ctx<'_>, _id: ConnId, _msg: Message<'_>) {}
 
     fn wake(&mut self, ctx: &mut Ctx<'_>) {

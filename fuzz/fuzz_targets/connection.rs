@@ -6,7 +6,7 @@
 //! Input layout: `flags, max_message, max_frame, read_seed, action_seed`,
 //! then the bytes the client sends. Flags: bit 0 prepends a valid handshake
 //! unless the input starts with `GET ` (so the frame parser is reached
-//! most of the time), bit 1 selects `Delivery::Chunks`, bit 2 lets the
+//! most of the time), bit 1 selects `DeliveryMode::Chunks`, bit 2 lets the
 //! application start the close handshake.
 //!
 //! Properties: no panic; events and the error are those of the plain RFC
@@ -23,7 +23,7 @@
 use libfuzzer_sys::fuzz_target;
 use wsmio::proto::frame::{decode_header, header_len};
 use wsmio::proto::handshake::{parse_request, validate_upgrade, HeadBuffer, HeadLimits};
-use wsmio::proto::{CloseCode, Connection, Delivery, Error, Event, Limits, Message, OpCode, Role};
+use wsmio::proto::{CloseCode, Connection, DeliveryMode, Error, Event, Limits, Message, OpCode, Role};
 use wsmio_fuzz::reference::reference;
 
 const HANDSHAKE: &[u8] = b"GET /chat HTTP/1.1\r\nHost: server.example.com\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n";
@@ -207,9 +207,9 @@ fuzz_target!(|data: &[u8]| {
         max_message_size: SIZES[max_message as usize % SIZES.len()],
         max_frame_size: SIZES[max_frame as usize % SIZES.len()],
         delivery: if flags & 2 != 0 {
-            Delivery::Chunks
+            DeliveryMode::Chunks
         } else {
-            Delivery::Messages
+            DeliveryMode::Messages
         },
     };
     // The reassembly buffer holds at most one message plus one control

@@ -4,7 +4,7 @@
 //! bits anywhere, corrupt DEFLATE data, bombs.
 //!
 //! Input: `flags, limit, read_seed`, then the bytes. Flags: bit 0 selects
-//! `Delivery::Chunks`; bit 1 lets the client keep context between
+//! `DeliveryMode::Chunks`; bit 1 lets the client keep context between
 //! messages; bit 2 selects the round-trip mode; bits 3–5 are the windows
 //! (8 + n bits) in that mode.
 //!
@@ -28,7 +28,7 @@ use libfuzzer_sys::fuzz_target;
 use wsmio::proto::deflate::Compression;
 use wsmio::proto::extension::DeflateParams;
 use wsmio::proto::utf8::Utf8Validator;
-use wsmio::proto::{CloseCode, Connection, Delivery, Error, Event, Limits, Message, OpCode, Role};
+use wsmio::proto::{CloseCode, Connection, DeliveryMode, Error, Event, Limits, Message, OpCode, Role};
 
 // ---------------------------------------------------------------- allocator
 
@@ -295,9 +295,9 @@ fuzz_target!(|data: &[u8]| {
     let limits = Limits {
         max_message_size: LIMITS[usize::from(*limit) % LIMITS.len()],
         delivery: if flags & 1 != 0 {
-            Delivery::Chunks
+            DeliveryMode::Chunks
         } else {
-            Delivery::Messages
+            DeliveryMode::Messages
         },
         ..Limits::default()
     };

@@ -1,6 +1,6 @@
 //! The opening handshake (RFC 6455 §4) on arbitrary bytes: `HeadBuffer`
-//! fed in pieces, `parse_request`, `validate_upgrade`, the responses, and
-//! `ClientHandshake::validate_response`.
+//! fed in pieces, `parse_request`, the query's decoding, `validate_upgrade`,
+//! the responses, and `ClientHandshake::validate_response`.
 //!
 //! Input: byte 0 chooses how the rest is cut into reads and the head limit;
 //! the rest is the request as received.
@@ -8,7 +8,8 @@
 //! Properties: nothing panics; the head ends at the first `\r\n\r\n`
 //! whatever the read sizes; server rejections are 400/405/426/431 and their
 //! responses are well-formed HTTP that a client refuses with that status;
-//! an accepted request's response is accepted by a client holding that key.
+//! an accepted request's response is accepted by a client holding that key;
+//! query parameters found by name are the first pair of that name.
 #![no_main]
 
 use base64::engine::general_purpose::STANDARD as BASE64;
@@ -121,6 +122,15 @@ fuzz_target!(|data: &[u8]| {
         Ok(r) => r,
         Err(rej) => return check_rejection(&rej, &[400, 431]),
     };
+    // The target's query, decoded (WHATWG form rules): every parameter
+    // found by name is the first pair with that name.
+    let pairs: Vec<_> = req.query_params().collect();
+    for (name, _) in &pairs {
+        let first = pairs.iter().find(|(n, _)| n == name).map(|(_, v)| v);
+        assert_eq!(req.query_param(name).as_ref(), first);
+        // A `+` is a space; a decoded `+` was written `%2B`.
+        assert!(!name.contains('+') || req.query().is_some_and(|q| q.contains("%2")));
+    }
     let key = match validate_upgrade(&req) {
         Ok(k) => k,
         Err(rej) => return check_rejection(&rej, &[400, 405, 426]),

@@ -35,7 +35,7 @@ use super::error::Error;
 use super::extension::DeflateParams;
 use super::frame::{OpCode, Role};
 use super::limits::Limits;
-use super::receiver::{Chunk, Handler, Message, Receiver};
+use super::receiver::{Chunk, Message, ReceiveHandler, Receiver};
 use super::sender::{ControlFrame, Sender};
 
 /// What a front-end gives the protocol core while it reads the peer's bytes
@@ -51,10 +51,10 @@ pub trait Sink {
     /// that fails the connection. It must not be dropped for a full queue.
     fn send_control(&mut self, frame: &ControlFrame);
 
-    /// A complete data message ([`super::Delivery::Messages`]).
+    /// A complete data message ([`super::DeliveryMode::Messages`]).
     fn on_message(&mut self, msg: Message<'_>);
 
-    /// A piece of a data message ([`super::Delivery::Chunks`]).
+    /// A piece of a data message ([`super::DeliveryMode::Chunks`]).
     fn on_chunk(&mut self, chunk: Chunk<'_>) {
         let _ = chunk;
     }
@@ -103,7 +103,7 @@ pub fn receive<S: Sink>(
 /// the sink.
 struct Replies<'a, S>(&'a mut S);
 
-impl<S: Sink> Handler for Replies<'_, S> {
+impl<S: Sink> ReceiveHandler for Replies<'_, S> {
     #[inline]
     fn on_message(&mut self, msg: Message<'_>) {
         self.0.on_message(msg);
@@ -142,7 +142,7 @@ impl<S: Sink> Handler for Replies<'_, S> {
 pub enum Event<'a> {
     /// A complete data message.
     Message(Message<'a>),
-    /// A data chunk ([`super::Delivery::Chunks`] mode).
+    /// A data chunk ([`super::DeliveryMode::Chunks`] mode).
     Chunk(Chunk<'a>),
     /// A ping (the pong is already queued).
     Ping(&'a [u8]),
@@ -159,6 +159,44 @@ pub enum Event<'a> {
 
 /// A WebSocket connection in either role, after the opening handshake, with
 /// its own output buffer: the buffered front-end of [`receive`].
+///
+/// ```
+/// use wsmio::proto::{CloseCode, CloseState, Connection, Event, Limits, Message, Role};
+///
+/// let mut client = Connection::new(Role::Client, Limits::default());
+/// let mut server = Connection::new(Role::Server, Limits::default());
+/// // What one writes the other reads; here the "socket" is a Vec.
+/// fn carry(from: &mut Connection) -> Vec<u8> {
+///     let bytes = from.output().to_vec();
+///     from.consume_output(bytes.len());
+///     bytes
+/// }
+///
+/// client.send(Message::Text("hello")).unwrap();
+/// client.ping(b"still there?").unwrap();
+/// let mut got = Vec::new();
+/// server
+///     .receive(&mut carry(&mut client), |ev| got.push(format!("{ev:?}")))
+///     .unwrap();
+/// assert_eq!(got[0], r#"Message(Text("hello"))"#);
+///
+/// // The server's pong was queued by the core (RFC 6455 §5.5.2).
+/// let mut pong = None;
+/// client
+///     .receive(&mut carry(&mut server), |ev| {
+///         if let Event::Pong(p) = ev {
+///             pong = Some(p.to_vec());
+///         }
+///     })
+///     .unwrap();
+/// assert_eq!(pong.as_deref(), Some(&b"still there?"[..]));
+///
+/// // The close handshake: the client's reply is automatic too (§5.5.1).
+/// server.close(Some(CloseCode::NORMAL), "bye").unwrap();
+/// client.receive(&mut carry(&mut server), |_| {}).unwrap();
+/// server.receive(&mut carry(&mut client), |_| {}).unwrap();
+/// assert_eq!(server.close_state(), CloseState::Closed);
+/// ```
 #[derive(Debug)]
 pub struct Connection {
     rx: Receiver,
@@ -355,7 +393,7 @@ impl Connection {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::proto::Delivery;
+    use crate::proto::DeliveryMode;
 
     /// A masked frame with first byte `b0` (FIN + opcode), as a client sends it.
     fn masked(b0: u8, payload: &[u8]) -> Vec<u8> {
@@ -436,7 +474,7 @@ mod tests {
     #[test]
     fn chunk_delivery() {
         let limits = Limits {
-            delivery: Delivery::Chunks,
+            delivery: DeliveryMode::Chunks,
             ..Limits::default()
         };
         let mut c = Connection::new(Role::Server, limits);

@@ -5,6 +5,7 @@ use super::close::CloseCode;
 /// A violation found in what the peer sent (after the handshake), or a
 /// misuse of the API. [`Error::close_code`] gives the code to close with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Error {
     /// RFC 6455 §5.2: an RSV bit is set but no extension was negotiated.
     ReservedBits,

@@ -15,6 +15,8 @@
 
 use super::extension::{negotiate_client, negotiate_server, Accepted, DeflateConfig};
 use super::extension::{DeflateParams, Offer};
+use std::borrow::Cow;
+
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine as _;
 use sha1::{Digest, Sha1};
@@ -132,7 +134,7 @@ impl HeadBuffer {
 
 /// A parsed HTTP request head.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Request {
+pub struct HttpRequest {
     /// Method, e.g. `GET`.
     pub method: String,
     /// Request target, e.g. `/ws?token=abc`.
@@ -143,7 +145,13 @@ pub struct Request {
     pub headers: Vec<(String, Vec<u8>)>,
 }
 
-impl Request {
+/// The old name of [`HttpRequest`] (renamed so that it is not confused with
+/// the hub's `pubsub::protocol::Request`, and to pair with the reactor's
+/// `HttpResponse`).
+#[deprecated(since = "0.2.0", note = "renamed `HttpRequest`")]
+pub type Request = HttpRequest;
+
+impl HttpRequest {
     /// The first header named `name` (case-insensitive), if it is UTF-8.
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers
@@ -174,13 +182,37 @@ impl Request {
         self.path.split('?').next().unwrap_or("")
     }
 
-    /// Value of query parameter `key` (not percent-decoded).
-    pub fn query_param(&self, key: &str) -> Option<&str> {
-        let q = self.path.split_once('?')?.1;
-        q.split('&').find_map(|kv| {
-            let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
-            (k == key).then_some(v)
-        })
+    /// The query string: the target after its first `?` (`None` without
+    /// one).
+    pub fn query(&self) -> Option<&str> {
+        self.path.split_once('?').map(|(_, q)| q)
+    }
+
+    /// The value of the first query parameter named `key`, decoded as
+    /// browsers encode forms and `URLSearchParams` (the WHATWG URL
+    /// Standard's `application/x-www-form-urlencoded` parser: `+` is a
+    /// space, `%2B` a `+`, `%C3%A9` an `é`, invalid UTF-8 U+FFFD; see
+    /// [`query`](super::query)). Names are compared decoded. Borrowed from
+    /// the target when there is nothing to decode.
+    ///
+    /// ```
+    /// use wsmio::proto::handshake::{parse_request, HeadLimits};
+    ///
+    /// let head = b"GET /ws?room=caf%C3%A9&who=a+b%2Bc&token=x HTTP/1.1\r\nHost: h\r\n\r\n";
+    /// let req = parse_request(head, &HeadLimits::default()).unwrap();
+    /// assert_eq!(req.query_param("room").as_deref(), Some("café"));
+    /// assert_eq!(req.query_param("who").as_deref(), Some("a b+c"));
+    /// assert_eq!(req.query_param("token").as_deref(), Some("x"));
+    /// assert_eq!(req.query_param("nope"), None);
+    /// ```
+    pub fn query_param(&self, key: &str) -> Option<Cow<'_, str>> {
+        super::query::pairs(self.query()?).find_map(|(k, v)| (k == key).then_some(v))
+    }
+
+    /// Every query parameter, decoded as [`HttpRequest::query_param`]
+    /// decodes them, in order.
+    pub fn query_params(&self) -> impl Iterator<Item = (Cow<'_, str>, Cow<'_, str>)> {
+        super::query::pairs(self.query().unwrap_or(""))
     }
 
     /// Does this request ask for a WebSocket upgrade at all? (Otherwise it is
@@ -196,7 +228,7 @@ impl Request {
 }
 
 /// Parse a complete head (`head` ends with the blank line).
-pub fn parse_request(head: &[u8], limits: &HeadLimits) -> Result<Request, Rejection> {
+pub fn parse_request(head: &[u8], limits: &HeadLimits) -> Result<HttpRequest, Rejection> {
     if head.len() > limits.max_head_size {
         return Err(Rejection::new(431, "request head too large"));
     }
@@ -235,7 +267,7 @@ pub fn parse_request(head: &[u8], limits: &HeadLimits) -> Result<Request, Reject
         }
         _ => {}
     }
-    Ok(Request {
+    Ok(HttpRequest {
         method: req.method.unwrap_or_default().to_string(),
         path: req.path.unwrap_or_default().to_string(),
         version: req.version.unwrap_or(0),
@@ -249,7 +281,7 @@ pub fn parse_request(head: &[u8], limits: &HeadLimits) -> Result<Request, Reject
 
 /// Check an upgrade request against RFC 6455 §4.2.1 and return the client's
 /// `Sec-WebSocket-Key`.
-pub fn validate_upgrade(req: &Request) -> Result<&str, Rejection> {
+pub fn validate_upgrade(req: &HttpRequest) -> Result<&str, Rejection> {
     // §4.2.1 (1): an HTTP/1.1 or higher GET request.
     if req.method != "GET" {
         return Err(Rejection::new(405, "WebSocket upgrade requires GET"));
@@ -384,7 +416,7 @@ fn is_tchar(b: u8) -> bool {
 /// assert!(accepted.params.server_no_context_takeover);
 /// ```
 pub fn negotiate_deflate(
-    req: &Request,
+    req: &HttpRequest,
     config: &DeflateConfig,
 ) -> Result<Option<Accepted>, Rejection> {
     let values = req
@@ -396,35 +428,114 @@ pub fn negotiate_deflate(
         .map_err(|_| Rejection::new(400, "malformed Sec-WebSocket-Extensions"))
 }
 
-/// The standard reason phrase of the statuses this crate sends.
+/// The standard reason phrase of `status`: RFC 9110 §15, with 425 (RFC
+/// 8470), 428, 429, 431, 511 (RFC 6585) and 451 (RFC 7725) from the IANA
+/// registry. Other codes get their class's name (RFC 9110 §15: "Client
+/// Error", ...); a client must not rely on the phrase anyway (RFC 9112 §4).
 pub fn status_text(status: u16) -> &'static str {
     match status {
+        100 => "Continue",
+        101 => "Switching Protocols",
         200 => "OK",
+        201 => "Created",
+        202 => "Accepted",
+        203 => "Non-Authoritative Information",
         204 => "No Content",
+        205 => "Reset Content",
+        206 => "Partial Content",
+        300 => "Multiple Choices",
+        301 => "Moved Permanently",
+        302 => "Found",
+        303 => "See Other",
+        304 => "Not Modified",
+        305 => "Use Proxy",
+        307 => "Temporary Redirect",
+        308 => "Permanent Redirect",
         400 => "Bad Request",
         401 => "Unauthorized",
+        402 => "Payment Required",
         403 => "Forbidden",
         404 => "Not Found",
         405 => "Method Not Allowed",
+        406 => "Not Acceptable",
+        407 => "Proxy Authentication Required",
         408 => "Request Timeout",
+        409 => "Conflict",
+        410 => "Gone",
+        411 => "Length Required",
+        412 => "Precondition Failed",
+        413 => "Content Too Large",
+        414 => "URI Too Long",
+        415 => "Unsupported Media Type",
+        416 => "Range Not Satisfiable",
+        417 => "Expectation Failed",
+        421 => "Misdirected Request",
+        422 => "Unprocessable Content",
+        425 => "Too Early",
         426 => "Upgrade Required",
+        428 => "Precondition Required",
         429 => "Too Many Requests",
         431 => "Request Header Fields Too Large",
+        451 => "Unavailable For Legal Reasons",
         500 => "Internal Server Error",
+        501 => "Not Implemented",
+        502 => "Bad Gateway",
         503 => "Service Unavailable",
-        _ => "Error",
+        504 => "Gateway Timeout",
+        505 => "HTTP Version Not Supported",
+        511 => "Network Authentication Required",
+        _ => match status / 100 {
+            1 => "Informational",
+            2 => "Successful",
+            3 => "Redirection",
+            4 => "Client Error",
+            5 => "Server Error",
+            _ => "Unknown",
+        },
     }
 }
 
-/// A complete HTTP/1.1 response that closes the connection.
+/// A complete HTTP/1.1 response that closes the connection, with the
+/// status's standard reason phrase ([`status_text`]).
 pub fn http_response(
     status: u16,
     content_type: &str,
     body: &[u8],
     extra_headers: &[(&str, &str)],
 ) -> Vec<u8> {
+    http_response_with_reason(
+        status,
+        status_text(status),
+        content_type,
+        body,
+        extra_headers,
+    )
+}
+
+/// [`http_response`] with the reason phrase `reason`. RFC 9112 §4:
+/// `reason-phrase = 1*( HTAB / SP / VCHAR / obs-text )`, so any other
+/// character (CR and LF above all: no header can be smuggled through it)
+/// goes out as a space. A status outside 100–999 (not three digits, RFC
+/// 9110 §15) goes out as `500`.
+pub fn http_response_with_reason(
+    status: u16,
+    reason: &str,
+    content_type: &str,
+    body: &[u8],
+    extra_headers: &[(&str, &str)],
+) -> Vec<u8> {
+    let (status, reason) = if (100..=999).contains(&status) {
+        (status, reason)
+    } else {
+        (500, status_text(500))
+    };
     let mut r = Vec::with_capacity(128 + body.len());
-    r.extend_from_slice(format!("HTTP/1.1 {} {}\r\n", status, status_text(status)).as_bytes());
+    r.extend_from_slice(format!("HTTP/1.1 {status} ").as_bytes());
+    r.extend(reason.bytes().map(|b| match b {
+        b'\t' | b' '..=b'~' | 0x80.. => b,
+        _ => b' ',
+    }));
+    r.extend_from_slice(b"\r\n");
     push_header(&mut r, "Content-Type", content_type);
     push_header(&mut r, "Content-Length", &body.len().to_string());
     push_header(&mut r, "Connection", "close");
@@ -658,11 +769,33 @@ impl ClientHandshake {
 mod tests {
     use super::*;
 
-    fn req(s: &str) -> Request {
+    fn req(s: &str) -> HttpRequest {
         parse_request(s.as_bytes(), &HeadLimits::default()).unwrap()
     }
 
     const GOOD: &str = "GET /chat HTTP/1.1\r\nHost: server.example.com\r\nUpgrade: websocket\r\nConnection: keep-alive, Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nOrigin: http://example.com\r\nSec-WebSocket-Protocol: chat, superchat\r\nSec-WebSocket-Version: 13\r\n\r\n";
+
+    #[test]
+    fn status_lines_carry_a_phrase_that_cannot_break_the_head() {
+        let line = |status, reason| {
+            let r = http_response_with_reason(status, reason, "text/plain", b"", &[]);
+            let end = r.windows(2).position(|w| w == b"\r\n").unwrap();
+            String::from_utf8(r[..end].to_vec()).unwrap()
+        };
+        let standard = |status| line(status, status_text(status));
+        assert_eq!(standard(451), "HTTP/1.1 451 Unavailable For Legal Reasons");
+        assert_eq!(standard(413), "HTTP/1.1 413 Content Too Large");
+        assert_eq!(standard(499), "HTTP/1.1 499 Client Error");
+        assert_eq!(standard(299), "HTTP/1.1 299 Successful");
+        assert_eq!(standard(799), "HTTP/1.1 799 Unknown");
+        assert_eq!(line(42, "Odd"), "HTTP/1.1 500 Internal Server Error");
+        assert_eq!(line(1000, "Odd"), "HTTP/1.1 500 Internal Server Error");
+        assert_eq!(
+            line(499, "Gone\r\nX: 1\tfor ñ"),
+            "HTTP/1.1 499 Gone  X: 1\tfor ñ"
+        );
+        assert_eq!(line(204, ""), "HTTP/1.1 204 ");
+    }
 
     #[test]
     fn rfc_accept_key_example() {

@@ -6,7 +6,7 @@ pub const DEFAULT_MAX_FRAME_SIZE: u64 = 16 << 20;
 pub const DEFAULT_MAX_MESSAGE_SIZE: u64 = 16 << 20;
 /// How received data is handed to the application.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Delivery {
+pub enum DeliveryMode {
     /// Whole messages: fragments are reassembled (up to
     /// [`Limits::max_message_size`]) and delivered once, as `&str` for text.
     #[default]
@@ -16,6 +16,11 @@ pub enum Delivery {
     /// incrementally, and the message size limit still applies.
     Chunks,
 }
+
+/// The old name of [`DeliveryMode`] (renamed so that it is not confused
+/// with the hub's `pubsub::protocol::Delivery`).
+#[deprecated(since = "0.2.0", note = "renamed `DeliveryMode`")]
+pub type Delivery = DeliveryMode;
 
 /// Read-side limits of one connection. Violations close with 1009.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -27,7 +32,7 @@ pub struct Limits {
     /// overflow-safe arithmetic at each frame header.
     pub max_message_size: u64,
     /// Whole messages or streamed chunks.
-    pub delivery: Delivery,
+    pub delivery: DeliveryMode,
 }
 
 impl Default for Limits {
@@ -35,7 +40,7 @@ impl Default for Limits {
         Limits {
             max_frame_size: DEFAULT_MAX_FRAME_SIZE,
             max_message_size: DEFAULT_MAX_MESSAGE_SIZE,
-            delivery: Delivery::Messages,
+            delivery: DeliveryMode::Messages,
         }
     }
 }

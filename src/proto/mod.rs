@@ -8,7 +8,8 @@
 //! 5. [`receiver`] — the streaming parser, one forward path from header to
 //!    message: fragmentation (§5.4), control frames (§5.5), limits.
 //! 6. [`sender`] — framing outgoing data, control replies, close.
-//! 7. [`handshake`] — the opening handshake (§4).
+//! 7. [`handshake`] — the opening handshake (§4); [`query`] — the request
+//!    target's query string, decoded as browsers encode it.
 //! 8. [`connection`] — the protocol core: receiver and sender joined, with
 //!    the automatic replies, under both front-ends (the buffered
 //!    [`Connection`] and the reactor).
@@ -32,6 +33,7 @@ pub mod frame;
 pub mod handshake;
 pub mod limits;
 pub mod mask;
+pub mod query;
 pub mod receiver;
 pub mod sender;
 pub mod utf8;
@@ -40,6 +42,8 @@ pub use close::{CloseCode, CloseState};
 pub use connection::{Connection, Event, Sink};
 pub use error::Error;
 pub use frame::{OpCode, Role};
-pub use limits::{Delivery, Limits};
-pub use receiver::{Chunk, Handler, Message, Receiver};
+#[allow(deprecated)]
+pub use limits::Delivery;
+pub use limits::{DeliveryMode, Limits};
+pub use receiver::{Chunk, Message, ReceiveHandler, Receiver};
 pub use sender::{ControlFrame, Sender};

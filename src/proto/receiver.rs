@@ -2,7 +2,7 @@
 //! assembler (RFC 6455 §5).
 //!
 //! Bytes go in as they come off the wire, in pieces of any size, and events
-//! come out through a [`Handler`]. Every byte handed in is consumed: the only
+//! come out through a [`ReceiveHandler`]. Every byte handed in is consumed: the only
 //! state kept between calls is a partial header (at most 14 bytes), the
 //! current frame's remaining length and mask phase, the UTF-8 state, and —
 //! only while they are split across reads — a control frame's payload so far
@@ -19,7 +19,7 @@
 use super::close::{parse_close_payload, BadClose, CloseCode};
 use super::error::Error;
 use super::frame::{self, FrameHeader, OpCode, Role, MAX_CONTROL_PAYLOAD, MAX_HEADER_LEN, RSV1};
-use super::limits::{Delivery, Limits};
+use super::limits::{DeliveryMode, Limits};
 use super::mask::apply_mask;
 use super::utf8::Utf8Validator;
 #[cfg(feature = "deflate")]
@@ -52,7 +52,7 @@ impl<'a> Message<'a> {
     }
 }
 
-/// A piece of a data message, in [`Delivery::Chunks`] mode.
+/// A piece of a data message, in [`DeliveryMode::Chunks`] mode.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Chunk<'a> {
     /// True if the message is text (its chunks may split a code point; the
@@ -67,10 +67,10 @@ pub struct Chunk<'a> {
 }
 
 /// Receives the events of [`Receiver::receive`].
-pub trait Handler {
-    /// A complete data message ([`Delivery::Messages`] mode).
+pub trait ReceiveHandler {
+    /// A complete data message ([`DeliveryMode::Messages`] mode).
     fn on_message(&mut self, msg: Message<'_>);
-    /// A piece of a data message ([`Delivery::Chunks`] mode).
+    /// A piece of a data message ([`DeliveryMode::Chunks`] mode).
     fn on_chunk(&mut self, chunk: Chunk<'_>) {
         let _ = chunk;
     }
@@ -174,7 +174,7 @@ struct Partial {
     header_len: u8,
     /// The current control frame's payload, when it spans reads.
     control: ControlBuf,
-    /// The open message's bytes so far ([`Delivery::Messages`]).
+    /// The open message's bytes so far ([`DeliveryMode::Messages`]).
     message: Vec<u8>,
 }
 
@@ -196,6 +196,36 @@ impl Partial {
 /// Its state is 40 bytes, 48 with the `deflate` feature (asserted by the
 /// reactor's connection-size test): everything else is boxed and allocated
 /// only while needed.
+///
+/// Events go to a [`ReceiveHandler`]; the automatic replies (pong, close
+/// reply) are the caller's, or [`super::Connection`]'s, which joins a
+/// receiver with a [`super::Sender`].
+///
+/// ```
+/// use wsmio::proto::{CloseCode, Limits, Message, ReceiveHandler, Receiver, Role};
+///
+/// #[derive(Default)]
+/// struct Texts(Vec<String>);
+///
+/// impl ReceiveHandler for Texts {
+///     fn on_message(&mut self, msg: Message<'_>) {
+///         if let Message::Text(t) = msg {
+///             self.0.push(t.to_string());
+///         }
+///     }
+///     fn on_ping(&mut self, _payload: &[u8]) {}
+///     fn on_close(&mut self, _code: Option<CloseCode>, _reason: &str) {}
+/// }
+///
+/// let mut rx = Receiver::new(Role::Server);
+/// let mut texts = Texts::default();
+/// // RFC 6455 §5.7: a masked "Hello", fed in two reads (unmasked in place).
+/// let mut frame = [0x81, 0x85, 0x37, 0xfa, 0x21, 0x3d, 0x7f, 0x9f, 0x4d, 0x51, 0x58];
+/// let (first, second) = frame.split_at_mut(4);
+/// rx.receive(first, &Limits::default(), &mut texts).unwrap();
+/// rx.receive(second, &Limits::default(), &mut texts).unwrap();
+/// assert_eq!(texts.0, ["Hello"]);
+/// ```
 #[derive(Debug)]
 pub struct Receiver {
     role: Role,
@@ -215,7 +245,7 @@ pub struct Receiver {
     message: Option<Open>,
     /// Bytes of the open message so far, across frames.
     message_len: u64,
-    /// A chunk of the open message was delivered ([`Delivery::Chunks`]).
+    /// A chunk of the open message was delivered ([`DeliveryMode::Chunks`]).
     chunk_sent: bool,
     utf8: Utf8Validator,
     /// Split headers, control payloads and messages, allocated only while
@@ -272,7 +302,7 @@ impl Receiver {
     /// // RFC 7692 §7.2.3.1: "Hello", compressed, from a server.
     /// let mut frame = [0xc1, 0x07, 0xf2, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00];
     /// struct Print;
-    /// impl wsmio::proto::Handler for Print {
+    /// impl wsmio::proto::ReceiveHandler for Print {
     ///     fn on_message(&mut self, m: Message<'_>) { assert_eq!(m, Message::Text("Hello")) }
     ///     fn on_ping(&mut self, _: &[u8]) {}
     ///     fn on_close(&mut self, _: Option<wsmio::proto::CloseCode>, _: &str) {}
@@ -338,7 +368,7 @@ impl Receiver {
     /// On a protocol violation returns the [`Error`] (its
     /// [`Error::close_code`] is what to close with) and ignores all later
     /// input, as it does after a close frame.
-    pub fn receive<H: Handler>(
+    pub fn receive<H: ReceiveHandler>(
         &mut self,
         mut input: &mut [u8],
         limits: &Limits,
@@ -383,7 +413,7 @@ impl Receiver {
 
     /// Step 1: a frame header at the start of `input` (or its rest, after a
     /// piece that came in an earlier read). Returns the bytes used.
-    fn header<H: Handler>(
+    fn header<H: ReceiveHandler>(
         &mut self,
         input: &mut [u8],
         limits: &Limits,
@@ -410,13 +440,14 @@ impl Receiver {
     /// as the general path, checked in one place for speed). Returns the
     /// bytes used, or 0 when the frame is not of that shape.
     #[inline]
-    fn small_frame<H: Handler>(
+    fn small_frame<H: ReceiveHandler>(
         &mut self,
         input: &mut [u8],
         limits: &Limits,
         h: &mut H,
     ) -> Result<usize, Error> {
-        if input.len() < 6 || self.role != Role::Server || limits.delivery != Delivery::Messages {
+        if input.len() < 6 || self.role != Role::Server || limits.delivery != DeliveryMode::Messages
+        {
             return Ok(0);
         }
         let (b0, b1) = (input[0], input[1]);
@@ -532,7 +563,7 @@ impl Receiver {
 
     /// Step 2: `chunk`, the next payload bytes of the current frame (empty
     /// for an empty frame): unmask it (§5.3) and pass it on.
-    fn payload<H: Handler>(
+    fn payload<H: ReceiveHandler>(
         &mut self,
         chunk: &mut [u8],
         limits: &Limits,
@@ -556,7 +587,7 @@ impl Receiver {
     /// Step 3a: a piece of a control frame (§5.5). Acted on once complete:
     /// straight from the read when the whole payload is in it, otherwise
     /// from the pieces collected in the control buffer.
-    fn control_payload<H: Handler>(
+    fn control_payload<H: ReceiveHandler>(
         &mut self,
         chunk: &[u8],
         frame_done: bool,
@@ -577,7 +608,7 @@ impl Receiver {
 
     /// A complete control frame's `payload`: report a ping or pong; validate
     /// a close frame, report it, and stop reading (§5.5.1).
-    fn control_frame<H: Handler>(&mut self, payload: &[u8], h: &mut H) -> Result<(), Error> {
+    fn control_frame<H: ReceiveHandler>(&mut self, payload: &[u8], h: &mut H) -> Result<(), Error> {
         match self.opcode {
             OpCode::Ping => h.on_ping(payload),
             OpCode::Pong => h.on_pong(payload),
@@ -595,10 +626,10 @@ impl Receiver {
 
     /// Step 3b: a piece of a data message. Text is validated as it comes
     /// (§8.1); the piece is then delivered as a chunk, or — in
-    /// [`Delivery::Messages`] — the message is delivered once complete:
+    /// [`DeliveryMode::Messages`] — the message is delivered once complete:
     /// straight from the read when nothing of it came before, otherwise
     /// from the message buffer.
-    fn data_payload<H: Handler>(
+    fn data_payload<H: ReceiveHandler>(
         &mut self,
         chunk: &[u8],
         frame_done: bool,
@@ -623,7 +654,7 @@ impl Receiver {
         if message_done {
             self.message = None;
         }
-        if limits.delivery == Delivery::Chunks {
+        if limits.delivery == DeliveryMode::Chunks {
             // The first chunk of the message (empty fragments included).
             let first = !self.chunk_sent;
             self.chunk_sent = true;
@@ -671,7 +702,7 @@ fn append_bounded(buf: &mut Vec<u8>, bytes: &[u8], limits: &Limits) {
     buf.extend_from_slice(bytes);
 }
 
-fn deliver<H: Handler>(h: &mut H, text: bool, bytes: &[u8]) {
+fn deliver<H: ReceiveHandler>(h: &mut H, text: bool, bytes: &[u8]) {
     if text {
         debug_assert!(std::str::from_utf8(bytes).is_ok());
         // SAFETY: every byte of this message went through `Utf8Validator`
@@ -705,7 +736,7 @@ mod tests {
     #[derive(Default)]
     struct Seen(Vec<String>);
 
-    impl Handler for Seen {
+    impl ReceiveHandler for Seen {
         fn on_message(&mut self, msg: Message<'_>) {
             self.0.push(format!("{msg:?}"));
         }

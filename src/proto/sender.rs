@@ -158,7 +158,22 @@ struct Compressor {
     min_size: usize,
 }
 
-/// Framing state of the write side.
+/// Framing state of the write side: headers (masked in the client role,
+/// RFC 6455 §5.3), fragmentation (§5.4), control frames (§5.5) and "nothing
+/// after our close frame" (§5.5.1).
+///
+/// ```
+/// use wsmio::proto::{CloseCode, Message, Role, Sender};
+///
+/// let mut tx = Sender::new(Role::Server);
+/// let mut out = Vec::new();
+/// tx.encode_message(Message::Text("Hello"), &mut out).unwrap();
+/// assert_eq!(out, [0x81, 0x05, b'H', b'e', b'l', b'l', b'o']); // RFC 6455 §5.7
+/// let close = tx.close(Some(CloseCode::NORMAL), "bye").unwrap();
+/// assert_eq!(close.as_bytes()[..4], [0x88, 0x05, 0x03, 0xe8]);
+/// // Once our close frame is out, no more data (§5.5.1).
+/// assert!(tx.encode_message(Message::Text("late"), &mut out).is_err());
+/// ```
 pub struct Sender {
     role: Role,
     close: CloseState,

@@ -32,7 +32,8 @@ impl Hub {
     /// Send a typed event to `id`.
     pub(super) fn send_event(&mut self, ctx: &mut Ctx<'_>, id: ConnId, ev: &Event<'_>) {
         let text = ev.encode();
-        self.send(ctx, id, &text);
+        // The outcome is counted in `metrics.sent`.
+        let _ = self.send(ctx, id, &text);
     }
 
     /// Answer request `req` of `id` with an error.

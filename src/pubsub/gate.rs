@@ -10,7 +10,7 @@ const CLIENT_JS: &str = include_str!("wsmio.js");
 use super::auth::{verify_jwt, Identity, TokenError};
 use super::hub::{random_hex, wall_ms, Hub};
 use super::metrics::Metrics;
-use crate::proto::handshake::Request as HttpRequest;
+use crate::proto::handshake::HttpRequest;
 use crate::reactor::{ConnId, HttpResponse, Stats, Upgrade};
 
 impl Hub {
@@ -97,9 +97,10 @@ impl Hub {
             })
             .map(str::trim);
         let token = bearer
+            .map(std::borrow::Cow::Borrowed)
             .or_else(|| req.query_param("token"))
             .ok_or(TokenError::Missing)?;
-        verify_jwt(token, secret, &self.config.token_rules, wall_ms())
+        verify_jwt(&token, secret, &self.config.token_rules, wall_ms())
     }
 
     /// A plain HTTP request.

@@ -41,7 +41,7 @@ use super::protocol::Event;
 use super::protocol::{self, ErrorCode};
 use super::quota::Quotas;
 use super::ratelimit::TokenBucket;
-use crate::proto::handshake::Request as HttpRequest;
+use crate::proto::handshake::HttpRequest;
 use crate::reactor::{CloseInfo, ConnId, ConnIdMap, Ctx, Handler, HttpResponse, Upgrade};
 use crate::{CloseCode, Message};
 
@@ -232,7 +232,7 @@ impl Hub {
         let bucket = TokenBucket::new(self.config.rate_per_sec, self.config.rate_burst, now);
         self.clients
             .insert(id, Client::new(who, ip, bucket, expires_ms));
-        self.send(ctx, id, &welcome);
+        let _ = self.send(ctx, id, &welcome);
         self.subscribe(ctx, id, None, &inbox, None);
     }
 
@@ -285,6 +285,9 @@ impl Hub {
 }
 
 impl Handler for Hub {
+    // The hub keeps its clients in maps of its own (`clients`, `pending`).
+    type Conn = ();
+
     fn upgrade(&mut self, ctx: &mut Ctx<'_>, id: ConnId, req: &HttpRequest) -> Upgrade {
         let secure = ctx.config().serves_tls();
         let ip = ctx.peer_addr(id).map(|a| a.ip().to_canonical());

@@ -7,13 +7,13 @@
 //! `replay`, `presence`, `fanout`, `events`), `local` (this node's
 //! subscriptions), [`engine`] (sequence numbers, history and presence:
 //! [`engine::memory`], and `engine::redis` for many nodes), [`history`],
-//! `missed` and [`batch`], then [`auth`], [`browser`], [`ratelimit`],
+//! `missed` and `batch`, then [`auth`], [`browser`], `ratelimit`,
 //! [`metrics`]. The other side of the wire: [`hub_client`], a
 //! reconnecting client of the hub, sans-IO.
 
 mod ack;
 pub mod auth;
-pub mod batch;
+mod batch;
 pub mod browser;
 mod client;
 mod config;
@@ -34,7 +34,7 @@ mod presence_feed;
 pub mod protocol;
 mod publish;
 mod quota;
-pub mod ratelimit;
+mod ratelimit;
 mod redeliver;
 mod replay;
 mod request;

@@ -168,7 +168,7 @@ impl Hub {
             },
         }
         .encode();
-        self.send(ctx, id, &text);
+        let _ = self.send(ctx, id, &text);
     }
 
     /// Answer request `rid` of `id` with what the engine said went wrong.

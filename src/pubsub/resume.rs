@@ -225,7 +225,7 @@ impl Hub {
             acked,
         }
         .encode();
-        self.send(ctx, id, &ack);
+        let _ = self.send(ctx, id, &ack);
         if plan.after.is_none() {
             // A `sub` without `since` leaves an unfinished replay as it is,
             // and releases a subscriber held for the engine.

@@ -180,7 +180,7 @@ impl Hub {
                 topic,
             }
             .encode();
-            self.send(ctx, id, &a);
+            let _ = self.send(ctx, id, &a);
         } else {
             let e = "not subscribed to this topic";
             self.error(ctx, id, rid, ErrorCode::NotSubscribed, e);

@@ -89,18 +89,23 @@ impl Server {
                 continue;
             }
             self.core.counts.handshakes_dropped += 1;
-            if matches!(c.phase, Phase::Handshake { .. }) {
+            // 408 if the request had not arrived; 503 if its upgrade
+            // waited for the application's answer.
+            let status = match c.phase {
+                Phase::Handshake { .. } => Some(408),
+                Phase::Deferred(_) => Some(503),
+                _ => None,
+            };
+            if let Some(status) = status {
                 log::debug!("conn {id}: dropped, the oldest of too many pending handshakes");
                 let rej = Rejection {
-                    status: 408,
+                    status,
                     reason: "too many pending handshakes",
                 };
                 if !c.stream.is_tls() {
                     answer_and_close(c.stream.socket(), &rejection_response(&rej));
                 }
-                let mut ctx = Ctx {
-                    core: &mut self.core,
-                };
+                let mut ctx = Ctx::new(&mut self.core);
                 handler.rejected(&mut ctx, rej.status, rej.reason);
             }
             self.remove(id, handler);
@@ -194,6 +199,7 @@ impl Server {
         let now = self.core.now;
         let deadline = now + millis(self.core.config.handshake_timeout);
         entry.insert(Conn::new(stream, gen, now, deadline));
+        self.core.states.create(id.key as usize, gen);
         self.core.arm_timer(id);
         self.pending_order.push_back(id);
         // Prune ids of connections since upgraded or gone (amortized: only
@@ -221,9 +227,7 @@ impl Server {
             status: 503,
             reason,
         };
-        let mut ctx = Ctx {
-            core: &mut self.core,
-        };
+        let mut ctx = Ctx::new(&mut self.core);
         handler.rejected(&mut ctx, rej.status, rej.reason);
         let response = rejection_response(&rej);
         let response: &[u8] = if self.core.config.serves_tls() {

@@ -28,6 +28,7 @@ const MAX_HEAD: usize = 16 * 1024;
 
 /// How a [`BlockingClient`] connects.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct ClientOptions {
     /// Subprotocols offered (`Sec-WebSocket-Protocol`), in preference order.
     pub protocols: Vec<String>,
@@ -69,6 +70,73 @@ impl Default for ClientOptions {
             #[cfg(feature = "deflate")]
             deflate: None,
         }
+    }
+}
+
+impl ClientOptions {
+    /// Set [`ClientOptions::protocols`].
+    #[must_use = "a `with_*` setter returns the changed options"]
+    pub fn with_protocols(mut self, protocols: &[&str]) -> Self {
+        self.protocols = protocols.iter().map(|p| p.to_string()).collect();
+        self
+    }
+
+    /// Add a request header to [`ClientOptions::headers`].
+    #[must_use = "a `with_*` setter returns the changed options"]
+    pub fn with_header(mut self, name: &str, value: &str) -> Self {
+        self.headers.push((name.into(), value.into()));
+        self
+    }
+
+    /// Set [`ClientOptions::origin`].
+    #[must_use = "a `with_*` setter returns the changed options"]
+    pub fn with_origin(mut self, origin: &str) -> Self {
+        self.origin = Some(origin.into());
+        self
+    }
+
+    /// Set [`ClientOptions::connect_timeout`].
+    #[must_use = "a `with_*` setter returns the changed options"]
+    pub fn with_connect_timeout(mut self, t: Duration) -> Self {
+        self.connect_timeout = t;
+        self
+    }
+
+    /// Set [`ClientOptions::handshake_timeout`].
+    #[must_use = "a `with_*` setter returns the changed options"]
+    pub fn with_handshake_timeout(mut self, t: Duration) -> Self {
+        self.handshake_timeout = t;
+        self
+    }
+
+    /// Set [`ClientOptions::limits`].
+    #[must_use = "a `with_*` setter returns the changed options"]
+    pub fn with_limits(mut self, limits: Limits) -> Self {
+        self.limits = limits;
+        self
+    }
+
+    /// Set [`ClientOptions::max_refusal_body`].
+    #[must_use = "a `with_*` setter returns the changed options"]
+    pub fn with_max_refusal_body(mut self, bytes: usize) -> Self {
+        self.max_refusal_body = bytes;
+        self
+    }
+
+    /// Set [`ClientOptions::tls`].
+    #[cfg(feature = "tls")]
+    #[must_use = "a `with_*` setter returns the changed options"]
+    pub fn with_tls(mut self, tls: std::sync::Arc<rustls::ClientConfig>) -> Self {
+        self.tls = Some(tls);
+        self
+    }
+
+    /// Set [`ClientOptions::deflate`].
+    #[cfg(feature = "deflate")]
+    #[must_use = "a `with_*` setter returns the changed options"]
+    pub fn with_deflate(mut self, config: DeflateConfig) -> Self {
+        self.deflate = Some(config);
+        self
     }
 }
 
@@ -154,6 +222,7 @@ impl From<Error> for SendError {
 
 /// What [`BlockingClient::recv`] returns.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Incoming {
     /// A text message.
     Text(String),

@@ -72,7 +72,7 @@ impl Server {
         };
         self.core.counts.budget_closes += 1;
         log::debug!("conn {id}: closed, holding {} B of input", c.held());
-        if let Phase::Handshake { .. } = c.phase {
+        if let Phase::Handshake { .. } | Phase::Deferred(_) = c.phase {
             let rej = Rejection {
                 status: 503,
                 reason: REASON,

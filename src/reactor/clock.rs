@@ -18,6 +18,7 @@ const ADVANCE_WAIT: Duration = Duration::from_secs(10);
 
 /// The loop's time source ([`super::Config::with_clock`]).
 #[derive(Debug, Clone, Default)]
+#[non_exhaustive]
 pub enum Clock {
     /// The system's monotonic clock (the default).
     #[default]

@@ -24,7 +24,7 @@ use crate::proto::Message;
 /// Frames whose payload is shorter carry no compressed encodings (and
 /// allocate nothing for them): compressed with no context, such a message
 /// does not shrink (64 bytes of hub JSON gain one byte; BENCHMARKS.md).
-pub const MIN_COMPRESSED_FRAME: usize = 64;
+pub(crate) const MIN_COMPRESSED_FRAME: usize = 64;
 
 /// How far back zlib's matches reach within a window: the window less its
 /// look-ahead (`MIN_LOOKAHEAD`, 262 bytes).

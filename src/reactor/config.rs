@@ -8,7 +8,7 @@ use super::clock::Clock;
 #[cfg(feature = "deflate")]
 use super::deflate::DeflateSettings;
 use crate::proto::handshake::{HeadLimits, DEFAULT_MAX_HEADERS, DEFAULT_MAX_HEAD_SIZE};
-use crate::proto::{Delivery, Limits};
+use crate::proto::{DeliveryMode, Limits};
 
 /// Longest [`Config::busy_poll`] honoured; longer settings are clamped to it
 /// so that a mistyped value cannot keep a loop spinning for seconds between
@@ -25,6 +25,7 @@ const MAX_DEFAULT_BACKLOG: u32 = 4096;
 /// What happens to a data send when a connection's queue is full
 /// ([`Config::max_queued_bytes`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
 pub enum FullQueuePolicy {
     /// Refuse the send ([`super::SendStatus::Dropped`]); the connection
     /// stays open. The embedder decides what a gap means.
@@ -35,9 +36,23 @@ pub enum FullQueuePolicy {
     Close,
 }
 
-/// Configuration of a [`super::Server`]. Build it with the `with_*` methods;
-/// every field has a documented default.
+/// Configuration of a [`super::Server`]. Build it from `Config::default()`
+/// with the `with_*` methods; every field has a documented default, and
+/// new fields come with new setters (the struct is `#[non_exhaustive]`).
+///
+/// ```
+/// use std::time::Duration;
+/// use wsmio::{Config, FullQueuePolicy};
+///
+/// let config = Config::default()
+///     .with_max_message_size(1 << 20) // close 1009 above 1 MiB
+///     .with_idle_timeout(Some(Duration::from_secs(20))) // ping after 20 s of silence
+///     .with_max_queued_bytes(512 * 1024)
+///     .with_full_queue_policy(FullQueuePolicy::Drop); // refuse sends, keep the connection
+/// assert_eq!(config.max_connections, 10_000); // the rest keep their defaults
+/// ```
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct Config {
     /// Largest request head (default 8 KiB); over it: `431`.
     pub max_head_size: usize,
@@ -48,7 +63,7 @@ pub struct Config {
     /// Largest message accepted (default 16 MiB); over it: close 1009.
     pub max_message_size: u64,
     /// Whole messages (default) or streamed chunks.
-    pub delivery: Delivery,
+    pub delivery: DeliveryMode,
     /// Time allowed from accept to a complete request head (default 5 s);
     /// then `408` and close.
     pub handshake_timeout: Duration,
@@ -189,7 +204,7 @@ pub struct Config {
     /// compressed once for all such connections. Received messages inflate
     /// within `max_message_size` (a message that would pass it: 1009), and
     /// are delivered like any other — whole, or in
-    /// [`Delivery::Chunks`](crate::proto::Delivery::Chunks) mode as the
+    /// [`DeliveryMode::Chunks`](crate::proto::DeliveryMode::Chunks) mode as the
     /// inflated bytes, at most 4 KiB per chunk. Compression state is held
     /// only while a message is being (de)compressed unless context
     /// takeover is agreed (then 47 KiB to inflate, 137–380 KiB to deflate
@@ -206,7 +221,7 @@ impl Default for Config {
             max_headers: DEFAULT_MAX_HEADERS,
             max_frame_size: crate::proto::limits::DEFAULT_MAX_FRAME_SIZE,
             max_message_size: crate::proto::limits::DEFAULT_MAX_MESSAGE_SIZE,
-            delivery: Delivery::Messages,
+            delivery: DeliveryMode::Messages,
             handshake_timeout: Duration::from_secs(5),
             idle_timeout: Some(Duration::from_secs(30)),
             pong_timeout: Duration::from_secs(30),
@@ -241,6 +256,7 @@ macro_rules! with {
         impl Config {
             $(
                 #[$doc]
+                #[must_use = "a `with_*` setter returns the changed configuration"]
                 pub fn $name(mut self, v: $ty) -> Self {
                     self.$field = v;
                     self
@@ -260,7 +276,7 @@ with! {
     /// Set [`Config::max_message_size`].
     with_max_message_size: max_message_size: u64,
     /// Set [`Config::delivery`].
-    with_delivery: delivery: Delivery,
+    with_delivery: delivery: DeliveryMode,
     /// Set [`Config::handshake_timeout`].
     with_handshake_timeout: handshake_timeout: Duration,
     /// Set [`Config::idle_timeout`].
@@ -301,18 +317,22 @@ with! {
 
 impl Config {
     /// Set [`Config::shutdown_reason`].
+    #[must_use = "a `with_*` setter returns the changed configuration"]
     pub fn with_shutdown_reason(mut self, reason: &str) -> Self {
         self.shutdown_reason = reason.to_string();
         self
     }
 
-    /// Set [`Config::listen_backlog`].
-    pub fn with_listen_backlog(mut self, backlog: u32) -> Self {
-        self.listen_backlog = Some(backlog);
+    /// Set [`Config::listen_backlog`] (`None`: derived from
+    /// `max_connections`).
+    #[must_use = "a `with_*` setter returns the changed configuration"]
+    pub fn with_listen_backlog(mut self, backlog: impl Into<Option<u32>>) -> Self {
+        self.listen_backlog = backlog.into();
         self
     }
 
     /// Set [`Config::clock`] (a [`super::ManualClock`] converts into one).
+    #[must_use = "a `with_*` setter returns the changed configuration"]
     pub fn with_clock(mut self, clock: impl Into<Clock>) -> Self {
         self.clock = clock.into();
         self
@@ -320,6 +340,7 @@ impl Config {
 
     /// Set [`Config::tls`].
     #[cfg(feature = "tls")]
+    #[must_use = "a `with_*` setter returns the changed configuration"]
     pub fn with_tls(mut self, tls: Arc<rustls::ServerConfig>) -> Self {
         self.tls = Some(tls);
         self
@@ -327,6 +348,7 @@ impl Config {
 
     /// Offer permessage-deflate: set [`Config::deflate`].
     #[cfg(feature = "deflate")]
+    #[must_use = "a `with_*` setter returns the changed configuration"]
     pub fn with_deflate(mut self, settings: DeflateSettings) -> Self {
         self.deflate = Some(settings);
         self

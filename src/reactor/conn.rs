@@ -1,9 +1,11 @@
 //! One connection's state in the loop's slab.
 
+use super::handler::Upgrade;
 use super::stream::Stream;
 use super::timer::Millis;
 use super::write_queue::WriteQueue;
-use crate::proto::handshake::HeadBuffer;
+use crate::proto::extension::Accepted;
+use crate::proto::handshake::{HeadBuffer, HttpRequest};
 use crate::proto::{Receiver, Role, Sender};
 
 /// Where a connection is in its life. What only one phase needs lives in
@@ -17,6 +19,10 @@ pub(crate) enum Phase {
         head: Option<Box<HeadBuffer>>,
         deadline: Millis,
     },
+    /// The request head is in and the handler deferred its answer
+    /// (`Upgrade::defer`): waiting for `Ctx::answer_upgrade` until the
+    /// handshake's deadline, then `503`.
+    Deferred(Box<Deferred>),
     /// Upgraded; frames flow both ways. `pong_due`: a heartbeat ping went
     /// out and some byte from the peer is due by then (else close 1001);
     /// `None`: the idle timer runs from the last read.
@@ -30,6 +36,29 @@ pub(crate) enum Phase {
     /// with nothing left unread, otherwise by shutting down our side and
     /// waiting for the peer's TCP close until the deadline.
     Finishing(Finish),
+}
+
+/// An upgrade request waiting for the application's answer: what carrying
+/// the answer out needs.
+#[derive(Debug)]
+pub(crate) struct Deferred {
+    /// The request, validated (RFC 6455 §4.2.1).
+    pub req: HttpRequest,
+    /// The permessage-deflate agreement, settled before the handler saw
+    /// the request (RFC 7692 §5).
+    pub deflate: Option<Accepted>,
+    /// Bytes that came after the head (a client must wait for the answer,
+    /// RFC 6455 §4.1, but may not), at most `max_head_size`.
+    pub rest: Vec<u8>,
+    /// Bytes counted against `max_buffered_bytes`: the head's length and
+    /// `rest`'s capacity.
+    pub held: usize,
+    /// The head's length (the constant part of `held`).
+    pub head_len: usize,
+    /// The handshake's deadline: unanswered by then, `503`.
+    pub deadline: Millis,
+    /// The answer, once given, until the loop carries it out.
+    pub answer: Option<Upgrade>,
 }
 
 /// What the `Finishing` phase knows: how the connection got there and how
@@ -58,7 +87,7 @@ impl Phase {
     /// Upgraded (the handler saw `open`, so it will see `close`).
     pub fn upgraded(&self) -> bool {
         match self {
-            Phase::Handshake { .. } => false,
+            Phase::Handshake { .. } | Phase::Deferred(_) => false,
             Phase::Open { .. } | Phase::Closing { .. } => true,
             Phase::Finishing(f) => f.upgraded,
         }
@@ -66,12 +95,14 @@ impl Phase {
 }
 
 /// Capacity of the request head buffer in `phase` (0 outside the
-/// handshake, or when the head came in one read).
+/// handshake, or when the head came in one read), or what a deferred
+/// upgrade holds.
 pub(crate) fn head_capacity(phase: &Phase) -> usize {
     match phase {
         Phase::Handshake {
             head: Some(buf), ..
         } => buf.capacity(),
+        Phase::Deferred(d) => d.held,
         _ => 0,
     }
 }

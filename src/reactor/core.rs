@@ -1,6 +1,7 @@
 //! The loop's shared state — connections, timers, buffer pool — and
 //! [`Ctx`], the handle the application gets in every callback.
 
+use std::marker::PhantomData;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
@@ -13,7 +14,9 @@ use super::conn::{head_capacity, Conn, Finish, Phase};
 #[cfg(feature = "deflate")]
 use super::deflate::LoopDeflate;
 use super::frame::{Frame, SendStatus};
+use super::handler::Upgrade;
 use super::id::ConnId;
+use super::state::{self, ConnStates, Slots};
 use super::timer::{Millis, TimerHeap};
 use super::wake::Wake;
 use super::write_queue::BufPool;
@@ -23,7 +26,7 @@ use crate::proto::{CloseCode, Error, Limits, Message, OpCode};
 /// connection's own replies are written right after its read, so few are in
 /// use at once; a broadcast fills one small buffer per recipient, all
 /// written at the end of the turn, and they come back here.
-pub const POOLED_BYTES: usize = 4 << 20;
+pub(crate) const POOLED_BYTES: usize = 4 << 20;
 
 /// Payloads at least this large are queued in a buffer of their own, of
 /// exactly their size (header and payload, one copy), instead of going
@@ -31,10 +34,11 @@ pub const POOLED_BYTES: usize = 4 << 20;
 /// were written straight from the caller's buffer, hence the name.) For a
 /// large message without any copy, frame it once as a [`Frame`] and send
 /// that: the queue references its bytes.
-pub const DIRECT_WRITE_THRESHOLD: usize = 64 * 1024;
+pub(crate) const DIRECT_WRITE_THRESHOLD: usize = 64 * 1024;
 
 /// The connection `id` in `conns`, if its generation matches (a borrow of
 /// the slab alone, so other `Core` fields stay usable).
+#[inline]
 pub(crate) fn slot(conns: &mut Slab<Conn>, id: ConnId) -> Option<&mut Conn> {
     conns.get_mut(id.key as usize).filter(|c| c.gen == id.gen)
 }
@@ -84,6 +88,12 @@ pub(crate) struct Core {
     pub counts: Counts,
     /// Timers set through [`Ctx::set_timer`].
     pub app_timers: AppTimers,
+    /// The application's state per connection (`Handler::Conn`; set by
+    /// `Server::run` for its handler's type).
+    pub states: Box<dyn ConnStates + Send>,
+    /// Deferred upgrades answered (`Ctx::answer_upgrade`), to be carried
+    /// out by the loop after the callback (`Server::answer_upgrades`).
+    pub answered: Vec<ConnId>,
     /// permessage-deflate, when [`Config::deflate`] offers it.
     #[cfg(feature = "deflate")]
     pub deflate: Option<LoopDeflate>,
@@ -167,6 +177,8 @@ impl Core {
             over_budget: false,
             counts: Counts::default(),
             app_timers: AppTimers::default(),
+            states: Box::new(Slots::<()>::default()),
+            answered: Vec::new(),
         }
     }
 
@@ -203,10 +215,12 @@ impl Core {
         self.config.clock.read(self.start)
     }
 
+    #[inline]
     pub fn get(&self, id: ConnId) -> Option<&Conn> {
         self.conns.get(id.key as usize).filter(|c| c.gen == id.gen)
     }
 
+    #[inline]
     pub fn get_mut(&mut self, id: ConnId) -> Option<&mut Conn> {
         self.conns
             .get_mut(id.key as usize)
@@ -308,7 +322,7 @@ impl Core {
         let Some(c) = self.get_mut(id) else { return };
         match c.phase {
             Phase::Open { .. } => {}
-            Phase::Handshake { .. } => {
+            Phase::Handshake { .. } | Phase::Deferred(_) => {
                 c.abort = true;
                 self.mark_dirty(id);
                 return;
@@ -516,6 +530,25 @@ impl Core {
         Self::queued(c, id, soft, self.reading, &mut self.dirty)
     }
 
+    /// Record the answer to the deferred upgrade of `id`; the loop carries
+    /// it out after the current callback. `false` if `id` is not waiting
+    /// for one (gone, timed out, answered already, or never deferred), or
+    /// if `answer` defers again.
+    pub fn answer_upgrade(&mut self, id: ConnId, answer: Upgrade) -> bool {
+        if matches!(answer, Upgrade::Defer) {
+            return false;
+        }
+        let Some(c) = self.get_mut(id) else {
+            return false;
+        };
+        match &mut c.phase {
+            Phase::Deferred(d) if d.answer.is_none() => d.answer = Some(answer),
+            _ => return false,
+        }
+        self.answered.push(id);
+        true
+    }
+
     /// Begin a graceful shutdown: every open connection gets close 1001.
     pub fn begin_shutdown(&mut self) {
         if self.shutdown_at.is_some() {
@@ -548,12 +581,87 @@ impl Drop for Core {
 }
 
 /// The application's view of the loop inside a callback: send, close,
-/// broadcast, query. Sends are queued and written once per loop turn.
-pub struct Ctx<'a> {
+/// broadcast, set timers, reach a connection's state, query. Sends only
+/// queue: each connection is written once per loop turn.
+///
+/// `S` is the handler's per-connection state ([`Handler::Conn`]); a
+/// handler without one (`type Conn = ()`) writes `Ctx<'_>`.
+///
+/// ```
+/// use std::time::Duration;
+/// use wsmio::{ConnId, Ctx, Frame, Handler, Message, SendStatus};
+///
+/// #[derive(Default)]
+/// struct Peer {
+///     messages: u64,
+/// }
+///
+/// struct Counter;
+///
+/// impl Handler for Counter {
+///     type Conn = Peer;
+///
+///     fn open(&mut self, ctx: &mut Ctx<'_, Peer>, _id: ConnId) {
+///         // Tell everyone every 10 s how many are connected.
+///         let _ = ctx.set_timer(Duration::from_secs(10), 0);
+///     }
+///
+///     fn message(&mut self, ctx: &mut Ctx<'_, Peer>, id: ConnId, msg: Message<'_>) {
+///         let Some(peer) = ctx.conn(id) else { return };
+///         peer.messages += 1;
+///         let n = peer.messages; // the borrow of `ctx` ends here
+///         if ctx.send(id, msg) == SendStatus::Dropped {
+///             ctx.close(id, wsmio::CloseCode::POLICY, "too slow");
+///         }
+///         let _ = ctx.send_text(id, &format!("{n} so far"));
+///     }
+///
+///     fn timer(&mut self, ctx: &mut Ctx<'_, Peer>, _token: u64) {
+///         let text = format!("{} connected", ctx.open_connections());
+///         ctx.broadcast(&Frame::text(&text));
+///         let _ = ctx.set_timer(Duration::from_secs(10), 0);
+///     }
+/// }
+/// ```
+///
+/// [`Handler::Conn`]: super::Handler::Conn
+pub struct Ctx<'a, S = ()> {
     pub(crate) core: &'a mut Core,
+    state: PhantomData<fn() -> S>,
 }
 
-impl Ctx<'_> {
+impl<'a, S> Ctx<'a, S> {
+    #[inline(always)]
+    pub(crate) fn new(core: &'a mut Core) -> Self {
+        Ctx {
+            core,
+            state: PhantomData,
+        }
+    }
+}
+
+impl<S: 'static> Ctx<'_, S> {
+    /// The application's state of connection `id` ([`Handler::Conn`]):
+    /// made with `Default` when the connection was accepted (so
+    /// [`Handler::upgrade`] can fill it in), dropped after
+    /// [`Handler::close`] (or, for a connection never upgraded, when it
+    /// ends). `None` for an id that is gone, and inside a
+    /// [`Handle::call`](super::Handle::call) closure (use
+    /// [`Handle::call_handler`](super::Handle::call_handler) there).
+    ///
+    /// The state borrows the `Ctx`: read what a send needs first, then
+    /// send (see the example on [`Ctx`]).
+    ///
+    /// [`Handler::Conn`]: super::Handler::Conn
+    /// [`Handler::upgrade`]: super::Handler::upgrade
+    /// [`Handler::close`]: super::Handler::close
+    #[inline]
+    pub fn conn(&mut self, id: ConnId) -> Option<&mut S> {
+        state::get::<S>(&mut *self.core.states, id)
+    }
+}
+
+impl<S> Ctx<'_, S> {
     /// Send a whole message to `id`.
     pub fn send(&mut self, id: ConnId, msg: Message<'_>) -> SendStatus {
         self.core.send(id, msg)
@@ -571,7 +679,7 @@ impl Ctx<'_> {
 
     /// Send a pre-framed, shared message: nothing is re-framed; the queue
     /// references the frame's bytes, or copies them if the frame is at most
-    /// [`COPY_SHARED_MAX`](super::write_queue::COPY_SHARED_MAX) bytes.
+    /// 512 bytes (cheaper than a reference for small frames).
     #[inline]
     pub fn send_frame(&mut self, id: ConnId, frame: &Frame) -> SendStatus {
         self.core.send_shared(id, frame)
@@ -622,9 +730,41 @@ impl Ctx<'_> {
         Ok(())
     }
 
-    /// Start the close handshake with `code` and `reason`.
+    /// Start the close handshake with `code` and `reason`. A connection
+    /// still in its handshake is dropped without an answer (refuse it with
+    /// [`Ctx::reject_upgrade`] instead to send one).
     pub fn close(&mut self, id: ConnId, code: CloseCode, reason: &str) {
         self.core.close(id, code, reason);
+    }
+
+    /// Answer an upgrade that [`Handler::upgrade`] deferred
+    /// ([`Upgrade::defer`]): accept it (with a subprotocol and headers,
+    /// as [`Handler::upgrade`] would) or refuse it. The loop carries the
+    /// answer out once this callback returns: the `101`, then
+    /// [`Handler::open`] and the frames that came with the request. From
+    /// another thread: [`Handle::answer_upgrade`](super::Handle::answer_upgrade).
+    ///
+    /// Returns `false` if `id` is not waiting for an answer: the client
+    /// left, the handshake timeout passed (the client got `503`), it was
+    /// answered already, or `answer` is [`Upgrade::defer`] again. See
+    /// [`Upgrade::defer`] for an example.
+    ///
+    /// [`Handler::upgrade`]: super::Handler::upgrade
+    /// [`Handler::open`]: super::Handler::open
+    pub fn answer_upgrade(&mut self, id: ConnId, answer: Upgrade) -> bool {
+        self.core.answer_upgrade(id, answer)
+    }
+
+    /// [`Ctx::answer_upgrade`] with [`Upgrade::accept`] (no subprotocol).
+    pub fn accept_upgrade(&mut self, id: ConnId) -> bool {
+        self.core.answer_upgrade(id, Upgrade::accept())
+    }
+
+    /// [`Ctx::answer_upgrade`] with [`Upgrade::reject`]`(status, reason)`:
+    /// the status with its standard reason phrase, `reason` as the body.
+    pub fn reject_upgrade(&mut self, id: ConnId, status: u16, reason: &str) -> bool {
+        self.core
+            .answer_upgrade(id, Upgrade::reject(status, reason))
     }
 
     /// Ask for a [`Handler::drain`](super::Handler::drain) call for `id`
@@ -703,7 +843,10 @@ impl Ctx<'_> {
         let Some(c) = self.core.get_mut(id) else {
             return false;
         };
-        if matches!(c.phase, Phase::Handshake { .. } | Phase::Open { .. }) {
+        if matches!(
+            c.phase,
+            Phase::Handshake { .. } | Phase::Deferred(_) | Phase::Open { .. }
+        ) {
             c.app_paused = true;
         }
         true

@@ -15,7 +15,7 @@ use super::id::ConnId;
 use crate::proto::deflate::{encode_shared_frame, prepend, Compression, SharedDeflater, SharedKey};
 use crate::proto::extension::{Accepted, DeflateConfig, MAX_WINDOW_BITS, MIN_COMPRESS_WINDOW_BITS};
 use crate::proto::frame::EncodedHeader;
-use crate::proto::handshake::{negotiate_deflate, Rejection, Request};
+use crate::proto::handshake::{negotiate_deflate, HttpRequest, Rejection};
 use crate::proto::{Error, Message, OpCode, Receiver, Role, Sender};
 
 /// What a server offers and how it compresses (off unless
@@ -47,7 +47,7 @@ pub struct DeflateSettings {
 /// RFC 6455 §9.1's grammar.
 pub(crate) fn negotiate(
     settings: &DeflateSettings,
-    req: &Request,
+    req: &HttpRequest,
 ) -> Result<Option<Accepted>, Rejection> {
     negotiate_deflate(req, &settings.negotiation)
 }

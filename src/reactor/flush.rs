@@ -70,9 +70,7 @@ impl Server {
         c.backlogged = !flushed;
         if c.backpressured && c.wq.len() < soft {
             c.backpressured = false;
-            let mut ctx = Ctx {
-                core: &mut self.core,
-            };
+            let mut ctx = Ctx::new(&mut self.core);
             handler.drain(&mut ctx, id);
         }
         let Some(c) = self.core.get_mut(id) else {
@@ -125,11 +123,11 @@ impl Server {
                 clean,
                 by_peer: matches!(c.phase, Phase::Finishing(f) if f.by_peer),
             };
-            let mut ctx = Ctx {
-                core: &mut self.core,
-            };
+            let mut ctx = Ctx::new(&mut self.core);
             handler.close(&mut ctx, id, info);
         }
+        // After `close`, which may still read it.
+        self.core.states.remove(id.key as usize);
         drop(c);
     }
 }

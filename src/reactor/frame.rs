@@ -9,8 +9,12 @@ use super::compressed_frame::Encodings;
 use crate::proto::frame::EncodedHeader;
 use crate::proto::{Message, OpCode};
 
-/// What became of a send.
+/// What became of a send. Worth a look: `Dropped` means the message is
+/// lost (the queue was full), `Backpressured` that the peer reads slower
+/// than you send.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[must_use = "a send may be dropped (full queue) or refused (closed connection)"]
+#[non_exhaustive]
 pub enum SendStatus {
     /// Queued; the queue is below the backpressure limit.
     Sent,
@@ -26,11 +30,9 @@ pub enum SendStatus {
 
 /// A message framed once and shared: no recipient re-frames it. A queue
 /// references the bytes, or copies them into its buffer when the frame is at
-/// most [`COPY_SHARED_MAX`](super::write_queue::COPY_SHARED_MAX) bytes
-/// (cheaper than a reference for small frames).
+/// most 512 bytes (cheaper than a reference for small frames).
 ///
-/// With the `deflate` feature, a frame of at least
-/// [`MIN_COMPRESSED_FRAME`](super::MIN_COMPRESSED_FRAME) payload bytes is
+/// With the `deflate` feature, a frame of at least 64 payload bytes is
 /// also compressed once for every connection that agreed to
 /// permessage-deflate (RFC 7692): on the loop thread, the first time it
 /// goes to such a connection, and kept with the frame (and its clones) for
@@ -40,6 +42,20 @@ pub enum SendStatus {
 /// every connection.
 /// A frame is `Send` and `Sync`: [`super::Handle`]s take frames from other
 /// threads.
+///
+/// ```
+/// use wsmio::{ConnId, Ctx, Frame, SendStatus};
+///
+/// // One frame for a whole room: framed here, once.
+/// fn announce(ctx: &mut Ctx<'_>, room: &[ConnId], text: &str) -> usize {
+///     let frame = Frame::text(text);
+///     room.iter()
+///         .filter(|&&id| matches!(ctx.send_frame(id, &frame), SendStatus::Sent))
+///         .count()
+/// }
+/// // The bytes on the wire (server role: unmasked, RFC 6455 §5.2).
+/// assert_eq!(Frame::text("hi").as_bytes(), [0x81, 0x02, b'h', b'i']);
+/// ```
 #[derive(Clone)]
 pub struct Frame {
     pub(crate) bytes: Arc<[u8]>,

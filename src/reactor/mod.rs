@@ -5,7 +5,8 @@
 //! each: `server.rs` (the loop), `listen.rs` (the accept queue),
 //! `accept.rs`, `read.rs` (input through the protocol core,
 //! `proto::connection`), `upgrade.rs` (the handshake), `core.rs` (what a
-//! callback can do), `budget.rs` (one memory budget for input), `conn.rs`
+//! callback can do), `state.rs` (the application's state per
+//! connection), `budget.rs` (one memory budget for input), `conn.rs`
 //! (one connection and its phase), `timeouts.rs` and `clock.rs` (timer
 //! decisions, time as an input), `app_timers.rs` (the application's
 //! timers), `flush.rs` (output and the end of a connection),
@@ -42,9 +43,10 @@ mod id;
 mod listen;
 mod read;
 mod server;
+mod state;
 mod stream;
 mod timeouts;
-pub mod timer;
+mod timer;
 #[cfg(feature = "tls")]
 pub mod tls;
 #[cfg(feature = "tls")]
@@ -53,19 +55,17 @@ mod upgrade;
 mod url;
 mod wake;
 mod wake_timer;
-pub mod write_queue;
+mod write_queue;
 
-pub use self::core::{Ctx, Stats, DIRECT_WRITE_THRESHOLD};
+pub use self::core::{Ctx, Stats};
 pub use app_timers::{TimerError, TimerId};
 pub use blocking::{BlockingClient, ClientOptions, ConnectError, Incoming, SendError};
 pub use clock::{Clock, ManualClock};
-#[cfg(feature = "deflate")]
-pub use compressed_frame::MIN_COMPRESSED_FRAME;
 pub use config::{Config, FullQueuePolicy, MAX_BUSY_POLL};
 #[cfg(feature = "deflate")]
 pub use deflate::DeflateSettings;
 pub use frame::{Frame, SendStatus};
-pub use handle::{Call, Handle, HandleError};
+pub use handle::{Handle, HandleError};
 pub use handler::{CloseInfo, Handler, HttpResponse, Upgrade};
 pub use id::{ConnId, ConnIdHasher, ConnIdMap};
 pub use server::Server;

@@ -22,12 +22,7 @@ impl Server {
         // on the turn's flush list: it is flushed right below.
         let outer = self.core.reading.replace(id);
         self.read_socket(id, closed_hint, handler);
-        handler.read_done(
-            &mut Ctx {
-                core: &mut self.core,
-            },
-            id,
-        );
+        handler.read_done(&mut Ctx::new(&mut self.core), id);
         self.core.reading = outer;
         self.flush_conn(id, handler);
         // If that flush drained a queue that paused reading, no writable
@@ -145,6 +140,7 @@ impl Server {
         };
         match c.phase {
             Phase::Handshake { .. } => self.collect_head(id, n, handler),
+            Phase::Deferred(_) => self.deferred_input(id, n, handler),
             Phase::Open { .. } | Phase::Closing { .. } => {
                 feed(&mut self.core, handler, id, &mut self.read_buf[..n]);
             }
@@ -175,17 +171,17 @@ impl<H: Handler> Sink for Dispatch<'_, H> {
 
     #[inline]
     fn on_message(&mut self, msg: Message<'_>) {
-        let mut ctx = Ctx { core: self.core };
+        let mut ctx = Ctx::new(self.core);
         self.handler.message(&mut ctx, self.id, msg);
     }
 
     fn on_chunk(&mut self, chunk: Chunk<'_>) {
-        let mut ctx = Ctx { core: self.core };
+        let mut ctx = Ctx::new(self.core);
         self.handler.chunk(&mut ctx, self.id, chunk);
     }
 
     fn on_pong(&mut self, payload: &[u8]) {
-        let mut ctx = Ctx { core: self.core };
+        let mut ctx = Ctx::new(self.core);
         self.handler.pong(&mut ctx, self.id, payload);
     }
 

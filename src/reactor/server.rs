@@ -2,10 +2,12 @@
 //! its room (`read.rs`; the listener's to `accept.rs`), then the turn's
 //! other work in a fixed order — a slice of the accept queue, commands
 //! from `Handle`s, input left over from read budgets, connection timers
-//! (`timeouts.rs`), application timers, the handler's wake call, shutdown —
+//! (`timeouts.rs`), application timers, the handler's wake call, answers
+//! to deferred upgrades (`upgrade.rs`), shutdown —
 //! and one flush per connection at the end (`flush.rs`). The only code
 //! that touches sockets is here and in those rooms.
 
+use std::any::TypeId;
 use std::collections::VecDeque;
 use std::io;
 use std::net::SocketAddr;
@@ -25,6 +27,7 @@ use super::handle::{run_commands, Command, Handle};
 use super::handler::Handler;
 use super::id::ConnId;
 use super::listen::set_backlog;
+use super::state::Slots;
 use super::timer::Millis;
 use super::wake_timer::WakeTimer;
 
@@ -40,6 +43,35 @@ const _: () = assert!(TIMER.0 < super::id::TOKEN_BASE);
 /// A WebSocket server on one thread: a `mio` loop over a slab of
 /// connections. Build it with [`Server::bind`], get [`Handle`]s for other
 /// threads, then [`Server::run`] it with a [`Handler`].
+///
+/// ```
+/// use std::time::Duration;
+/// use wsmio::{BlockingClient, ClientOptions, Config, ConnId, Ctx, Handler, Incoming, Message, Server};
+///
+/// struct Echo;
+///
+/// impl Handler for Echo {
+///     type Conn = ();
+///     fn message(&mut self, ctx: &mut Ctx<'_>, id: ConnId, msg: Message<'_>) {
+///         let _ = ctx.send(id, msg);
+///     }
+/// }
+///
+/// let server = Server::bind("127.0.0.1:0".parse().unwrap(), Config::default())?;
+/// let url = format!("ws://{}/", server.local_addr());
+/// let handle = server.handle();
+/// let serving = std::thread::spawn(move || server.run(Echo));
+///
+/// let mut ws = BlockingClient::connect(&url, &ClientOptions::default())?;
+/// ws.send_text("anyone there?")?;
+/// let echoed = ws.recv(Some(Duration::from_secs(5)));
+/// assert_eq!(echoed, Some(Incoming::Text("anyone there?".into())));
+/// ws.close(1000, "done")?;
+///
+/// handle.shutdown()?; // graceful: close frames, flush, then `run` returns
+/// serving.join().unwrap()?;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub struct Server {
     pub(super) poll: Poll,
     pub(super) listener: Option<TcpListener>,
@@ -155,6 +187,10 @@ impl Server {
 
     /// Run until a graceful shutdown completes. Returns the handler.
     pub fn run<H: Handler>(mut self, mut handler: H) -> io::Result<H> {
+        // The handler's per-connection state, and its type for
+        // `Handle::call_handler`.
+        self.core.states = Box::new(Slots::<H::Conn>::default());
+        self.handle.set_handler_type(TypeId::of::<H>());
         let mut events = Events::with_capacity(EVENTS_PER_POLL);
         loop {
             self.wait(&mut events)?;
@@ -173,8 +209,9 @@ impl Server {
     /// One turn of the loop, in a fixed order: the readiness events, then
     /// a slice of the accept queue, commands from `Handle`s, input left
     /// over from read budgets, timers, application timers, the handler's
-    /// wake call, shutdown, and last the flush of every connection with
-    /// output. Returns `true` once a graceful shutdown is complete.
+    /// wake call, answers to deferred upgrades, shutdown, and last the
+    /// flush of every connection with output. Returns `true` once a
+    /// graceful shutdown is complete.
     fn turn<H: Handler>(&mut self, events: &Events, handler: &mut H) -> bool {
         // Left over from last turn's read budgets; read after this turn's
         // events, so every ready connection goes first.
@@ -192,10 +229,7 @@ impl Server {
             // One channel's worth per turn (commands queued meanwhile wait
             // for the next turn, after the sockets).
             let budget = self.core.config.command_queue.max(1);
-            let mut ctx = Ctx {
-                core: &mut self.core,
-            };
-            self.more_commands = run_commands(&self.commands, &mut ctx, budget);
+            self.more_commands = run_commands(&self.commands, &mut self.core, handler, budget);
         }
         for &id in &unread {
             if let Some(c) = self.core.get_mut(id) {
@@ -210,10 +244,11 @@ impl Server {
         self.run_timers(handler);
         self.run_app_timers(handler);
         if self.core.wake.take() {
-            let mut ctx = Ctx {
-                core: &mut self.core,
-            };
+            let mut ctx = Ctx::new(&mut self.core);
             handler.wake(&mut ctx);
+        }
+        if !self.core.answered.is_empty() {
+            self.answer_upgrades(handler);
         }
         if self.core.shutdown_requested && self.core.shutdown_at.is_none() {
             self.begin_shutdown();
@@ -233,9 +268,7 @@ impl Server {
         let mut due = std::mem::take(&mut self.due_timers);
         self.core.app_timers.take_due(self.core.now, &mut due);
         for &(_, token) in &due {
-            let mut ctx = Ctx {
-                core: &mut self.core,
-            };
+            let mut ctx = Ctx::new(&mut self.core);
             handler.timer(&mut ctx, token);
         }
         due.clear();
@@ -355,6 +388,7 @@ impl Server {
             || self.accept_ready
             || self.more_commands
             || self.core.wake.is_raised()
+            || !self.core.answered.is_empty()
     }
 
     /// The loop time by which the loop must wake for its next deadline

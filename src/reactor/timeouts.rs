@@ -29,6 +29,9 @@ pub(crate) enum Timeout {
     Wait(Millis),
     /// The request head did not come in time: answer `408` and close.
     Handshake,
+    /// The request came, but the application did not answer its deferred
+    /// upgrade in time: answer `503` and close.
+    Unanswered,
     /// Idle for `idle_timeout`: send a heartbeat ping; some byte from the
     /// peer is due by `pong_due`.
     Ping { pong_due: Millis },
@@ -45,6 +48,7 @@ pub(crate) enum Timeout {
 pub(crate) fn deadline(phase: &Phase, last_read: Millis, config: &Config) -> Option<Millis> {
     match *phase {
         Phase::Handshake { deadline, .. } | Phase::Closing { deadline } => Some(deadline),
+        Phase::Deferred(ref d) => Some(d.deadline),
         Phase::Open { pong_due: None } => config.idle_timeout.map(|d| last_read + millis(d)),
         Phase::Open { pong_due } => pong_due,
         Phase::Finishing(f) => Some(f.deadline),
@@ -64,6 +68,7 @@ pub(crate) fn on_timeout(
         Some(at) if at > now => Timeout::Wait(at),
         Some(_) => match phase {
             Phase::Handshake { .. } => Timeout::Handshake,
+            Phase::Deferred(_) => Timeout::Unanswered,
             Phase::Open { pong_due: None } => Timeout::Ping {
                 pong_due: now + millis(config.pong_timeout),
             },
@@ -114,6 +119,14 @@ impl Server {
                     let rej = Rejection {
                         status: 408,
                         reason: "handshake timeout",
+                    };
+                    self.reject(id, &rej, handler);
+                }
+                Timeout::Unanswered => {
+                    log::debug!("conn {id}: deferred upgrade not answered in time");
+                    let rej = Rejection {
+                        status: 503,
+                        reason: "upgrade not answered in time",
                     };
                     self.reject(id, &rej, handler);
                 }
@@ -169,6 +182,25 @@ mod tests {
         assert_eq!(due(&p, 0, 5_000), Timeout::Handshake);
         // Input that does not complete the head does not move it.
         assert_eq!(due(&p, 4_900, 5_001), Timeout::Handshake);
+    }
+
+    #[test]
+    fn an_unanswered_deferred_upgrade_gets_503_at_the_handshake_deadline() {
+        let head = "GET / HTTP/1.1\r\nHost: h\r\n\r\n";
+        let req = crate::proto::handshake::parse_request(head.as_bytes(), &Default::default());
+        let p = Phase::Deferred(Box::new(crate::reactor::conn::Deferred {
+            req: req.unwrap(),
+            deflate: None,
+            rest: Vec::new(),
+            held: head.len(),
+            head_len: head.len(),
+            deadline: 5_000,
+            answer: None,
+        }));
+        assert_eq!(due(&p, 0, 4_999), Timeout::Wait(5_000));
+        assert_eq!(due(&p, 0, 5_000), Timeout::Unanswered);
+        // Input while it waits does not move the deadline.
+        assert_eq!(due(&p, 4_990, 5_001), Timeout::Unanswered);
     }
 
     #[test]

@@ -38,13 +38,8 @@ impl TimerHeap {
         }
     }
 
-    /// Entries in the heap (at most one live entry per connection, plus
-    /// stale ones whose connection is gone).
-    pub fn len(&self) -> usize {
-        self.heap.len()
-    }
-
     /// True when nothing is scheduled.
+    #[cfg(test)]
     pub fn is_empty(&self) -> bool {
         self.heap.is_empty()
     }

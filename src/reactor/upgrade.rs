@@ -6,7 +6,7 @@
 //! counted against `max_buffered_bytes`; an answer to `HEAD` is sent
 //! without its body.
 
-use super::conn::Phase;
+use super::conn::{Deferred, Phase};
 use super::core::{slot, Core, Ctx};
 use super::handler::{Handler, Upgrade};
 use super::id::ConnId;
@@ -15,7 +15,7 @@ use super::server::Server;
 use crate::proto::extension::Accepted;
 use crate::proto::handshake::{
     accept_response_ext, find_head_end, parse_request, rejection_response, validate_upgrade,
-    HeadBuffer, Rejection, Request,
+    HeadBuffer, HttpRequest, Rejection,
 };
 
 impl Server {
@@ -91,10 +91,7 @@ impl Server {
         handler: &mut H,
     ) {
         log::debug!("conn {id}: handshake rejected: {rej}");
-        let mut ctx = Ctx {
-            core: &mut self.core,
-        };
-        handler.rejected(&mut ctx, rej.status, rej.reason);
+        handler.rejected(&mut Ctx::new(&mut self.core), rej.status, rej.reason);
         self.respond(id, rejection_response(rej), head_only);
     }
 
@@ -128,24 +125,16 @@ impl Server {
             Err(rej) => return self.reject(id, &rej, handler),
         };
         let head_only = req.method == "HEAD";
-        let mut ctx = Ctx {
-            core: &mut self.core,
-        };
         if !req.wants_websocket() {
-            let resp = handler.http(&mut ctx, id, &req);
+            let resp = handler.http(&mut Ctx::new(&mut self.core), id, &req);
             return self.respond(id, resp.to_bytes(), head_only);
         }
-        let key = match validate_upgrade(&req) {
-            Ok(k) => k,
-            Err(rej) => return self.refuse_request(id, &rej, head_only, handler),
-        };
+        if let Err(rej) = validate_upgrade(&req) {
+            return self.refuse_request(id, &rej, head_only, handler);
+        }
         // Upgraded connections that came since this one was accepted may
         // have filled the slots (handshakes count apart).
-        if self.core.open_count >= self.core.config.max_connections {
-            let rej = Rejection {
-                status: 503,
-                reason: "connection limit reached",
-            };
+        if let Err(rej) = self.room_for_one_more() {
             return self.refuse_request(id, &rej, false, handler);
         }
         // RFC 7692 §5: the extension is settled before the handler sees
@@ -154,36 +143,161 @@ impl Server {
             Ok(d) => d,
             Err(rej) => return self.refuse_request(id, &rej, head_only, handler),
         };
-        let mut ctx = Ctx {
-            core: &mut self.core,
-        };
-        match handler.upgrade(&mut ctx, id, &req) {
+        match handler.upgrade(&mut Ctx::new(&mut self.core), id, &req) {
+            Upgrade::Defer => self.defer(id, req, deflate, head.len(), rest),
+            answer => self.carry_out(id, &req, answer, deflate.as_ref(), rest, handler),
+        }
+    }
+
+    /// `503` when the upgraded connections fill `max_connections`.
+    fn room_for_one_more(&self) -> Result<(), Rejection> {
+        if self.core.open_count < self.core.config.max_connections {
+            return Ok(());
+        }
+        Err(Rejection {
+            status: 503,
+            reason: "connection limit reached",
+        })
+    }
+
+    /// Carry out the handler's answer to the upgrade request `req` (now,
+    /// or later for a deferred one).
+    fn carry_out<H: Handler>(
+        &mut self,
+        id: ConnId,
+        req: &HttpRequest,
+        answer: Upgrade,
+        deflate: Option<&Accepted>,
+        rest: &mut [u8],
+        handler: &mut H,
+    ) {
+        let (protocol, headers) = match answer {
+            Upgrade::Accept { protocol, headers } => (protocol, headers),
             Upgrade::Reject(resp) => {
                 log::debug!("conn {id}: upgrade refused by handler: {}", resp.status);
-                self.respond(id, resp.to_bytes(), false);
+                return self.respond(id, resp.to_bytes(), false);
             }
-            Upgrade::Accept { protocol, headers } => {
-                // RFC 6455 §4.2.2: only a subprotocol the client offered.
-                if let Some(p) = &protocol {
-                    if !req.protocols().any(|o| o == p) {
-                        log::error!("conn {id}: handler selected unoffered subprotocol {p:?}");
-                        let rej = Rejection {
-                            status: 500,
-                            reason: "server selected a subprotocol not offered",
-                        };
-                        return self.refuse_request(id, &rej, false, handler);
-                    }
-                }
-                let extra: Vec<(&str, &str)> = headers
-                    .iter()
-                    .map(|(n, v)| (n.as_str(), v.as_str()))
-                    .collect();
-                let extensions = deflate.as_ref().map(|a| a.response.header_value());
-                let resp =
-                    accept_response_ext(key, protocol.as_deref(), extensions.as_deref(), &extra);
-                self.open(id, &resp, deflate.as_ref(), rest, handler);
+            // Deferring again is refused by `Core::answer_upgrade`.
+            Upgrade::Defer => return,
+        };
+        // RFC 6455 §4.2.2: only a subprotocol the client offered.
+        if let Some(p) = &protocol {
+            if !req.protocols().any(|o| o == p) {
+                log::error!("conn {id}: handler selected unoffered subprotocol {p:?}");
+                let rej = Rejection {
+                    status: 500,
+                    reason: "server selected a subprotocol not offered",
+                };
+                return self.refuse_request(id, &rej, false, handler);
             }
         }
+        let key = match validate_upgrade(req) {
+            Ok(k) => k,
+            Err(rej) => return self.refuse_request(id, &rej, false, handler),
+        };
+        let extra: Vec<(&str, &str)> = headers
+            .iter()
+            .map(|(n, v)| (n.as_str(), v.as_str()))
+            .collect();
+        let extensions = deflate.map(|a| a.response.header_value());
+        let resp = accept_response_ext(key, protocol.as_deref(), extensions.as_deref(), &extra);
+        self.open(id, &resp, deflate, rest, handler);
+    }
+
+    /// The handler deferred its answer: keep what carrying it out needs
+    /// (counted against `max_buffered_bytes`) until `Ctx::answer_upgrade`
+    /// or the handshake's deadline.
+    fn defer(
+        &mut self,
+        id: ConnId,
+        req: HttpRequest,
+        deflate: Option<Accepted>,
+        head_len: usize,
+        rest: &[u8],
+    ) {
+        let Some(c) = slot(&mut self.core.conns, id) else {
+            return;
+        };
+        let Phase::Handshake { deadline, .. } = c.phase else {
+            return;
+        };
+        let rest = rest.to_vec();
+        let held = head_len + rest.capacity();
+        c.phase = Phase::Deferred(Box::new(Deferred {
+            req,
+            deflate,
+            rest,
+            held,
+            head_len,
+            deadline,
+            answer: None,
+        }));
+        self.core.held_changed(0, held);
+        self.core.arm_timer(id);
+    }
+
+    /// Input from a client whose upgrade waits for its answer: kept (up to
+    /// `max_head_size`) to be run as frames once it is accepted.
+    pub(super) fn deferred_input<H: Handler>(&mut self, id: ConnId, n: usize, handler: &mut H) {
+        let max = self.core.config.max_head_size;
+        let Some(c) = slot(&mut self.core.conns, id) else {
+            return;
+        };
+        let Phase::Deferred(d) = &mut c.phase else {
+            return;
+        };
+        if d.rest.len() + n > max {
+            let rej = Rejection {
+                status: 400,
+                reason: "data sent before the upgrade was answered",
+            };
+            return self.reject(id, &rej, handler);
+        }
+        let before = d.held;
+        d.rest.extend_from_slice(&self.read_buf[..n]);
+        d.held = d.head_len + d.rest.capacity();
+        let after = d.held;
+        self.core.held_changed(before, after);
+    }
+
+    /// Carry out the answers given to deferred upgrades (`Core::answered`),
+    /// those given meanwhile (by `Handler::open`, say) included.
+    pub(super) fn answer_upgrades<H: Handler>(&mut self, handler: &mut H) {
+        while !self.core.answered.is_empty() {
+            let ids = std::mem::take(&mut self.core.answered);
+            for id in ids {
+                self.answer_deferred(id, handler);
+            }
+        }
+    }
+
+    fn answer_deferred<H: Handler>(&mut self, id: ConnId, handler: &mut H) {
+        let Some(c) = slot(&mut self.core.conns, id) else {
+            return;
+        };
+        let Phase::Deferred(d) = &mut c.phase else {
+            return;
+        };
+        let (Some(answer), deadline) = (d.answer.take(), d.deadline) else {
+            return;
+        };
+        // Back to the handshake phase, holding nothing, for the answer.
+        let head = Phase::Handshake {
+            head: None,
+            deadline,
+        };
+        let Phase::Deferred(mut d) = std::mem::replace(&mut c.phase, head) else {
+            return;
+        };
+        self.core.held_changed(d.held, 0);
+        if matches!(answer, Upgrade::Accept { .. }) {
+            if let Err(rej) = self.room_for_one_more() {
+                return self.refuse_request(id, &rej, false, handler);
+            }
+        }
+        let deflate = d.deflate.take();
+        let mut rest = std::mem::take(&mut d.rest);
+        self.carry_out(id, &d.req, answer, deflate.as_ref(), &mut rest, handler);
     }
 
     /// Switch `id` to frames: queue the `101` (`resp`), set up the
@@ -216,9 +330,7 @@ impl Server {
         self.core.open_count += 1;
         self.core.mark_dirty(id);
         self.core.arm_timer(id);
-        let mut ctx = Ctx {
-            core: &mut self.core,
-        };
+        let mut ctx = Ctx::new(&mut self.core);
         handler.open(&mut ctx, id);
         // Frames that came in the same read as the head.
         if !rest.is_empty() {
@@ -230,7 +342,7 @@ impl Server {
 /// The permessage-deflate answer to `req` (RFC 7692 §5): `None` when the
 /// server does not offer it (no `Config::deflate`, or built without the
 /// `deflate` feature) or no offer is acceptable.
-fn negotiate(core: &Core, req: &Request) -> Result<Option<Accepted>, Rejection> {
+fn negotiate(core: &Core, req: &HttpRequest) -> Result<Option<Accepted>, Rejection> {
     #[cfg(feature = "deflate")]
     if let Some(z) = &core.deflate {
         return super::deflate::negotiate(&z.settings, req);

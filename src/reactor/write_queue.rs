@@ -245,6 +245,7 @@ impl WriteQueue {
 
     /// Append a buffer of its own (a frame built whole, e.g. a large
     /// compressed message): no copy.
+    #[cfg_attr(not(feature = "deflate"), allow(dead_code))]
     pub fn push_owned(&mut self, frame: Vec<u8>, pool: &mut BufPool) {
         if frame.is_empty() {
             return;
@@ -285,43 +286,6 @@ impl WriteQueue {
             }
         }
         Ok(true)
-    }
-
-    /// Write `parts` after whatever is queued, in one `writev`, and queue
-    /// (copying) only what the socket did not take. Used for large frames,
-    /// which then usually go out without ever being copied.
-    pub fn write_through<W: Write>(
-        &mut self,
-        w: &mut W,
-        parts: &[&[u8]],
-        pool: &mut BufPool,
-    ) -> io::Result<()> {
-        if self.len != 0 {
-            self.push_bytes(parts, pool);
-            return Ok(());
-        }
-        let mut iov: [IoSlice<'_>; 4] = [IoSlice::new(&[]); 4];
-        let k = parts.len().min(4);
-        for (i, p) in parts.iter().take(k).enumerate() {
-            iov[i] = IoSlice::new(p);
-        }
-        let mut written = loop {
-            match w.write_vectored(&iov[..k]) {
-                Ok(n) => break n,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break 0,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(e),
-            }
-        };
-        // Queue the unwritten rest of each part.
-        let mut rest: [&[u8]; 4] = [&[]; 4];
-        for (i, p) in parts.iter().take(k).enumerate() {
-            let skip = written.min(p.len());
-            written -= skip;
-            rest[i] = &p[skip..];
-        }
-        self.push_bytes(&rest[..k], pool);
-        Ok(())
     }
 
     fn advance(&mut self, mut n: usize, pool: &mut BufPool) {
@@ -428,7 +392,7 @@ mod tests {
     }
 
     proptest::proptest! {
-        /// Any mix of copied bytes, shared frames, direct writes, large
+        /// Any mix of copied bytes, shared frames, owned buffers, large
         /// frames and partial flushes writes exactly the bytes queued, in
         /// order.
         #[test]
@@ -444,11 +408,7 @@ mod tests {
                 match op {
                     0 => q.push_bytes(&[&bytes, b"|"], &mut pool),
                     1 => q.push_shared(&Arc::from(&bytes[..]), &mut pool),
-                    2 => {
-                        w.cap = cap;
-                        w.calls_left = 1;
-                        q.write_through(&mut w, &[&bytes, b"!"], &mut pool).unwrap();
-                    }
+                    2 => q.push_owned([&bytes[..], b"!"].concat(), &mut pool),
                     3 => q.push_large(b"#", &bytes, &mut pool),
                     _ => {
                         w.cap = cap;
@@ -506,23 +466,5 @@ mod tests {
         let small: SharedBytes = Arc::from(&b"tiny"[..]);
         q.push_shared(&small, &mut pool);
         assert!(q.segs.is_none() && q.len() == 4);
-    }
-
-    #[test]
-    fn write_through_queues_only_the_rest() {
-        let mut pool = BufPool::new(4 * 1024, 64);
-        let mut q = WriteQueue::default();
-        let mut w = Trickle {
-            out: Vec::new(),
-            cap: 5,
-            calls_left: 1,
-        };
-        q.write_through(&mut w, &[b"head", b"payload"], &mut pool)
-            .unwrap();
-        assert_eq!(w.out, b"headp");
-        assert_eq!(q.len(), 6);
-        w.calls_left = 10;
-        q.flush(&mut w, &mut pool).unwrap();
-        assert_eq!(w.out, b"headpayload");
     }
 }

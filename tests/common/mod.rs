@@ -110,6 +110,8 @@ impl Echo {
 }
 
 impl Handler for Echo {
+    type Conn = ();
+
     fn open(&mut self, _ctx: &mut Ctx<'_>, id: ConnId) {
         let _ = self.events.send(SrvEv::Open(id));
     }
@@ -118,7 +120,7 @@ impl Handler for Echo {
         let _ = self
             .events
             .send(SrvEv::Message(id, msg.as_bytes().to_vec()));
-        ctx.send(id, msg);
+        let _ = ctx.send(id, msg);
     }
 
     fn pong(&mut self, _ctx: &mut Ctx<'_>, id: ConnId, payload: &[u8]) {
@@ -331,7 +333,7 @@ pub enum Ev {
 
 struct Collect<'a>(&'a mut VecDeque<Ev>);
 
-impl proto::Handler for Collect<'_> {
+impl proto::ReceiveHandler for Collect<'_> {
     fn on_message(&mut self, msg: Message<'_>) {
         self.0.push_back(match msg {
             Message::Text(t) => Ev::Text(t.to_string()),

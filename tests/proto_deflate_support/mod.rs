@@ -7,7 +7,9 @@ use wsmio::proto::deflate::{Compression, DeflateOptions, Deflater};
 use wsmio::proto::extension::{DeflateParams, Direction};
 use wsmio::proto::frame::{decode_header, header_len, EncodedHeader};
 use wsmio::proto::mask::apply_mask;
-use wsmio::proto::{CloseCode, Connection, Delivery, Error, Event, Limits, Message, OpCode, Role};
+use wsmio::proto::{
+    CloseCode, Connection, DeliveryMode, Error, Event, Limits, Message, OpCode, Role,
+};
 
 pub fn params(
     server_nct: bool,
@@ -29,7 +31,7 @@ pub fn default_params() -> DeflateParams {
     params(true, true, 15, 15)
 }
 
-pub fn limits(max: u64, delivery: Delivery) -> Limits {
+pub fn limits(max: u64, delivery: DeliveryMode) -> Limits {
     Limits {
         max_message_size: max,
         delivery,
@@ -56,7 +58,7 @@ pub fn sent(text: bool, bytes: &[u8]) -> Got {
     }
 }
 
-/// Collects messages, joining chunks ([`Delivery::Chunks`]) into messages
+/// Collects messages, joining chunks ([`DeliveryMode::Chunks`]) into messages
 /// and checking their flags.
 #[derive(Default)]
 pub struct Collector {

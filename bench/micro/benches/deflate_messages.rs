@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 
 use wsmio::proto::deflate::{encode_shared_frame, Compression, DeflateOptions, SharedKey};
 use wsmio::proto::extension::DeflateParams;
-use wsmio::proto::{CloseCode, Handler, Limits, Message, Receiver, Role, Sender};
+use wsmio::proto::{CloseCode, Limits, Message, ReceiveHandler, Receiver, Role, Sender};
 
 /// A hub delivery: `{"type":"msg",...,"data":{...}}` of `len` bytes (cut
 /// short below about 140), its fields varied by `seq`.
@@ -100,7 +100,7 @@ impl Mode {
 
 struct Count(usize);
 
-impl Handler for Count {
+impl ReceiveHandler for Count {
     fn on_message(&mut self, m: Message<'_>) {
         self.0 += black_box(m.as_bytes().len());
     }

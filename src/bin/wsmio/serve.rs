@@ -56,28 +56,26 @@ pub fn serve(a: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
 /// The reactor's settings from the flags.
 fn reactor_config(a: &ServeArgs) -> Result<Config, Box<dyn std::error::Error>> {
     let max_queued_bytes = a.max_queued_bytes as usize;
-    let config = Config {
-        max_pending_handshakes: a.max_pending_handshakes as usize,
-        accepts_per_turn: a.accepts_per_turn as usize,
-        max_buffered_bytes: a.max_buffered_bytes as usize,
-        listen_backlog: a.listen_backlog,
-        ..Config::default()
-    }
-    .with_max_connections(a.max_connections as usize)
-    .with_max_message_size(a.max_message_size)
-    .with_max_frame_size(a.max_message_size)
-    .with_idle_timeout((a.idle_timeout > 0).then(|| Duration::from_secs(a.idle_timeout)))
-    .with_pong_timeout(Duration::from_secs(a.pong_timeout))
-    .with_handshake_timeout(Duration::from_secs(a.handshake_timeout))
-    .with_max_queued_bytes(max_queued_bytes)
-    .with_backpressure_limit(max_queued_bytes / 4)
-    .with_full_queue_policy(match a.slow_consumer {
-        SlowConsumer::Close => FullQueuePolicy::Close,
-        SlowConsumer::Drop => FullQueuePolicy::Drop,
-    })
-    .with_shutdown_timeout(Duration::from_secs(a.shutdown_timeout))
-    .with_busy_poll((a.busy_poll_us > 0).then(|| Duration::from_micros(a.busy_poll_us)))
-    .with_shutdown_reason("server restarting, reconnect later");
+    let config = Config::default()
+        .with_max_pending_handshakes(a.max_pending_handshakes as usize)
+        .with_accepts_per_turn(a.accepts_per_turn as usize)
+        .with_max_buffered_bytes(a.max_buffered_bytes as usize)
+        .with_listen_backlog(a.listen_backlog)
+        .with_max_connections(a.max_connections as usize)
+        .with_max_message_size(a.max_message_size)
+        .with_max_frame_size(a.max_message_size)
+        .with_idle_timeout((a.idle_timeout > 0).then(|| Duration::from_secs(a.idle_timeout)))
+        .with_pong_timeout(Duration::from_secs(a.pong_timeout))
+        .with_handshake_timeout(Duration::from_secs(a.handshake_timeout))
+        .with_max_queued_bytes(max_queued_bytes)
+        .with_backpressure_limit(max_queued_bytes / 4)
+        .with_full_queue_policy(match a.slow_consumer {
+            SlowConsumer::Close => FullQueuePolicy::Close,
+            SlowConsumer::Drop => FullQueuePolicy::Drop,
+        })
+        .with_shutdown_timeout(Duration::from_secs(a.shutdown_timeout))
+        .with_busy_poll((a.busy_poll_us > 0).then(|| Duration::from_micros(a.busy_poll_us)))
+        .with_shutdown_reason("server restarting, reconnect later");
     let config = match deflate_settings(a) {
         Some(d) => config.with_deflate(d),
         None => config,

@@ -34,19 +34,18 @@ pub struct Connection {
 impl Connection {
     fn options(&self) -> Result<ClientOptions, String> {
         let t = Duration::from_secs(self.connect_timeout.max(1));
-        let mut o = ClientOptions {
-            connect_timeout: t,
-            handshake_timeout: t,
-            ..ClientOptions::default()
-        };
+        let mut o = ClientOptions::default()
+            .with_connect_timeout(t)
+            .with_handshake_timeout(t);
         if let Some(path) = &self.ca_file {
             let roots =
                 wsmio::reactor::tls_client::roots_from_pem(path).map_err(|e| e.to_string())?;
-            o.tls =
-                Some(wsmio::reactor::tls_client::client_config(roots).map_err(|e| e.to_string())?);
+            o = o.with_tls(
+                wsmio::reactor::tls_client::client_config(roots).map_err(|e| e.to_string())?,
+            );
         }
         if !self.no_deflate {
-            o.deflate = Some(wsmio::proto::extension::DeflateConfig::default());
+            o = o.with_deflate(wsmio::proto::extension::DeflateConfig::default());
         }
         Ok(o)
     }
@@ -299,7 +298,6 @@ pub fn client(a: ClientArgs) -> Result<(), String> {
             None => {}
             Some(Incoming::Text(t)) => println!("{t}"),
             Some(Incoming::Binary(b)) => println!("<binary message, {} bytes>", b.len()),
-            Some(Incoming::Pong(_)) => {}
             Some(Incoming::Closed { code, reason }) => {
                 log::info!("closed after {:?}: {code:?} {reason}", started.elapsed());
                 return match code {
@@ -308,6 +306,7 @@ pub fn client(a: ClientArgs) -> Result<(), String> {
                     None => Err(reason),
                 };
             }
+            Some(_) => {}
         }
     }
 }

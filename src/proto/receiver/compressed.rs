@@ -10,9 +10,9 @@
 //! through the decompressor at once, whose output (at most 4 KiB at a time,
 //! from a buffer on the stack) is all that is buffered.
 
-use super::{append_bounded, deliver, Chunk, Handler, Partial, Receiver};
+use super::{append_bounded, deliver, Chunk, Partial, ReceiveHandler, Receiver};
 use crate::proto::error::Error;
-use crate::proto::limits::{Delivery, Limits};
+use crate::proto::limits::{DeliveryMode, Limits};
 use crate::proto::utf8::Utf8Validator;
 
 impl Receiver {
@@ -28,7 +28,7 @@ impl Receiver {
     /// The next piece of a compressed message's payload (empty for an empty
     /// frame): inflate it, and at the end of the message's last frame
     /// append the tail (§7.2.2), finish, and deliver.
-    pub(super) fn compressed_payload<H: Handler>(
+    pub(super) fn compressed_payload<H: ReceiveHandler>(
         &mut self,
         chunk: &[u8],
         frame_done: bool,
@@ -43,7 +43,7 @@ impl Receiver {
         };
         let mut out = Inflated {
             text,
-            chunks: limits.delivery == Delivery::Chunks,
+            chunks: limits.delivery == DeliveryMode::Chunks,
             utf8: &mut self.utf8,
             chunk_sent: &mut self.chunk_sent,
             partial: &mut self.partial,
@@ -72,7 +72,7 @@ struct Inflated<'a, H> {
     h: &'a mut H,
 }
 
-impl<H: Handler> Inflated<'_, H> {
+impl<H: ReceiveHandler> Inflated<'_, H> {
     /// A piece of the inflated message (at most `INFLATE_CHUNK` bytes, all
     /// within the size limit).
     fn push(&mut self, bytes: &[u8]) -> Result<(), Error> {
