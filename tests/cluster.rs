@@ -434,8 +434,8 @@ fn while_redis_is_away_publishes_are_refused_or_delivered_and_the_loop_answers()
     let _one = one_at_a_time();
     let mut redis = Redis::start();
     let fast = ["--redis-timeout", "1"];
-    let a = Node::start("A", &redis.url(), &fast);
-    let b = Node::start("B", &redis.url(), &fast);
+    let mut a = Node::start("A", &redis.url(), &fast);
+    let mut b = Node::start("B", &redis.url(), &fast);
     let mut sub = client(&b, "sub");
     sub.sub_ack("feed");
     // The publisher sends one publish every 10 ms until told to stop and
@@ -520,9 +520,13 @@ fn while_redis_is_away_publishes_are_refused_or_delivered_and_the_loop_answers()
     let deadline = Instant::now() + Duration::from_secs(15);
     while delivered.last().is_none_or(|&s| s < last) && gaps.iter().all(|&(_, to)| to < last) {
         let left = deadline.saturating_duration_since(Instant::now());
-        let v = sub
-            .recv_within(left)
-            .expect("deliveries up to the last acked seq");
+        let Some(v) = sub.recv_within(left) else {
+            panic!(
+                "deliveries up to the last acked seq {last}: delivered {delivered:?}, gaps {gaps:?}\n{}\n{}",
+                a.diagnostics(),
+                b.diagnostics()
+            );
+        };
         match v["type"].as_str() {
             Some("msg") => {
                 let s = v["seq"].as_u64().unwrap();

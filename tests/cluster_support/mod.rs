@@ -313,6 +313,25 @@ impl Node {
         }
     }
 
+    /// What the node logged so far and its engine metrics, for a failing
+    /// test's message.
+    pub fn diagnostics(&mut self) -> String {
+        while let Ok(l) = self.log.try_recv() {
+            self.lines.push(l);
+        }
+        let (_, metrics) = self.get("/metrics");
+        let engine: Vec<&str> = metrics
+            .lines()
+            .filter(|l| l.starts_with("wsmio_engine") || l.starts_with("wsmio_ready"))
+            .collect();
+        format!(
+            "node {} log:\n{}\nmetrics:\n{}",
+            self.name,
+            self.lines.join("\n"),
+            engine.join("\n")
+        )
+    }
+
     /// The process id.
     pub fn pid(&self) -> u32 {
         self.child.id()

@@ -319,6 +319,19 @@ impl RedisEngine {
         if self.ready() != was {
             self.events.push_back(EngineEvent::Ready(self.ready()));
         }
+        if self.ready() && !was {
+            // Whatever was published while either connection was down may
+            // have been missed, and a fill that failed meanwhile is not
+            // retried by anything else when no delivery follows: compare
+            // every topic with history now that both connections are up.
+            let topics: Vec<String> = self.feeds.keys().cloned().collect();
+            for t in topics {
+                if let Some(f) = self.feeds.get_mut(&t) {
+                    let actions = f.resync();
+                    self.run(&t, actions);
+                }
+            }
+        }
     }
 
     fn on_inbound(&mut self, ev: SubEvent) {
@@ -364,19 +377,7 @@ impl RedisEngine {
                     });
                 }
             }
-            SubEvent::Up(up) => {
-                self.set_up(None, Some(up));
-                if up {
-                    // Whatever was published while cut off was missed.
-                    let topics: Vec<String> = self.feeds.keys().cloned().collect();
-                    for t in topics {
-                        if let Some(f) = self.feeds.get_mut(&t) {
-                            let actions = f.resync();
-                            self.run(&t, actions);
-                        }
-                    }
-                }
-            }
+            SubEvent::Up(up) => self.set_up(None, Some(up)),
         }
     }
 
@@ -530,7 +531,8 @@ impl RedisEngine {
                             .collect();
                         f.filled(&epoch, seq, arrivals, self.cfg.history_len.max(1), now)
                     }
-                    // Tried again at the next delivery or reconnect.
+                    // Tried again at the next delivery, or when both
+                    // connections are up again (`set_up`).
                     Err(_) => {
                         let _ = after;
                         f.failed_fill();
