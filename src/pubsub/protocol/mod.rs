@@ -185,6 +185,8 @@ impl<'a> Request<'a> {
     }
 
     /// Parse one request.
+    // Over 80 lines on purpose: one match over every op, so each request's
+    // fields and checks read in one place.
     pub fn parse(text: &'a str) -> Result<Request<'a>, BadRequest> {
         let w: Wire<'a> = serde_json::from_str(text).map_err(|e| BadRequest {
             // E.g. no `op`, or a field of the wrong type: the id may still
