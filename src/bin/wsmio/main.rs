@@ -13,6 +13,7 @@ mod serve;
 mod serve_args;
 mod token;
 mod tools;
+mod trim;
 
 use clap::{Parser, Subcommand};
 

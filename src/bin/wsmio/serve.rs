@@ -44,6 +44,7 @@ pub fn serve(a: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
         server.local_addr()
     );
     shut_down_on_signals(server.handle())?;
+    crate::trim::spawn(a.memory_trim_slack)?;
     let hub = server.run(hub)?;
     log::info!(
         "stopped: {} connections served, {} publishes",

@@ -256,6 +256,11 @@ pub struct ServeArgs {
     #[arg(long, env = "WSMIO_BUSY_POLL_US", default_value_t = 0,
           value_parser = clap::value_parser!(u64).range(0..=10_000))]
     pub busy_poll_us: u64,
+    /// Bytes the allocator may keep free inside its heaps (glibc): past
+    /// it, checked every second, the free pages go back to the system, as
+    /// after a reconnect storm (0 = never).
+    #[arg(long, env = "WSMIO_MEMORY_TRIM_SLACK", default_value_t = 4 << 20)]
+    pub memory_trim_slack: u64,
     /// permessage-deflate (RFC 7692) for clients that offer it (every
     /// browser does): deliveries compressed once per publish and shared.
     #[arg(long, env = "WSMIO_DEFLATE", value_enum, default_value = "on")]
