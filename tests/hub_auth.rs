@@ -274,6 +274,11 @@ fn origin_same_host_by_default() {
     // The same host and port under another scheme is another origin: an
     // https page is not this ws:// hub's own (RFC 6454 §4).
     assert_refused(a, "/ws", &[("Origin", &format!("https://{a}"))], forbidden);
+    // A space before a multi-byte character once made the port's offset
+    // fall inside that character (a panic: found by fuzz/hub_request).
+    // It is refused like any other origin, and the hub stays up.
+    assert_refused(a, "/ws", &[("Origin", "http:// \u{2f03}")], forbidden);
+    assert_refused(a, "/ws", &[("Origin", "http://\t\u{2f03}:1")], forbidden);
     // The page's own origin (http for a ws:// hub, host and port equal to
     // Host) is allowed, with or without a trailing slash; so is no Origin
     // (a non-browser client).
@@ -285,7 +290,7 @@ fn origin_same_host_by_default() {
     let m = metrics(a);
     assert_eq!(
         metric(&m, "wsmio_handshake_rejections_total{reason=\"origin\"}"),
-        3
+        5
     );
     srv.stop();
 }

@@ -82,6 +82,12 @@ fn same_origin(origin: &str, host: &str, secure: bool) -> bool {
 /// `host[:port]` as (host, port), the port `default` when absent; an IPv6
 /// literal keeps its brackets. `None` if malformed.
 fn split_port(s: &str, default: u16) -> Option<(&str, u16)> {
+    // `host_name` trims; the port is found by offset into `s`, so `s`
+    // must have nothing to trim (a space before a multi-byte character
+    // would put the offset inside it).
+    if s.trim() != s {
+        return None;
+    }
     let name = host_name(s)?;
     let port = &s[name.len()..];
     match port.strip_prefix(':') {
@@ -217,6 +223,23 @@ fn is_ip_literal(name: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn origins_with_spaces_or_tabs_around_the_host_are_not_ours() {
+        // Found by fuzz/hub_request: the offset of the port fell inside
+        // a multi-byte character and the slice panicked.
+        let p = OriginPolicy::SameHost;
+        for origin in [
+            "http:// \u{2f03}",
+            "http://\t\0bix//\t\0b.[ample\u{2f03}",
+            "http:// a.b",
+        ] {
+            assert!(!p.allows(Some(origin), Some("a.b"), false), "{origin:?}");
+            assert!(!p.allows(Some(origin), Some(origin), false), "{origin:?}");
+        }
+        // Around the whole value is the header's own whitespace (RFC 9110 §5.5).
+        assert!(p.allows(Some("http://a.b "), Some(" a.b "), false));
+    }
 
     #[test]
     fn origins() {
