@@ -59,7 +59,7 @@ step "cargo test (full)" cargo test --features full
 step "autobahn suite (server and client modes)" bash autobahn/run.sh both
 step "fuzz smoke" bash fuzz/run.sh
 step "browser demo test" bash tests/browser/run.sh
-step "python websockets client (permessage-deflate)" bash tests/python/run.sh
+step "python websockets client and server (permessage-deflate)" bash tests/python/run.sh
 
 echo
 echo "================ summary ================"

@@ -1,5 +1,6 @@
 //! One connection's state in the loop's slab.
 
+use super::connect::Dial;
 use super::handler::Upgrade;
 use super::stream::Stream;
 use super::timer::Millis;
@@ -23,6 +24,14 @@ pub(crate) enum Phase {
     /// (`Upgrade::defer`): waiting for `Ctx::answer_upgrade` until the
     /// handshake's deadline, then `503`.
     Deferred(Box<Deferred>),
+    /// A client connection (`Ctx::connect`, `connect.rs`): resolving its
+    /// host off the loop, or connecting TCP to each address in turn, until
+    /// the connect timeout.
+    Connecting(Box<Dial>),
+    /// A client connection whose upgrade request is on its way
+    /// (`client_handshake.rs`): TLS for `wss://`, then the response head
+    /// (and a refusal's bounded body) until the handshake timeout.
+    Requested(Box<Dial>),
     /// Upgraded; frames flow both ways. `pong_due`: a heartbeat ping went
     /// out and some byte from the peer is due by then (else close 1001);
     /// `None`: the idle timer runs from the last read.
@@ -87,7 +96,10 @@ impl Phase {
     /// Upgraded (the handler saw `open`, so it will see `close`).
     pub fn upgraded(&self) -> bool {
         match self {
-            Phase::Handshake { .. } | Phase::Deferred(_) => false,
+            Phase::Handshake { .. }
+            | Phase::Deferred(_)
+            | Phase::Connecting(_)
+            | Phase::Requested(_) => false,
             Phase::Open { .. } | Phase::Closing { .. } => true,
             Phase::Finishing(f) => f.upgraded,
         }
@@ -213,7 +225,7 @@ impl Conn {
             || self.backpressured
             || self.read_paused
             || self.abort
-            || matches!(self.phase, Phase::Finishing(_))
+            || matches!(self.phase, Phase::Finishing(_) | Phase::Connecting(_))
     }
 }
 

@@ -20,7 +20,7 @@ use super::state::{self, ConnStates, Slots};
 use super::timer::{Millis, TimerHeap};
 use super::wake::Wake;
 use super::write_queue::BufPool;
-use crate::proto::{CloseCode, Error, Limits, Message, OpCode};
+use crate::proto::{CloseCode, Error, Limits, Message, OpCode, Role};
 
 /// Bytes of free coalescing buffers kept for reuse by one loop (4 MiB). A
 /// connection's own replies are written right after its read, so few are in
@@ -97,6 +97,21 @@ pub(crate) struct Core {
     /// permessage-deflate, when [`Config::deflate`] offers it.
     #[cfg(feature = "deflate")]
     pub deflate: Option<LoopDeflate>,
+    /// Registers the sockets of client connections (`Ctx::connect`).
+    pub registry: Option<mio::Registry>,
+    /// Posts resolved addresses back to the loop (`connect.rs`).
+    pub handle: Option<super::handle::Handle>,
+    /// Client connections not open yet (connecting or handshaking): not
+    /// counted as pending server handshakes.
+    pub dialing: usize,
+    /// The platform's roots for `wss://` clients without a configuration
+    /// of their own, loaded at the first such connect.
+    #[cfg(feature = "tls")]
+    pub platform_tls: Option<std::sync::Arc<rustls::ClientConfig>>,
+    #[cfg(not(feature = "tls"))]
+    pub platform_tls: (),
+    /// Reused by client sends for the masked frames (`client_send.rs`).
+    pub mask_scratch: Vec<u8>,
 }
 
 /// Events counted over the loop's life (see [`Stats`]).
@@ -179,13 +194,19 @@ impl Core {
             app_timers: AppTimers::default(),
             states: Box::new(Slots::<()>::default()),
             answered: Vec::new(),
+            registry: None,
+            handle: None,
+            dialing: 0,
+            platform_tls: Default::default(),
+            mask_scratch: Vec::new(),
         }
     }
 
     /// Connections not upgraded: in the handshake, or finishing after an
-    /// HTTP answer (`open_count` counts the upgraded ones).
+    /// HTTP answer (`open_count` counts the upgraded ones, `dialing` the
+    /// client connections not open yet).
     pub fn pending(&self) -> usize {
-        self.conns.len() - self.open_count
+        self.conns.len() - self.open_count - self.dialing
     }
 
     /// Add `after - before` to the input held (`before`/`after`: a buffer's
@@ -327,6 +348,9 @@ impl Core {
                 self.mark_dirty(id);
                 return;
             }
+            Phase::Connecting(_) | Phase::Requested(_) => {
+                return self.dial_failed(id, super::ConnectError::Aborted);
+            }
             _ => return,
         }
         // RFC 6455 §7.4.1: 1005, 1006 and 1015 (and codes outside
@@ -458,6 +482,10 @@ impl Core {
         let Some(c) = slot(&mut self.conns, id) else {
             return SendStatus::Closed;
         };
+        // RFC 6455 §5.3: a client masks every frame (`client_send.rs`).
+        if c.tx.role() == Role::Client {
+            return self.send_shared_masked(id, frame);
+        }
         // RFC 7692: the compressed frame for a connection that agreed to
         // permessage-deflate (off the plain path).
         #[cfg(feature = "deflate")]
@@ -483,6 +511,10 @@ impl Core {
         let Some(c) = slot(&mut self.conns, id) else {
             return SendStatus::Closed;
         };
+        // RFC 6455 §5.3: a client masks every frame (`client_send.rs`).
+        if c.tx.role() == Role::Client {
+            return self.send_masked(id, msg);
+        }
         let payload = msg.as_bytes();
         let op = if msg.is_text() {
             OpCode::Text
@@ -702,6 +734,26 @@ impl<S> Ctx<'_, S> {
             .count();
         self.core.scratch_ids = ids;
         n
+    }
+
+    /// Connect to a WebSocket server from this loop: returns the new
+    /// connection's id at once; [`Handler::open`](super::Handler::open)
+    /// follows once the handshake completes (the server's `101` checked,
+    /// RFC 6455 §4.1), or
+    /// [`Handler::connect_failed`](super::Handler::connect_failed) with
+    /// why not. A host name is resolved off the loop, on a helper thread
+    /// (an IP address, or [`ClientRequest::with_addr`](super::ClientRequest::with_addr),
+    /// is dialed at once). The connection then is like an accepted one:
+    /// the same callbacks, sends (masked, RFC 6455 §5.3; a shared
+    /// [`Frame`] is re-framed and masked for it), timers, backpressure,
+    /// heartbeat and close handshake, under the loop's [`Config`]. From
+    /// another thread: [`Handle::call_handler`](super::Handle::call_handler)
+    /// with a closure that calls this.
+    ///
+    /// Fails at once only for a `wss://` URL without the `tls` feature
+    /// or when no masking key could be drawn.
+    pub fn connect(&mut self, req: super::ClientRequest) -> Result<ConnId, super::ConnectError> {
+        self.core.connect(req)
     }
 
     /// Ids of all open (upgraded, not closing) connections.

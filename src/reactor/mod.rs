@@ -27,11 +27,15 @@ mod accept;
 mod app_timers;
 mod blocking;
 mod budget;
+mod client_handshake;
+mod client_options;
+mod client_send;
 mod clock;
 #[cfg(feature = "deflate")]
 mod compressed_frame;
 mod config;
 mod conn;
+mod connect;
 mod core;
 #[cfg(feature = "deflate")]
 mod deflate;
@@ -59,9 +63,11 @@ mod write_queue;
 
 pub use self::core::{Ctx, Stats};
 pub use app_timers::{TimerError, TimerId};
-pub use blocking::{BlockingClient, ClientOptions, ConnectError, Incoming, SendError};
+pub use blocking::{BlockingClient, Incoming, SendError};
+pub use client_options::{ClientOptions, ConnectError};
 pub use clock::{Clock, ManualClock};
 pub use config::{Config, FullQueuePolicy, MAX_BUSY_POLL};
+pub use connect::ClientRequest;
 #[cfg(feature = "deflate")]
 pub use deflate::DeflateSettings;
 pub use frame::{Frame, SendStatus};
