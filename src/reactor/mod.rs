@@ -11,7 +11,11 @@
 //! decisions, time as an input), `app_timers.rs` (the application's
 //! timers), `flush.rs` (output and the end of a connection),
 //! `write_queue.rs` (corked, copy-free output), `timer.rs` and
-//! `wake_timer.rs`; with the `deflate` feature, `deflate.rs`
+//! `wake_timer.rs`; the loop's client connections ([`Ctx::connect`]):
+//! `client_options.rs` (options and errors, shared with the blocking
+//! client `blocking.rs`), `connect.rs` (resolve off the loop, dial, TLS),
+//! `client_handshake.rs` (the response) and `client_send.rs` (masked
+//! sends); with the `deflate` feature, `deflate.rs`
 //! (permessage-deflate: settings, negotiation, the loop's compressors, the
 //! compressed sends) and
 //! `compressed_frame.rs` (a shared frame compressed once for many).
