@@ -63,8 +63,12 @@ impl Handler for Client {
 
 /// A client loop (no listener) on its own thread.
 fn client_loop() -> (Handle, JoinHandle<Client>, Receiver<Ev>) {
+    client_loop_with(common::config())
+}
+
+fn client_loop_with(config: wsmio::Config) -> (Handle, JoinHandle<Client>, Receiver<Ev>) {
     let (tx, rx) = mpsc::channel();
-    let server = Server::new(common::config()).expect("loop");
+    let server = Server::new(config).expect("loop");
     let handle = server.handle();
     let join = thread::spawn(move || server.run(Client { events: tx }).expect("run"));
     (handle, join, rx)
@@ -619,4 +623,55 @@ fn wss_without_the_tls_feature_is_a_typed_error() {
     );
     assert!(matches!(r, Err(ConnectError::Tls(_))), "{r:?}");
     common::stop(&handle, join);
+}
+
+#[test]
+fn closing_before_the_handshake_completes_is_reported_as_aborted() {
+    let (addr, t) = raw_server(|_| None, Vec::new());
+    let (handle, join, rx) = client_loop();
+    let id = connect(
+        &handle,
+        request(&format!("ws://{addr}/"), ClientOptions::default()),
+    )
+    .unwrap();
+    handle
+        .call(move |ctx| ctx.close(id, CloseCode::NORMAL, "never mind"))
+        .unwrap();
+    assert!(matches!(failure(&rx, id), ConnectError::Aborted));
+    common::stop(&handle, join);
+    t.join().unwrap();
+}
+
+#[test]
+fn a_handle_on_another_thread_sends_to_a_client_connection() {
+    let (addr, server, sjoin) = echo_server(common::config());
+    let (handle, join, rx) = client_loop();
+    let id = connect(
+        &handle,
+        request(&format!("ws://{addr}/"), ClientOptions::default()),
+    )
+    .unwrap();
+    opened(&rx, id);
+    // `Handle::send` takes a shared frame: masked on its way out.
+    handle.send(id, Frame::text("from afar")).unwrap();
+    assert!(matches!(next(&rx), Ev::Text(_, t) if t == "from afar"));
+    common::stop(&handle, join);
+    common::stop(&server, sjoin);
+}
+
+#[test]
+fn an_idle_client_connection_sends_the_heartbeat_ping() {
+    let (addr, server, sjoin) = echo_server(common::config());
+    let config = common::config().with_idle_timeout(Some(Duration::from_millis(100)));
+    let (handle, join, rx) = client_loop_with(config);
+    let id = connect(
+        &handle,
+        request(&format!("ws://{addr}/"), ClientOptions::default()),
+    )
+    .unwrap();
+    opened(&rx, id);
+    // The loop's heartbeat ping (masked, empty) is answered by the server.
+    assert!(matches!(next(&rx), Ev::Pong(i, p) if i == id && p.is_empty()));
+    common::stop(&handle, join);
+    common::stop(&server, sjoin);
 }

@@ -1,12 +1,16 @@
 //! One connection's state in the loop's slab.
 
-use super::connect::Dial;
+use std::io;
+use std::net::SocketAddr;
+
+use super::client_options::{ClientOptions, ConnectError, Refusal};
 use super::handler::Upgrade;
 use super::stream::Stream;
 use super::timer::Millis;
+use super::url::WsUrl;
 use super::write_queue::WriteQueue;
 use crate::proto::extension::Accepted;
-use crate::proto::handshake::{HeadBuffer, HttpRequest};
+use crate::proto::handshake::{ClientHandshake, HeadBuffer, HttpRequest};
 use crate::proto::{Receiver, Role, Sender};
 
 /// Where a connection is in its life. What only one phase needs lives in
@@ -68,6 +72,44 @@ pub(crate) struct Deferred {
     pub deadline: Millis,
     /// The answer, once given, until the loop carries it out.
     pub answer: Option<Upgrade>,
+}
+
+/// What a client connection needs until its handshake is done: the
+/// `Connecting` and `Requested` phases' state (see `connect.rs`, `client_handshake.rs`).
+#[derive(Debug)]
+pub(crate) struct Dial {
+    pub url: WsUrl,
+    pub options: ClientOptions,
+    /// Our side of the handshake: checks the response.
+    pub hs: ClientHandshake,
+    /// The upgrade request, queued once TCP is up.
+    pub request: Vec<u8>,
+    /// Addresses still to try, the next one last.
+    pub addrs: Vec<SocketAddr>,
+    /// Why the last address failed.
+    pub last_error: Option<io::Error>,
+    /// The phase's deadline: the connect timeout, then the handshake's.
+    pub deadline: Millis,
+    /// The response head so far (at most `MAX_RESPONSE_HEAD` bytes).
+    pub head: Vec<u8>,
+    /// A response other than `101`: its body being read.
+    pub refusal: Option<Refusal>,
+    /// Why it failed, told to `Handler::connect_failed` at removal.
+    pub error: Option<ConnectError>,
+}
+
+impl Dial {
+    /// Why the handshake did not complete: the error noted, else the
+    /// refusal read so far, else a connection cut during the handshake.
+    pub fn failure(&mut self) -> ConnectError {
+        if let Some(e) = self.error.take() {
+            return e;
+        }
+        if let Some(r) = self.refusal.take() {
+            return r.into_error();
+        }
+        ConnectError::Handshake("connection closed during the handshake")
+    }
 }
 
 /// What the `Finishing` phase knows: how the connection got there and how

@@ -1,30 +1,23 @@
 //! Dialing: a client connection made by the loop ([`Ctx::connect`]). The
 //! request is built at once; the host is taken as given (an IP address, or
-//! [`ClientRequest::with_addr`]) or resolved off the loop, on a helper
-//! thread that posts the addresses back through the loop's command queue;
-//! each address is tried in turn within the connect timeout; once TCP is
-//! up, TLS is set up for `wss://` and the upgrade request (RFC 6455 §4.1)
-//! is queued. The response is read in `client_handshake.rs`.
-//!
-//! [`Ctx::connect`]: super::Ctx::connect
+//! [`ClientRequest::with_addr`]) or resolved off the loop (`resolve.rs`);
+//! each address is tried in turn within the connect timeout. Once TCP is
+//! up, `client_handshake.rs` takes over.
 
 use std::io;
-use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
+use std::net::{IpAddr, SocketAddr};
 
 use mio::Interest;
 
 use super::client_options::{
-    client_handshake, new_key, upgrade_request, ClientOptions, ConnectError, Refusal,
+    client_handshake, new_key, upgrade_request, ClientOptions, ConnectError,
 };
 use super::clock::millis;
-use super::conn::{Conn, Phase};
-use super::core::{slot, Core};
+use super::conn::{Conn, Dial, Phase};
+use super::core::{slot, Core, Ctx};
 use super::id::ConnId;
-use super::server::Server;
 use super::stream::Stream;
-use super::timer::Millis;
 use super::url::WsUrl;
-use crate::proto::handshake::ClientHandshake;
 
 /// Where and how to connect: a `ws://` or `wss://` URL, optionally the
 /// address to dial (no name resolution), and the [`ClientOptions`]
@@ -77,46 +70,32 @@ impl ClientRequest {
     }
 }
 
-/// What a client connection needs until its handshake is done: the
-/// `Connecting` and `Requested` phases' state (see `conn.rs`).
-#[derive(Debug)]
-pub(crate) struct Dial {
-    pub url: WsUrl,
-    pub options: ClientOptions,
-    /// Our side of the handshake: checks the response.
-    pub hs: ClientHandshake,
-    /// The upgrade request, queued once TCP is up.
-    pub request: Vec<u8>,
-    /// Addresses still to try, the next one last.
-    pub addrs: Vec<SocketAddr>,
-    /// Why the last address failed.
-    pub last_error: Option<io::Error>,
-    /// The phase's deadline: the connect timeout, then the handshake's.
-    pub deadline: Millis,
-    /// The response head so far (at most `MAX_RESPONSE_HEAD` bytes).
-    pub head: Vec<u8>,
-    /// A response other than `101`: its body being read.
-    pub refusal: Option<Refusal>,
-    /// Why it failed, told to `Handler::connect_failed` at removal.
-    pub error: Option<ConnectError>,
-}
-
-impl Dial {
-    /// Why the handshake did not complete: the error noted, else the
-    /// refusal read so far, else a connection cut during the handshake.
-    pub fn failure(&mut self) -> ConnectError {
-        if let Some(e) = self.error.take() {
-            return e;
-        }
-        if let Some(r) = self.refusal.take() {
-            return r.into_error();
-        }
-        ConnectError::Handshake("connection closed during the handshake")
+impl<S> Ctx<'_, S> {
+    /// Connect to a WebSocket server from this loop: returns the new
+    /// connection's id at once; [`Handler::open`](super::Handler::open)
+    /// follows once the handshake completes (the server's `101` checked,
+    /// RFC 6455 §4.1), or
+    /// [`Handler::connect_failed`](super::Handler::connect_failed) with
+    /// why not. A host name is resolved off the loop, on a helper thread
+    /// (an IP address, or [`ClientRequest::with_addr`], is dialed at
+    /// once). The connection then is like an accepted one: the same
+    /// callbacks, sends (masked, RFC 6455 §5.3; a shared
+    /// [`Frame`](super::Frame) is re-framed and masked for it), timers,
+    /// backpressure, heartbeat and close handshake, under the loop's
+    /// [`Config`](super::Config). From another thread:
+    /// [`Handle::call_handler`](super::Handle::call_handler) (or
+    /// [`Handle::call`](super::Handle::call)) with a closure that calls
+    /// this. See [`Server::new`](super::Server::new) for an example.
+    ///
+    /// Fails at once only for a `wss://` URL without the `tls` feature
+    /// or when no masking key could be drawn.
+    pub fn connect(&mut self, req: ClientRequest) -> Result<ConnId, ConnectError> {
+        self.core.connect(req)
     }
 }
 
 impl Core {
-    /// Start a client connection (see [`Ctx::connect`](super::Ctx::connect)).
+    /// Start a client connection (see [`Ctx::connect`]).
     pub fn connect(&mut self, req: ClientRequest) -> Result<ConnId, ConnectError> {
         let ClientRequest { url, addr, options } = req;
         if url.secure && !cfg!(feature = "tls") {
@@ -171,25 +150,23 @@ impl Core {
         id
     }
 
-    /// Resolve `authority` on a helper thread (`getaddrinfo` blocks); the
-    /// addresses come back as a command (`Core::resolved`).
+    /// Resolve `authority` off the loop (`resolve.rs`); the addresses
+    /// come back at a later turn (`Core::take_resolved`).
     fn resolve(&mut self, id: ConnId, authority: String) {
-        let Some(handle) = self.handle.clone() else {
-            return self.dial_failed(id, ConnectError::Resolve(io::Error::other("no handle")));
-        };
-        let spawned = std::thread::Builder::new()
-            .name("wsmio-resolve".into())
-            .spawn(move || {
-                let addrs = authority.to_socket_addrs().map(Iterator::collect);
-                handle.post_resolved(id, addrs);
-            });
-        if let Err(e) = spawned {
+        if let Err(e) = self.resolver.spawn(id, authority) {
             self.dial_failed(id, ConnectError::Resolve(e));
         }
     }
 
+    /// Dial the addresses the resolver threads found since the last turn.
+    pub fn take_resolved(&mut self) {
+        while let Some((id, addrs)) = self.resolver.take() {
+            self.resolved(id, addrs);
+        }
+    }
+
     /// The addresses of `id`'s host arrived: dial them.
-    pub fn resolved(&mut self, id: ConnId, addrs: io::Result<Vec<SocketAddr>>) {
+    fn resolved(&mut self, id: ConnId, addrs: io::Result<Vec<SocketAddr>>) {
         let Some(Phase::Connecting(d)) = self.get_mut(id).map(|c| &mut c.phase) else {
             return; // gone meanwhile (timed out, closed)
         };
@@ -208,7 +185,7 @@ impl Core {
     }
 
     /// Start a non-blocking connect to the next address; none left: fail.
-    fn dial_next(&mut self, id: ConnId) {
+    pub fn dial_next(&mut self, id: ConnId) {
         let Some(registry) = self.registry.as_ref() else {
             return;
         };
@@ -271,113 +248,6 @@ pub(crate) fn dial_io_error(e: io::Error) -> ConnectError {
         return ConnectError::Tls(t.to_string());
     }
     ConnectError::Io(e)
-}
-
-impl Server {
-    /// A connecting socket reported readiness: find out whether the
-    /// connect completed. Connected: set up TLS for `wss://`, queue the
-    /// upgrade request and wait for the response (`true`: flush it now).
-    /// Failed: try the next address.
-    pub(super) fn dialed(&mut self, id: ConnId) -> bool {
-        let Some(c) = slot(&mut self.core.conns, id) else {
-            return false;
-        };
-        let Stream::Plain(sock) = &c.stream else {
-            return false; // still resolving
-        };
-        let error = match sock.take_error() {
-            Ok(None) => match sock.peer_addr() {
-                Ok(_) => None,
-                // Not yet: a later edge tells.
-                Err(e) if e.kind() == io::ErrorKind::NotConnected => return false,
-                Err(e) => Some(e),
-            },
-            Ok(Some(e)) | Err(e) => Some(e),
-        };
-        if let Some(e) = error {
-            if let Phase::Connecting(d) = &mut c.phase {
-                log::debug!("conn {id}: connect: {e}");
-                d.last_error = Some(e);
-            }
-            self.core.dial_next(id);
-            return false;
-        }
-        match self.upgrade_request(id) {
-            Ok(()) => true,
-            Err(e) => {
-                self.core.dial_failed(id, e);
-                false
-            }
-        }
-    }
-
-    /// TCP is up: TLS around it for `wss://`, the request queued, the
-    /// handshake's deadline set.
-    fn upgrade_request(&mut self, id: ConnId) -> Result<(), ConnectError> {
-        let now = self.core.now;
-        let platform = &mut self.core.platform_tls;
-        let Some(c) = slot(&mut self.core.conns, id) else {
-            return Ok(());
-        };
-        let Phase::Connecting(d) = &mut c.phase else {
-            return Ok(());
-        };
-        let Stream::Plain(sock) = std::mem::replace(&mut c.stream, Stream::Unconnected) else {
-            return Ok(());
-        };
-        // Small frames must not wait for Nagle's algorithm.
-        let _ = sock.set_nodelay(true);
-        c.stream = secure(sock, d, platform)?;
-        c.wq.push_bytes(&[&d.request], &mut self.core.pool);
-        d.request = Vec::new();
-        d.deadline = now + millis(d.options.handshake_timeout);
-        let Phase::Connecting(d) = std::mem::replace(&mut c.phase, Phase::Open { pong_due: None })
-        else {
-            return Ok(());
-        };
-        c.phase = Phase::Requested(d);
-        self.core.arm_timer(id);
-        Ok(())
-    }
-}
-
-/// The stream for a connected socket: TLS for `wss://` (the options' client
-/// configuration, else the platform's roots, loaded once per loop).
-#[cfg(feature = "tls")]
-fn secure(
-    sock: mio::net::TcpStream,
-    d: &Dial,
-    platform: &mut Option<std::sync::Arc<rustls::ClientConfig>>,
-) -> Result<Stream, ConnectError> {
-    use super::tls::TlsStream;
-    use super::tls_client::{client_config, platform_roots};
-    if !d.url.secure {
-        return Ok(Stream::Plain(sock));
-    }
-    let tls = |e: &dyn std::fmt::Display| ConnectError::Tls(e.to_string());
-    let config = match (&d.options.tls, platform.as_ref()) {
-        (Some(c), _) | (None, Some(c)) => c.clone(),
-        (None, None) => {
-            let c = platform_roots()
-                .and_then(client_config)
-                .map_err(|e| tls(&e))?;
-            platform.insert(c).clone()
-        }
-    };
-    // RFC 6066 §3: SNI carries the URL's host name (rustls sends none for
-    // an IP address).
-    let name = rustls::pki_types::ServerName::try_from(d.url.host.clone()).map_err(|e| tls(&e))?;
-    let stream = TlsStream::client(sock, &config, name).map_err(|e| tls(&e))?;
-    Ok(Stream::Tls(Box::new(stream)))
-}
-
-/// Without the `tls` feature (`Core::connect` refuses `wss://` up front).
-#[cfg(not(feature = "tls"))]
-fn secure(sock: mio::net::TcpStream, d: &Dial, _: &mut ()) -> Result<Stream, ConnectError> {
-    match d.url.secure {
-        true => Err(ConnectError::Tls("wss:// needs the `tls` feature".into())),
-        false => Ok(Stream::Plain(sock)),
-    }
 }
 
 /// The URL's host as an address, when it is an IP literal (no resolution).

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use slab::Slab;
 
 use super::app_timers::{AppTimers, TimerError, TimerId};
+use super::client_options::ConnectError;
 use super::clock::{millis, Clock};
 use super::config::{Config, FullQueuePolicy};
 use super::conn::{head_capacity, Conn, Finish, Phase};
@@ -16,6 +17,7 @@ use super::deflate::LoopDeflate;
 use super::frame::{Frame, SendStatus};
 use super::handler::Upgrade;
 use super::id::ConnId;
+use super::resolve::Resolver;
 use super::state::{self, ConnStates, Slots};
 use super::timer::{Millis, TimerHeap};
 use super::wake::Wake;
@@ -99,8 +101,8 @@ pub(crate) struct Core {
     pub deflate: Option<LoopDeflate>,
     /// Registers the sockets of client connections (`Ctx::connect`).
     pub registry: Option<mio::Registry>,
-    /// Posts resolved addresses back to the loop (`connect.rs`).
-    pub handle: Option<super::handle::Handle>,
+    /// Resolves client connections' host names off the loop.
+    pub resolver: Resolver,
     /// Client connections not open yet (connecting or handshaking): not
     /// counted as pending server handshakes.
     pub dialing: usize,
@@ -195,7 +197,7 @@ impl Core {
             states: Box::new(Slots::<()>::default()),
             answered: Vec::new(),
             registry: None,
-            handle: None,
+            resolver: Resolver::new(),
             dialing: 0,
             platform_tls: Default::default(),
             mask_scratch: Vec::new(),
@@ -349,7 +351,7 @@ impl Core {
                 return;
             }
             Phase::Connecting(_) | Phase::Requested(_) => {
-                return self.dial_failed(id, super::ConnectError::Aborted);
+                return self.dial_failed(id, ConnectError::Aborted);
             }
             _ => return,
         }
@@ -734,26 +736,6 @@ impl<S> Ctx<'_, S> {
             .count();
         self.core.scratch_ids = ids;
         n
-    }
-
-    /// Connect to a WebSocket server from this loop: returns the new
-    /// connection's id at once; [`Handler::open`](super::Handler::open)
-    /// follows once the handshake completes (the server's `101` checked,
-    /// RFC 6455 §4.1), or
-    /// [`Handler::connect_failed`](super::Handler::connect_failed) with
-    /// why not. A host name is resolved off the loop, on a helper thread
-    /// (an IP address, or [`ClientRequest::with_addr`](super::ClientRequest::with_addr),
-    /// is dialed at once). The connection then is like an accepted one:
-    /// the same callbacks, sends (masked, RFC 6455 §5.3; a shared
-    /// [`Frame`] is re-framed and masked for it), timers, backpressure,
-    /// heartbeat and close handshake, under the loop's [`Config`]. From
-    /// another thread: [`Handle::call_handler`](super::Handle::call_handler)
-    /// with a closure that calls this.
-    ///
-    /// Fails at once only for a `wss://` URL without the `tls` feature
-    /// or when no masking key could be drawn.
-    pub fn connect(&mut self, req: super::ClientRequest) -> Result<ConnId, super::ConnectError> {
-        self.core.connect(req)
     }
 
     /// Ids of all open (upgraded, not closing) connections.

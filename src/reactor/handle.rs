@@ -24,8 +24,6 @@ pub(crate) enum Command {
     Call(Call),
     CallHandler(CallHandler),
     Answer(ConnId, Upgrade),
-    /// The addresses of a client connection's host (`connect.rs`).
-    Resolved(ConnId, std::io::Result<Vec<std::net::SocketAddr>>),
     Shutdown,
 }
 
@@ -119,19 +117,6 @@ impl Handle {
     /// `Server::run` starts with a handler of type `t`.
     pub(crate) fn set_handler_type(&self, t: TypeId) {
         let _ = self.handler.set(t);
-    }
-
-    /// From a resolver thread: the addresses of `id`'s host. Waits for room
-    /// in the command queue (a resolver must not lose its answer); a
-    /// stopped loop drops it.
-    pub(crate) fn post_resolved(
-        &self,
-        id: ConnId,
-        addrs: std::io::Result<Vec<std::net::SocketAddr>>,
-    ) {
-        if self.tx.send(Command::Resolved(id, addrs)).is_ok() {
-            let _ = self.waker.wake();
-        }
     }
 
     fn push(&self, c: Command) -> Result<(), HandleError> {
@@ -249,7 +234,6 @@ pub(crate) fn run_commands<H: Handler>(
                     log::debug!("conn {id}: answer to an upgrade not waiting for one");
                 }
             }
-            Command::Resolved(id, addrs) => core.resolved(id, addrs),
             Command::Shutdown => core.shutdown_requested = true,
         }
     }

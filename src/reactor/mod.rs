@@ -13,9 +13,10 @@
 //! `write_queue.rs` (corked, copy-free output), `timer.rs` and
 //! `wake_timer.rs`; the loop's client connections ([`Ctx::connect`]):
 //! `client_options.rs` (options and errors, shared with the blocking
-//! client `blocking.rs`), `connect.rs` (resolve off the loop, dial, TLS),
-//! `client_handshake.rs` (the response) and `client_send.rs` (masked
-//! sends); with the `deflate` feature, `deflate.rs`
+//! client `blocking.rs`), `connect.rs` (dial), `resolve.rs` (host names
+//! resolved off the loop), `client_handshake.rs` (TLS, the request, the
+//! response) and `client_send.rs` (masked sends); with the `deflate`
+//! feature, `deflate.rs`
 //! (permessage-deflate: settings, negotiation, the loop's compressors, the
 //! compressed sends) and
 //! `compressed_frame.rs` (a shared frame compressed once for many).
@@ -50,6 +51,7 @@ mod handler;
 mod id;
 mod listen;
 mod read;
+mod resolve;
 mod server;
 mod state;
 mod stream;

@@ -198,9 +198,9 @@ impl Server {
             clock.attach(waker.clone());
         }
         let mut core = Core::new(config);
-        let handle = Handle::new(tx, waker, core.wake.clone());
         core.registry = Some(poll.registry().try_clone()?);
-        core.handle = Some(handle.clone());
+        core.resolver.set_waker(waker.clone());
+        let handle = Handle::new(tx, waker, core.wake.clone());
         let mut server = Server {
             poll,
             listener,
@@ -279,6 +279,10 @@ impl Server {
             // for the next turn, after the sockets).
             let budget = self.core.config.command_queue.max(1);
             self.more_commands = run_commands(&self.commands, &mut self.core, handler, budget);
+        }
+        if self.core.resolver.waiting > 0 {
+            // Host names resolved off the loop (`connect.rs`).
+            self.core.take_resolved();
         }
         for &id in &unread {
             if let Some(c) = self.core.get_mut(id) {
