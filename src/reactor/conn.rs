@@ -278,7 +278,14 @@ mod tests {
     #[test]
     fn connection_state_stays_small() {
         let size = std::mem::size_of::<super::Conn>();
-        assert!(size <= 192, "Conn grew to {size} bytes");
+        // Debug builds of mio carry a selector id in every socket, which
+        // leaves `Stream` (plain, TLS, or no socket yet) no niche for its
+        // tag: 8 bytes more there, none in release.
+        let limit = if cfg!(debug_assertions) { 200 } else { 192 };
+        assert!(size <= limit, "Conn grew to {size} bytes");
+        if !cfg!(debug_assertions) {
+            assert!(std::mem::size_of::<super::Stream>() <= 16);
+        }
         assert!(std::mem::size_of::<crate::proto::Receiver>() <= 48);
     }
 }

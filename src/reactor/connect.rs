@@ -82,13 +82,15 @@ impl<S> Ctx<'_, S> {
     /// callbacks, sends (masked, RFC 6455 §5.3; a shared
     /// [`Frame`](super::Frame) is re-framed and masked for it), timers,
     /// backpressure, heartbeat and close handshake, under the loop's
-    /// [`Config`](super::Config). From another thread:
+    /// [`Config`](super::Config); it is one of [`Ctx::open_ids`] (so
+    /// [`Ctx::broadcast`] reaches it too). From another thread:
     /// [`Handle::call_handler`](super::Handle::call_handler) (or
     /// [`Handle::call`](super::Handle::call)) with a closure that calls
     /// this. See [`Server::new`](super::Server::new) for an example.
     ///
-    /// Fails at once only for a `wss://` URL without the `tls` feature
-    /// or when no masking key could be drawn.
+    /// Fails at once only for a `wss://` URL without the `tls` feature,
+    /// when no masking key could be drawn, or once the loop is shutting
+    /// down ([`ConnectError::Aborted`]).
     pub fn connect(&mut self, req: ClientRequest) -> Result<ConnId, ConnectError> {
         self.core.connect(req)
     }
@@ -98,6 +100,9 @@ impl Core {
     /// Start a client connection (see [`Ctx::connect`]).
     pub fn connect(&mut self, req: ClientRequest) -> Result<ConnId, ConnectError> {
         let ClientRequest { url, addr, options } = req;
+        if self.shutdown_requested || self.shutdown_at.is_some() {
+            return Err(ConnectError::Aborted);
+        }
         if url.secure && !cfg!(feature = "tls") {
             return Err(ConnectError::Tls("wss:// needs the `tls` feature".into()));
         }
@@ -153,7 +158,7 @@ impl Core {
     /// Resolve `authority` off the loop (`resolve.rs`); the addresses
     /// come back at a later turn (`Core::take_resolved`).
     fn resolve(&mut self, id: ConnId, authority: String) {
-        if let Err(e) = self.resolver.spawn(id, authority) {
+        if let Err(e) = self.resolver.resolve(id, authority) {
             self.dial_failed(id, ConnectError::Resolve(e));
         }
     }
