@@ -5,8 +5,9 @@
 #                on 127.0.0.1:9001 (fuzzingclient.json's port), compared with
 #                expected-server.json;
 #   client mode: wstest fuzzingserver on 127.0.0.1:9002 (fuzzingserver.json's
-#                port), driven by examples/autobahn_client (the proto core in
-#                the client role), compared with expected-client.json.
+#                port), driven by examples/autobahn_client (the reactor
+#                loop's client: Ctx::connect, the proto core in the client
+#                role), compared with expected-client.json.
 #
 #   bash autobahn/run.sh [server|client|both]     (default: both, the two at once)
 #

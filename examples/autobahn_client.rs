@@ -1,39 +1,37 @@
-//! Autobahn client mode: the sans-IO core in the *client* role, driven over
-//! a blocking socket against `wstest -m fuzzingserver`. It asks the suite
-//! for its case count, runs every case (echoing each message back, as the
-//! suite expects of a client), then asks it to write its reports.
+//! Autobahn client mode through the loop's client (`Ctx::connect`): one
+//! `mio` loop with no listener runs the suite's cases one after another
+//! against `wstest -m fuzzingserver` — it asks for the case count, runs
+//! every case (echoing each message back, as the suite expects of a
+//! client), then asks the suite to write its reports.
 //!
 //! Usage: `cargo run --release --features deflate --example autobahn_client [HOST:PORT] [AGENT]`
 //! (default `127.0.0.1:9002`, agent `wsmio`). `autobahn/run.sh` runs it.
 //!
-//! Everything protocol-related is `wsmio::proto`: the opening handshake
-//! (`ClientHandshake`, RFC 6455 §4.1, offering permessage-deflate, RFC
-//! 7692), then the protocol core
-//! (`proto::connection::receive`, the same code the reactor and the fuzzers
-//! run) over a [`Receiver`] (which in the client role refuses masked server
-//! frames, §5.1) and a [`Sender`] (which masks every frame with a fresh
-//! random key, §5.3). The core decides the automatic replies; this file only
-//! moves bytes and echoes messages, in order with those replies.
+//! Everything protocol-related is the crate's: the opening handshake
+//! (RFC 6455 §4.1, offering permessage-deflate, RFC 7692) in
+//! `reactor/client_handshake.rs`, then the protocol core in the client role
+//! (the same `proto::connection::receive` the server side and the fuzzers
+//! run), which refuses masked server frames (§5.1), masks every frame we
+//! send (§5.3) and decides the automatic replies. This file only echoes
+//! messages and moves on to the next case when one ends.
 
-use std::io::{self, Read, Write};
-use std::net::{Shutdown, TcpStream};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use wsmio::proto::connection::{self, Sink};
 use wsmio::proto::deflate::{Compression, DeflateOptions, DEFAULT_LEVEL, DEFAULT_MEM_LEVEL};
 use wsmio::proto::extension::DeflateConfig;
-use wsmio::proto::handshake::{ClientHandshake, HeadBuffer, HeadLimits};
-use wsmio::proto::{CloseCode, ControlFrame, Limits, Message, Receiver, Role, Sender};
+use wsmio::{
+    ClientOptions, ClientRequest, CloseInfo, Config, ConnId, ConnectError, Ctx, Handler, Message,
+    Server,
+};
 
 /// A case that has not ended by then is abandoned (the suite's own
 /// timeouts are shorter, and its longest cases take about a second here;
-/// this only keeps a broken client from hanging the run).
-const CASE_LIMIT: Duration = Duration::from_secs(20);
-/// After the close handshake the server closes TCP first (RFC 6455
-/// §7.1.1); how long the client waits for that before closing itself.
-const CLOSE_WAIT: Duration = Duration::from_secs(2);
-/// Bytes read per `read` call.
-const READ_BUF: usize = 256 * 1024;
+/// this only keeps a broken client from hanging the run): the loop's
+/// heartbeat closes a connection silent this long.
+const CASE_IDLE: Duration = Duration::from_secs(20);
+/// The suite's largest messages are 16 MiB (cases 9.x); room for one more
+/// in each direction.
+const MAX_MESSAGE: usize = 32 << 20;
 /// How echoes are compressed when permessage-deflate is agreed: every
 /// message, whatever its size (`min_size` 0), at the default level.
 const ECHO_COMPRESSION: Compression = Compression {
@@ -44,183 +42,142 @@ const ECHO_COMPRESSION: Compression = Compression {
     min_size: 0,
 };
 
+/// Where the run is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stage {
+    /// `/getCaseCount`: one text message, the number of cases.
+    Count,
+    /// `/runCase?case=N`: echo everything.
+    Case(u32),
+    /// `/updateReports`: the suite writes its reports, then closes.
+    Reports,
+}
+
+struct Runner {
+    base: String,
+    agent: String,
+    stage: Stage,
+    count: Option<u32>,
+    /// Set when the run cannot go on (no case count, reports not written).
+    failed: Option<String>,
+}
+
+impl Runner {
+    /// Open the connection for the current stage.
+    fn connect(&mut self, ctx: &mut Ctx<'_>) {
+        let path = match self.stage {
+            Stage::Count => "/getCaseCount".to_string(),
+            Stage::Case(n) => format!("/runCase?case={n}&agent={}", self.agent),
+            Stage::Reports => format!("/updateReports?agent={}", self.agent),
+        };
+        let options = ClientOptions::default()
+            .with_deflate(DeflateConfig::default())
+            .with_compression(ECHO_COMPRESSION);
+        let req = ClientRequest::new(&format!("ws://{}{path}", self.base))
+            .map(|r| r.with_options(options))
+            .and_then(|r| ctx.connect(r));
+        if let Err(e) = req {
+            self.stop(ctx, format!("{path}: {e}"));
+        }
+    }
+
+    /// The current stage's connection ended: on to the next.
+    fn ended(&mut self, ctx: &mut Ctx<'_>) {
+        let count = self.count.unwrap_or(0);
+        self.stage = match self.stage {
+            Stage::Count if count == 0 => {
+                return self.stop(ctx, "no case count from the suite".into());
+            }
+            Stage::Count => {
+                eprintln!("autobahn_client: {count} cases on {}", self.base);
+                Stage::Case(1)
+            }
+            Stage::Case(n) if n < count => Stage::Case(n + 1),
+            Stage::Case(_) => Stage::Reports,
+            Stage::Reports => {
+                eprintln!("autobahn_client: reports updated");
+                return ctx.shutdown();
+            }
+        };
+        self.connect(ctx);
+    }
+
+    fn stop(&mut self, ctx: &mut Ctx<'_>, why: String) {
+        self.failed = Some(why);
+        ctx.shutdown();
+    }
+}
+
+impl Handler for Runner {
+    type Conn = ();
+
+    /// The first turn: start.
+    fn wake(&mut self, ctx: &mut Ctx<'_>) {
+        self.connect(ctx);
+    }
+
+    fn message(&mut self, ctx: &mut Ctx<'_>, id: ConnId, msg: Message<'_>) {
+        match (self.stage, msg) {
+            (Stage::Count, Message::Text(t)) => self.count = t.trim().parse().ok(),
+            // Compressed when permessage-deflate was agreed (RFC 7692 §6);
+            // queued after the automatic replies to what came before it.
+            _ => {
+                let _ = ctx.send(id, msg);
+            }
+        }
+    }
+
+    fn close(&mut self, ctx: &mut Ctx<'_>, _id: ConnId, _info: CloseInfo) {
+        self.ended(ctx);
+    }
+
+    fn connect_failed(&mut self, ctx: &mut Ctx<'_>, _id: ConnId, e: ConnectError) {
+        match self.stage {
+            // A refused or broken case is the suite's to judge; go on.
+            Stage::Case(n) => {
+                eprintln!("autobahn_client: case {n}: {e}");
+                self.ended(ctx);
+            }
+            _ => self.stop(ctx, e.to_string()),
+        }
+    }
+}
+
 fn main() {
     let mut args = std::env::args().skip(1);
-    let addr = args.next().unwrap_or_else(|| "127.0.0.1:9002".into());
+    let base = args.next().unwrap_or_else(|| "127.0.0.1:9002".into());
     let agent = args.next().unwrap_or_else(|| "wsmio".into());
-    if let Err(e) = run(&addr, &agent) {
-        eprintln!("autobahn_client: {e}");
-        std::process::exit(1);
-    }
-}
-
-fn run(addr: &str, agent: &str) -> io::Result<()> {
-    let count = case_count(addr)?;
-    eprintln!("autobahn_client: {count} cases on {addr}");
-    for case in 1..=count {
-        let path = format!("/runCase?case={case}&agent={agent}");
-        if let Err(e) = session(addr, &path, &mut |_| {}) {
-            // A refused or broken case is the suite's to judge; go on.
-            eprintln!("autobahn_client: case {case}: {e}");
-        }
-    }
-    session(addr, &format!("/updateReports?agent={agent}"), &mut |_| {})?;
-    eprintln!("autobahn_client: reports updated");
-    Ok(())
-}
-
-/// `/getCaseCount` answers with one text message: the number of cases.
-fn case_count(addr: &str) -> io::Result<u32> {
-    let mut got = None;
-    session(addr, "/getCaseCount", &mut |text| {
-        got = text.trim().parse().ok()
-    })?;
-    got.ok_or_else(|| io::Error::other("no case count from the suite"))
-}
-
-/// The client's sink for the protocol core: echoes data messages (reporting
-/// texts to `seen`) right where they arrive, so an echo and the automatic
-/// replies the core queues (pong, close reply) go out in the order the
-/// suite sent what caused them.
-struct Echo<'a> {
-    tx: &'a mut Sender,
-    out: &'a mut Vec<u8>,
-    seen: &'a mut dyn FnMut(&str),
-    closed: bool,
-}
-
-impl Sink for Echo<'_> {
-    fn sender(&mut self) -> Option<&mut Sender> {
-        Some(self.tx)
-    }
-
-    fn send_control(&mut self, frame: &ControlFrame) {
-        self.out.extend_from_slice(frame.as_bytes());
-    }
-
-    fn on_message(&mut self, msg: Message<'_>) {
-        if let Message::Text(t) = msg {
-            (self.seen)(t);
-        }
-        // Fails only once our close frame is out; nothing is sent then.
-        // Compressed when permessage-deflate was agreed (RFC 7692 §6).
-        let _ = self.tx.encode_message(msg, self.out);
-    }
-
-    fn on_close(&mut self, _code: Option<CloseCode>, _reason: &str) {
-        self.closed = true;
-    }
-}
-
-/// One WebSocket session on `path`: handshake, echo until the close, then
-/// wait for the server to end TCP.
-fn session(addr: &str, path: &str, seen: &mut dyn FnMut(&str)) -> io::Result<()> {
-    let deadline = Instant::now() + CASE_LIMIT;
-    let mut s = TcpStream::connect(addr)?;
-    s.set_nodelay(true)?;
-    s.set_write_timeout(Some(CASE_LIMIT))?;
-
-    // RFC 6455 §4.1: a fresh random 16-byte nonce per connection.
-    let mut nonce = [0u8; 16];
-    getrandom::getrandom(&mut nonce).map_err(|e| io::Error::other(e.to_string()))?;
-    // RFC 7692: offer permessage-deflate (the suite's cases 12 and 13
-    // accept it with various parameters; the others decline it).
-    let hs = ClientHandshake::with_deflate(nonce, &[], &DeflateConfig::default());
-    s.write_all(&hs.request(addr, path, &[]))?;
-    let mut buf = vec![0u8; READ_BUF];
-    let head_limits = HeadLimits::default();
-    let mut head = HeadBuffer::new();
-    let end = loop {
-        let n = read_some(&mut s, &mut buf, deadline)?;
-        if n == 0 {
-            return Err(io::Error::other("EOF before the handshake response"));
-        }
-        match head.push(&buf[..n], head_limits.max_head_size) {
-            Ok(Some(end)) => break end,
-            Ok(None) => {}
-            Err(r) => return Err(io::Error::other(format!("response head: {}", r.reason))),
-        }
+    let config = Config::default()
+        .with_max_message_size(MAX_MESSAGE as u64)
+        .with_max_frame_size(MAX_MESSAGE as u64)
+        .with_max_buffered_bytes(2 * MAX_MESSAGE)
+        .with_max_queued_bytes(2 * MAX_MESSAGE)
+        .with_backpressure_limit(2 * MAX_MESSAGE)
+        .with_idle_timeout(Some(CASE_IDLE))
+        .with_pong_timeout(Duration::from_secs(5))
+        .with_close_timeout(Duration::from_secs(2));
+    let runner = Runner {
+        base,
+        agent,
+        stage: Stage::Count,
+        count: None,
+        failed: None,
     };
-    let (head, mut input) = head.split_off_rest(end);
-    let agreed = hs
-        .validate(&head, &head_limits)
-        .map_err(|r| io::Error::other(format!("handshake refused: {} {}", r.status, r.reason)))?;
-    // The agreed parameters (RFC 7692 §7.1) shape both directions; echoes
-    // are compressed whatever their size, so every case exercises it.
-    let (mut rx, mut tx) = match agreed.deflate {
-        Some(params) => (
-            Receiver::with_deflate(Role::Client, params),
-            Sender::with_deflate(Role::Client, params, ECHO_COMPRESSION),
-        ),
-        None => (Receiver::new(Role::Client), Sender::new(Role::Client)),
-    };
-    // The suite's largest messages are 16 MiB (cases 9.x).
-    let limits = Limits::default();
-    let mut out = Vec::new();
-    loop {
-        let mut echo = Echo {
-            tx: &mut tx,
-            out: &mut out,
-            seen,
-            closed: false,
-        };
-        // The pong, the close reply, or the close frame of a failure (RFC
-        // 6455 §7.1.7) is queued in `out` by the core.
-        let result = connection::receive(&mut rx, &mut input, &limits, &mut echo);
-        let closed = echo.closed;
-        s.write_all(&out)?;
-        out.clear();
-        if closed || result.is_err() {
-            return wait_for_close(&mut s, &mut buf);
+    let run = Server::new(config).and_then(|lp| {
+        lp.handle().wake().map_err(std::io::Error::other)?;
+        lp.run(runner)
+    });
+    match run {
+        Ok(Runner { failed: None, .. }) => {}
+        Ok(Runner {
+            failed: Some(why), ..
+        }) => {
+            eprintln!("autobahn_client: {why}");
+            std::process::exit(1);
         }
-        let n = read_some(&mut s, &mut buf, deadline)?;
-        if n == 0 {
-            // The server ended TCP without a close handshake.
-            return Ok(());
-        }
-        input.clear();
-        input.extend_from_slice(&buf[..n]);
-    }
-}
-
-/// RFC 6455 §7.1.1: the server closes TCP first; read (and drop) until it
-/// does, then close our side, or close at once after [`CLOSE_WAIT`].
-fn wait_for_close(s: &mut TcpStream, buf: &mut [u8]) -> io::Result<()> {
-    let until = Instant::now() + CLOSE_WAIT;
-    loop {
-        let left = until.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            break;
-        }
-        // A read never waits past `until`.
-        s.set_read_timeout(Some(left))?;
-        match s.read(buf) {
-            Ok(0) => break,
-            Ok(_) => {}
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(_) => break,
-        }
-    }
-    let _ = s.shutdown(Shutdown::Both);
-    Ok(())
-}
-
-/// One `read`, retried on EINTR, failing once `deadline` has passed.
-fn read_some(s: &mut TcpStream, buf: &mut [u8], deadline: Instant) -> io::Result<usize> {
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            return Err(io::Error::new(
-                io::ErrorKind::TimedOut,
-                format!("no end within {} s", CASE_LIMIT.as_secs()),
-            ));
-        }
-        s.set_read_timeout(Some(left))?;
-        match s.read(buf) {
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            // The socket's read timeout: loop to report the deadline.
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-            other => return other,
+        Err(e) => {
+            eprintln!("autobahn_client: {e}");
+            std::process::exit(1);
         }
     }
 }

@@ -119,7 +119,8 @@ pub use reactor::tls;
 #[cfg(feature = "deflate")]
 pub use reactor::DeflateSettings;
 pub use reactor::{
-    BlockingClient, ClientOptions, Clock, CloseInfo, Config, ConnId, ConnIdMap, ConnectError, Ctx,
-    Frame, FullQueuePolicy, Handle, HandleError, Handler, HttpResponse, Incoming, ManualClock,
-    SendError, SendStatus, Server, Stats, TimerError, TimerId, Upgrade, UrlError, WsUrl,
+    BlockingClient, ClientOptions, ClientRequest, Clock, CloseInfo, Config, ConnId, ConnIdMap,
+    ConnectError, Ctx, Frame, FullQueuePolicy, Handle, HandleError, Handler, HttpResponse,
+    Incoming, ManualClock, SendError, SendStatus, Server, Stats, TimerError, TimerId, Upgrade,
+    UrlError, WsUrl,
 };

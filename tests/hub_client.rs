@@ -5,7 +5,8 @@
 //! going (memory engine: the epoch changes and the client says so; the
 //! outbox flushes exactly once per message); the TCP connection cut right
 //! after a publish (the same idempotency key again: stored once); an
-//! expired token refreshed.
+//! expired token refreshed; the blocking facade and the callback form on
+//! a reactor loop (`LoopHub`) through a hub restart.
 
 mod common;
 mod hub_support;
@@ -478,5 +479,193 @@ fn the_blocking_facade_survives_a_hub_restart() {
     }
     assert_eq!(seen, [(ack.epoch.clone(), 1, r#"{"n":2}"#.to_string())]);
     hub.close(TIMEOUT);
+    node.stop();
+}
+
+// ---------------------------------------------------------------- on the loop
+
+/// A reactor handler embedding the callback form ([`LoopHub`]): forwards
+/// the hub connection's callbacks and timer to it, and its events to the
+/// test.
+struct OnLoop {
+    hub: Option<wsmio::pubsub::hub_client::LoopHub>,
+    events: std::sync::mpsc::Sender<Event>,
+}
+
+/// The application timer token of the hub client.
+const HUB_TIMER: u64 = 7;
+
+impl OnLoop {
+    fn drain(&mut self) {
+        let Some(hub) = self.hub.as_mut() else { return };
+        while let Some(ev) = hub.poll_event() {
+            let _ = self.events.send(ev);
+        }
+    }
+
+    fn hub(&mut self) -> &mut wsmio::pubsub::hub_client::LoopHub {
+        self.hub.as_mut().expect("started")
+    }
+}
+
+impl wsmio::Handler for OnLoop {
+    type Conn = ();
+    fn open(&mut self, ctx: &mut wsmio::Ctx<'_>, id: wsmio::ConnId) {
+        assert!(self.hub().on_open(ctx, id), "only the hub's connection");
+        self.drain();
+    }
+    fn message(&mut self, ctx: &mut wsmio::Ctx<'_>, id: wsmio::ConnId, msg: wsmio::Message<'_>) {
+        assert!(self.hub().on_message(ctx, id, msg));
+        self.drain();
+    }
+    fn close(&mut self, ctx: &mut wsmio::Ctx<'_>, id: wsmio::ConnId, info: wsmio::CloseInfo) {
+        assert!(self.hub().on_close(ctx, id, info));
+        self.drain();
+    }
+    fn connect_failed(
+        &mut self,
+        ctx: &mut wsmio::Ctx<'_>,
+        id: wsmio::ConnId,
+        e: wsmio::ConnectError,
+    ) {
+        assert!(self.hub().on_connect_failed(ctx, id, e));
+        self.drain();
+    }
+    fn timer(&mut self, ctx: &mut wsmio::Ctx<'_>, token: u64) {
+        assert!(self.hub().on_timer(ctx, token));
+        self.drain();
+    }
+}
+
+/// Run `f` on the loop with the embedded hub client, pump it, return
+/// what `f` returned.
+fn on_loop<T: Send + 'static>(
+    handle: &Handle,
+    f: impl FnOnce(&mut HubClient) -> T + Send + 'static,
+) -> T {
+    let (tx, rx) = std::sync::mpsc::channel();
+    handle
+        .call_handler(move |h: &mut OnLoop, ctx| {
+            let _ = tx.send(f(h.hub().client()));
+            h.hub().pump(ctx);
+            h.drain();
+        })
+        .unwrap();
+    rx.recv_timeout(TIMEOUT).expect("the loop ran the call")
+}
+
+/// The next event matching `pred` within `limit` (the others kept in
+/// `log`).
+fn wait_event(
+    rx: &std::sync::mpsc::Receiver<Event>,
+    log: &mut Vec<Event>,
+    limit: Duration,
+    pred: impl Fn(&Event) -> bool,
+) -> Event {
+    let deadline = Instant::now() + limit;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let ev = rx.recv_timeout(left).expect("the event in time");
+        log.push(ev.clone());
+        if pred(&ev) {
+            return ev;
+        }
+    }
+}
+
+/// The callback form on a loop of its own: the hub stops and a new one
+/// comes on the same port; a publish made meanwhile is acked once, after
+/// the reconnect (timers on the loop's application timers), and the
+/// subscription resumes in the new epoch.
+#[test]
+fn the_loop_hub_survives_a_hub_restart() {
+    use wsmio::pubsub::hub_client::LoopHub;
+    use wsmio::reactor::ClientOptions;
+
+    let (node, addr) = first_node();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let lp = Server::new(common::config()).unwrap();
+    let handle = lp.handle();
+    let join = thread::spawn(move || {
+        lp.run(OnLoop {
+            hub: None,
+            events: tx,
+        })
+        .unwrap()
+    });
+    let (itx, irx) = std::sync::mpsc::channel();
+    handle
+        .call_handler(move |h: &mut OnLoop, ctx| {
+            let mut hub = LoopHub::new(
+                config(addr, "bob"),
+                ClientOptions::default(),
+                HUB_TIMER,
+                ctx.now(),
+            );
+            hub.client()
+                .subscribe("news", SubOptions::default())
+                .unwrap();
+            let id = hub.client().publish("news", r#"{"n":1}"#, false).unwrap();
+            hub.pump(ctx);
+            h.hub = Some(hub);
+            let _ = itx.send(id);
+        })
+        .unwrap();
+    let first_id = irx.recv_timeout(TIMEOUT).unwrap();
+    let mut log = Vec::new();
+    let first = wait_event(
+        &rx,
+        &mut log,
+        TIMEOUT,
+        |e| matches!(e, Event::PublishAcked { id, .. } if *id == first_id),
+    );
+    let Event::PublishAcked {
+        seq,
+        epoch: first_epoch,
+        ..
+    } = first
+    else {
+        unreachable!()
+    };
+    assert_eq!(seq, 1);
+    wait_event(
+        &rx,
+        &mut log,
+        TIMEOUT,
+        |e| matches!(e, Event::Message(m) if m.seq == 1 && m.data == r#"{"n":1}"#),
+    );
+    node.stop();
+    // While the hub is away: the publish waits in the outbox.
+    let id = on_loop(&handle, |c| c.publish("news", r#"{"n":2}"#, false).unwrap());
+    thread::sleep(Duration::from_millis(300));
+    let node = Node::start(addr);
+    let mut log = Vec::new();
+    let ack = wait_event(
+        &rx,
+        &mut log,
+        3 * TIMEOUT,
+        |e| matches!(e, Event::PublishAcked { id: i, .. } if *i == id),
+    );
+    let Event::PublishAcked {
+        seq,
+        epoch,
+        duplicate,
+        ..
+    } = ack
+    else {
+        unreachable!()
+    };
+    assert_eq!((seq, duplicate), (1, false), "a new epoch numbers from 1");
+    assert_ne!(epoch, first_epoch);
+    while let Ok(ev) = rx.recv_timeout(Duration::from_millis(500)) {
+        log.push(ev);
+    }
+    assert_eq!(
+        messages(&log, "news"),
+        [(epoch.clone(), 1, r#"{"n":2}"#.to_string())]
+    );
+    assert_eq!(acks(&log)[&id].len(), 1, "the outbox flushed exactly once");
+    on_loop(&handle, |c| c.close());
+    common::stop(&handle, join);
     node.stop();
 }

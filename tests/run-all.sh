@@ -8,7 +8,8 @@
 # Steps: format and lint, cargo test (unit, property, real-socket
 # integration), the Autobahn suite in server and client modes, a smoke run of every fuzz target
 # (FUZZ_SECONDS each, default 30), the headless-Chromium demo test, the
-# Python `websockets` client with compression on.
+# Python `websockets` client (against the hub) and server (against the
+# loop's client) with compression on.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
@@ -59,7 +60,7 @@ step "cargo test (full)" cargo test --features full
 step "autobahn suite (server and client modes)" bash autobahn/run.sh both
 step "fuzz smoke" bash fuzz/run.sh
 step "browser demo test" bash tests/browser/run.sh
-step "python websockets client (permessage-deflate)" bash tests/python/run.sh
+step "python websockets client and server (permessage-deflate)" bash tests/python/run.sh
 
 echo
 echo "================ summary ================"

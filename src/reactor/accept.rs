@@ -102,8 +102,8 @@ impl Server {
                     status,
                     reason: "too many pending handshakes",
                 };
-                if !c.stream.is_tls() {
-                    answer_and_close(c.stream.socket(), &rejection_response(&rej));
+                if let (false, Some(sock)) = (c.stream.is_tls(), c.stream.socket()) {
+                    answer_and_close(sock, &rejection_response(&rej));
                 }
                 let mut ctx = Ctx::new(&mut self.core);
                 handler.rejected(&mut ctx, rej.status, rej.reason);

@@ -14,181 +14,14 @@ use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
 use std::time::{Duration, Instant};
 
-#[cfg(feature = "deflate")]
-use crate::proto::deflate::Compression;
-#[cfg(feature = "deflate")]
-use crate::proto::extension::DeflateConfig;
-use crate::proto::handshake::{find_head_end, ClientHandshake, HeadLimits};
-use crate::proto::{CloseCode, CloseState, Connection, Error, Event, Limits, Message, Role};
+use crate::proto::handshake::{find_head_end, HeadLimits};
+use crate::proto::{CloseCode, CloseState, Connection, Error, Event, Message, Role};
 
-use super::url::{UrlError, WsUrl};
-
-/// Largest response head read during the handshake.
-const MAX_HEAD: usize = 16 * 1024;
-
-/// How a [`BlockingClient`] connects.
-#[derive(Debug, Clone)]
-#[non_exhaustive]
-pub struct ClientOptions {
-    /// Subprotocols offered (`Sec-WebSocket-Protocol`), in preference order.
-    pub protocols: Vec<String>,
-    /// Extra request headers, e.g. `("Authorization", "Bearer …")`.
-    pub headers: Vec<(String, String)>,
-    /// The `Origin` header (browsers send the page's; default none).
-    pub origin: Option<String>,
-    /// Time to resolve and open the TCP connection (default 10 s; each
-    /// resolved address is tried in turn within it).
-    pub connect_timeout: Duration,
-    /// Time for the TLS and WebSocket handshakes (default 10 s).
-    pub handshake_timeout: Duration,
-    /// What the server may send (message and frame size, …).
-    pub limits: Limits,
-    /// Most bytes of a refused handshake's body kept (default 4 KiB).
-    pub max_refusal_body: usize,
-    /// TLS for `wss://` (default: the platform's trusted roots, loaded at
-    /// the first `wss://` connect).
-    #[cfg(feature = "tls")]
-    pub tls: Option<std::sync::Arc<rustls::ClientConfig>>,
-    /// Offer permessage-deflate (RFC 7692) with these settings (default
-    /// none).
-    #[cfg(feature = "deflate")]
-    pub deflate: Option<DeflateConfig>,
-}
-
-impl Default for ClientOptions {
-    fn default() -> Self {
-        ClientOptions {
-            protocols: Vec::new(),
-            headers: Vec::new(),
-            origin: None,
-            connect_timeout: Duration::from_secs(10),
-            handshake_timeout: Duration::from_secs(10),
-            limits: Limits::default(),
-            max_refusal_body: 4096,
-            #[cfg(feature = "tls")]
-            tls: None,
-            #[cfg(feature = "deflate")]
-            deflate: None,
-        }
-    }
-}
-
-impl ClientOptions {
-    /// Set [`ClientOptions::protocols`].
-    #[must_use = "a `with_*` setter returns the changed options"]
-    pub fn with_protocols(mut self, protocols: &[&str]) -> Self {
-        self.protocols = protocols.iter().map(|p| p.to_string()).collect();
-        self
-    }
-
-    /// Add a request header to [`ClientOptions::headers`].
-    #[must_use = "a `with_*` setter returns the changed options"]
-    pub fn with_header(mut self, name: &str, value: &str) -> Self {
-        self.headers.push((name.into(), value.into()));
-        self
-    }
-
-    /// Set [`ClientOptions::origin`].
-    #[must_use = "a `with_*` setter returns the changed options"]
-    pub fn with_origin(mut self, origin: &str) -> Self {
-        self.origin = Some(origin.into());
-        self
-    }
-
-    /// Set [`ClientOptions::connect_timeout`].
-    #[must_use = "a `with_*` setter returns the changed options"]
-    pub fn with_connect_timeout(mut self, t: Duration) -> Self {
-        self.connect_timeout = t;
-        self
-    }
-
-    /// Set [`ClientOptions::handshake_timeout`].
-    #[must_use = "a `with_*` setter returns the changed options"]
-    pub fn with_handshake_timeout(mut self, t: Duration) -> Self {
-        self.handshake_timeout = t;
-        self
-    }
-
-    /// Set [`ClientOptions::limits`].
-    #[must_use = "a `with_*` setter returns the changed options"]
-    pub fn with_limits(mut self, limits: Limits) -> Self {
-        self.limits = limits;
-        self
-    }
-
-    /// Set [`ClientOptions::max_refusal_body`].
-    #[must_use = "a `with_*` setter returns the changed options"]
-    pub fn with_max_refusal_body(mut self, bytes: usize) -> Self {
-        self.max_refusal_body = bytes;
-        self
-    }
-
-    /// Set [`ClientOptions::tls`].
-    #[cfg(feature = "tls")]
-    #[must_use = "a `with_*` setter returns the changed options"]
-    pub fn with_tls(mut self, tls: std::sync::Arc<rustls::ClientConfig>) -> Self {
-        self.tls = Some(tls);
-        self
-    }
-
-    /// Set [`ClientOptions::deflate`].
-    #[cfg(feature = "deflate")]
-    #[must_use = "a `with_*` setter returns the changed options"]
-    pub fn with_deflate(mut self, config: DeflateConfig) -> Self {
-        self.deflate = Some(config);
-        self
-    }
-}
-
-/// Why [`BlockingClient::connect`] failed.
-#[derive(Debug)]
-#[non_exhaustive]
-pub enum ConnectError {
-    /// Not a WebSocket URL.
-    Url(UrlError),
-    /// The host name did not resolve.
-    Resolve(io::Error),
-    /// No resolved address accepted the connection.
-    Connect(io::Error),
-    /// A handshake (TLS or WebSocket) took longer than allowed.
-    Timeout,
-    /// TLS failed (or `wss://` without the `tls` feature).
-    Tls(String),
-    /// The server answered the upgrade with another status: its status,
-    /// headers and (bounded) body.
-    Refused {
-        /// HTTP status.
-        status: u16,
-        /// Response headers.
-        headers: Vec<(String, String)>,
-        /// The body, at most `max_refusal_body` bytes.
-        body: String,
-    },
-    /// A `101` that breaks RFC 6455 §4.1 (wrong accept key, an extension
-    /// or subprotocol not offered, …).
-    Handshake(&'static str),
-    /// The connection failed during the handshake.
-    Io(io::Error),
-}
-
-impl fmt::Display for ConnectError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            ConnectError::Url(e) => write!(f, "bad URL: {e}"),
-            ConnectError::Resolve(e) => write!(f, "cannot resolve host: {e}"),
-            ConnectError::Connect(e) => write!(f, "cannot connect: {e}"),
-            ConnectError::Timeout => f.write_str("handshake timed out"),
-            ConnectError::Tls(e) => write!(f, "TLS: {e}"),
-            ConnectError::Refused { status, body, .. } => {
-                write!(f, "refused with HTTP {status}: {}", body.trim())
-            }
-            ConnectError::Handshake(why) => write!(f, "bad handshake response: {why}"),
-            ConnectError::Io(e) => write!(f, "{e}"),
-        }
-    }
-}
-
-impl std::error::Error for ConnectError {}
+use super::client_options::{
+    client_handshake, new_key, status_of, upgrade_request, Refusal, MAX_RESPONSE_HEAD,
+};
+pub use super::client_options::{ClientOptions, ConnectError};
+use super::url::WsUrl;
 
 /// Why a send failed.
 #[derive(Debug)]
@@ -555,20 +388,8 @@ fn handshake(
     options: &ClientOptions,
 ) -> Result<BlockingClient, ConnectError> {
     let deadline = Instant::now() + options.handshake_timeout;
-    let mut key = [0u8; 16];
-    getrandom::getrandom(&mut key)
-        .map_err(|e| ConnectError::Io(io::Error::other(e.to_string())))?;
-    let protocols: Vec<&str> = options.protocols.iter().map(String::as_str).collect();
-    let hs = client_handshake(key, &protocols, options);
-    let mut extra: Vec<(&str, &str)> = options
-        .headers
-        .iter()
-        .map(|(n, v)| (n.as_str(), v.as_str()))
-        .collect();
-    if let Some(o) = &options.origin {
-        extra.push(("Origin", o));
-    }
-    let request = hs.request(&url.host_header(), &url.target, &extra);
+    let hs = client_handshake(new_key()?, options);
+    let request = upgrade_request(&hs, url, options);
     io_step(socket.write_all(&request).and_then(|()| socket.flush()))?;
     let (head, rest) = read_head(&mut socket, deadline)?;
     // §4.1: any status but 101 ends the handshake; the caller gets it.
@@ -597,24 +418,10 @@ fn handshake(
     Ok(c)
 }
 
-fn client_handshake(key: [u8; 16], protocols: &[&str], options: &ClientOptions) -> ClientHandshake {
-    #[cfg(feature = "deflate")]
-    if let Some(d) = &options.deflate {
-        return ClientHandshake::with_deflate(key, protocols, d);
-    }
-    let _ = options;
-    ClientHandshake::new(key, protocols)
-}
-
 fn connection(options: &ClientOptions, agreed: &crate::proto::handshake::Agreement) -> Connection {
     #[cfg(feature = "deflate")]
     if let Some(params) = agreed.deflate {
-        return Connection::with_deflate(
-            Role::Client,
-            options.limits,
-            params,
-            Compression::default(),
-        );
+        return Connection::with_deflate(Role::Client, options.limits, params, options.compression);
     }
     let _ = agreed;
     Connection::new(Role::Client, options.limits)
@@ -647,7 +454,7 @@ fn read_head(socket: &mut Socket, deadline: Instant) -> Result<(Vec<u8>, Vec<u8>
             let rest = buf.split_off(end);
             return Ok((buf, rest));
         }
-        if buf.len() > MAX_HEAD {
+        if buf.len() > MAX_RESPONSE_HEAD {
             return Err(ConnectError::Handshake("response head too large"));
         }
         let left = deadline.saturating_duration_since(Instant::now());
@@ -666,45 +473,17 @@ fn read_head(socket: &mut Socket, deadline: Instant) -> Result<(Vec<u8>, Vec<u8>
     }
 }
 
-/// The status of a response head, if it parses.
-fn status_of(head: &[u8]) -> Option<u16> {
-    let mut hbuf = [httparse::EMPTY_HEADER; 64];
-    let mut resp = httparse::Response::new(&mut hbuf);
-    resp.parse(head).ok()?;
-    resp.code
-}
-
 /// A refusal: status, headers and a bounded body.
 fn refused(
     socket: &mut Socket,
     head: &[u8],
-    mut body: Vec<u8>,
+    body: Vec<u8>,
     deadline: Instant,
     options: &ClientOptions,
 ) -> ConnectError {
-    let mut hbuf = [httparse::EMPTY_HEADER; 64];
-    let mut resp = httparse::Response::new(&mut hbuf);
-    let _ = resp.parse(head);
-    let status = resp.code.unwrap_or(0);
-    let headers: Vec<(String, String)> = resp
-        .headers
-        .iter()
-        .map(|h| {
-            (
-                h.name.to_string(),
-                String::from_utf8_lossy(h.value).into_owned(),
-            )
-        })
-        .collect();
-    let length = headers
-        .iter()
-        .find(|(n, _)| n.eq_ignore_ascii_case("content-length"))
-        .and_then(|(_, v)| v.trim().parse::<usize>().ok());
-    let want = length
-        .unwrap_or(options.max_refusal_body)
-        .min(options.max_refusal_body);
+    let mut refusal = Refusal::new(head, body, options.max_refusal_body);
     let mut chunk = [0u8; 4096];
-    while body.len() < want {
+    while !refusal.done() {
         let left = deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {
             break;
@@ -712,13 +491,10 @@ fn refused(
         let _ = socket.tcp().set_read_timeout(Some(left));
         match socket.read(&mut chunk) {
             Ok(0) | Err(_) => break,
-            Ok(n) => body.extend_from_slice(&chunk[..n]),
+            Ok(n) => {
+                refusal.push(&chunk[..n]);
+            }
         }
     }
-    body.truncate(want);
-    ConnectError::Refused {
-        status,
-        headers,
-        body: String::from_utf8_lossy(&body).into_owned(),
-    }
+    refusal.into_error()
 }

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use slab::Slab;
 
 use super::app_timers::{AppTimers, TimerError, TimerId};
+use super::client_options::ConnectError;
 use super::clock::{millis, Clock};
 use super::config::{Config, FullQueuePolicy};
 use super::conn::{head_capacity, Conn, Finish, Phase};
@@ -16,11 +17,12 @@ use super::deflate::LoopDeflate;
 use super::frame::{Frame, SendStatus};
 use super::handler::Upgrade;
 use super::id::ConnId;
+use super::resolve::Resolver;
 use super::state::{self, ConnStates, Slots};
 use super::timer::{Millis, TimerHeap};
 use super::wake::Wake;
 use super::write_queue::BufPool;
-use crate::proto::{CloseCode, Error, Limits, Message, OpCode};
+use crate::proto::{CloseCode, Error, Limits, Message, OpCode, Role};
 
 /// Bytes of free coalescing buffers kept for reuse by one loop (4 MiB). A
 /// connection's own replies are written right after its read, so few are in
@@ -97,6 +99,21 @@ pub(crate) struct Core {
     /// permessage-deflate, when [`Config::deflate`] offers it.
     #[cfg(feature = "deflate")]
     pub deflate: Option<LoopDeflate>,
+    /// Registers the sockets of client connections (`Ctx::connect`).
+    pub registry: Option<mio::Registry>,
+    /// Resolves client connections' host names off the loop.
+    pub resolver: Resolver,
+    /// Client connections not open yet (connecting or handshaking): not
+    /// counted as pending server handshakes.
+    pub dialing: usize,
+    /// The platform's roots for `wss://` clients without a configuration
+    /// of their own, loaded at the first such connect.
+    #[cfg(feature = "tls")]
+    pub platform_tls: Option<std::sync::Arc<rustls::ClientConfig>>,
+    #[cfg(not(feature = "tls"))]
+    pub platform_tls: (),
+    /// Reused by client sends for the masked frames (`client_send.rs`).
+    pub mask_scratch: Vec<u8>,
 }
 
 /// Events counted over the loop's life (see [`Stats`]).
@@ -179,13 +196,19 @@ impl Core {
             app_timers: AppTimers::default(),
             states: Box::new(Slots::<()>::default()),
             answered: Vec::new(),
+            registry: None,
+            resolver: Resolver::new(),
+            dialing: 0,
+            platform_tls: Default::default(),
+            mask_scratch: Vec::new(),
         }
     }
 
     /// Connections not upgraded: in the handshake, or finishing after an
-    /// HTTP answer (`open_count` counts the upgraded ones).
+    /// HTTP answer (`open_count` counts the upgraded ones, `dialing` the
+    /// client connections not open yet).
     pub fn pending(&self) -> usize {
-        self.conns.len() - self.open_count
+        self.conns.len() - self.open_count - self.dialing
     }
 
     /// Add `after - before` to the input held (`before`/`after`: a buffer's
@@ -327,6 +350,9 @@ impl Core {
                 self.mark_dirty(id);
                 return;
             }
+            Phase::Connecting(_) | Phase::Requested(_) => {
+                return self.dial_failed(id, ConnectError::Aborted);
+            }
             _ => return,
         }
         // RFC 6455 §7.4.1: 1005, 1006 and 1015 (and codes outside
@@ -458,6 +484,10 @@ impl Core {
         let Some(c) = slot(&mut self.conns, id) else {
             return SendStatus::Closed;
         };
+        // RFC 6455 §5.3: a client masks every frame (`client_send.rs`).
+        if c.tx.role() == Role::Client {
+            return self.send_shared_masked(id, frame);
+        }
         // RFC 7692: the compressed frame for a connection that agreed to
         // permessage-deflate (off the plain path).
         #[cfg(feature = "deflate")]
@@ -483,6 +513,10 @@ impl Core {
         let Some(c) = slot(&mut self.conns, id) else {
             return SendStatus::Closed;
         };
+        // RFC 6455 §5.3: a client masks every frame (`client_send.rs`).
+        if c.tx.role() == Role::Client {
+            return self.send_masked(id, msg);
+        }
         let payload = msg.as_bytes();
         let op = if msg.is_text() {
             OpCode::Text

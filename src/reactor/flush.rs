@@ -10,7 +10,7 @@ use super::handler::{CloseInfo, Handler};
 use super::id::ConnId;
 use super::server::Server;
 use super::stream::Stream;
-use crate::proto::{CloseCode, CloseState};
+use crate::proto::{CloseCode, CloseState, Role};
 
 impl Server {
     /// Flush every connection with queued output: one write per
@@ -55,6 +55,13 @@ impl Server {
             self.remove(id, handler);
             return;
         }
+        // A client connection's connect may have completed (`connect.rs`).
+        if matches!(c.phase, Phase::Connecting(_)) && !self.dialed(id) {
+            return;
+        }
+        let Some(c) = slot(&mut self.core.conns, id) else {
+            return;
+        };
         let flushed =
             c.wq.flush(&mut c.stream, &mut self.core.pool)
                 .and_then(|done| Ok(done && c.stream.flush_pending()?));
@@ -62,6 +69,7 @@ impl Server {
             Ok(done) => done,
             Err(e) => {
                 log::debug!("conn {id}: write: {e}");
+                self.core.dial_failed(id, super::connect::dial_io_error(e));
                 self.remove(id, handler);
                 return;
             }
@@ -86,6 +94,7 @@ impl Server {
             // The peer already closed its side.
             self.remove(id, handler);
         } else if c.tx.close_state() == CloseState::Closed
+            && c.tx.role() == Role::Server
             && !c.stream.is_tls()
             && nothing_unread(&mut c.stream, &mut self.read_buf)
         {
@@ -96,7 +105,8 @@ impl Server {
             self.remove(id, handler);
         } else if !f.write_shut {
             // RFC 6455 §7.1.1: the server closes the TCP connection
-            // first; the peer's FIN ends it.
+            // first; the peer's FIN ends it. (A client waits for the
+            // server's, with its own side shut down.)
             f.write_shut = c.stream.shutdown_write();
         }
     }
@@ -107,9 +117,17 @@ impl Server {
             return;
         }
         let mut c = self.core.conns.remove(id.key as usize);
-        let _ = self.poll.registry().deregister(c.stream.socket());
+        if let Some(sock) = c.stream.socket() {
+            let _ = self.poll.registry().deregister(sock);
+        }
         c.wq.clear(&mut self.core.pool);
         self.core.held_changed(c.held(), 0);
+        if let Phase::Connecting(d) | Phase::Requested(d) = &mut c.phase {
+            // A client connection that never opened.
+            self.core.dialing -= 1;
+            let e = d.failure();
+            handler.connect_failed(&mut Ctx::new(&mut self.core), id, e);
+        }
         if c.phase.upgraded() {
             self.core.open_count -= 1;
             let clean = c.tx.close_state() == CloseState::Closed && !c.abort;

@@ -1,6 +1,7 @@
 //! The embedding API: what the application implements ([`Handler`]) and the
 //! small types it exchanges with the loop.
 
+use super::client_options::ConnectError;
 use super::core::Ctx;
 use super::id::ConnId;
 use crate::proto::handshake::{http_response_with_reason, status_text, HttpRequest};
@@ -332,7 +333,23 @@ pub trait Handler: 'static {
         let _ = (ctx, status, reason);
     }
 
-    /// The connection is upgraded and open.
+    /// A client connection made with [`Ctx::connect`] did not open: the
+    /// host did not resolve, no address took the connection, the connect
+    /// or handshake timed out, TLS failed, the server refused the upgrade
+    /// ([`ConnectError::Refused`] carries its status, headers and bounded
+    /// body) or answered it against RFC 6455 §4.1, or the loop closed it
+    /// first. Its id is dead once this returns ([`Ctx::conn`] still
+    /// reaches its state here). Not called for a connection that opened:
+    /// that one gets [`Handler::open`], and later [`Handler::close`].
+    /// Default: nothing.
+    ///
+    /// [`ConnectError::Refused`]: super::ConnectError::Refused
+    fn connect_failed(&mut self, ctx: &mut Ctx<'_, Self::Conn>, id: ConnId, error: ConnectError) {
+        let _ = (ctx, id, error);
+    }
+
+    /// The connection is upgraded and open (a client connection: the
+    /// server's `101` is checked).
     fn open(&mut self, ctx: &mut Ctx<'_, Self::Conn>, id: ConnId) {
         let _ = (ctx, id);
     }

@@ -11,7 +11,12 @@
 //! decisions, time as an input), `app_timers.rs` (the application's
 //! timers), `flush.rs` (output and the end of a connection),
 //! `write_queue.rs` (corked, copy-free output), `timer.rs` and
-//! `wake_timer.rs`; with the `deflate` feature, `deflate.rs`
+//! `wake_timer.rs`; the loop's client connections ([`Ctx::connect`]):
+//! `client_options.rs` (options and errors, shared with the blocking
+//! client `blocking.rs`), `connect.rs` (dial), `resolve.rs` (host names
+//! resolved off the loop), `client_handshake.rs` (TLS, the request, the
+//! response) and `client_send.rs` (masked sends); with the `deflate`
+//! feature, `deflate.rs`
 //! (permessage-deflate: settings, negotiation, the loop's compressors, the
 //! compressed sends) and
 //! `compressed_frame.rs` (a shared frame compressed once for many).
@@ -27,11 +32,15 @@ mod accept;
 mod app_timers;
 mod blocking;
 mod budget;
+mod client_handshake;
+mod client_options;
+mod client_send;
 mod clock;
 #[cfg(feature = "deflate")]
 mod compressed_frame;
 mod config;
 mod conn;
+mod connect;
 mod core;
 #[cfg(feature = "deflate")]
 mod deflate;
@@ -42,6 +51,7 @@ mod handler;
 mod id;
 mod listen;
 mod read;
+mod resolve;
 mod server;
 mod state;
 mod stream;
@@ -59,9 +69,11 @@ mod write_queue;
 
 pub use self::core::{Ctx, Stats};
 pub use app_timers::{TimerError, TimerId};
-pub use blocking::{BlockingClient, ClientOptions, ConnectError, Incoming, SendError};
+pub use blocking::{BlockingClient, Incoming, SendError};
+pub use client_options::{ClientOptions, ConnectError};
 pub use clock::{Clock, ManualClock};
 pub use config::{Config, FullQueuePolicy, MAX_BUSY_POLL};
+pub use connect::ClientRequest;
 #[cfg(feature = "deflate")]
 pub use deflate::DeflateSettings;
 pub use frame::{Frame, SendStatus};

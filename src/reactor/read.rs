@@ -5,6 +5,7 @@
 use std::io::{self, Read};
 
 use super::conn::Phase;
+use super::connect::dial_io_error;
 use super::core::{slot, Core, Ctx};
 use super::flush::may_resume;
 use super::handler::Handler;
@@ -45,6 +46,11 @@ impl Server {
                 return;
             };
             if c.read_paused || c.abort || c.app_paused || c.peer_eof() {
+                return;
+            }
+            if let Phase::Connecting(_) = c.phase {
+                // Readiness of a connect (an error, say): `dialed` looks.
+                self.core.mark_dirty(id);
                 return;
             }
             if reads == budget {
@@ -97,6 +103,7 @@ impl Server {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => {
                     log::debug!("conn {id}: read: {e}");
+                    self.core.dial_failed(id, dial_io_error(e));
                     self.remove(id, handler);
                     return;
                 }
@@ -141,6 +148,9 @@ impl Server {
         match c.phase {
             Phase::Handshake { .. } => self.collect_head(id, n, handler),
             Phase::Deferred(_) => self.deferred_input(id, n, handler),
+            Phase::Requested(_) => self.response_input(id, n, handler),
+            // Nothing is read before the connect completes.
+            Phase::Connecting(_) => {}
             Phase::Open { .. } | Phase::Closing { .. } => {
                 feed(&mut self.core, handler, id, &mut self.read_buf[..n]);
             }

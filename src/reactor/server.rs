@@ -136,25 +136,74 @@ impl Server {
         Server::with_listener(TcpListener::from_std(listener), config)
     }
 
-    fn with_listener(mut listener: TcpListener, config: Config) -> io::Result<Server> {
+    /// A loop with no listener, for client connections only
+    /// ([`Ctx::connect`]); [`Server::local_addr`] is then `0.0.0.0:0`. A
+    /// loop that listens makes client connections just the same.
+    ///
+    /// ```
+    /// use wsmio::{ClientRequest, Config, ConnId, ConnectError, Ctx, Handler, Message, Server};
+    ///
+    /// struct Once;
+    ///
+    /// impl Handler for Once {
+    ///     type Conn = ();
+    ///     fn open(&mut self, ctx: &mut Ctx<'_>, id: ConnId) {
+    ///         let _ = ctx.send_text(id, "hello");
+    ///     }
+    ///     fn message(&mut self, ctx: &mut Ctx<'_>, id: ConnId, msg: Message<'_>) {
+    ///         println!("{msg:?}");
+    ///         ctx.close(id, wsmio::CloseCode::NORMAL, "done");
+    ///     }
+    ///     fn close(&mut self, ctx: &mut Ctx<'_>, _id: ConnId, _info: wsmio::CloseInfo) {
+    ///         ctx.shutdown();
+    ///     }
+    ///     fn connect_failed(&mut self, ctx: &mut Ctx<'_>, _id: ConnId, e: ConnectError) {
+    ///         eprintln!("{e}");
+    ///         ctx.shutdown();
+    ///     }
+    /// }
+    ///
+    /// let client = Server::new(Config::default())?;
+    /// let handle = client.handle();
+    /// handle.call(|ctx| {
+    ///     let _ = ClientRequest::new("ws://127.0.0.1:1/").and_then(|r| ctx.connect(r));
+    /// }).unwrap();
+    /// client.run(Once)?; // nothing listens on port 1: connect_failed, then shutdown
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    pub fn new(config: Config) -> io::Result<Server> {
+        Server::build(None, config)
+    }
+
+    fn with_listener(listener: TcpListener, config: Config) -> io::Result<Server> {
+        Server::build(Some(listener), config)
+    }
+
+    fn build(mut listener: Option<TcpListener>, config: Config) -> io::Result<Server> {
         let poll = Poll::new()?;
-        poll.registry()
-            .register(&mut listener, LISTENER, Interest::READABLE)?;
+        if let Some(l) = listener.as_mut() {
+            poll.registry().register(l, LISTENER, Interest::READABLE)?;
+        }
         let waker = Arc::new(mio::Waker::new(poll.registry(), WAKER)?);
         let wake_timer = WakeTimer::new(poll.registry(), TIMER)
             .map_err(|e| log::debug!("no timerfd ({e}): sleeping with epoll_wait timeouts"))
             .ok();
         let (tx, rx) = mpsc::sync_channel(config.command_queue.max(1));
-        let local_addr = listener.local_addr()?;
+        let local_addr = match &listener {
+            Some(l) => l.local_addr()?,
+            None => SocketAddr::from(([0, 0, 0, 0], 0)),
+        };
         let read_buf = vec![0; config.read_buffer_size.max(4096)];
         if let Clock::Manual(clock) = &config.clock {
             clock.attach(waker.clone());
         }
-        let core = Core::new(config);
+        let mut core = Core::new(config);
+        core.registry = Some(poll.registry().try_clone()?);
+        core.resolver.set_waker(waker.clone());
         let handle = Handle::new(tx, waker, core.wake.clone());
         let mut server = Server {
             poll,
-            listener: Some(listener),
+            listener,
             local_addr,
             core,
             commands: rx,
@@ -230,6 +279,10 @@ impl Server {
             // for the next turn, after the sockets).
             let budget = self.core.config.command_queue.max(1);
             self.more_commands = run_commands(&self.commands, &mut self.core, handler, budget);
+        }
+        if self.core.resolver.waiting > 0 {
+            // Host names resolved off the loop (`connect.rs`).
+            self.core.take_resolved();
         }
         for &id in &unread {
             if let Some(c) = self.core.get_mut(id) {

@@ -17,6 +17,10 @@ use super::tls::TlsStream;
 /// A connection's transport.
 #[derive(Debug)]
 pub(crate) enum Stream {
+    /// No socket yet: a client connection whose host name is being
+    /// resolved off the loop (`connect.rs`). Reads and writes fail with
+    /// `NotConnected`; nothing is registered.
+    Unconnected,
     Plain(TcpStream),
     #[cfg(feature = "tls")]
     Tls(Box<TlsStream>),
@@ -33,11 +37,13 @@ impl Stream {
         Ok(Stream::Plain(sock))
     }
 
-    pub fn socket(&mut self) -> &mut TcpStream {
+    /// The socket (`None` before a client connection has one).
+    pub fn socket(&mut self) -> Option<&mut TcpStream> {
         match self {
-            Stream::Plain(s) => s,
+            Stream::Unconnected => None,
+            Stream::Plain(s) => Some(s),
             #[cfg(feature = "tls")]
-            Stream::Tls(t) => t.socket(),
+            Stream::Tls(t) => Some(t.socket()),
         }
     }
 
@@ -46,7 +52,7 @@ impl Stream {
     /// the plaintext is handed over on the next read), so read again.
     pub fn is_tls(&self) -> bool {
         match self {
-            Stream::Plain(_) => false,
+            Stream::Unconnected | Stream::Plain(_) => false,
             #[cfg(feature = "tls")]
             Stream::Tls(_) => true,
         }
@@ -57,6 +63,7 @@ impl Stream {
     /// say.
     pub fn send_room(&self) -> usize {
         match self {
+            Stream::Unconnected => 0,
             Stream::Plain(s) => send_room(s),
             #[cfg(feature = "tls")]
             Stream::Tls(t) => send_room(t.socket_ref()),
@@ -65,6 +72,7 @@ impl Stream {
 
     pub fn peer_addr(&self) -> io::Result<SocketAddr> {
         match self {
+            Stream::Unconnected => Err(not_connected()),
             Stream::Plain(s) => s.peer_addr(),
             #[cfg(feature = "tls")]
             Stream::Tls(t) => t.peer_addr(),
@@ -75,7 +83,7 @@ impl Stream {
     /// left.
     pub fn flush_pending(&mut self) -> io::Result<bool> {
         match self {
-            Stream::Plain(_) => Ok(true),
+            Stream::Unconnected | Stream::Plain(_) => Ok(true),
             #[cfg(feature = "tls")]
             Stream::Tls(t) => t.write_records(),
         }
@@ -91,7 +99,9 @@ impl Stream {
                 return false;
             }
         }
-        let _ = self.socket().shutdown(Shutdown::Write);
+        if let Some(s) = self.socket() {
+            let _ = s.shutdown(Shutdown::Write);
+        }
         true
     }
 }
@@ -99,6 +109,7 @@ impl Stream {
 impl Read for Stream {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         match self {
+            Stream::Unconnected => Err(not_connected()),
             Stream::Plain(s) => s.read(buf),
             #[cfg(feature = "tls")]
             Stream::Tls(t) => t.read(buf),
@@ -109,6 +120,7 @@ impl Read for Stream {
 impl Write for Stream {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         match self {
+            Stream::Unconnected => Err(not_connected()),
             // One buffer: `send`, no iovec for the kernel to copy in.
             Stream::Plain(s) => s.write(buf),
             #[cfg(feature = "tls")]
@@ -118,6 +130,7 @@ impl Write for Stream {
 
     fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
         match self {
+            Stream::Unconnected => Err(not_connected()),
             Stream::Plain(s) => s.write_vectored(bufs),
             #[cfg(feature = "tls")]
             Stream::Tls(t) => t.write_vectored(bufs),
@@ -127,6 +140,10 @@ impl Write for Stream {
     fn flush(&mut self) -> io::Result<()> {
         self.flush_pending().map(|_| ())
     }
+}
+
+fn not_connected() -> io::Error {
+    io::ErrorKind::NotConnected.into()
 }
 
 /// Room in `sock`'s send buffer: `SO_MEMINFO`'s send buffer size less

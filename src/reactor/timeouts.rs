@@ -41,6 +41,9 @@ pub(crate) enum Timeout {
     /// The close handshake or the TCP close took too long: drop the
     /// connection.
     Close,
+    /// A client connection did not connect, or its handshake did not
+    /// complete, in time.
+    Dial,
 }
 
 /// When the timer of a connection in `phase`, last read from at
@@ -49,6 +52,7 @@ pub(crate) fn deadline(phase: &Phase, last_read: Millis, config: &Config) -> Opt
     match *phase {
         Phase::Handshake { deadline, .. } | Phase::Closing { deadline } => Some(deadline),
         Phase::Deferred(ref d) => Some(d.deadline),
+        Phase::Connecting(ref d) | Phase::Requested(ref d) => Some(d.deadline),
         Phase::Open { pong_due: None } => config.idle_timeout.map(|d| last_read + millis(d)),
         Phase::Open { pong_due } => pong_due,
         Phase::Finishing(f) => Some(f.deadline),
@@ -74,6 +78,7 @@ pub(crate) fn on_timeout(
             },
             Phase::Open { pong_due: Some(_) } => Timeout::Heartbeat,
             Phase::Closing { .. } | Phase::Finishing(_) => Timeout::Close,
+            Phase::Connecting(_) | Phase::Requested(_) => Timeout::Dial,
         },
     }
 }
@@ -148,6 +153,16 @@ impl Server {
                 }
                 Timeout::Close => {
                     log::debug!("conn {id}: close timeout");
+                    self.remove(id, handler);
+                }
+                Timeout::Dial => {
+                    // A refusal whose body is still coming is reported as
+                    // what came (`Dial::failure`).
+                    if let Phase::Connecting(d) | Phase::Requested(d) = &mut c.phase {
+                        if d.refusal.is_none() {
+                            d.error.get_or_insert(crate::reactor::ConnectError::Timeout);
+                        }
+                    }
                     self.remove(id, handler);
                 }
             }

@@ -1,5 +1,6 @@
 //! TLS through rustls (the `tls` feature): the server configuration from
-//! PEM files, and the TLS side of a connection's stream.
+//! PEM files, and the TLS side of a connection's stream — accepted (server)
+//! or dialed by the loop's client (`Ctx::connect`, SNI from the URL's host).
 //!
 //! `read` pulls records from the socket into rustls and returns plaintext;
 //! `write` hands plaintext to rustls and pushes the resulting records to
@@ -13,8 +14,9 @@ use std::sync::Arc;
 
 use mio::net::TcpStream;
 use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::ServerName;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-use rustls::{ServerConfig, ServerConnection};
+use rustls::{ClientConfig, ClientConnection, Connection, ServerConfig, ServerConnection};
 
 /// Load a PEM certificate chain and private key into a rustls server
 /// configuration (TLS 1.2 and 1.3, ring provider, ALPN `http/1.1`).
@@ -65,7 +67,7 @@ pub fn server_config_with_provider(
 #[derive(Debug)]
 pub(crate) struct TlsStream {
     sock: TcpStream,
-    tls: ServerConnection,
+    tls: Connection,
     /// An error met after some plaintext was already read: handed over
     /// with the next `read`, after that plaintext.
     read_err: Option<io::Error>,
@@ -75,7 +77,25 @@ impl TlsStream {
     pub fn new(sock: TcpStream, cfg: &Arc<ServerConfig>) -> io::Result<TlsStream> {
         Ok(TlsStream {
             sock,
-            tls: ServerConnection::new(cfg.clone()).map_err(io::Error::other)?,
+            tls: ServerConnection::new(cfg.clone())
+                .map_err(io::Error::other)?
+                .into(),
+            read_err: None,
+        })
+    }
+
+    /// The client side for a socket the loop dialed: `name` is sent as SNI
+    /// and checked against the server's certificate.
+    pub fn client(
+        sock: TcpStream,
+        cfg: &Arc<ClientConfig>,
+        name: ServerName<'static>,
+    ) -> io::Result<TlsStream> {
+        Ok(TlsStream {
+            sock,
+            tls: ClientConnection::new(cfg.clone(), name)
+                .map_err(io::Error::other)?
+                .into(),
             read_err: None,
         })
     }

@@ -99,6 +99,21 @@ pub enum CloseReason {
     },
 }
 
+/// A failed connect as the client takes it: a refusal with its status
+/// and body, anything else as `ConnectFailed`.
+impl From<crate::reactor::ConnectError> for CloseReason {
+    fn from(e: crate::reactor::ConnectError) -> Self {
+        match e {
+            crate::reactor::ConnectError::Refused { status, body, .. } => {
+                CloseReason::HandshakeRefused { status, body }
+            }
+            e => CloseReason::ConnectFailed {
+                error: e.to_string(),
+            },
+        }
+    }
+}
+
 /// A publish or direct message, from the call that made it to its
 /// [`Event::PublishAcked`](super::Event::PublishAcked) or
 /// [`Event::PublishFailed`](super::Event::PublishFailed).

@@ -29,7 +29,7 @@ use std::time::{Duration, Instant};
 
 use super::{Action, CloseReason, Event, HubClient, HubClientConfig, OutboxError, PublishError};
 use super::{PublishId, StopReason};
-use crate::reactor::{BlockingClient, ClientOptions, ConnectError, Incoming};
+use crate::reactor::{BlockingClient, ClientOptions, Incoming};
 
 /// Asked for a fresh token when the hub says the current one expired.
 pub type TokenSource = Box<dyn FnMut() -> Option<String> + Send>;
@@ -274,16 +274,7 @@ impl BlockingHub {
                 self.ws = Some(ws);
                 self.hub.connected(now());
             }
-            Err(ConnectError::Refused { status, body, .. }) => {
-                let reason = CloseReason::HandshakeRefused { status, body };
-                self.hub.closed(reason, now());
-            }
-            Err(e) => {
-                let reason = CloseReason::ConnectFailed {
-                    error: e.to_string(),
-                };
-                self.hub.closed(reason, now());
-            }
+            Err(e) => self.hub.closed(CloseReason::from(e), now()),
         }
     }
 

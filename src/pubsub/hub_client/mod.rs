@@ -74,7 +74,9 @@
 //! messages), `wire.rs` (the protocol's JSON), `topics.rs`, `outbox.rs`,
 //! `roster.rs`, `pending.rs`, `backoff.rs`, `random.rs`, `config.rs`,
 //! `api.rs` (what callers hand in), `events.rs` (what comes out),
-//! `blocking.rs` ([`BlockingHub`]: this client on a blocking socket).
+//! `blocking.rs` ([`BlockingHub`]: this client on a blocking socket),
+//! `on_loop.rs` ([`LoopHub`]: this client in a reactor handler, over the
+//! loop's client connections and application timers).
 //!
 //! # Example
 //!
@@ -146,6 +148,7 @@ mod config;
 mod events;
 mod inbound;
 mod link;
+mod on_loop;
 mod outbox;
 mod pending;
 mod random;
@@ -162,6 +165,7 @@ pub use api::{
 pub use blocking::{BlockingHub, PublishAck, TokenSource, WaitError};
 pub use config::HubClientConfig;
 pub use events::{Action, Event, Message, PublishError, StopReason, Subscribed, Welcome};
+pub use on_loop::LoopHub;
 pub use random::{OsRandom, RandomSource, SeededRandom};
 
 use std::collections::{BTreeMap, VecDeque};
