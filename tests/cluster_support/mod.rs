@@ -204,8 +204,14 @@ impl Node {
     /// Start node `name` on a free port against `redis_url`, with tokens
     /// signed by [`SECRET`], no rate limit, and `extra` flags.
     pub fn start(name: &str, redis_url: &str, extra: &[&str]) -> Node {
+        Node::start_on(name, "127.0.0.1:0", redis_url, extra)
+    }
+
+    /// The same on a given address (`127.0.0.1:0` for a free port), so
+    /// that a restarted node can take its predecessor's port.
+    pub fn start_on(name: &str, listen: &str, redis_url: &str, extra: &[&str]) -> Node {
         let mut cmd = Command::new(BIN);
-        cmd.args(["serve", "--listen", "127.0.0.1:0", "--engine", "redis"])
+        cmd.args(["serve", "--listen", listen, "--engine", "redis"])
             .args(["--redis-url", redis_url, "--node", name])
             .args([
                 "--auth-secret",
