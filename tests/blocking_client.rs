@@ -174,3 +174,23 @@ fn wss_with_a_private_ca_and_a_wrong_one() {
     assert!(matches!(e, ConnectError::Tls(_)), "{e}");
     common::stop(&handle, join);
 }
+
+/// A server that accepts TCP and never speaks TLS: the handshake timeout
+/// holds through the TLS handshake too.
+#[cfg(feature = "tls")]
+#[test]
+fn a_silent_server_times_the_tls_handshake_out() {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("wss://localhost:{}/", l.local_addr().unwrap().port());
+    let ck = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(ck.cert.der().clone()).unwrap();
+    let o = ClientOptions::default()
+        .with_tls(wsmio::reactor::tls_client::client_config(roots).unwrap())
+        .with_handshake_timeout(Duration::from_millis(300));
+    let start = Instant::now();
+    let r = BlockingClient::connect(&url, &o);
+    assert!(matches!(r, Err(ConnectError::Timeout)), "{r:?}");
+    assert!(start.elapsed() < Duration::from_secs(3));
+    drop(l);
+}

@@ -3,8 +3,10 @@
 //! ping, the close handshake from either side, permessage-deflate), against
 //! a hand-written server for fragments and every refused or broken
 //! handshake, timeouts, a host name resolved off the loop, 1,000 clients
-//! from one loop, a client and a server on the same loop, and `wss://`
-//! through a private root store with the name checked.
+//! from one loop, a client and a server on the same loop, `wss://`
+//! through a private root store with the name checked, a reconnect from
+//! the last callback of a connection (its state kept), and the chosen
+//! subprotocol.
 
 mod common;
 
@@ -273,8 +275,10 @@ fn raw_server(
         let mut buf = Vec::new();
         let mut chunk = [0u8; 4096];
         let end = loop {
-            let n = s.read(&mut chunk).unwrap();
-            assert!(n > 0, "client left");
+            let n = s.read(&mut chunk).unwrap_or(0);
+            if n == 0 {
+                return; // the client left before its request was complete
+            }
             buf.extend_from_slice(&chunk[..n]);
             if let Some(end) = find_head_end(&buf, 0) {
                 break end;
@@ -409,7 +413,10 @@ fn nobody_listening_and_a_full_backlog_fail_in_time() {
     let o = ClientOptions::default().with_connect_timeout(Duration::from_millis(300));
     let started = Instant::now();
     let id = connect(&handle, request(&format!("ws://{addr}/"), o)).unwrap();
-    assert!(matches!(failure(&rx, id), ConnectError::Timeout));
+    match failure(&rx, id) {
+        ConnectError::Connect(e) => assert_eq!(e.kind(), std::io::ErrorKind::TimedOut, "{e}"),
+        other => panic!("expected a connect timeout, got {other:?}"),
+    }
     assert!(started.elapsed() < Duration::from_secs(3));
     common::stop(&handle, join);
 }
@@ -674,4 +681,119 @@ fn an_idle_client_connection_sends_the_heartbeat_ping() {
     assert!(matches!(next(&rx), Ev::Pong(i, p) if i == id && p.is_empty()));
     common::stop(&handle, join);
     common::stop(&server, sjoin);
+}
+
+/// Reconnects from its `connect_failed` and `close` callbacks (the usual
+/// way to retry), and reports at every open whether the new connection's
+/// state (`Handler::Conn`) is there.
+struct Redialer {
+    url: String,
+    events: mpsc::Sender<(ConnId, Option<String>)>,
+    redials: u32,
+}
+
+impl Handler for Redialer {
+    type Conn = String;
+    fn open(&mut self, ctx: &mut Ctx<'_, String>, id: ConnId) {
+        let state = ctx.conn(id).map(|s| s.clone());
+        let _ = self.events.send((id, state));
+        if self.redials == 1 {
+            // The first redial opened: close it, and dial again from
+            // `close`.
+            ctx.close(id, CloseCode::NORMAL, "");
+        }
+    }
+    fn message(&mut self, _ctx: &mut Ctx<'_, String>, _id: ConnId, _msg: Message<'_>) {}
+    fn close(&mut self, ctx: &mut Ctx<'_, String>, _id: ConnId, _info: CloseInfo) {
+        self.redial(ctx);
+    }
+    fn connect_failed(&mut self, ctx: &mut Ctx<'_, String>, _id: ConnId, _e: ConnectError) {
+        self.redial(ctx);
+    }
+}
+
+impl Redialer {
+    fn redial(&mut self, ctx: &mut Ctx<'_, String>) {
+        if self.redials >= 2 {
+            return;
+        }
+        self.redials += 1;
+        let req = ClientRequest::new(&self.url).unwrap();
+        let id = ctx.connect(req).expect("connect");
+        *ctx.conn(id).expect("a fresh connection has its state") =
+            format!("redial {}", self.redials);
+    }
+}
+
+#[test]
+fn a_connection_made_from_the_last_callback_of_another_keeps_its_state() {
+    let (addr, server, server_join) = echo_server(common::config());
+    let (tx, rx) = mpsc::channel();
+    let handler = Redialer {
+        url: format!("ws://{addr}/"),
+        events: tx,
+        redials: 0,
+    };
+    let lp = Server::new(common::config()).expect("loop");
+    let handle = lp.handle();
+    let join = thread::spawn(move || lp.run(handler).expect("run"));
+    // Nobody listens here: `connect_failed` dials the echo server, into
+    // the slot the failed connection just left.
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let (ctx_tx, ctx_rx) = mpsc::channel();
+    handle
+        .call(move |ctx| {
+            let _ = ctx_tx
+                .send(ctx.connect(ClientRequest::new(&format!("ws://127.0.0.1:{port}/")).unwrap()));
+        })
+        .unwrap();
+    ctx_rx.recv_timeout(T).unwrap().expect("dialing");
+    let (_, first) = rx
+        .recv_timeout(T)
+        .expect("the redial from connect_failed opened");
+    assert_eq!(first.as_deref(), Some("redial 1"));
+    // It is closed, and `close` dials again (the same slot once more).
+    let (_, second) = rx.recv_timeout(T).expect("the redial from close opened");
+    assert_eq!(second.as_deref(), Some("redial 2"));
+    handle.shutdown().unwrap();
+    join.join().unwrap();
+    common::stop(&server, server_join);
+}
+
+/// Reports the subprotocol `Ctx::protocol` gives at `open`.
+struct ProtocolAtOpen(mpsc::Sender<Option<String>>);
+
+impl Handler for ProtocolAtOpen {
+    type Conn = ();
+    fn open(&mut self, ctx: &mut Ctx<'_>, id: ConnId) {
+        let _ = self.0.send(ctx.protocol(id).map(str::to_string));
+    }
+    fn message(&mut self, _ctx: &mut Ctx<'_>, _id: ConnId, _msg: Message<'_>) {}
+}
+
+#[test]
+fn the_subprotocol_the_server_chose_is_known_from_open() {
+    for (answer, want) in [("Sec-WebSocket-Protocol: b\r\n", Some("b")), ("", None)] {
+        let (addr, t) = raw_server(move |k| Some(switching(k, answer)), Vec::new());
+        let (tx, rx) = mpsc::channel();
+        let lp = Server::new(common::config()).expect("loop");
+        let handle = lp.handle();
+        let join = thread::spawn(move || lp.run(ProtocolAtOpen(tx)).expect("run"));
+        let o = ClientOptions::default().with_protocols(&["a", "b"]);
+        let req = request(&format!("ws://{addr}/"), o);
+        handle
+            .call(move |ctx| {
+                ctx.connect(req).expect("dialing");
+            })
+            .unwrap();
+        let got = rx.recv_timeout(T).expect("opened");
+        assert_eq!(got.as_deref(), want);
+        handle.shutdown().unwrap();
+        join.join().unwrap();
+        t.join().unwrap();
+    }
 }

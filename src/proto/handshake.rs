@@ -703,6 +703,23 @@ impl ClientHandshake {
                 "server did not switch protocols",
             ));
         }
+        // §4.1: the checks below read these headers as text; one that is
+        // not (a byte past ASCII that is not UTF-8) must fail the
+        // connection, not be skipped (a subprotocol or extension we did
+        // not offer could hide in it).
+        let checked = |n: &str| {
+            n.eq_ignore_ascii_case("upgrade")
+                || n.eq_ignore_ascii_case("connection")
+                || n.get(..14)
+                    .is_some_and(|p| p.eq_ignore_ascii_case("sec-websocket-"))
+        };
+        if resp
+            .headers
+            .iter()
+            .any(|h| checked(h.name) && std::str::from_utf8(h.value).is_err())
+        {
+            return Err(Rejection::new(400, "response header value is not text"));
+        }
         let get = |name: &str| -> Vec<&str> {
             resp.headers
                 .iter()
@@ -908,6 +925,14 @@ mod tests {
         assert!(c.validate_response(&bad, &HeadLimits::default()).is_err());
         let other = accept_response(key, Some("other"), &[]);
         assert!(c.validate_response(&other, &HeadLimits::default()).is_err());
+        // A subprotocol that is not text fails, as one not offered does.
+        let mut raw = accept_response(key, None, &[]);
+        raw.truncate(raw.len() - 2);
+        raw.extend_from_slice(b"Sec-WebSocket-Protocol: \xff\xfe\r\n\r\n");
+        assert_eq!(
+            c.validate_response(&raw, &HeadLimits::default()),
+            Err(Rejection::new(400, "response header value is not text"))
+        );
     }
 
     /// Strings from the application cannot add lines to a head: a path

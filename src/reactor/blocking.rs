@@ -390,6 +390,14 @@ fn handshake(
     let deadline = Instant::now() + options.handshake_timeout;
     let hs = client_handshake(new_key()?, options);
     let request = upgrade_request(&hs, url, options);
+    // The TLS handshake runs inside the first write and reads too: a
+    // server that accepts TCP and then stays silent must time out here.
+    let _ = socket
+        .tcp()
+        .set_read_timeout(Some(options.handshake_timeout));
+    let _ = socket
+        .tcp()
+        .set_write_timeout(Some(options.handshake_timeout));
     io_step(socket.write_all(&request).and_then(|()| socket.flush()))?;
     let (head, rest) = read_head(&mut socket, deadline)?;
     // §4.1: any status but 101 ends the handshake; the caller gets it.
@@ -415,6 +423,8 @@ fn handshake(
         c.buf.resize(64 * 1024.max(n), 0);
         c.feed(n);
     }
+    // Writes block as long as they need once open (reads set their own).
+    let _ = c.socket.tcp().set_write_timeout(None);
     Ok(c)
 }
 

@@ -92,6 +92,9 @@ impl Server {
         c.last_read = now;
         self.core.dialing -= 1;
         self.core.open_count += 1;
+        if let Some(p) = &agreed.protocol {
+            self.core.protocols.insert(id, p.as_str().into());
+        }
         self.core.arm_timer(id);
         handler.open(&mut Ctx::new(&mut self.core), id);
         if !rest.is_empty() {

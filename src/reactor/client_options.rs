@@ -32,9 +32,11 @@ pub struct ClientOptions {
     pub headers: Vec<(String, String)>,
     /// The `Origin` header (browsers send the page's; default none).
     pub origin: Option<String>,
-    /// Time to resolve and open the TCP connection (default 10 s; each
-    /// resolved address is tried in turn within it). On the loop the
-    /// TLS and WebSocket handshakes then get `handshake_timeout`.
+    /// Time to resolve and open the TCP connection (default 10 s; the
+    /// resolved addresses are tried in turn, on the loop each within its
+    /// share of the time left). Past it: [`ConnectError::Connect`] with
+    /// `TimedOut`. The TLS and WebSocket handshakes then get
+    /// `handshake_timeout`.
     pub connect_timeout: Duration,
     /// Time for the TLS and WebSocket handshakes (default 10 s).
     pub handshake_timeout: Duration,

@@ -90,6 +90,10 @@ pub(crate) struct Dial {
     pub last_error: Option<io::Error>,
     /// The phase's deadline: the connect timeout, then the handshake's.
     pub deadline: Millis,
+    /// When the current address is given up for the next one: the time
+    /// left shared among the addresses left, so that one that drops SYNs
+    /// (a dead IPv6 route, say) does not take the whole connect timeout.
+    pub attempt_deadline: Millis,
     /// The response head so far (at most `MAX_RESPONSE_HEAD` bytes).
     pub head: Vec<u8>,
     /// A response other than `101`: its body being read.

@@ -124,6 +124,7 @@ impl Core {
             addrs: given.into_iter().collect(),
             last_error: None,
             deadline,
+            attempt_deadline: deadline,
             head: Vec::new(),
             refusal: None,
             error: None,
@@ -165,7 +166,12 @@ impl Core {
 
     /// Dial the addresses the resolver threads found since the last turn.
     pub fn take_resolved(&mut self) {
-        while let Some((id, addrs)) = self.resolver.take() {
+        loop {
+            let conns = &self.conns;
+            let alive = |id: ConnId| conns.get(id.key as usize).is_some_and(|c| c.gen == id.gen);
+            let Some((id, addrs)) = self.resolver.take(alive) else {
+                break;
+            };
             self.resolved(id, addrs);
         }
     }
@@ -218,6 +224,9 @@ impl Core {
             match registry.register(&mut sock, id.token(), interest) {
                 Ok(()) => {
                     c.stream = Stream::Plain(sock);
+                    let left = d.deadline.saturating_sub(self.now);
+                    d.attempt_deadline = self.now + left / (d.addrs.len() as u64 + 1);
+                    self.arm_timer(id);
                     return;
                 }
                 Err(e) => d.last_error = Some(e),

@@ -114,6 +114,10 @@ pub(crate) struct Core {
     pub platform_tls: (),
     /// Reused by client sends for the masked frames (`client_send.rs`).
     pub mask_scratch: Vec<u8>,
+    /// The subprotocol each open client connection's server chose, for
+    /// those that offered any (`Ctx::protocol`); kept beside the slab so
+    /// that `Conn` stays small.
+    pub protocols: super::id::ConnIdMap<Box<str>>,
 }
 
 /// Events counted over the loop's life (see [`Stats`]).
@@ -198,6 +202,7 @@ impl Core {
             answered: Vec::new(),
             registry: None,
             resolver: Resolver::new(),
+            protocols: Default::default(),
             dialing: 0,
             platform_tls: Default::default(),
             mask_scratch: Vec::new(),
@@ -825,6 +830,16 @@ impl<S> Ctx<'_, S> {
     /// The peer's address.
     pub fn peer_addr(&self, id: ConnId) -> Option<SocketAddr> {
         self.core.get(id).and_then(|c| c.stream.peer_addr().ok())
+    }
+
+    /// The subprotocol the server chose for client connection `id`
+    /// (RFC 6455 §4.1: one of those offered in
+    /// [`ClientOptions::protocols`](super::ClientOptions::protocols)), from
+    /// `open` on; `None` if it chose none, or for a server connection
+    /// (whose subprotocol the handler chose itself in `upgrade`).
+    pub fn protocol(&self, id: ConnId) -> Option<&str> {
+        self.core.get(id)?;
+        self.core.protocols.get(&id).map(|p| &**p)
     }
 
     /// Upgraded connections (open, or closing after they were open).

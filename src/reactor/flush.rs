@@ -144,8 +144,12 @@ impl Server {
             let mut ctx = Ctx::new(&mut self.core);
             handler.close(&mut ctx, id, info);
         }
-        // After `close`, which may still read it.
-        self.core.states.remove(id.key as usize);
+        // After `close`, which may still read it; only this generation's:
+        // a callback above may have connected again into the same slot.
+        self.core.states.remove(id.key as usize, id.gen);
+        if !self.core.protocols.is_empty() {
+            self.core.protocols.remove(&id);
+        }
         drop(c);
     }
 }

@@ -23,7 +23,9 @@ pub(crate) struct Resolver {
     tx: Sender<Resolved>,
     rx: Receiver<Resolved>,
     waker: Option<Arc<mio::Waker>>,
-    /// Names waiting for a thread.
+    /// Names waiting for a thread: at most one per connection still
+    /// dialing (a name whose connection is gone by its turn is dropped,
+    /// see [`Resolver::take`]), so the connection limit bounds it.
     queued: VecDeque<(ConnId, String)>,
     /// Threads whose answer has not been taken: the loop looks for
     /// answers only while some are out.
@@ -75,16 +77,23 @@ impl Resolver {
         Ok(())
     }
 
-    /// An answer that came, if any (its thread's place goes to the next
-    /// queued name; a name whose thread cannot start is answered so).
-    pub fn take(&mut self) -> Option<Resolved> {
+    /// An answer that came, if any. Its thread's place goes to the next
+    /// queued name whose connection is still `alive` (one that timed out
+    /// or was closed while queued is dropped, so it never holds a thread
+    /// ahead of live ones); a name whose thread cannot start is answered
+    /// so.
+    pub fn take(&mut self, alive: impl Fn(ConnId) -> bool) -> Option<Resolved> {
         let r = self.rx.try_recv().ok()?;
         self.waiting -= 1;
-        if let Some((id, authority)) = self.queued.pop_front() {
+        while let Some((id, authority)) = self.queued.pop_front() {
+            if !alive(id) {
+                continue;
+            }
             if let Err(e) = self.spawn(id, authority) {
                 let _ = self.tx.send((id, Err(e)));
                 self.waiting += 1; // answered through the channel
             }
+            break;
         }
         Some(r)
     }
@@ -108,7 +117,7 @@ mod tests {
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
         while got.len() < n {
             assert!(std::time::Instant::now() < deadline, "{} of {n}", got.len());
-            match r.take() {
+            match r.take(|_| true) {
                 Some((id, addrs)) => got.push((id.key, addrs.unwrap()[0].port())),
                 None => std::thread::sleep(std::time::Duration::from_millis(1)),
             }
@@ -119,5 +128,34 @@ mod tests {
             .enumerate()
             .all(|(i, &(k, p))| k == i as u32 && p == 1000 + k as u16));
         assert_eq!(r.waiting, 0);
+    }
+
+    /// A queued name whose connection is gone by its turn gets no thread.
+    #[test]
+    fn names_of_connections_gone_meanwhile_are_dropped() {
+        let mut r = Resolver::new();
+        let n = MAX_RESOLVER_THREADS + 6;
+        for key in 0..n as u32 {
+            r.resolve(ConnId { key, gen: 1 }, format!("127.0.0.1:{}", 1000 + key))
+                .unwrap();
+        }
+        // The queued names of odd keys belong to connections now gone.
+        let alive =
+            |id: ConnId| (id.key as usize) < MAX_RESOLVER_THREADS || id.key.is_multiple_of(2);
+        let mut got = Vec::new();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while r.waiting > 0 {
+            assert!(std::time::Instant::now() < deadline, "{got:?}");
+            match r.take(alive) {
+                Some((id, _)) => got.push(id.key),
+                None => std::thread::sleep(std::time::Duration::from_millis(1)),
+            }
+        }
+        got.sort();
+        let want: Vec<u32> = (0..n as u32)
+            .filter(|&k| alive(ConnId { key: k, gen: 1 }))
+            .collect();
+        assert_eq!(got, want);
+        assert!(r.queued.is_empty());
     }
 }

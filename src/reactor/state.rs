@@ -16,8 +16,10 @@ pub(crate) trait ConnStates: Any {
     /// A connection was accepted in slab slot `key` with generation `gen`:
     /// its state starts as `Default::default()`.
     fn create(&mut self, key: usize, gen: u32);
-    /// The connection in `key` is gone: drop its state.
-    fn remove(&mut self, key: usize);
+    /// The connection in `key` with generation `gen` is gone: drop its
+    /// state, unless a newer connection already took the slot (a handler
+    /// may connect again from the last callback of the old one).
+    fn remove(&mut self, key: usize, gen: u32);
     /// For the typed access.
     fn as_any_mut(&mut self) -> &mut dyn Any;
 }
@@ -40,9 +42,11 @@ impl<S: Default + Send + 'static> ConnStates for Slots<S> {
         self.0[key] = Some((gen, S::default()));
     }
 
-    fn remove(&mut self, key: usize) {
+    fn remove(&mut self, key: usize, gen: u32) {
         if let Some(slot) = self.0.get_mut(key) {
-            *slot = None;
+            if matches!(slot, Some((g, _)) if *g == gen) {
+                *slot = None;
+            }
         }
     }
 
@@ -74,7 +78,10 @@ mod tests {
         // Another type, or a stale id, reaches nothing.
         assert!(get::<u32>(&mut *states, a).is_none());
         assert!(get::<String>(&mut *states, b).is_none());
-        states.remove(3);
+        // Removing another generation leaves it alone.
+        states.remove(3, 2);
+        assert_eq!(get::<String>(&mut *states, a).unwrap(), "alice");
+        states.remove(3, 1);
         assert!(get::<String>(&mut *states, a).is_none());
         // The slot reused by the next connection starts from Default.
         states.create(3, 2);

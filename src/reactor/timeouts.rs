@@ -9,6 +9,9 @@
 //! no clock and touch no socket, so they are tested directly below, and the
 //! loop's clock can be driven by a test ([`super::ManualClock`]).
 
+use std::io;
+
+use super::client_options::ConnectError;
 use super::clock::millis;
 use super::config::Config;
 use super::conn::Phase;
@@ -44,6 +47,9 @@ pub(crate) enum Timeout {
     /// A client connection did not connect, or its handshake did not
     /// complete, in time.
     Dial,
+    /// The address being tried did not answer within its share of the
+    /// connect timeout: try the next one.
+    NextAddress,
 }
 
 /// When the timer of a connection in `phase`, last read from at
@@ -52,7 +58,8 @@ pub(crate) fn deadline(phase: &Phase, last_read: Millis, config: &Config) -> Opt
     match *phase {
         Phase::Handshake { deadline, .. } | Phase::Closing { deadline } => Some(deadline),
         Phase::Deferred(ref d) => Some(d.deadline),
-        Phase::Connecting(ref d) | Phase::Requested(ref d) => Some(d.deadline),
+        Phase::Connecting(ref d) => Some(d.attempt_deadline.min(d.deadline)),
+        Phase::Requested(ref d) => Some(d.deadline),
         Phase::Open { pong_due: None } => config.idle_timeout.map(|d| last_read + millis(d)),
         Phase::Open { pong_due } => pong_due,
         Phase::Finishing(f) => Some(f.deadline),
@@ -78,6 +85,7 @@ pub(crate) fn on_timeout(
             },
             Phase::Open { pong_due: Some(_) } => Timeout::Heartbeat,
             Phase::Closing { .. } | Phase::Finishing(_) => Timeout::Close,
+            Phase::Connecting(d) if now < d.deadline && !d.addrs.is_empty() => Timeout::NextAddress,
             Phase::Connecting(_) | Phase::Requested(_) => Timeout::Dial,
         },
     }
@@ -155,13 +163,33 @@ impl Server {
                     log::debug!("conn {id}: close timeout");
                     self.remove(id, handler);
                 }
+                Timeout::NextAddress => {
+                    if let Phase::Connecting(d) = &mut c.phase {
+                        log::debug!("conn {id}: no answer from this address; the next one");
+                        d.last_error = Some(io::Error::new(
+                            io::ErrorKind::TimedOut,
+                            "an address did not answer within its share of the connect timeout",
+                        ));
+                    }
+                    self.core.dial_next(id);
+                }
                 Timeout::Dial => {
                     // A refusal whose body is still coming is reported as
                     // what came (`Dial::failure`).
-                    if let Phase::Connecting(d) | Phase::Requested(d) = &mut c.phase {
-                        if d.refusal.is_none() {
-                            d.error.get_or_insert(crate::reactor::ConnectError::Timeout);
+                    // Still dialing: the connect timeout, reported as the
+                    // blocking client does (`Connect`, `TimedOut`); past
+                    // TCP: the handshake's (`Timeout`).
+                    match &mut c.phase {
+                        Phase::Connecting(d) => {
+                            d.error.get_or_insert(ConnectError::Connect(io::Error::new(
+                                io::ErrorKind::TimedOut,
+                                "no address accepted the connection within the connect timeout",
+                            )));
                         }
+                        Phase::Requested(d) if d.refusal.is_none() => {
+                            d.error.get_or_insert(ConnectError::Timeout);
+                        }
+                        _ => {}
                     }
                     self.remove(id, handler);
                 }
@@ -255,5 +283,40 @@ mod tests {
         });
         assert_eq!(due(&finishing, 0, 899), Timeout::Wait(900));
         assert_eq!(due(&finishing, 0, 901), Timeout::Close);
+    }
+
+    /// A client connection dialing its first of three addresses at 0, with
+    /// a connect timeout of 3,000 ms shared: 1,000 ms for this one.
+    fn dialing(addrs_left: usize, attempt_deadline: Millis) -> Phase {
+        use crate::reactor::client_options::{client_handshake, ClientOptions};
+        let options = ClientOptions::default();
+        let addr: std::net::SocketAddr = "127.0.0.1:1".parse().unwrap();
+        Phase::Connecting(Box::new(crate::reactor::conn::Dial {
+            url: crate::reactor::url::WsUrl::parse("ws://h/").unwrap(),
+            hs: client_handshake([7; 16], &options),
+            options,
+            request: Vec::new(),
+            addrs: vec![addr; addrs_left],
+            last_error: None,
+            deadline: 3_000,
+            attempt_deadline,
+            head: Vec::new(),
+            refusal: None,
+            error: None,
+        }))
+    }
+
+    #[test]
+    fn each_address_gets_its_share_of_the_connect_timeout() {
+        let first = dialing(2, 1_000);
+        assert_eq!(due(&first, 0, 999), Timeout::Wait(1_000));
+        assert_eq!(due(&first, 0, 1_000), Timeout::NextAddress);
+        // The last address keeps what is left; then the connection fails.
+        let last = dialing(0, 3_000);
+        assert_eq!(due(&last, 0, 2_999), Timeout::Wait(3_000));
+        assert_eq!(due(&last, 0, 3_000), Timeout::Dial);
+        // Past the whole timeout nothing more is tried, addresses or not.
+        let late = dialing(2, 1_000);
+        assert_eq!(due(&late, 0, 3_000), Timeout::Dial);
     }
 }
