@@ -288,7 +288,13 @@ impl Refusal {
             .iter()
             .find(|(n, _)| n.eq_ignore_ascii_case("content-length"))
             .and_then(|(_, v)| v.trim().parse::<usize>().ok());
-        let want = length.unwrap_or(max_body).min(max_body);
+        // RFC 9112 §6.3: 1xx, 204 and 304 have no body, whatever they say.
+        let bodiless = (100..200).contains(&status) || status == 204 || status == 304;
+        let want = if bodiless {
+            0
+        } else {
+            length.unwrap_or(max_body).min(max_body)
+        };
         Refusal {
             status,
             headers,
@@ -316,6 +322,36 @@ impl Refusal {
             status: self.status,
             headers: self.headers,
             body: String::from_utf8_lossy(&self.body).into_owned(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_refusal_waits_for_its_content_length_and_no_more() {
+        let mut r = Refusal::new(
+            b"HTTP/1.1 403 Forbidden\r\nContent-Length: 4\r\n\r\n",
+            Vec::new(),
+            4096,
+        );
+        assert!(!r.push(b"no"));
+        assert!(r.push(b"pe and more"));
+        assert!(
+            matches!(r.into_error(), ConnectError::Refused { status: 403, body, .. } if body == "nope")
+        );
+        // No length: up to the bound (or until the server closes).
+        let r = Refusal::new(b"HTTP/1.1 401 Unauthorized\r\n\r\n", Vec::new(), 16);
+        assert_eq!(r.want, 16);
+        // RFC 9112 §6.3: 1xx, 204 and 304 have no body.
+        for head in [
+            &b"HTTP/1.1 204 No Content\r\n\r\n"[..],
+            b"HTTP/1.1 304 Not Modified\r\nContent-Length: 10\r\n\r\n",
+            b"HTTP/1.1 100 Continue\r\n\r\n",
+        ] {
+            assert!(Refusal::new(head, Vec::new(), 4096).done());
         }
     }
 }
