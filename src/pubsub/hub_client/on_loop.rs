@@ -181,12 +181,10 @@ impl LoopHub {
         id: ConnId,
         info: CloseInfo,
     ) -> bool {
-        if self.retired == Some(id) {
-            self.retired = None;
-            return true;
-        }
-        if self.conn != Some(id) {
-            return false;
+        match self.ending(id) {
+            Ending::NotOurs => return false,
+            Ending::Retired => return true,
+            Ending::Current => {}
         }
         let reason = CloseReason::Close {
             code: info.code.0,
@@ -205,15 +203,26 @@ impl LoopHub {
         id: ConnId,
         e: ConnectError,
     ) -> bool {
-        if self.retired == Some(id) {
-            self.retired = None;
-            return true;
-        }
-        if self.conn != Some(id) {
-            return false;
+        match self.ending(id) {
+            Ending::NotOurs => return false,
+            Ending::Retired => return true,
+            Ending::Current => {}
         }
         self.lost(ctx, CloseReason::from(e));
         true
+    }
+
+    /// Whose last callback `id`'s is: the retired connection's (now
+    /// forgotten), the current one's, or another connection's.
+    fn ending(&mut self, id: ConnId) -> Ending {
+        if self.retired == Some(id) {
+            self.retired = None;
+            Ending::Retired
+        } else if self.conn == Some(id) {
+            Ending::Current
+        } else {
+            Ending::NotOurs
+        }
     }
 
     /// [`Handler::timer`]: `true` if `token` is this client's.
@@ -293,4 +302,14 @@ impl LoopHub {
             Err(e) => log::warn!("hub client: no loop timer ({e}); it waits for the next event"),
         }
     }
+}
+
+/// See [`LoopHub::ending`].
+enum Ending {
+    /// The connection the client gave up on (its replacement may be up).
+    Retired,
+    /// The client's connection: it is lost.
+    Current,
+    /// Not the hub's.
+    NotOurs,
 }
