@@ -327,7 +327,7 @@ fn a_publisher_into_a_long_backlog_is_paused_then_resumed() {
 /// reading), 24 messages of 63 KiB, with the hub's budgets and, as the
 /// control, without them (one turn does the whole fan-out of a read).
 #[test]
-#[ignore]
+#[ignore = "a benchmark at full scale (2,000 subscribers, the unbudgeted control): bench/fairness.sh runs it; the suite runs the same flood at CI scale"]
 fn bench_flood_with_and_without_slices() {
     let subs: usize = std::env::var("FLOOD_SUBS")
         .ok()
