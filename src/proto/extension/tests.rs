@@ -2,8 +2,10 @@
 //! permessage-deflate parameter in both roles, and the property that both
 //! ends agree.
 
+use super::syntax::is_tchar;
 use super::*;
 use proptest::prelude::*;
+use std::borrow::Cow;
 
 fn is_token(s: &str) -> bool {
     !s.is_empty() && s.bytes().all(is_tchar)
