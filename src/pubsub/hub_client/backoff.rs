@@ -18,7 +18,7 @@ const MAX_EXPONENT: u32 = 30;
 
 /// Attempts in a row, and the delays they get.
 #[derive(Debug, Clone, Default)]
-pub(super) struct Backoff {
+pub(crate) struct Backoff {
     attempt: u32,
 }
 

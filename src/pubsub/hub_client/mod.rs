@@ -142,7 +142,7 @@
 //! ```
 
 mod api;
-mod backoff;
+pub(crate) mod backoff;
 mod blocking;
 mod config;
 mod events;

@@ -21,11 +21,14 @@
 //!   (bounded) and takes results when a thread wakes it. Operations queued
 //!   together go in one pipeline.
 //!
-//! Keys and message formats: `wire.rs`. Operator's guide: `docs/CLUSTER.md`.
+//! The hub's calls (the `Engine` trait): `seam.rs`; settings: `config.rs`;
+//! keys and message formats: `wire.rs`. Operator's guide: `docs/CLUSTER.md`.
 
 mod commands;
+mod config;
 mod feed;
 mod scripts;
+mod seam;
 mod stats;
 mod subscriber;
 mod wire;
@@ -38,87 +41,14 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use self::commands::{Command, Entry, FetchFor, Reply};
+pub use self::config::RedisConfig;
 use self::feed::{Action, Arrival, Feed, State};
 use self::stats::Stats;
 use self::subscriber::{SubCommand, SubEvent};
 use self::wire::Keys;
-use super::{
-    check_ack, AckError, Creator, Engine, EngineError, EngineEvent, EngineStats, Fetched, Members,
-    OpId, Outcome, Page, Position, Publish, Receipt, Sequenced,
-};
+use super::{Engine, EngineError, EngineEvent, Fetched, Members, OpId, Position, Receipt};
 use crate::pubsub::history::Stored;
-use crate::pubsub::protocol::Delivery;
 use crate::reactor::{ConnId, Frame, Handle};
-
-/// The Redis engine's settings; every field has a documented default.
-#[derive(Debug, Clone)]
-pub struct RedisConfig {
-    /// `redis://[user:password@]host:port/db` (default
-    /// `redis://127.0.0.1:6379/0`). Redis ≥ 6.2, a single server (with
-    /// replicas or Sentinel in front if you like), not Redis Cluster.
-    pub url: String,
-    /// Prefix of every key and channel (default `wsmio:`): clusters that
-    /// share a Redis use different prefixes. (Pub/sub channels are not
-    /// per database: the prefix is what keeps two clusters apart.)
-    pub prefix: String,
-    /// This node's name, carried in the deliveries it sequences.
-    pub node: String,
-    /// Deliveries kept per topic in Redis and in each node's copy
-    /// (default 100).
-    pub history_len: usize,
-    /// Oldest delivery kept (default 10 min).
-    pub history_age: Duration,
-    /// How long a topic's epoch and counter live in Redis after its last
-    /// publish (default 24 h, at least `history_age`). A topic idle for
-    /// longer starts a new epoch: a resume then says `epoch_changed`.
-    pub topic_ttl: Duration,
-    /// A node that sent no heartbeat for this long is taken for dead and
-    /// its members leave every topic (default 6 s; heartbeats every third
-    /// of it).
-    pub node_ttl: Duration,
-    /// Connect, read and write timeout towards Redis (default 5 s); a
-    /// server that does not answer within it counts as down.
-    pub timeout: Duration,
-    /// Operations that may wait for the command thread (default 65,536);
-    /// past it, publishes are refused `unavailable`.
-    pub max_pending: usize,
-    /// Deliveries the subscriber thread may hand over before it waits for
-    /// the loop (default 65,536; see `subscriber.rs`).
-    pub max_inbound: usize,
-    /// Frame bytes of every topic's copy on this node together (default
-    /// 64 MiB); over it, the copies of the topics delivered to longest ago
-    /// are cleared (resumes then read Redis).
-    pub max_cache_bytes: usize,
-    /// A user's acknowledged positions live this long in Redis after its
-    /// last ack (default 24 h).
-    pub session_ttl: Duration,
-    /// Acknowledged positions per user (default 1,000); an ack for one
-    /// more topic is not stored (counted in the engine's errors).
-    pub max_positions_per_user: usize,
-    /// How long an idempotency key is remembered (default 5 min).
-    pub idempotency_window: Duration,
-}
-
-impl Default for RedisConfig {
-    fn default() -> Self {
-        RedisConfig {
-            url: "redis://127.0.0.1:6379/0".into(),
-            prefix: "wsmio:".into(),
-            node: "local".into(),
-            history_len: 100,
-            history_age: Duration::from_secs(600),
-            topic_ttl: Duration::from_secs(24 * 3600),
-            node_ttl: Duration::from_secs(6),
-            timeout: Duration::from_secs(5),
-            max_pending: 65_536,
-            max_inbound: 65_536,
-            max_cache_bytes: 64 << 20,
-            session_ttl: Duration::from_secs(24 * 3600),
-            max_positions_per_user: 1000,
-            idempotency_window: Duration::from_secs(300),
-        }
-    }
-}
 
 /// A publish sent and not yet seen back.
 #[derive(Debug)]
@@ -710,296 +640,6 @@ fn arrival(e: Entry, epoch: &str) -> Option<Arrival> {
     })
 }
 
-impl Engine for RedisEngine {
-    fn kind(&self) -> &'static str {
-        "redis"
-    }
-
-    /// This process's instance id: each topic has its own epoch in Redis.
-    fn epoch(&self) -> &str {
-        &self.instance
-    }
-
-    fn ready(&self) -> bool {
-        self.commands_up && self.subscriber_up
-    }
-
-    fn publish(&mut self, p: &Publish<'_>, now_ms: u64) -> Result<Outcome<Sequenced>, EngineError> {
-        self.now_ms = now_ms;
-        if !self.ready() {
-            self.stats
-                .errors
-                .unavailable
-                .fetch_add(1, Ordering::Relaxed);
-            return Err(Self::unavailable());
-        }
-        self.next_publish += 1;
-        let n = self.next_publish;
-        let (head, tail) = Delivery {
-            topic: p.topic,
-            seq: 0,
-            epoch: "",
-            node: &self.cfg.node,
-            from: p.from,
-            ts: p.ts,
-            data: p.data,
-        }
-        .parts();
-        let c = Command::Publish {
-            n,
-            topic: p.topic.to_string(),
-            tag: wire::tag(&self.instance, n),
-            head,
-            tail,
-            idempotency: p
-                .idempotency_key
-                .map(|k| (p.from.to_string(), k.to_string())),
-        };
-        if !self.command(c) {
-            return Err(Self::unavailable());
-        }
-        self.stats.publishes.fetch_add(1, Ordering::Relaxed);
-        self.in_flight.insert(
-            n,
-            InFlight {
-                op: p.op,
-                topic: p.topic.to_string(),
-                exclude: p.exclude,
-                acked: false,
-            },
-        );
-        self.bound_in_flight();
-        Ok(Outcome::Pending)
-    }
-
-    fn position(&self, topic: &str) -> Option<Position> {
-        let f = self.feeds.get(topic)?;
-        (f.state == State::Live).then(|| Position {
-            epoch: f.epoch.clone(),
-            seq: f.last,
-        })
-    }
-
-    fn head(&self, topic: &str) -> Option<(&str, u64)> {
-        let f = self.feeds.get(topic)?;
-        (f.state == State::Live).then_some((f.epoch.as_str(), f.last))
-    }
-
-    /// Topics live in Redis, bounded by its memory and their time-to-live:
-    /// the creator's quota is not checked here.
-    fn attach(
-        &mut self,
-        topic: &str,
-        _creator: Creator<'_>,
-    ) -> Result<Outcome<Position>, EngineError> {
-        if let Some(f) = self.feeds.get_mut(topic) {
-            f.attaches += 1;
-            return Ok(match f.state {
-                State::Live => Outcome::Done(Position {
-                    epoch: f.epoch.clone(),
-                    seq: f.last,
-                }),
-                // A failed attach starts again.
-                State::Subscribing { gen: 0 } => {
-                    self.next_gen += 1;
-                    let gen = self.next_gen;
-                    f.state = State::Subscribing { gen };
-                    let topic = topic.to_string();
-                    self.subscriber(SubCommand::Subscribe { topic, gen });
-                    Outcome::Pending
-                }
-                _ => Outcome::Pending,
-            });
-        }
-        if !self.ready() {
-            return Err(Self::unavailable());
-        }
-        self.next_gen += 1;
-        let gen = self.next_gen;
-        let age = self.cfg.history_age.as_millis() as u64;
-        self.feeds
-            .insert(topic.to_string(), Feed::new(gen, self.cfg.history_len, age));
-        let topic = topic.to_string();
-        self.subscriber(SubCommand::Subscribe { topic, gen });
-        Ok(Outcome::Pending)
-    }
-
-    fn detach(&mut self, topic: &str) {
-        let Some(f) = self.feeds.get_mut(topic) else {
-            return;
-        };
-        f.attaches = f.attaches.saturating_sub(1);
-        if f.attaches == 0 {
-            self.feeds.remove(topic);
-            self.in_flight.retain(|_, p| p.topic != topic || !p.acked);
-            let topic = topic.to_string();
-            self.subscriber(SubCommand::Unsubscribe { topic });
-        }
-    }
-
-    fn history(&mut self, topic: &str, after: u64, max: usize, now_ms: u64) -> (Vec<Stored>, bool) {
-        self.now_ms = now_ms;
-        let Some(f) = self.feeds.get_mut(topic) else {
-            return (Vec::new(), false);
-        };
-        if f.state != State::Live {
-            return (Vec::new(), false);
-        }
-        f.cache.trim(now_ms);
-        // Complete if the copy reaches back to `after` (or nothing is owed).
-        let complete = after >= f.last || f.cache.first_seq().is_some_and(|s| s <= after + 1);
-        (f.cache.after(after, max), complete)
-    }
-
-    fn fetch(
-        &mut self,
-        topic: &str,
-        after: u64,
-        op: OpId,
-    ) -> Result<Outcome<Fetched>, EngineError> {
-        let c = Command::Fetch {
-            topic: topic.to_string(),
-            after,
-            purpose: FetchFor::Resume(op),
-        };
-        if !self.commands_up || !self.command(c) {
-            return Err(Self::unavailable());
-        }
-        Ok(Outcome::Pending)
-    }
-
-    fn join(&mut self, topic: &str, user: &str) -> Option<u64> {
-        *self
-            .members
-            .entry((topic.to_string(), user.to_string()))
-            .or_insert(0) += 1;
-        self.command(Command::Presence {
-            topic: topic.to_string(),
-            user: user.to_string(),
-            delta: 1,
-        });
-        None
-    }
-
-    fn leave(&mut self, topic: &str, user: &str) -> Option<u64> {
-        let key = (topic.to_string(), user.to_string());
-        match self.members.get_mut(&key) {
-            Some(n) if *n > 1 => *n -= 1,
-            Some(_) => {
-                self.members.remove(&key);
-            }
-            None => return None,
-        }
-        self.command(Command::Presence {
-            topic: key.0,
-            user: key.1,
-            delta: -1,
-        });
-        None
-    }
-
-    fn members(
-        &mut self,
-        topic: &str,
-        page: &Page,
-        op: OpId,
-    ) -> Result<Outcome<Members>, EngineError> {
-        let c = Command::Members {
-            op,
-            topic: topic.to_string(),
-            after: page.cursor.clone().unwrap_or_default(),
-            limit: page.limit.max(1),
-        };
-        if !self.commands_up || !self.command(c) {
-            return Err(Self::unavailable());
-        }
-        Ok(Outcome::Pending)
-    }
-
-    /// Coalesced: the newest position per user and topic goes to Redis
-    /// with the next batch (one batch in flight at a time), so a client
-    /// acking every delivery costs about one write per round trip.
-    fn ack(
-        &mut self,
-        user: &str,
-        topic: &str,
-        seq: u64,
-        claimed: Option<&str>,
-        now_ms: u64,
-    ) -> Result<(), AckError> {
-        self.now_ms = now_ms;
-        let f = self.feeds.get(topic).filter(|f| f.state == State::Live);
-        let f = f.ok_or(AckError::Unknown)?;
-        check_ack(&f.epoch, f.last, seq, claimed)?;
-        let epoch = f.epoch.as_str();
-        let topics = match self.acks.get_mut(user) {
-            Some(t) => t,
-            None => self.acks.entry(user.to_string()).or_default(),
-        };
-        match topics.get_mut(topic) {
-            Some(p) if p.epoch == epoch && p.seq >= seq => {}
-            Some(p) if p.epoch == epoch => p.seq = seq,
-            Some(p) => {
-                p.epoch = epoch.to_string();
-                p.seq = seq;
-            }
-            None => {
-                let p = Position {
-                    epoch: epoch.to_string(),
-                    seq,
-                };
-                topics.insert(topic.to_string(), p);
-            }
-        }
-        self.send_acks();
-        Ok(())
-    }
-
-    fn acked(
-        &mut self,
-        user: &str,
-        topic: &str,
-        op: OpId,
-        now_ms: u64,
-    ) -> Result<Outcome<Option<Position>>, EngineError> {
-        self.now_ms = now_ms;
-        // Not sent yet: this node knows the newest.
-        if let Some(p) = self.acks.get(user).and_then(|t| t.get(topic)) {
-            return Ok(Outcome::Done(Some(p.clone())));
-        }
-        let c = Command::Acked {
-            op,
-            user: user.to_string(),
-            topic: topic.to_string(),
-        };
-        // Queued behind any ack batch on its way: Redis answers after it.
-        if !self.commands_up || !self.command(c) {
-            return Err(Self::unavailable());
-        }
-        Ok(Outcome::Pending)
-    }
-
-    fn poll(&mut self) -> Option<EngineEvent> {
-        if self.events.is_empty() {
-            self.refill();
-        }
-        self.events.pop_front()
-    }
-
-    /// Sessions and idempotency keys are kept in Redis, not counted here.
-    fn stats(&self) -> EngineStats {
-        EngineStats {
-            topics: self.feeds.len() as u64,
-            history_bytes: self.feeds.values().map(|f| f.cache.bytes() as u64).sum(),
-            ..EngineStats::default()
-        }
-    }
-
-    fn render_metrics(&self, out: &mut String) {
-        self.stats.render(self.ready(), out);
-    }
-}
-
 impl Drop for RedisEngine {
     /// Leave the cluster: the command thread runs what is queued (the
     /// leaves of the connections that closed in the shutdown), then the
@@ -1033,41 +673,35 @@ fn wall_ms() -> u64 {
     crate::pubsub::hub::wall_ms()
 }
 
-/// Exponential backoff with full jitter between reconnects: 100 ms,
-/// doubling, at most 5 s, each wait a random part of that. A connection
-/// that lasted [`Backoff::STABLE`] starts it over.
-#[derive(Debug)]
+/// The wait between reconnects to Redis: the hub client's backoff (full
+/// jitter, started over only after a connection that lasted
+/// [`Backoff::STABLE`]) from 100 ms up to 5 s, never under 10 ms.
+#[derive(Debug, Default)]
 struct Backoff {
-    n: u32,
+    run: crate::pubsub::hub_client::backoff::Backoff,
+    rng: crate::pubsub::hub_client::OsRandom,
 }
 
 impl Backoff {
     const BASE: Duration = Duration::from_millis(100);
     const CAP: Duration = Duration::from_secs(5);
     const STABLE: Duration = Duration::from_secs(10);
+    /// Never a busy loop, whatever the jitter draws.
+    const FLOOR: Duration = Duration::from_millis(10);
 
     fn new() -> Self {
-        Backoff { n: 0 }
+        Backoff::default()
     }
 
     /// The next wait.
     fn next(&mut self) -> Duration {
-        let ceiling = Self::BASE
-            .saturating_mul(1u32 << self.n.min(16))
-            .min(Self::CAP);
-        self.n = self.n.saturating_add(1);
-        let mut r = [0u8; 4];
-        let _ = getrandom::getrandom(&mut r);
-        let frac = f64::from(u32::from_le_bytes(r)) / f64::from(u32::MAX);
-        // Full jitter, but never a busy loop.
-        ceiling.mul_f64(frac).max(Duration::from_millis(10))
+        let (_, wait) = self.run.next(Self::BASE, Self::CAP, &mut self.rng);
+        wait.max(Self::FLOOR)
     }
 
     /// A connection made at `since` ended: start over if it was stable.
     fn ended(&mut self, since: Instant) {
-        if since.elapsed() >= Self::STABLE {
-            self.n = 0;
-        }
+        self.run.connection_ended(since.elapsed(), Self::STABLE);
     }
 }
 
@@ -1076,16 +710,18 @@ mod tests {
     use super::*;
 
     #[test]
-    fn backoff_grows_to_its_cap_with_jitter() {
+    fn backoff_stays_between_its_floor_and_cap_and_starts_over_when_stable() {
         let mut b = Backoff::new();
         for _ in 0..40 {
             let d = b.next();
-            assert!(d >= Duration::from_millis(10) && d <= Backoff::CAP, "{d:?}");
+            assert!(d >= Backoff::FLOOR && d <= Backoff::CAP, "{d:?}");
         }
-        b.ended(Instant::now());
-        assert!(b.n > 0, "a short connection does not reset it");
+        // A stable connection starts it over: the next wait is at most BASE.
         b.ended(Instant::now() - Backoff::STABLE);
-        assert_eq!(b.n, 0);
+        for _ in 0..20 {
+            assert!(b.next() <= Backoff::BASE.max(Backoff::FLOOR));
+            b.ended(Instant::now() - Backoff::STABLE);
+        }
     }
 
     #[test]
