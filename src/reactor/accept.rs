@@ -15,7 +15,8 @@ use mio::Interest;
 
 use super::clock::millis;
 use super::conn::{Conn, Phase};
-use super::core::{slot, Ctx};
+use super::core::slot;
+use super::ctx::Ctx;
 use super::handler::Handler;
 use super::id::ConnId;
 use super::server::Server;

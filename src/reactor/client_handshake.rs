@@ -13,7 +13,8 @@ use super::client_options::{status_of, ClientOptions, ConnectError, Refusal, MAX
 use super::clock::millis;
 use super::conn::Dial;
 use super::conn::Phase;
-use super::core::{slot, Ctx};
+use super::core::slot;
+use super::ctx::Ctx;
 use super::handler::Handler;
 use super::id::ConnId;
 use super::read::feed;

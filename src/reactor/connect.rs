@@ -14,7 +14,8 @@ use super::client_options::{
 };
 use super::clock::millis;
 use super::conn::{Conn, Dial, Phase};
-use super::core::{slot, Core, Ctx};
+use super::core::{slot, Core};
+use super::ctx::Ctx;
 use super::id::ConnId;
 use super::stream::Stream;
 use super::url::WsUrl;

@@ -5,7 +5,8 @@
 use std::io::{self, Read};
 
 use super::conn::{Conn, Phase};
-use super::core::{slot, Ctx};
+use super::core::slot;
+use super::ctx::Ctx;
 use super::handler::{CloseInfo, Handler};
 use super::id::ConnId;
 use super::server::Server;

@@ -4,7 +4,8 @@ use std::any::{Any, TypeId};
 use std::sync::mpsc::{Receiver, SyncSender, TrySendError};
 use std::sync::{Arc, OnceLock};
 
-use super::core::{Core, Ctx};
+use super::core::Core;
+use super::ctx::Ctx;
 use super::frame::Frame;
 use super::handler::{Handler, Upgrade};
 use super::id::ConnId;

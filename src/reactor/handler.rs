@@ -2,7 +2,7 @@
 //! small types it exchanges with the loop.
 
 use super::client_options::ConnectError;
-use super::core::Ctx;
+use super::ctx::Ctx;
 use super::id::ConnId;
 use crate::proto::handshake::{http_response_with_reason, status_text, HttpRequest};
 use crate::proto::{Chunk, CloseCode, Message};

@@ -42,6 +42,7 @@ mod config;
 mod conn;
 mod connect;
 mod core;
+mod ctx;
 #[cfg(feature = "deflate")]
 mod deflate;
 mod flush;
@@ -67,7 +68,8 @@ mod wake;
 mod wake_timer;
 mod write_queue;
 
-pub use self::core::{Ctx, Stats};
+pub use self::core::Stats;
+pub use self::ctx::Ctx;
 pub use app_timers::{TimerError, TimerId};
 pub use blocking::{BlockingClient, Incoming, SendError};
 pub use client_options::{ClientOptions, ConnectError};

@@ -6,7 +6,8 @@ use std::io::{self, Read};
 
 use super::conn::Phase;
 use super::connect::dial_io_error;
-use super::core::{slot, Core, Ctx};
+use super::core::{slot, Core};
+use super::ctx::Ctx;
 use super::flush::may_resume;
 use super::handler::Handler;
 use super::id::ConnId;

@@ -7,7 +7,8 @@
 //! without its body.
 
 use super::conn::{Deferred, Phase};
-use super::core::{slot, Core, Ctx};
+use super::core::{slot, Core};
+use super::ctx::Ctx;
 use super::handler::{Handler, Upgrade};
 use super::id::ConnId;
 use super::read::feed;
