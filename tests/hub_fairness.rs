@@ -290,11 +290,28 @@ fn sliced_fan_out_keeps_each_subscriber_whole_and_in_order() {
 /// resumed once it drains: every delivery arrives.
 #[test]
 fn a_publisher_into_a_long_backlog_is_paused_then_resumed() {
-    let srv = serve_hub(HubConfig {
+    backlog_pause(HubConfig {
         fanout_bytes_per_turn: 64 * 1024,
         max_fanout_backlog: 256 * 1024,
         ..hub_config()
     });
+}
+
+/// The same with a request budget of 2 per turn: the publisher is held
+/// both for its waiting requests and for the backlog, and read again only
+/// when neither holds it (`reading.rs`); every delivery still arrives.
+#[test]
+fn a_publisher_held_for_its_requests_and_the_backlog_is_read_again_after_both() {
+    backlog_pause(HubConfig {
+        fanout_bytes_per_turn: 64 * 1024,
+        max_fanout_backlog: 256 * 1024,
+        requests_per_turn: 2,
+        ..hub_config()
+    });
+}
+
+fn backlog_pause(config: HubConfig) {
+    let srv = serve_hub(config);
     let mut subs: Vec<Hc> = (0..40).map(|_| connect(srv.addr, None)).collect();
     for c in &mut subs {
         c.sub_ack("p");

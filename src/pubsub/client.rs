@@ -51,6 +51,8 @@ pub(super) struct Client {
     /// run on later turns, and the connection is not read meanwhile (see
     /// `pacing.rs`).
     pub deferred: VecDeque<Box<str>>,
+    /// Why it is not read: `reading::Hold` bits (0: it is read).
+    pub holds: u8,
     /// Topics it acknowledges, watched for redelivery (only with
     /// `redeliver_after`; see `redeliver.rs`).
     pub watches: Vec<Watch>,
@@ -76,6 +78,7 @@ impl Client {
             pending: Vec::new(),
             waiting: VecDeque::new(),
             deferred: VecDeque::new(),
+            holds: 0,
             watches: Vec::new(),
         }
     }

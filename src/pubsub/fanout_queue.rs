@@ -28,6 +28,7 @@ use std::ops::RangeInclusive;
 
 use super::hub::Hub;
 use super::missed::record_gap;
+use super::reading::Hold;
 use crate::reactor::{ConnId, Ctx, Frame, SendStatus};
 
 /// One fan-out: a frame for every local subscriber of a topic.
@@ -314,7 +315,7 @@ impl Hub {
     /// it until the backlog is below half (what it sent meanwhile waits in
     /// its socket; its own deliveries, acks and events still go out).
     pub(super) fn pause_publisher(&mut self, ctx: &mut Ctx<'_>, id: ConnId) {
-        if !self.fanout.paused.contains(&id) && ctx.pause_reading(id) {
+        if self.hold_reading(ctx, id, Hold::Backlog) {
             self.fanout.paused.push(id);
             self.metrics.publishers_paused += 1;
         }
@@ -326,8 +327,8 @@ impl Hub {
         {
             return;
         }
-        for id in self.fanout.paused.drain(..) {
-            ctx.resume_reading(id);
+        for id in std::mem::take(&mut self.fanout.paused) {
+            self.release_reading(ctx, id, Hold::Backlog);
         }
     }
 

@@ -35,6 +35,7 @@ pub mod protocol;
 mod publish;
 mod quota;
 mod ratelimit;
+mod reading;
 mod redeliver;
 mod replay;
 mod request;

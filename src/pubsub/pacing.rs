@@ -13,6 +13,7 @@
 use std::collections::VecDeque;
 
 use super::hub::Hub;
+use super::reading::Hold;
 use crate::reactor::{ConnId, Ctx};
 
 /// The turn's request count, and the connections with requests waiting.
@@ -38,10 +39,12 @@ impl Hub {
             self.count_request(ctx);
             return self.request(ctx, id, text);
         }
+        // Bounded by what one read brought: the connection is not read
+        // again until these are done.
         c.deferred.push_back(Box::from(text));
         if !waits {
             // Its input stays in the socket until these are done.
-            ctx.pause_reading(id);
+            self.hold_reading(ctx, id, Hold::Deferred);
             self.pacing.ready.push_back(id);
             self.metrics.requests_deferred += 1;
         }
@@ -80,9 +83,7 @@ impl Hub {
             self.request(ctx, id, &text);
             match self.clients.get(&id).map(|c| c.deferred.is_empty()) {
                 Some(false) => self.pacing.ready.push_back(id),
-                Some(true) => {
-                    ctx.resume_reading(id);
-                }
+                Some(true) => self.release_reading(ctx, id, Hold::Deferred),
                 None => {}
             }
         }

@@ -46,11 +46,6 @@ impl Hub {
             return self.error(ctx, id, p.rid, ErrorCode::Forbidden, e);
         }
         self.store(ctx, id, p);
-        if self.fanout_over() {
-            // Publishing into a long fan-out backlog: read no more of this
-            // connection until it is shorter (`fanout_queue.rs`).
-            self.pause_publisher(ctx, id);
-        }
     }
 
     /// A `dm`: rights, then [`Hub::store`] in the recipient's inbox.
@@ -130,6 +125,12 @@ impl Hub {
                 };
                 self.ops.insert(op, pending);
             }
+        }
+        if self.fanout_over() {
+            // Publishing (`pub` or `dm`) into a long fan-out backlog: read
+            // no more of this connection until it is shorter
+            // (`fanout_queue.rs`).
+            self.pause_publisher(ctx, id);
         }
     }
 
