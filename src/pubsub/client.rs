@@ -56,6 +56,8 @@ pub(super) struct Client {
     /// Topics it acknowledges, watched for redelivery (only with
     /// `redeliver_after`; see `redeliver.rs`).
     pub watches: Vec<Watch>,
+    /// Listed in `Hub::watched` (so an ack need not search that list).
+    pub watched: bool,
 }
 
 impl Client {
@@ -80,6 +82,7 @@ impl Client {
             deferred: VecDeque::new(),
             holds: 0,
             watches: Vec::new(),
+            watched: false,
         }
     }
 

@@ -84,7 +84,8 @@ impl Hub {
                 own: Vec::new(),
             }),
         }
-        if !self.watched.contains(&id) {
+        if !c.watched {
+            c.watched = true;
             self.watched.push(id);
         }
         self.arm_redeliver(ctx);
@@ -127,8 +128,11 @@ impl Hub {
                     self.redeliver(ctx, id, &topic, after);
                 }
             }
-            if self.clients.get(&id).is_some_and(|c| !c.watches.is_empty()) {
-                self.watched.push(id);
+            if let Some(c) = self.clients.get_mut(&id) {
+                c.watched = !c.watches.is_empty();
+                if c.watched {
+                    self.watched.push(id);
+                }
             }
         }
         if !self.watched.is_empty() {
