@@ -39,6 +39,11 @@ struct Load {
     members: Vec<String>,
 }
 
+/// Diffs kept while a read is under way at most; past it the read is
+/// done again once it ends (the hub sends diffs only for topics under its
+/// `presence_events_max`, so a fresh read is cheap).
+const MAX_QUEUED: usize = 64;
+
 /// The member list of one topic.
 #[derive(Debug, Default)]
 pub(super) struct Roster {
@@ -47,8 +52,11 @@ pub(super) struct Roster {
     members: Option<BTreeSet<String>>,
     count: u64,
     load: Option<Load>,
-    /// Diffs that came during the read, applied after it.
+    /// Diffs that came during the read, applied after it (at most
+    /// [`MAX_QUEUED`]).
     queued: Vec<Diff>,
+    /// More diffs came during the read than are kept: read again.
+    overflowed: bool,
 }
 
 impl Roster {
@@ -71,6 +79,7 @@ impl Roster {
             members: Vec::new(),
         });
         self.queued.clear();
+        self.overflowed = false;
     }
 
     /// The read under way goes on with page request `request`.
@@ -85,6 +94,7 @@ impl Roster {
     pub fn connection_lost(&mut self) {
         self.load = None;
         self.queued.clear();
+        self.overflowed = false;
     }
 
     /// A page came for request `request`. `max` bounds the members read;
@@ -113,6 +123,10 @@ impl Roster {
         // Over the cap no diffs come to keep a list current: the count
         // alone; and a list cut at `max` is no list.
         self.members = (complete && count <= cap).then(|| read.into_iter().collect());
+        if std::mem::take(&mut self.overflowed) {
+            self.queued.clear();
+            return Next::Reload;
+        }
         for d in std::mem::take(&mut self.queued) {
             self.apply(&d);
         }
@@ -122,7 +136,11 @@ impl Roster {
     /// A `presence_diff`.
     pub fn diff(&mut self, d: Diff) -> Next {
         if self.load.is_some() {
-            self.queued.push(d);
+            if self.queued.len() < MAX_QUEUED {
+                self.queued.push(d);
+            } else {
+                self.overflowed = true;
+            }
             return Next::Nothing;
         }
         if self.members.is_none() {
@@ -158,5 +176,39 @@ impl Roster {
             m.extend(d.joins.iter().cloned());
         }
         self.count = d.count;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn join(name: &str, count: u64) -> Diff {
+        Diff {
+            joins: vec![name.to_string()],
+            leaves: Vec::new(),
+            count,
+        }
+    }
+
+    #[test]
+    fn diffs_during_a_read_are_kept_up_to_a_bound_then_it_reads_again() {
+        let mut r = Roster::default();
+        r.begin(1);
+        for i in 0..MAX_QUEUED as u64 {
+            assert_eq!(r.diff(join(&format!("u{i}"), i + 1)), Next::Nothing);
+        }
+        assert_eq!(r.queued.len(), MAX_QUEUED);
+        let n = MAX_QUEUED as u64;
+        assert_eq!(r.page(1, Vec::new(), 0, None, (1000, 1000)), Next::Report);
+        assert_eq!(r.snapshot().1, n, "the queued diffs applied");
+        // One more than kept: none is applied, and it reads again.
+        r.begin(2);
+        for i in 0..=MAX_QUEUED as u64 {
+            let _ = r.diff(join(&format!("v{i}"), n + i + 1));
+        }
+        assert_eq!(r.queued.len(), MAX_QUEUED);
+        assert_eq!(r.page(2, Vec::new(), 0, None, (1000, 1000)), Next::Reload);
+        assert!(r.queued.is_empty());
     }
 }
