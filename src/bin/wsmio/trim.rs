@@ -16,9 +16,12 @@ use std::time::Duration;
 /// How often the heap's free bytes are looked at.
 const CHECK_EVERY: Duration = Duration::from_secs(1);
 
-/// Whether free bytes inside the heap exceed what may stay there.
-fn worth_trimming(free_bytes: u64, slack: u64) -> bool {
-    slack > 0 && free_bytes > slack
+/// Whether free bytes inside the heap exceed what may stay there: the
+/// slack above what the last trim could not give back (`left`: free
+/// pieces smaller than a page, between blocks in use), so a fragmented
+/// heap is not trimmed again every second for nothing.
+fn worth_trimming(free_bytes: u64, slack: u64, left: u64) -> bool {
+    slack > 0 && free_bytes > left.saturating_add(slack)
 }
 
 /// Free bytes inside the allocator's heaps (0 where that is not known).
@@ -56,16 +59,22 @@ pub fn spawn(slack: u64) -> std::io::Result<()> {
     }
     std::thread::Builder::new()
         .name("memory-trim".into())
-        .spawn(move || loop {
-            std::thread::sleep(CHECK_EVERY);
-            let free = free_in_heap();
-            if worth_trimming(free, slack) {
-                trim();
-                log::debug!(
-                    "returned free heap memory: {} KiB free before, {} KiB after",
-                    free / 1024,
-                    free_in_heap() / 1024
-                );
+        .spawn(move || {
+            // Free bytes the last trim left (its floor while they last).
+            let mut left = 0;
+            loop {
+                std::thread::sleep(CHECK_EVERY);
+                let free = free_in_heap();
+                left = left.min(free);
+                if worth_trimming(free, slack, left) {
+                    trim();
+                    left = free_in_heap();
+                    log::debug!(
+                        "returned free heap memory: {} KiB free before, {} KiB after",
+                        free / 1024,
+                        left / 1024
+                    );
+                }
             }
         })?;
     Ok(())
@@ -77,9 +86,12 @@ mod tests {
 
     #[test]
     fn trims_only_past_the_slack() {
-        assert!(!worth_trimming(10 << 20, 0), "0 turns it off");
-        assert!(!worth_trimming(8 << 20, 8 << 20));
-        assert!(worth_trimming((8 << 20) + 1, 8 << 20));
+        assert!(!worth_trimming(10 << 20, 0, 0), "0 turns it off");
+        assert!(!worth_trimming(8 << 20, 8 << 20, 0));
+        assert!(worth_trimming((8 << 20) + 1, 8 << 20, 0));
+        // What the last trim could not return does not count again.
+        assert!(!worth_trimming(12 << 20, 8 << 20, 5 << 20));
+        assert!(worth_trimming((13 << 20) + 1, 8 << 20, 5 << 20));
     }
 
     /// The process's resident set in KiB.
