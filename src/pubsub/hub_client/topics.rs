@@ -80,8 +80,14 @@ impl Topic {
     /// below the last seen was delivered already (a replay overlapping
     /// live messages, a resend after a reconnect).
     pub fn fresh(&mut self, epoch: &str, seq: u64) -> bool {
-        match &self.last {
-            Some(l) if l.epoch == epoch && seq <= l.seq => false,
+        match &mut self.last {
+            Some(l) if l.epoch == epoch => {
+                if seq <= l.seq {
+                    return false;
+                }
+                l.seq = seq; // the same epoch: no new string per message
+                true
+            }
             _ => {
                 self.last = Some(Position::new(epoch, seq));
                 true
@@ -112,8 +118,8 @@ impl Topic {
         if self.last.as_ref().is_some_and(|l| l.epoch != epoch) {
             return false; // from before a reset or epoch change
         }
-        match &self.ack_want {
-            Some(w) if w.epoch == epoch && w.seq >= seq => {}
+        match &mut self.ack_want {
+            Some(w) if w.epoch == epoch => w.seq = w.seq.max(seq),
             _ => self.ack_want = Some(Position::new(epoch, seq)),
         }
         self.ack_due()

@@ -133,8 +133,10 @@ pub(super) enum Inbound {
 /// would buffer the message and could not take `data` raw.)
 #[derive(Deserialize)]
 struct Wire<'a> {
-    #[serde(rename = "type")]
-    kind: String,
+    // Borrowed from the text (a type name has no escapes): cloned for the
+    // error messages below at no cost.
+    #[serde(rename = "type", borrow)]
+    kind: std::borrow::Cow<'a, str>,
     id: Option<u64>,
     op: Option<String>,
     topic: Option<String>,
@@ -200,7 +202,7 @@ pub(super) fn parse(text: &str) -> Result<Inbound, String> {
         .map_err(|e| format!("unreadable hub message ({e}): {}", quote(text)))?;
     let kind = w.kind.clone();
     let need = |what: &str| format!("'{kind}' without '{what}': {}", quote(text));
-    match kind.as_str() {
+    match &*kind {
         "welcome" => welcome(w).ok_or_else(|| need("user")),
         "msg" => msg(w).ok_or_else(|| need("topic, seq, epoch, from or data")),
         "ack" => Ok(ack(w).ok_or_else(|| need("topic, seq or epoch"))?),
